@@ -1,0 +1,7 @@
+//! The JobSet controller. A reconcile is observe -> plan -> apply -> status:
+//! `observe` reads the JobSet and its Jobs from the stores, `plan` is a pure
+//! function from what was observed (and the policy verdicts) to actions,
+//! `apply` executes them, and `status` writes the status once, then events.
+#![forbid(unsafe_code)]
+
+pub mod conditions;
