@@ -1,2 +1,16 @@
-//! JobSet v1alpha2 API: types, names and labels, the CRD, defaulting and validation.
+//! JobSet v1alpha2 API: types, names and labels, the CRD, defaulting and
+//! validation. Pure: nothing here talks to a cluster.
 #![forbid(unsafe_code)]
+
+pub mod embedded;
+pub mod spec;
+pub mod status;
+
+pub use embedded::Embedded;
+pub use spec::{
+    ClaimTemplate, Coordinator, DependsOn, DependsOnStatus, FailurePolicy, FailurePolicyAction,
+    FailurePolicyRule, JobSet, JobSetSpec, Network, Operator, ReplicatedJob, RestartStrategy,
+    StartupPolicy, StartupPolicyOrder, SuccessPolicy, VolumeClaimPolicy, VolumeRetentionPolicy,
+    WhenDeleted,
+};
+pub use status::{JobSetStatus, ReplicatedJobStatus};

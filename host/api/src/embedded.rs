@@ -1,0 +1,254 @@
+//! Kubernetes objects embedded in a JobSet (the Job template), kept typed
+//! while preserving fields that this build's Kubernetes types do not know,
+//! so that manifests written for a newer Kubernetes survive a round trip.
+
+use std::ops::{Deref, DerefMut};
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// Prefix of the message of a deserialisation error raised inside an
+/// embedded object; [`crate::parse`] joins the inner path to the outer one.
+pub(crate) const INNER_PATH_MARKER: &str = "\u{1}at ";
+
+/// A typed Kubernetes object plus the fields of its input that the typed
+/// value does not represent (fields from a newer Kubernetes version).
+///
+/// It dereferences to the typed value; serialising writes the typed value
+/// and then adds back every preserved field the typed value does not set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Embedded<T> {
+    value: T,
+    unknown: Option<Value>,
+}
+
+impl<T> Embedded<T> {
+    /// Wraps a typed value with nothing preserved.
+    pub fn new(value: T) -> Self {
+        Self {
+            value,
+            unknown: None,
+        }
+    }
+
+    /// The typed value, dropping any preserved fields.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// Dotted paths (relative to this object) of the preserved fields that
+    /// the typed value does not know, e.g. `spec.template.spec.schedulingGroup`.
+    pub fn unknown_fields(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(u) = &self.unknown {
+            collect_paths(u, String::new(), &mut out);
+        }
+        out
+    }
+}
+
+impl<T> From<T> for Embedded<T> {
+    fn from(value: T) -> Self {
+        Self::new(value)
+    }
+}
+
+impl<T> Deref for Embedded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> DerefMut for Embedded<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+impl<T: Serialize> Serialize for Embedded<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut typed = serde_json::to_value(&self.value).map_err(serde::ser::Error::custom)?;
+        if let Some(u) = &self.unknown {
+            overlay(&mut typed, u);
+        }
+        typed.serialize(serializer)
+    }
+}
+
+impl<'de, T: DeserializeOwned + Serialize> Deserialize<'de> for Embedded<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let input = Value::deserialize(deserializer)?;
+        let value: T = serde_path_to_error::deserialize(&input).map_err(|e| {
+            let path = e.path().to_string();
+            D::Error::custom(format!("{INNER_PATH_MARKER}{path}: {}", e.inner()))
+        })?;
+        let typed = serde_json::to_value(&value).map_err(D::Error::custom)?;
+        let unknown = vanished(&input, &typed);
+        Ok(Self { value, unknown })
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Embedded<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// Whether a value is what Go's `omitempty` leaves out, so its vanishing
+/// on a round trip loses nothing.
+pub(crate) fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
+/// The parts of `input` that are missing from `output`, as a sparse tree:
+/// objects keep only the keys that vanished (or that contain vanished
+/// parts), arrays of equal length are compared element by element (an
+/// element with nothing missing becomes `null`).
+pub(crate) fn vanished(input: &Value, output: &Value) -> Option<Value> {
+    match (input, output) {
+        (Value::Object(i), Value::Object(o)) => {
+            let mut missing = Map::new();
+            for (k, iv) in i {
+                match o.get(k) {
+                    None => {
+                        missing.insert(k.clone(), iv.clone());
+                    }
+                    Some(ov) => {
+                        if let Some(m) = vanished(iv, ov) {
+                            missing.insert(k.clone(), m);
+                        }
+                    }
+                }
+            }
+            (!missing.is_empty()).then_some(Value::Object(missing))
+        }
+        (Value::Array(i), Value::Array(o)) if i.len() == o.len() => {
+            let parts: Vec<Value> = i
+                .iter()
+                .zip(o)
+                .map(|(iv, ov)| vanished(iv, ov).unwrap_or(Value::Null))
+                .collect();
+            parts
+                .iter()
+                .any(|p| !p.is_null())
+                .then_some(Value::Array(parts))
+        }
+        _ => None,
+    }
+}
+
+/// Adds the preserved fields of `extra` to `target` where `target` does not
+/// already set them.
+fn overlay(target: &mut Value, extra: &Value) {
+    match (target, extra) {
+        (Value::Object(t), Value::Object(e)) => {
+            for (k, ev) in e {
+                match t.get_mut(k) {
+                    Some(tv) => overlay(tv, ev),
+                    None => {
+                        t.insert(k.clone(), ev.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(t), Value::Array(e)) => {
+            for (tv, ev) in t.iter_mut().zip(e) {
+                overlay(tv, ev);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Dotted paths of the leaves of a sparse tree built by [`vanished`],
+/// skipping values that Go's `omitempty` would drop anyway.
+pub(crate) fn collect_paths(v: &Value, prefix: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match child {
+                    Value::Object(_) | Value::Array(_) if !is_empty_value(child) => {
+                        collect_leaf_or_descend(child, p, out)
+                    }
+                    _ if is_empty_value(child) => {}
+                    _ => out.push(p),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                collect_paths(child, format!("{prefix}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A vanished object or array is either a whole unknown field (when its
+/// parent key vanished) or a container of vanished parts; both report the
+/// deepest keys, which name the unknown fields precisely enough.
+fn collect_leaf_or_descend(v: &Value, path: String, out: &mut Vec<String>) {
+    let before = out.len();
+    collect_paths(v, path.clone(), out);
+    if out.len() == before {
+        out.push(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Default, Clone)]
+    struct Small {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        a: Option<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<Small>,
+    }
+
+    #[test]
+    fn fields_unknown_to_the_typed_value_survive_a_round_trip() {
+        let input = json!({"a": 1, "newField": {"x": 1}, "items": [{"a": 2}, {"a": 3, "z": true}]});
+        let e: Embedded<Small> = serde_json::from_value(input.clone()).unwrap();
+        assert_eq!(e.a, Some(1));
+        assert_eq!(serde_json::to_value(&e).unwrap(), input);
+        assert_eq!(e.unknown_fields(), vec!["items[1].z", "newField.x"]);
+    }
+
+    #[test]
+    fn typed_changes_win_over_preserved_fields() {
+        let mut e: Embedded<Small> = serde_json::from_value(json!({"a": 1, "b": 2})).unwrap();
+        e.a = Some(5);
+        assert_eq!(serde_json::to_value(&e).unwrap(), json!({"a": 5, "b": 2}));
+    }
+
+    #[test]
+    fn a_wrong_type_inside_reports_the_inner_path() {
+        let err = serde_json::from_value::<Embedded<Small>>(json!({"items": [{"a": "x"}]}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("items[0].a"), "{err}");
+    }
+}
