@@ -2,7 +2,10 @@
 //! validation. Pure: nothing here talks to a cluster.
 #![forbid(unsafe_code)]
 
+pub mod dns;
 pub mod embedded;
+pub mod labels;
+pub mod naming;
 pub mod spec;
 pub mod status;
 

@@ -26,36 +26,11 @@ use crate::status::JobSetStatus;
     derive = "PartialEq",
     derive = "Default",
     doc = "JobSet is the Schema for the jobsets API",
-    printcolumn(
-        name = "TerminalState",
-        type_ = "string",
-        json_path = ".status.terminalState",
-        description = "Final state of JobSet"
-    ),
-    printcolumn(
-        name = "Restarts",
-        type_ = "string",
-        json_path = ".status.restarts",
-        description = "Number of restarts"
-    ),
-    printcolumn(
-        name = "Completed",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Completed\")].status",
-        description = "JobSet Completed"
-    ),
-    printcolumn(
-        name = "Suspended",
-        type_ = "string",
-        json_path = ".spec.suspend",
-        description = "JobSet suspended"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp",
-        description = "Time this JobSet was created"
-    )
+    printcolumn = r#"{"name":"TerminalState","type":"string","jsonPath":".status.terminalState","description":"Final state of JobSet"}"#,
+    printcolumn = r#"{"name":"Restarts","type":"string","jsonPath":".status.restarts","description":"Number of restarts"}"#,
+    printcolumn = r#"{"name":"Completed","type":"string","jsonPath":".status.conditions[?(@.type==\"Completed\")].status","description":"JobSet Completed"}"#,
+    printcolumn = r#"{"name":"Suspended","type":"string","jsonPath":".spec.suspend","description":"JobSet suspended"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp","description":"Time this JobSet was created"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct JobSetSpec {
@@ -82,7 +57,7 @@ pub struct JobSetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordinator: Option<Coordinator>,
     /// The controller responsible for this JobSet; any value other than
-    /// [`crate::naming::JOBSET_CONTROLLER_NAME`] makes this controller skip it.
+    /// [`crate::labels::JOBSET_CONTROLLER_NAME`] makes this controller skip it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_by: Option<String>,
     /// Seconds after Completed/Failed before the JobSet is deleted.
