@@ -5,3 +5,6 @@
 #![forbid(unsafe_code)]
 
 pub mod conditions;
+pub mod error;
+pub mod job_builder;
+pub mod observe;
