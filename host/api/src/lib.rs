@@ -2,6 +2,7 @@
 //! validation. Pure: nothing here talks to a cluster.
 #![forbid(unsafe_code)]
 
+pub mod crd;
 pub mod dns;
 pub mod embedded;
 pub mod labels;
@@ -9,6 +10,7 @@ pub mod naming;
 pub mod spec;
 pub mod status;
 
+pub use crd::{crd, crd_yaml};
 pub use embedded::Embedded;
 pub use spec::{
     ClaimTemplate, Coordinator, DependsOn, DependsOnStatus, FailurePolicy, FailurePolicyAction,

@@ -35,7 +35,8 @@ use crate::status::JobSetStatus;
 #[serde(rename_all = "camelCase")]
 pub struct JobSetSpec {
     /// Groups of identical child Jobs, keyed by name. Immutable, except the
-    /// pod-template fields listed in spec 5.3.
+    /// pod-template labels, annotations, nodeSelector, tolerations and
+    /// schedulingGates while the JobSet is suspended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicated_jobs: Vec<ReplicatedJob>,
     /// Pod DNS and the headless Service. Immutable.
@@ -57,7 +58,7 @@ pub struct JobSetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordinator: Option<Coordinator>,
     /// The controller responsible for this JobSet; any value other than
-    /// [`crate::labels::JOBSET_CONTROLLER_NAME`] makes this controller skip it.
+    /// jobset.sigs.k8s.io/jobset-controller makes this controller skip it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_by: Option<String>,
     /// Seconds after Completed/Failed before the JobSet is deleted.
