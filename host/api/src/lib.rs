@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod defaulting;
 pub mod dns;
 pub mod embedded;
 pub mod labels;
@@ -11,6 +12,7 @@ pub mod spec;
 pub mod status;
 
 pub use crd::{crd, crd_yaml};
+pub use defaulting::default_jobset;
 pub use embedded::Embedded;
 pub use spec::{
     ClaimTemplate, Coordinator, DependsOn, DependsOnStatus, FailurePolicy, FailurePolicyAction,
