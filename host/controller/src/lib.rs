@@ -4,7 +4,17 @@
 //! `apply` executes them, and `status` writes the status once, then events.
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod conditions;
+mod creation;
 pub mod error;
 pub mod job_builder;
 pub mod observe;
+mod outcome;
+pub mod placement;
+pub mod plan;
+pub mod policy;
+pub mod resources;
+pub mod snapshot;
+pub mod suspend;
+mod ttl;

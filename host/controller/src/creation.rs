@@ -1,0 +1,135 @@
+//! Which Jobs are created in this reconcile (spec 4.4, 4.5): the replicated
+//! jobs the startup verdict lets start, their missing indexes (a Job waits
+//! until its namesake of an earlier attempt is gone; BlockingRecreate waits
+//! for all of them), placed by the placement verdict.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jobset_api::RestartStrategy;
+use k8s_openapi::api::batch::v1::Job;
+
+use crate::actions::{Action, Waiting};
+use crate::job_builder::build_job;
+use crate::observe::Buckets;
+use crate::placement::{apply_pin, domains, pending_job};
+use crate::plan::Planner;
+use crate::policy::{Decided, Policies, PolicyFailure, Slot, records as p};
+
+fn blocking_recreate(planner: &Planner<'_>) -> bool {
+    planner
+        .inputs
+        .jobset
+        .spec
+        .failure_policy
+        .as_ref()
+        .is_some_and(|f| f.restart_strategy() == RestartStrategy::BlockingRecreate)
+}
+
+/// Plans the creation of missing Jobs; returns false when a plugin failed.
+pub(crate) fn plan_creation(
+    planner: &mut Planner<'_>,
+    buckets: &Buckets<'_>,
+    snap: &p::Snapshot,
+    startup: &Decided<p::StartupVerdict>,
+    policies: &dyn Policies,
+) -> bool {
+    let js = planner.inputs.jobset;
+    for name in startup.verdict.create.iter().chain(&startup.verdict.resume) {
+        if js.spec.replicated_job(name).is_none() {
+            planner.policy_failed(&PolicyFailure {
+                slot: Slot::Startup,
+                plugin: startup.plugin.clone(),
+                message: format!(
+                    "invalid verdict: {name:?} is not a replicated job of this JobSet"
+                ),
+            });
+            return false;
+        }
+    }
+    if !buckets.previous.is_empty() && blocking_recreate(planner) {
+        return true;
+    }
+    let present: BTreeSet<&str> = buckets
+        .all()
+        .filter_map(|j| j.metadata.name.as_deref())
+        .collect();
+    let mut to_create: Vec<(Job, p::PendingJob)> = Vec::new();
+    for rjob in &js.spec.replicated_jobs {
+        if !startup.verdict.create.contains(&rjob.name) {
+            continue;
+        }
+        for index in 0..rjob.replicas() {
+            let job = build_job(js, rjob, index);
+            let exists = job
+                .metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| present.contains(n));
+            if !exists {
+                let pending = pending_job(&job, &rjob.name, index);
+                to_create.push((job, pending));
+            }
+        }
+    }
+    if to_create.is_empty() {
+        return true;
+    }
+    let keys: BTreeSet<String> = to_create
+        .iter()
+        .filter_map(|(_, p)| p.exclusive_topology.clone())
+        .collect();
+    let request = p::PlacementRequest {
+        jobs: to_create.iter().map(|(_, p)| p.clone()).collect(),
+        domains: domains(planner.inputs.nodes, planner.inputs.occupants, &keys),
+    };
+    let placed = match policies.placement(js, snap, &request) {
+        Ok(d) => d,
+        Err(f) => {
+            planner.policy_failed(&f);
+            return false;
+        }
+    };
+    let mut verdicts: BTreeMap<&str, &p::Placement> = BTreeMap::new();
+    for jp in &placed.verdict {
+        if !request.jobs.iter().any(|j| j.name == jp.job) {
+            planner.policy_failed(&PolicyFailure {
+                slot: Slot::Placement,
+                plugin: placed.plugin.clone(),
+                message: format!(
+                    "invalid verdict: {:?} is not a Job about to be created",
+                    jp.job
+                ),
+            });
+            return false;
+        }
+        verdicts.insert(jp.job.as_str(), &jp.placement);
+    }
+    let mut jobs = Vec::new();
+    for (mut job, pending) in to_create {
+        match verdicts.get(pending.name.as_str()) {
+            Some(p::Placement::Wait(reason)) => {
+                planner.plan.waiting.push(Waiting {
+                    job: pending.name.clone(),
+                    reason: format!("{reason} (policy {})", placed.plugin),
+                });
+                planner.requeue(crate::plan::POLICY_RETRY);
+            }
+            Some(p::Placement::Pin(pin)) => {
+                apply_pin(&mut job, pin);
+                jobs.push(job);
+            }
+            Some(p::Placement::Unchanged) | None => jobs.push(job),
+        }
+    }
+    if !planner.plan.waiting.is_empty() {
+        planner.plan.decisions.push(format!(
+            "placement by {}: {} Job(s) wait for a free domain",
+            placed.plugin,
+            planner.plan.waiting.len()
+        ));
+    }
+    if !jobs.is_empty() {
+        planner.plan.actions.push(Action::CreateJobs(jobs));
+    }
+    true
+}

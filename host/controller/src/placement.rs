@@ -1,0 +1,288 @@
+//! Placement inputs and outputs: the cluster's topology domains (from a
+//! projection of Nodes), which domains exclusive Jobs already hold (from
+//! the Jobs' own pins, so no pod is ever read), and how a placement
+//! verdict is written into a Job's pod template. Pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jobset_api::labels::{EXCLUSIVE_KEY, JOB_KEY, NODE_SELECTOR_STRATEGY_KEY};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Toleration,
+};
+
+use crate::observe::finished_condition;
+use crate::policy::records as p;
+
+/// What the controller keeps of a Node: no spec, no status beyond readiness.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub ready: bool,
+}
+
+/// An exclusive Job holding one topology domain.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Occupant {
+    pub topology_key: String,
+    pub value: String,
+    pub job_key: String,
+    pub priority: Option<i32>,
+}
+
+fn annotation<'j>(job: &'j Job, key: &str) -> Option<&'j str> {
+    job.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+/// The domain a Job holds: it is exclusive on key T and pinned to a value
+/// of T, and it has not finished (a Job being deleted still holds its
+/// domain until it is gone, so attempts never overlap on one domain).
+pub fn occupant_of(job: &Job) -> Option<Occupant> {
+    if finished_condition(job).is_some() && job.metadata.deletion_timestamp.is_none() {
+        return None;
+    }
+    let key = annotation(job, EXCLUSIVE_KEY)?;
+    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
+    let value = pod.node_selector.as_ref()?.get(key)?;
+    Some(Occupant {
+        topology_key: key.to_string(),
+        value: value.clone(),
+        job_key: job.metadata.labels.as_ref()?.get(JOB_KEY)?.clone(),
+        priority: pod.priority,
+    })
+}
+
+/// The domains of every topology key in `keys`, with their node counts and
+/// occupants, sorted by key then value.
+pub fn domains(
+    nodes: &[NodeInfo],
+    occupants: &[Occupant],
+    keys: &BTreeSet<String>,
+) -> Vec<p::TopologyDomain> {
+    let mut out: BTreeMap<(String, String), p::TopologyDomain> = BTreeMap::new();
+    for node in nodes {
+        for key in keys {
+            let Some(value) = node.labels.get(key) else {
+                continue;
+            };
+            let d = out
+                .entry((key.clone(), value.clone()))
+                .or_insert_with(|| p::TopologyDomain {
+                    topology_key: key.clone(),
+                    value: value.clone(),
+                    nodes: 0,
+                    ready_nodes: 0,
+                    occupied_by: vec![],
+                });
+            d.nodes += 1;
+            if node.ready {
+                d.ready_nodes += 1;
+            }
+        }
+    }
+    for o in occupants {
+        if let Some(d) = out.get_mut(&(o.topology_key.clone(), o.value.clone())) {
+            if !d.occupied_by.iter().any(|x| x.job_key == o.job_key) {
+                d.occupied_by.push(p::Occupant {
+                    job_key: o.job_key.clone(),
+                    priority: o.priority,
+                });
+            }
+        }
+    }
+    out.into_values().collect()
+}
+
+/// The placement record of a Job about to be created.
+pub fn pending_job(job: &Job, rjob: &str, index: i32) -> p::PendingJob {
+    let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let parallelism = job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(1);
+    p::PendingJob {
+        name: job.metadata.name.clone().unwrap_or_default(),
+        replicated_job: rjob.to_string(),
+        job_index: index,
+        job_key: job
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(JOB_KEY))
+            .cloned()
+            .unwrap_or_default(),
+        exclusive_topology: annotation(job, EXCLUSIVE_KEY).map(str::to_string),
+        node_selector_strategy: annotation(job, NODE_SELECTOR_STRATEGY_KEY).is_some(),
+        priority: pod.and_then(|p| p.priority),
+        pods: parallelism,
+    }
+}
+
+/// Writes a pin into the Job's pod template: node selector entries win over
+/// the template's, tolerations and node-affinity requirements are added
+/// (required terms are ANDed into every existing term).
+pub fn apply_pin(job: &mut Job, pin: &p::Pin) {
+    let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else {
+        return;
+    };
+    if !pin.node_selector.is_empty() {
+        let sel = pod.node_selector.get_or_insert_with(BTreeMap::new);
+        for kv in &pin.node_selector {
+            sel.insert(kv.key.clone(), kv.value.clone());
+        }
+    }
+    if !pin.tolerations.is_empty() {
+        let tols = pod.tolerations.get_or_insert_with(Vec::new);
+        for t in &pin.tolerations {
+            let tol = Toleration {
+                key: Some(t.key.clone()),
+                operator: Some(t.operator.clone()),
+                value: t.value.clone(),
+                effect: t.effect.clone(),
+                toleration_seconds: None,
+            };
+            if !tols.contains(&tol) {
+                tols.push(tol);
+            }
+        }
+    }
+    if !pin.required_node_affinity.is_empty() {
+        let reqs: Vec<NodeSelectorRequirement> = pin
+            .required_node_affinity
+            .iter()
+            .map(|r| NodeSelectorRequirement {
+                key: r.key.clone(),
+                operator: r.operator.clone(),
+                values: Some(r.values.clone()),
+            })
+            .collect();
+        let affinity = pod.affinity.get_or_insert_with(Affinity::default);
+        let node = affinity
+            .node_affinity
+            .get_or_insert_with(NodeAffinity::default);
+        let required = node
+            .required_during_scheduling_ignored_during_execution
+            .get_or_insert_with(|| NodeSelector {
+                node_selector_terms: vec![],
+            });
+        if required.node_selector_terms.is_empty() {
+            required
+                .node_selector_terms
+                .push(NodeSelectorTerm::default());
+        }
+        for term in &mut required.node_selector_terms {
+            term.match_expressions
+                .get_or_insert_with(Vec::new)
+                .extend(reqs.iter().cloned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::batch::v1::{JobSpec, JobStatus};
+    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn node(name: &str, pool: &str, ready: bool) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            labels: [("pool".to_string(), pool.to_string())].into(),
+            ready,
+        }
+    }
+
+    fn exclusive_job(key: &str, pinned: Option<&str>) -> Job {
+        Job {
+            metadata: ObjectMeta {
+                name: Some(key.into()),
+                labels: Some([(JOB_KEY.to_string(), key.to_string())].into()),
+                annotations: Some([(EXCLUSIVE_KEY.to_string(), "pool".to_string())].into()),
+                ..Default::default()
+            },
+            spec: Some(JobSpec {
+                template: PodTemplateSpec {
+                    metadata: None,
+                    spec: Some(PodSpec {
+                        node_selector: pinned.map(|v| [("pool".to_string(), v.to_string())].into()),
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn domains_count_nodes_and_list_the_jobs_that_hold_them() {
+        let nodes = [
+            node("a1", "a", true),
+            node("a2", "a", false),
+            node("b1", "b", true),
+        ];
+        let occ = [occupant_of(&exclusive_job("k1", Some("a"))).unwrap()];
+        let d = domains(&nodes, &occ, &["pool".to_string()].into());
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            (d[0].value.as_str(), d[0].nodes, d[0].ready_nodes),
+            ("a", 2, 1)
+        );
+        assert_eq!(d[0].occupied_by[0].job_key, "k1");
+        assert!(d[1].occupied_by.is_empty());
+    }
+
+    #[test]
+    fn an_unpinned_or_finished_job_holds_no_domain() {
+        assert!(occupant_of(&exclusive_job("k", None)).is_none());
+        let mut done = exclusive_job("k", Some("a"));
+        done.status = Some(JobStatus {
+            conditions: Some(vec![k8s_openapi::api::batch::v1::JobCondition {
+                type_: "Complete".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        assert!(occupant_of(&done).is_none());
+    }
+
+    #[test]
+    fn a_pin_adds_selector_toleration_and_affinity() {
+        let mut job = exclusive_job("k", None);
+        let pin = p::Pin {
+            node_selector: vec![p::KeyValue {
+                key: "pool".into(),
+                value: "b".into(),
+            }],
+            tolerations: vec![p::Toleration {
+                key: "t".into(),
+                operator: "Exists".into(),
+                value: None,
+                effect: Some("NoSchedule".into()),
+            }],
+            required_node_affinity: vec![p::NodeRequirement {
+                key: "zone".into(),
+                operator: "In".into(),
+                values: vec!["z1".into()],
+            }],
+        };
+        apply_pin(&mut job, &pin);
+        apply_pin(&mut job, &pin);
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.node_selector.unwrap()["pool"], "b");
+        assert_eq!(pod.tolerations.unwrap().len(), 1);
+        let terms = pod
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms;
+        assert_eq!(terms[0].match_expressions.as_ref().unwrap()[0].key, "zone");
+    }
+}

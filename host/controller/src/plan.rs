@@ -1,0 +1,337 @@
+//! Plan: the pure heart of a reconcile (spec 4.1). From the observed
+//! JobSet, its Jobs and the cluster's topology, plus the verdicts of the
+//! policy plugins, it computes the API actions, the new status, the events
+//! to emit after the status write, and when to look again. It never calls
+//! the API; the policy plugins are called here and only here.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jobset_api::labels::JOBSET_CONTROLLER_NAME;
+use jobset_api::status::{TERMINAL_STATE_COMPLETED, TERMINAL_STATE_FAILED};
+use jobset_api::{JobSet, JobSetStatus};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::actions::{Action, EventSpec, Terminal, Waiting};
+use crate::conditions::{DesiredCondition, EventType, is_true, set_condition, types};
+use crate::error::ControllerError;
+use crate::observe::{Buckets, bucket_jobs, replicated_jobs_status, same_replicated_jobs_status};
+use crate::placement::{NodeInfo, Occupant};
+use crate::policy::{Policies, PolicyFailure, records as p};
+use crate::{creation, outcome, resources, snapshot, suspend, ttl};
+
+/// How long a decision held by a failed plugin waits before it is retried.
+pub const POLICY_RETRY: Duration = Duration::from_secs(5);
+
+/// Everything a reconcile observed.
+#[derive(Clone, Copy)]
+pub struct Inputs<'a> {
+    pub jobset: &'a JobSet,
+    /// The Jobs whose controller owner is this JobSet (by UID).
+    pub jobs: &'a [Job],
+    pub service_exists: bool,
+    /// Names of the PVCs that exist in the JobSet's namespace.
+    pub existing_pvcs: &'a BTreeSet<String>,
+    pub nodes: &'a [NodeInfo],
+    /// Domains held by exclusive Jobs anywhere in the cluster.
+    pub occupants: &'a [Occupant],
+    pub now: Timestamp,
+    /// Feature gates that are on, by upstream name.
+    pub feature_gates: &'a [String],
+}
+
+/// What a reconcile does.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// API actions, in order.
+    pub actions: Vec<Action>,
+    /// The new status, when it differs from the stored one.
+    pub status: Option<JobSetStatus>,
+    /// Events to emit once the status write succeeded.
+    pub events: Vec<EventSpec>,
+    /// A terminal transition, for the metrics.
+    pub terminal: Option<Terminal>,
+    /// When to reconcile again even if nothing changes.
+    pub requeue_after: Option<Duration>,
+    /// Jobs that could not be created yet, and why.
+    pub waiting: Vec<Waiting>,
+    /// The decisions taken, `slot by plugin: what`, for logs and `jobset run`.
+    pub decisions: Vec<String>,
+}
+
+/// The state a plan builds up.
+pub(crate) struct Planner<'a> {
+    pub inputs: Inputs<'a>,
+    pub status: JobSetStatus,
+    pub plan: Plan,
+    pub generation: Option<i64>,
+}
+
+impl Planner<'_> {
+    pub(crate) fn condition(&mut self, c: DesiredCondition) {
+        if set_condition(
+            &mut self.status.conditions,
+            &c,
+            self.generation,
+            self.inputs.now,
+        ) {
+            self.plan.events.push(EventSpec {
+                type_: c.event,
+                reason: c.reason,
+                message: c.message,
+            });
+        }
+    }
+
+    pub(crate) fn requeue(&mut self, after: Duration) {
+        self.plan.requeue_after = Some(match self.plan.requeue_after {
+            Some(d) => d.min(after),
+            None => after,
+        });
+    }
+
+    /// Holds a decision whose plugin failed: `PolicyFailed=True` naming the
+    /// plugin, slot and error, and a retry.
+    pub(crate) fn policy_failed(&mut self, f: &PolicyFailure) {
+        let slot = f.slot.to_string();
+        let mut reason = slot[..1].to_uppercase();
+        reason.push_str(&slot[1..]);
+        reason.push_str("PluginFailed");
+        self.condition(DesiredCondition::true_(
+            types::POLICY_FAILED,
+            reason,
+            f.to_string(),
+            EventType::Warning,
+        ));
+        self.plan
+            .decisions
+            .push(format!("{} by {}: failed: {}", f.slot, f.plugin, f.message));
+        self.requeue(POLICY_RETRY);
+    }
+
+    pub(crate) fn finish(&mut self, state: &str, terminal: Terminal) {
+        self.status.terminal_state = state.to_string();
+        self.plan.terminal = Some(terminal);
+    }
+}
+
+fn is_finished(js: &JobSet) -> bool {
+    js.status.as_ref().is_some_and(|s| {
+        is_true(&s.conditions, types::COMPLETED) || is_true(&s.conditions, types::FAILED)
+    })
+}
+
+fn undeleted_names(jobs: &[&Job]) -> Vec<String> {
+    jobs.iter()
+        .filter(|j| j.metadata.deletion_timestamp.is_none())
+        .filter_map(|j| j.metadata.name.clone())
+        .collect()
+}
+
+/// Computes the plan of one reconcile.
+pub fn plan(inputs: Inputs<'_>, policies: &dyn Policies) -> Result<Plan, ControllerError> {
+    let js = inputs.jobset;
+    if js.metadata.deletion_timestamp.is_some() {
+        return Ok(Plan::default());
+    }
+    if js
+        .spec
+        .managed_by
+        .as_deref()
+        .is_some_and(|m| m != JOBSET_CONTROLLER_NAME)
+    {
+        return Ok(Plan::default());
+    }
+    let buckets = bucket_jobs(js, inputs.jobs)?;
+    let stored = js.status.clone().unwrap_or_default();
+    let mut planner = Planner {
+        inputs,
+        status: stored.clone(),
+        plan: Plan::default(),
+        generation: js.metadata.generation,
+    };
+    let counts = replicated_jobs_status(js, &buckets);
+    if !same_replicated_jobs_status(&counts, &stored.replicated_jobs_status) {
+        planner.status.replicated_jobs_status = counts.clone();
+    }
+
+    if is_finished(js) {
+        let active = undeleted_names(&buckets.active);
+        if !active.is_empty() {
+            planner.plan.actions.push(Action::DeleteJobs(active));
+        }
+        ttl::plan_ttl(&mut planner)?;
+        return Ok(finalize(planner, &stored));
+    }
+
+    let previous = undeleted_names(&buckets.previous);
+    if !previous.is_empty() {
+        planner.plan.actions.push(Action::DeleteJobs(previous));
+    }
+
+    let suspended = js.spec.is_suspended();
+    let replicas: i64 = js
+        .spec
+        .replicated_jobs
+        .iter()
+        .map(|r| i64::from(r.replicas()))
+        .sum();
+    let ready: i64 = counts
+        .iter()
+        .map(|c| i64::from(c.ready + c.succeeded))
+        .sum();
+    if !suspended && ready == replicas {
+        planner.condition(DesiredCondition::false_(
+            types::RESTARTING,
+            "JobsReady",
+            "all jobs are ready",
+        ));
+    }
+
+    let snap = snapshot::build(js, &buckets, &counts, inputs.now, inputs.feature_gates);
+    let mut plugins_ok = true;
+    if !buckets.failed.is_empty() || !buckets.successful.is_empty() {
+        match policies.outcome(js, &snap) {
+            Err(f) => {
+                planner.policy_failed(&f);
+                return Ok(finalize(planner, &stored));
+            }
+            Ok(decided) => {
+                if outcome::apply_outcome(&mut planner, &snap, &decided) {
+                    return Ok(finalize(planner, &stored));
+                }
+            }
+        }
+    }
+
+    if crate::job_builder::dns_hostnames_enabled(js) && !inputs.service_exists {
+        planner.plan.actions.push(Action::CreateService(Box::new(
+            resources::headless_service(js),
+        )));
+    }
+    let missing_pvcs: Vec<_> = resources::claims(js)
+        .into_iter()
+        .filter(|c| {
+            c.metadata
+                .name
+                .as_ref()
+                .is_some_and(|n| !inputs.existing_pvcs.contains(n))
+        })
+        .collect();
+    if !missing_pvcs.is_empty() {
+        planner.plan.actions.push(Action::CreatePvcs(missing_pvcs));
+    }
+
+    let startup = match policies.startup(js, &snap) {
+        Ok(d) => Some(d),
+        Err(f) => {
+            planner.policy_failed(&f);
+            plugins_ok = false;
+            None
+        }
+    };
+    if let Some(decided) = &startup {
+        plugins_ok &= creation::plan_creation(&mut planner, &buckets, &snap, decided, policies);
+    }
+    plan_suspend_resume(&mut planner, &buckets, startup.as_ref().map(|d| &d.verdict));
+    if let Some(decided) = &startup {
+        if !suspended {
+            match decided.verdict.in_order {
+                p::InOrderCondition::InProgress => planner.condition(DesiredCondition::true_(
+                    types::STARTUP_IN_PROGRESS,
+                    "InOrderStartupPolicyInProgress",
+                    "in order startup policy is in progress",
+                    EventType::Normal,
+                )),
+                p::InOrderCondition::Completed => planner.condition(DesiredCondition::true_(
+                    types::STARTUP_COMPLETED,
+                    "InOrderStartupPolicyCompleted",
+                    "in order startup policy has completed",
+                    EventType::Normal,
+                )),
+                p::InOrderCondition::None => {}
+            }
+        }
+    }
+    if plugins_ok {
+        planner.condition(DesiredCondition::false_(
+            types::POLICY_FAILED,
+            "PolicySucceeded",
+            "the policy plugins decided",
+        ));
+    }
+    Ok(finalize(planner, &stored))
+}
+
+/// Suspends every running Job of a suspended JobSet; resumes the Jobs of
+/// the replicated jobs the startup verdict lets resume otherwise.
+fn plan_suspend_resume(
+    planner: &mut Planner<'_>,
+    buckets: &Buckets<'_>,
+    verdict: Option<&p::StartupVerdict>,
+) {
+    let js = planner.inputs.jobset;
+    if js.spec.is_suspended() {
+        let to_suspend: Vec<String> = buckets
+            .active
+            .iter()
+            .filter(|j| !suspend::is_suspended(j))
+            .filter_map(|j| j.metadata.name.clone())
+            .collect();
+        if !to_suspend.is_empty() {
+            planner.plan.actions.push(Action::SuspendJobs(to_suspend));
+        }
+        planner.condition(DesiredCondition::true_(
+            types::SUSPENDED,
+            "SuspendedJobs",
+            "jobset is suspended",
+            EventType::Normal,
+        ));
+        planner.condition(DesiredCondition::false_(
+            types::RESTARTING,
+            "JobSetSuspended",
+            "jobset is suspended",
+        ));
+        return;
+    }
+    let Some(verdict) = verdict else { return };
+    for rjob in &js.spec.replicated_jobs {
+        if !verdict.resume.contains(&rjob.name) {
+            continue;
+        }
+        for job in &buckets.active {
+            let of_rjob = job
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(jobset_api::labels::REPLICATED_JOB_NAME_KEY))
+                .is_some_and(|n| *n == rjob.name);
+            if of_rjob && suspend::is_suspended(job) {
+                planner.plan.actions.push(Action::ResumeJob {
+                    job: Box::new(suspend::resumed(job, rjob)),
+                    clear_start_time: suspend::needs_start_time_cleared(job),
+                });
+            }
+        }
+    }
+    if verdict.in_order != p::InOrderCondition::InProgress {
+        planner.condition(DesiredCondition::false_(
+            types::SUSPENDED,
+            "ResumeJobs",
+            "jobset is resumed",
+        ));
+    }
+}
+
+/// Keeps the status only when it changed.
+fn finalize(mut planner: Planner<'_>, stored: &JobSetStatus) -> Plan {
+    if planner.status != *stored {
+        planner.plan.status = Some(planner.status);
+    }
+    planner.plan
+}
+
+/// The terminal states, for callers that set them.
+pub(crate) const COMPLETED: &str = TERMINAL_STATE_COMPLETED;
+pub(crate) const FAILED: &str = TERMINAL_STATE_FAILED;
