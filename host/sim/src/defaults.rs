@@ -1,0 +1,173 @@
+//! Server-side defaults for built-in kinds: what a real API server fills in
+//! on create (pod phase, Job selector and labels, namespace status, CRD
+//! status conditions), so clients see the same shapes.
+
+use serde_json::{Value, json};
+
+use crate::read::meta;
+use crate::registry::ResourceInfo;
+
+fn default(obj: &mut Value, pointer: &str, v: Value) {
+    let mut cur = obj;
+    let parts: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            return;
+        }
+        if i + 1 == parts.len() {
+            if cur.get(*p).is_none_or(Value::is_null) {
+                cur[*p] = v;
+            }
+            return;
+        }
+        if cur.get(*p).is_none() {
+            cur[*p] = json!({});
+        }
+        cur = &mut cur[*p];
+    }
+}
+
+fn pod_spec(spec: &mut Value) {
+    default(spec, "/restartPolicy", json!("Always"));
+    default(spec, "/dnsPolicy", json!("ClusterFirst"));
+    default(spec, "/schedulerName", json!("default-scheduler"));
+    default(spec, "/terminationGracePeriodSeconds", json!(30));
+    default(spec, "/securityContext", json!({}));
+    if let Some(cs) = spec.get_mut("containers").and_then(Value::as_array_mut) {
+        for c in cs {
+            default(c, "/terminationMessagePath", json!("/dev/termination-log"));
+            default(c, "/terminationMessagePolicy", json!("File"));
+            default(c, "/imagePullPolicy", json!("IfNotPresent"));
+        }
+    }
+}
+
+/// Defaults applied when an object is created.
+pub fn on_create(info: &ResourceInfo, obj: &mut Value) {
+    match (info.group.as_str(), info.kind.as_str()) {
+        ("", "Pod") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                pod_spec(spec);
+            }
+            obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        }
+        ("", "Namespace") => {
+            let name = meta(obj, "name").to_string();
+            default(obj, "/metadata/labels", json!({}));
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            obj["status"] = json!({"phase": "Active"});
+        }
+        ("batch", "Job") => job(obj),
+        _ => {}
+    }
+    on_update(info, obj);
+}
+
+fn job(obj: &mut Value) {
+    let uid = meta(obj, "uid").to_string();
+    let name = meta(obj, "name").to_string();
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    let completions_set = spec.get("completions").is_some_and(|c| !c.is_null());
+    if !completions_set && spec.get("parallelism").is_none_or(Value::is_null) {
+        spec["completions"] = json!(1);
+    }
+    default(spec, "/parallelism", json!(1));
+    default(spec, "/backoffLimit", json!(6));
+    default(spec, "/completionMode", json!("NonIndexed"));
+    default(spec, "/suspend", json!(false));
+    default(spec, "/manualSelector", Value::Null);
+    if let Some(m) = spec.as_object_mut() {
+        if m.get("manualSelector").is_some_and(Value::is_null) {
+            m.remove("manualSelector");
+        }
+    }
+    if spec.get("podReplacementPolicy").is_none() && spec.get("podFailurePolicy").is_none() {
+        spec["podReplacementPolicy"] = json!("TerminatingOrFailed");
+    }
+    if spec.pointer("/manualSelector") != Some(&json!(true)) {
+        spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        let labels = json!({
+            "batch.kubernetes.io/controller-uid": uid, "controller-uid": uid,
+            "batch.kubernetes.io/job-name": name, "job-name": name,
+        });
+        default(spec, "/template/metadata/labels", json!({}));
+        if let (Some(l), Some(add)) = (
+            spec.pointer_mut("/template/metadata/labels")
+                .and_then(Value::as_object_mut),
+            labels.as_object(),
+        ) {
+            for (k, v) in add {
+                l.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(ps) = spec.pointer_mut("/template/spec") {
+        pod_spec(ps);
+    }
+}
+
+/// Defaults refreshed on every write (CRD status follows its spec).
+pub fn on_update(info: &ResourceInfo, obj: &mut Value) {
+    if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
+        let names = obj.pointer("/spec/names").cloned().unwrap_or_default();
+        let stored: Vec<Value> = obj
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+            .filter_map(|v| v.get("name").cloned())
+            .collect();
+        let t = obj
+            .pointer("/metadata/creationTimestamp")
+            .cloned()
+            .unwrap_or_default();
+        obj["status"] = json!({
+            "acceptedNames": names,
+            "storedVersions": stored,
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": t},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": t}
+            ]
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+
+    #[test]
+    fn a_new_job_gets_its_selector_labels_and_counters_defaulted() {
+        let info = Registry::with_builtins()
+            .get("batch", "v1", "jobs")
+            .unwrap();
+        let mut j = json!({"metadata": {"name": "pi", "uid": "u"}, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}});
+        on_create(&info, &mut j);
+        assert_eq!(j["spec"]["completions"], 1);
+        assert_eq!(j["spec"]["backoffLimit"], 6);
+        assert_eq!(
+            j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u"
+        );
+        assert_eq!(
+            j["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "pi"
+        );
+    }
+
+    #[test]
+    fn a_job_with_only_parallelism_keeps_completions_unset() {
+        let info = Registry::with_builtins()
+            .get("batch", "v1", "jobs")
+            .unwrap();
+        let mut j = json!({"metadata": {"name": "w", "uid": "u"}, "spec": {"parallelism": 3, "template": {}}});
+        on_create(&info, &mut j);
+        assert!(j["spec"].get("completions").is_none());
+        assert_eq!(j["spec"]["parallelism"], 3);
+    }
+}
