@@ -1,0 +1,415 @@
+//! kubectl (the real binary) against the simulator on loopback: CRDs and
+//! custom resources with client-side and server-side apply, printer columns,
+//! wait, status patches, stale replaces, foreground deletion and `get -w`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use jobset_sim::{Sim, SimConfig, write_kubeconfig};
+
+struct Cluster {
+    _rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+fn start() -> Cluster {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let addr = rt.block_on(async {
+        let sim = Sim::new(SimConfig::default());
+        sim.serve("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("serve")
+    });
+    write_kubeconfig(&kubeconfig, addr, None).expect("kubeconfig");
+    Cluster {
+        _rt: rt,
+        dir,
+        kubeconfig,
+    }
+}
+
+impl Cluster {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .env("KUBECACHEDIR", self.dir.path().join("cache"));
+        c
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = self.command(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("kubectl runs");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+}
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.io
+spec:
+  group: example.io
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, default: 3}
+              color: {type: string}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+"#;
+
+fn configmap(name: &str, data: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  {data}\n")
+}
+
+fn widget(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: example.io/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n  color: blue\n{extra}"
+    )
+}
+
+#[test]
+fn kubectl_applies_a_crd_then_custom_resources_and_prints_their_columns() {
+    let c = start();
+    assert!(c.ok(&["apply", "-f", "-"], Some(CRD)).contains("created"));
+    c.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.example.io",
+            "--timeout=20s",
+        ],
+        None,
+    );
+    assert!(
+        c.ok(&["apply", "-f", "-"], Some(&widget("client", "")))
+            .contains("widget.example.io/client created")
+    );
+    let again = c.ok(
+        &["apply", "-f", "-"],
+        Some(&widget("client", "  size: 7\n")),
+    );
+    assert!(again.contains("configured"), "{again}");
+    let ssa = c.ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&widget("server", "  size: 5\n")),
+    );
+    assert!(ssa.contains("serverside-applied"), "{ssa}");
+    let table = c.ok(&["get", "widgets"], None);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].contains("NAME")
+            && lines[0].contains("SIZE")
+            && lines[0].contains("READY")
+            && lines[0].contains("AGE"),
+        "{table}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("client") && l.contains(" 7 ")),
+        "{table}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("server") && l.contains(" 5 ")),
+        "{table}"
+    );
+    // Schema defaults and the short name.
+    c.ok(&["apply", "-f", "-"], Some(&widget("defaulted", "")));
+    let size = c.ok(
+        &["get", "wd", "defaulted", "-o", "jsonpath={.spec.size}"],
+        None,
+    );
+    assert_eq!(size, "3");
+    // Unknown fields are rejected under kubectl's default strict validation.
+    let err = c.fails(
+        &["apply", "-f", "-"],
+        Some(&widget("strict", "  bogus: 1\n")),
+    );
+    assert!(err.contains("unknown field \"spec.bogus\""), "{err}");
+}
+
+#[test]
+fn kubectl_waits_for_a_condition_set_through_the_status_subresource() {
+    let c = start();
+    c.ok(&["apply", "-f", "-"], Some(CRD));
+    c.ok(&["apply", "-f", "-"], Some(&widget("w", "")));
+    let wait = c
+        .command(&["wait", "--for=condition=Ready", "widget/w", "--timeout=30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl wait");
+    std::thread::sleep(Duration::from_millis(700));
+    let patch = r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#;
+    c.ok(
+        &[
+            "patch",
+            "widget",
+            "w",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            patch,
+        ],
+        None,
+    );
+    let out = wait.wait_with_output().expect("wait output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("condition met"));
+    // The main endpoint ignores status; the status endpoint changed only status.
+    let ready = c.ok(
+        &[
+            "get",
+            "widget",
+            "w",
+            "-o",
+            "jsonpath={.status.conditions[0].status}",
+        ],
+        None,
+    );
+    assert_eq!(ready, "True");
+    assert!(
+        c.ok(&["get", "widgets"], None)
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("True"))
+    );
+}
+
+#[test]
+fn kubectl_replace_with_a_stale_resource_version_gets_409() {
+    let c = start();
+    c.ok(&["apply", "-f", "-"], Some(&configmap("cfg", "a: '1'")));
+    let stale = c.ok(&["get", "configmap", "cfg", "-o", "yaml"], None);
+    c.ok(
+        &[
+            "patch",
+            "configmap",
+            "cfg",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"a":"2"}}"#,
+        ],
+        None,
+    );
+    let err = c.fails(&["replace", "-f", "-"], Some(&stale));
+    assert!(
+        err.contains("Conflict") && err.contains("the object has been modified"),
+        "{err}"
+    );
+    let err = c.fails(&["get", "configmap", "missing"], None);
+    assert!(err.contains("configmaps \"missing\" not found"), "{err}");
+}
+
+#[test]
+fn kubectl_foreground_deletion_removes_dependents_first() {
+    let c = start();
+    c.ok(&["apply", "-f", "-"], Some(&configmap("owner", "a: '1'")));
+    let uid = c.ok(
+        &[
+            "get",
+            "configmap",
+            "owner",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+        None,
+    );
+    let dep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dependent\n  finalizers: [example.io/hold]\n  ownerReferences:\n  - {{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}, blockOwnerDeletion: true}}\n"
+    );
+    c.ok(&["apply", "-f", "-"], Some(&dep));
+    c.ok(
+        &[
+            "delete",
+            "configmap",
+            "owner",
+            "--cascade=foreground",
+            "--wait=false",
+        ],
+        None,
+    );
+    // The owner waits for its blocking dependent, which is being deleted.
+    let owner_fin = c.ok(
+        &[
+            "get",
+            "configmap",
+            "owner",
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+        None,
+    );
+    assert!(owner_fin.contains("foregroundDeletion"), "{owner_fin}");
+    let dep_ts = c.ok(
+        &[
+            "get",
+            "configmap",
+            "dependent",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ],
+        None,
+    );
+    assert!(!dep_ts.is_empty());
+    // Releasing the dependent lets it go, and then the owner.
+    c.ok(
+        &[
+            "patch",
+            "configmap",
+            "dependent",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ],
+        None,
+    );
+    let err = c.fails(&["get", "configmap", "dependent"], None);
+    assert!(err.contains("not found"), "{err}");
+    let err = c.fails(&["get", "configmap", "owner"], None);
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn kubectl_get_watch_prints_new_objects() {
+    let c = start();
+    let mut child = c
+        .command(&["get", "configmaps", "-w", "--request-timeout=20s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl get -w");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    c.ok(&["apply", "-f", "-"], Some(&configmap("watched", "x: y")));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = false;
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.starts_with("watched") => {
+                seen = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen, "kubectl get -w printed the new configmap");
+}
+
+#[test]
+fn kubectl_applies_built_in_kinds_client_side_and_server_side() {
+    let c = start();
+    let job = |img: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: pi\n  labels: {{app: pi}}\nspec:\n  suspend: true\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: pi\n        image: {img}\n        env: [{{name: A, value: '1'}}]\n"
+        )
+    };
+    assert!(
+        c.ok(&["apply", "-f", "-"], Some(&job("perl:1")))
+            .contains("job.batch/pi created")
+    );
+    assert!(
+        c.ok(&["apply", "-f", "-"], Some(&job("perl:2")))
+            .contains("configured")
+    );
+    let img = c.ok(
+        &[
+            "get",
+            "job",
+            "pi",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+        None,
+    );
+    assert_eq!(img, "perl:2");
+    let out = c.ok(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&job("perl:3")),
+    );
+    assert!(out.contains("serverside-applied"), "{out}");
+    c.ok(&["describe", "job", "pi"], None);
+    let table = c.ok(&["get", "jobs"], None);
+    assert!(
+        table.contains("STATUS") && table.contains("Suspended"),
+        "{table}"
+    );
+    c.ok(&["delete", "job", "pi"], None);
+}
