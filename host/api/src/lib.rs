@@ -10,6 +10,7 @@ pub mod labels;
 pub mod naming;
 pub mod spec;
 pub mod status;
+pub mod validation;
 
 pub use crd::{crd, crd_yaml};
 pub use defaulting::default_jobset;
@@ -21,3 +22,7 @@ pub use spec::{
     WhenDeleted,
 };
 pub use status::{JobSetStatus, ReplicatedJobStatus};
+pub use validation::{
+    ErrorKind, FeatureGates, FieldError, NoPvcs, PvcLookup, ValidationContext, ValidationErrors,
+    validate_create, validate_update,
+};
