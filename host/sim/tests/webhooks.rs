@@ -1,0 +1,184 @@
+//! Admission webhooks registered in configurations: a tiny HTTP webhook in
+//! the test mutates and rejects ConfigMaps created through kube-rs.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use jobset_sim::{Sim, SimConfig};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+
+async fn review(
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Full<Bytes>>, hyper::Error> {
+    let path = req.uri().path().to_string();
+    let body = req.into_body().collect().await?.to_bytes();
+    let review: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let uid = review["request"]["uid"].clone();
+    let name = review["request"]["object"]["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let response = if path == "/mutate" {
+        let patch = json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}]);
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
+        json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": encoded})
+    } else if name.starts_with("bad") {
+        json!({"uid": uid, "allowed": false, "status": {"code": 403, "message": "names starting with bad are not allowed"}})
+    } else {
+        json!({"uid": uid, "allowed": true})
+    };
+    let out = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+    Ok(http::Response::new(Full::new(Bytes::from(out.to_string()))))
+}
+
+async fn start_webhook() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, hyper::service::service_fn(review))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn hook(name: &str, url: String, policy: &str) -> Value {
+    json!({"name": name, "clientConfig": {"url": url}, "failurePolicy": policy, "sideEffects": "None",
+           "admissionReviewVersions": ["v1"], "timeoutSeconds": 2,
+           "objectSelector": {"matchExpressions": [{"key": "skip-webhooks", "operator": "DoesNotExist"}]},
+           "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]})
+}
+
+fn cm(name: &str, labels: Value) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+        .expect("configmap")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_in_configurations_mutate_and_reject() {
+    let addr = start_webhook().await;
+    let sim = Sim::new(SimConfig::default());
+    let client = kube::Client::new(sim.service(), "default");
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    mutating
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "labeler"},
+            "webhooks": [hook("labeler.example.io", format!("http://{addr}/mutate"), "Fail")]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    validating
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "namer"},
+            "webhooks": [hook("namer.example.io", format!("http://{addr}/validate"), "Fail")]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let good = cms
+        .create(&PostParams::default(), &cm("good", json!(null)))
+        .await
+        .unwrap();
+    assert_eq!(
+        good.metadata
+            .labels
+            .unwrap_or_default()
+            .get("mutated")
+            .map(String::as_str),
+        Some("yes")
+    );
+    let err = cms
+        .create(&PostParams::default(), &cm("bad-name", json!(null)))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else {
+        panic!("expected an API error")
+    };
+    assert_eq!(s.code, 403);
+    assert!(
+        s.message.contains(
+            "admission webhook \"namer.example.io\" denied the request: names starting with bad"
+        ),
+        "{}",
+        s.message
+    );
+    // The objectSelector excludes labelled objects from both webhooks.
+    let skipped = cms
+        .create(
+            &PostParams::default(),
+            &cm("bad-but-skipped", json!({"skip-webhooks": "1"})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        skipped
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("mutated")
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_webhook_fails_or_is_ignored_by_its_failure_policy() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let sim = Sim::new(SimConfig::default());
+    let client = kube::Client::new(sim.service(), "default");
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let cfg = |policy: &str| -> ValidatingWebhookConfiguration {
+        serde_json::from_value(json!({"metadata": {"name": "down"}, "webhooks": [hook("down.example.io", format!("http://{closed}/"), policy)]})).unwrap()
+    };
+    validating
+        .create(&PostParams::default(), &cfg("Ignore"))
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    cms.create(&PostParams::default(), &cm("ignored", json!(null)))
+        .await
+        .unwrap();
+    validating
+        .delete("down", &Default::default())
+        .await
+        .unwrap();
+    validating
+        .create(&PostParams::default(), &cfg("Fail"))
+        .await
+        .unwrap();
+    let err = cms
+        .create(&PostParams::default(), &cm("failed", json!(null)))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else {
+        panic!("expected an API error")
+    };
+    assert_eq!(s.code, 500);
+    assert!(
+        s.message
+            .contains("failed calling webhook \"down.example.io\""),
+        "{}",
+        s.message
+    );
+}
