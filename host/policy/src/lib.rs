@@ -1,0 +1,26 @@
+//! The Wasm runtime for JobSet policy plugins. The controller calls a
+//! [`PolicyEngine`] with typed snapshots and gets typed verdicts or a
+//! [`PolicyError`]; everything wasmtime-specific stays in this crate: one
+//! [`Runtime`] (engine, pooling allocator, epoch ticker, compile cache),
+//! [`WasmPlugin`]s with a fresh sandbox per decision, verdict validation,
+//! and the [`registry`] that loads plugins from ConfigMaps and picks one
+//! per JobSet and slot.
+
+#![forbid(unsafe_code)]
+
+mod bindings;
+pub mod builtin;
+pub mod engine;
+pub mod error;
+pub mod plugin;
+pub mod runtime;
+mod sandbox;
+pub mod snapshot;
+pub mod validate;
+
+pub use bindings::SUPPORTED_VERSIONS;
+pub use engine::{Decision, NativeDefaults, PolicyEngine};
+pub use error::{ErrorKind, LoadError, PolicyError};
+pub use plugin::{PluginInfo, WasmPlugin};
+pub use runtime::{Limits, Runtime, sha256_hex};
+pub use snapshot::Slot;

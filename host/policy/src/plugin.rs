@@ -1,0 +1,337 @@
+//! One loaded plugin: its prepared instance template and export indices,
+//! and the typed calls. Every call gets a fresh Store (no state survives a
+//! decision), the epoch deadline and the memory cap; a failure comes back
+//! as a [`PolicyError`] naming the plugin and slot.
+
+use crate::bindings::v0_1_0::exports::jobset::policy::{meta, outcome, placement, startup};
+use crate::error::{ErrorKind, LoadError, PolicyError};
+use crate::runtime::RuntimeInner;
+use crate::sandbox::{HostState, Limiter};
+use crate::snapshot::{
+    JobPlacement, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
+};
+use crate::validate;
+use std::sync::Arc;
+use wasmtime::component::{Instance, InstancePre};
+use wasmtime::{Store, Trap};
+
+pub(crate) struct Exports {
+    pub(crate) meta: meta::GuestIndices,
+    pub(crate) startup: Option<startup::GuestIndices>,
+    pub(crate) outcome: Option<outcome::GuestIndices>,
+    pub(crate) placement: Option<placement::GuestIndices>,
+}
+
+/// What `meta.info()` said, plus what the host measured.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    /// The plugin's own name.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// Slots it claims in `info()`.
+    pub interfaces: Vec<String>,
+    /// Slots it actually exports.
+    pub exported: Vec<Slot>,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// Lowercase hex sha256 of the component.
+    pub sha256: String,
+}
+
+struct PluginInner {
+    runtime: Arc<RuntimeInner>,
+    id: String,
+    info: PluginInfo,
+    pre: InstancePre<HostState>,
+    exports: Exports,
+}
+
+/// A verified, compiled plugin, ready to decide. Cheap to clone.
+#[derive(Clone)]
+pub struct WasmPlugin {
+    inner: Arc<PluginInner>,
+}
+
+impl std::fmt::Debug for WasmPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmPlugin")
+            .field("id", &self.inner.id)
+            .finish()
+    }
+}
+
+impl WasmPlugin {
+    pub(crate) fn prepare(
+        runtime: Arc<RuntimeInner>,
+        name: &str,
+        sha256: String,
+        size: usize,
+        pre: InstancePre<HostState>,
+        exports: Exports,
+    ) -> Result<WasmPlugin, LoadError> {
+        let id = format!("{name}@{}", &sha256[..12]);
+        let mut exported = Vec::new();
+        for (slot, present) in [
+            (Slot::Startup, exports.startup.is_some()),
+            (Slot::Outcome, exports.outcome.is_some()),
+            (Slot::Placement, exports.placement.is_some()),
+        ] {
+            if present {
+                exported.push(slot);
+            }
+        }
+        let mut plugin = PluginInner {
+            runtime,
+            id,
+            info: PluginInfo {
+                name: name.to_string(),
+                version: String::new(),
+                interfaces: Vec::new(),
+                exported,
+                size,
+                sha256,
+            },
+            pre,
+            exports,
+        };
+        // Calling info() once also type-checks every export it has.
+        let reject = |message: String| LoadError::Rejected {
+            name: name.to_string(),
+            message,
+        };
+        let info = run(&plugin, Slot::Outcome, |store, instance, exports| {
+            if let Some(ix) = &exports.startup {
+                ix.load(&mut *store, instance)?;
+            }
+            if let Some(ix) = &exports.outcome {
+                ix.load(&mut *store, instance)?;
+            }
+            if let Some(ix) = &exports.placement {
+                ix.load(&mut *store, instance)?;
+            }
+            exports
+                .meta
+                .load(&mut *store, instance)?
+                .call_info(&mut *store)
+        })
+        .map_err(|e| reject(format!("meta.info() failed: {}", e.kind)))?;
+        plugin.info.name = info.name;
+        plugin.info.version = info.version;
+        plugin.info.interfaces = info.interfaces;
+        Ok(WasmPlugin {
+            inner: Arc::new(plugin),
+        })
+    }
+
+    /// `name@sha256-prefix`, the identity recorded with every decision.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// What the plugin is.
+    pub fn info(&self) -> &PluginInfo {
+        &self.inner.info
+    }
+
+    /// Whether the plugin exports this slot's interface.
+    pub fn exports(&self, slot: Slot) -> bool {
+        self.inner.info.exported.contains(&slot)
+    }
+
+    /// Runs `meta.validate-config`.
+    pub fn validate_config(&self, config: &str) -> Result<(), LoadError> {
+        let outcome = run(&self.inner, Slot::Outcome, |store, instance, exports| {
+            exports
+                .meta
+                .load(&mut *store, instance)?
+                .call_validate_config(&mut *store, config)
+        });
+        let reject = |message: String| LoadError::Rejected {
+            name: self.inner.info.name.clone(),
+            message,
+        };
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(reject(format!("configuration rejected: {message}"))),
+            Err(e) => Err(reject(format!("validate-config failed: {}", e.kind))),
+        }
+    }
+
+    /// The startup decision.
+    pub fn startup(&self, snapshot: &Snapshot) -> Result<StartupVerdict, PolicyError> {
+        let slot = Slot::Startup;
+        let verdict = run(
+            &self.inner,
+            slot,
+            |store, instance, exports| match &exports.startup {
+                Some(ix) => ix
+                    .load(&mut *store, instance)?
+                    .call_decide(&mut *store, snapshot),
+                None => Err(wasmtime::Error::new(NotExported)),
+            },
+        )?;
+        let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
+        validate::startup(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
+        Ok(verdict)
+    }
+
+    /// The outcome decision.
+    pub fn outcome(&self, snapshot: &Snapshot) -> Result<OutcomeVerdict, PolicyError> {
+        let slot = Slot::Outcome;
+        let verdict = run(
+            &self.inner,
+            slot,
+            |store, instance, exports| match &exports.outcome {
+                Some(ix) => ix
+                    .load(&mut *store, instance)?
+                    .call_decide(&mut *store, snapshot),
+                None => Err(wasmtime::Error::new(NotExported)),
+            },
+        )?;
+        let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
+        validate::outcome(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
+        Ok(verdict)
+    }
+
+    /// The placement decision.
+    pub fn placement(
+        &self,
+        snapshot: &Snapshot,
+        request: &PlacementRequest,
+    ) -> Result<Vec<JobPlacement>, PolicyError> {
+        let slot = Slot::Placement;
+        let verdict = run(
+            &self.inner,
+            slot,
+            |store, instance, exports| match &exports.placement {
+                Some(ix) => {
+                    ix.load(&mut *store, instance)?
+                        .call_decide(&mut *store, snapshot, request)
+                }
+                None => Err(wasmtime::Error::new(NotExported)),
+            },
+        )?;
+        let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
+        validate::placement(request, &verdict).map_err(|detail| self.invalid(slot, detail))?;
+        Ok(verdict)
+    }
+
+    fn error(&self, slot: Slot, kind: ErrorKind) -> PolicyError {
+        PolicyError {
+            plugin: self.inner.id.clone(),
+            slot,
+            kind,
+        }
+    }
+
+    fn invalid(&self, slot: Slot, detail: String) -> PolicyError {
+        self.error(slot, ErrorKind::InvalidVerdict { detail })
+    }
+}
+
+fn rejected(e: crate::snapshot::PluginError) -> ErrorKind {
+    ErrorKind::Rejected {
+        message: e.to_string(),
+    }
+}
+
+/// The slot's interface is not exported.
+#[derive(Debug, thiserror::Error)]
+#[error("interface not exported")]
+struct NotExported;
+
+/// Instantiates the plugin in a fresh Store, runs `call`, logs what the
+/// plugin printed, and turns any failure into a [`PolicyError`].
+fn run<R>(
+    plugin: &PluginInner,
+    slot: Slot,
+    call: impl FnOnce(&mut Store<HostState>, &Instance, &Exports) -> wasmtime::Result<R>,
+) -> Result<R, PolicyError> {
+    let rt = &plugin.runtime;
+    let limits = &rt.limits;
+    let state = HostState::new(
+        Limiter {
+            memory_bytes: limits.memory_bytes,
+            table_elements: limits.table_elements,
+            max_instances: 16,
+            hit_memory_cap: false,
+        },
+        limits.output_bytes,
+    );
+    let mut store = Store::new(&rt.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(rt.deadline_ticks);
+    store.epoch_deadline_trap();
+
+    let result = match plugin.pre.instantiate(&mut store) {
+        Ok(instance) => call(&mut store, &instance, &plugin.exports),
+        Err(e) => Err(e),
+    };
+    let (stdout, stdout_dropped) = store.data().stdout.take();
+    let (stderr, stderr_dropped) = store.data().stderr.take();
+    if !stdout.is_empty() || !stderr.is_empty() {
+        tracing::info!(
+            plugin = %plugin.id, %slot, %stdout, %stderr, stdout_dropped, stderr_dropped,
+            "policy plugin output"
+        );
+    }
+    result.map_err(|e| {
+        let kind = classify(&e, store.data(), limits, &stderr, slot);
+        let error = PolicyError {
+            plugin: plugin.id.clone(),
+            slot,
+            kind,
+        };
+        tracing::warn!(error = %error, "policy plugin failed");
+        error
+    })
+}
+
+fn classify(
+    e: &wasmtime::Error,
+    state: &HostState,
+    limits: &crate::runtime::Limits,
+    stderr: &str,
+    slot: Slot,
+) -> ErrorKind {
+    if state.limiter.hit_memory_cap {
+        return ErrorKind::OutOfMemory {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    if e.downcast_ref::<NotExported>().is_some() {
+        return ErrorKind::MissingExport {
+            interface: format!("jobset:policy/{slot}"),
+        };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => ErrorKind::Timeout {
+            deadline: limits.deadline,
+        },
+        Some(trap) => {
+            let said = last_line(stderr);
+            ErrorKind::Trap {
+                message: if said.is_empty() {
+                    trap.to_string()
+                } else {
+                    format!("{trap}; the plugin said: {said}")
+                },
+            }
+        }
+        None if e.to_string().contains("concurrent") => ErrorKind::Instantiate {
+            message: format!("{e:#}"),
+        },
+        None => ErrorKind::Trap {
+            message: format!("{e:#}"),
+        },
+    }
+}
+
+/// The last non-empty lines of what the plugin wrote to stderr (a Rust
+/// panic message spans two lines), bounded.
+fn last_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(2)..].join(" ");
+    tail.chars().take(512).collect()
+}

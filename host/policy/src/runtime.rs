@@ -1,0 +1,232 @@
+//! The one wasmtime [`Engine`] of the process and what hangs off it: the
+//! pooling allocator, the epoch ticker thread, the WASI-only linker and the
+//! cache of compiled components keyed by sha256. Loading a plugin
+//! ([`Runtime::load`]) compiles once and prepares an instance template.
+
+use crate::bindings::v0_1_0;
+use crate::error::LoadError;
+use crate::plugin::WasmPlugin;
+use crate::sandbox::HostState;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// The caps applied to every decision. Set in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget of one decision (instantiation included).
+    pub deadline: Duration,
+    /// Linear memory a plugin may grow to.
+    pub memory_bytes: usize,
+    /// Elements per table.
+    pub table_elements: usize,
+    /// Decisions that may run at the same time (instance pool size).
+    pub max_concurrent: u32,
+    /// Bytes of stdout and of stderr kept per decision.
+    pub output_bytes: usize,
+    /// Largest plugin accepted (a ConfigMap's limit).
+    pub max_plugin_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(50),
+            memory_bytes: 16 << 20,
+            table_elements: 10_000,
+            max_concurrent: 32,
+            output_bytes: 4096,
+            max_plugin_bytes: 1 << 20,
+        }
+    }
+}
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    pub(crate) limits: Limits,
+    /// Epoch ticks that make up the deadline.
+    pub(crate) deadline_ticks: u64,
+    compiled: Mutex<HashMap<String, Component>>,
+}
+
+/// The Wasm runtime: cheap to clone, shared by every plugin it loads.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+impl Runtime {
+    /// A runtime with these limits and its own epoch ticker thread.
+    pub fn new(limits: Limits) -> Result<Runtime, LoadError> {
+        let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::new();
+        let n = limits.max_concurrent.max(1);
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 2)
+            .total_tables(n * 8)
+            .max_core_instances_per_component(8)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8)
+            .max_memory_size(limits.memory_bytes)
+            .table_elements(limits.table_elements);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(512 << 10)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+
+        // Ten ticks per deadline, at least one millisecond apart.
+        let tick = (limits.deadline / 10).max(Duration::from_millis(1));
+        let deadline_ticks = limits.deadline.as_nanos().div_ceil(tick.as_nanos()) as u64 + 1;
+        spawn_ticker(&engine, tick);
+
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                limits,
+                deadline_ticks,
+                compiled: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The process-wide runtime with default limits (built once).
+    pub fn shared() -> Result<&'static Runtime, LoadError> {
+        static SHARED: OnceLock<Result<Runtime, LoadError>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Runtime::new(Limits::default()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Verifies and prepares a plugin: size, compile (once per sha256),
+    /// imports (WASI only), exports (`meta` plus at least one slot), and
+    /// `meta.info()`.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<WasmPlugin, LoadError> {
+        let limit = self.inner.limits.max_plugin_bytes;
+        if bytes.len() > limit {
+            return Err(LoadError::TooLarge {
+                name: name.to_string(),
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let sha256 = sha256_hex(bytes);
+        let component = self.compile(name, &sha256, bytes)?;
+        let pre =
+            self.inner
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::Rejected {
+                    name: name.to_string(),
+                    message: format!("imports something the sandbox does not provide: {e:#}"),
+                })?;
+        let missing = |interface: &str| LoadError::MissingExport {
+            name: name.to_string(),
+            interface: interface.to_string(),
+        };
+        let meta = v0_1_0::exports::jobset::policy::meta::GuestIndices::new(&pre)
+            .map_err(|_| missing("jobset:policy/meta"))?;
+        let startup = v0_1_0::exports::jobset::policy::startup::GuestIndices::new(&pre).ok();
+        let outcome = v0_1_0::exports::jobset::policy::outcome::GuestIndices::new(&pre).ok();
+        let placement = v0_1_0::exports::jobset::policy::placement::GuestIndices::new(&pre).ok();
+        if startup.is_none() && outcome.is_none() && placement.is_none() {
+            return Err(missing(
+                "jobset:policy/startup, jobset:policy/outcome or jobset:policy/placement",
+            ));
+        }
+        WasmPlugin::prepare(
+            self.inner.clone(),
+            name,
+            sha256,
+            bytes.len(),
+            pre,
+            crate::plugin::Exports {
+                meta,
+                startup,
+                outcome,
+                placement,
+            },
+        )
+    }
+
+    /// Compiles the component, or returns the one compiled for these bytes.
+    /// Only Wasm bytes are accepted: never precompiled machine code.
+    pub(crate) fn compile(
+        &self,
+        name: &str,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<Component, LoadError> {
+        if let Some(found) = self.cached(sha256) {
+            return Ok(found);
+        }
+        let component =
+            Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Compile {
+                name: name.to_string(),
+                message: format!("{e:#}"),
+            })?;
+        if let Ok(mut cache) = self.inner.compiled.lock() {
+            cache.insert(sha256.to_string(), component.clone());
+        }
+        Ok(component)
+    }
+
+    fn cached(&self, sha256: &str) -> Option<Component> {
+        self.inner
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|c| c.get(sha256).cloned())
+    }
+
+    /// Compiles without caching (for measuring compile time).
+    pub fn compile_uncached(&self, bytes: &[u8]) -> Result<(), LoadError> {
+        Component::new(&self.inner.engine, bytes)
+            .map(|_| ())
+            .map_err(|e| LoadError::Compile {
+                name: "benchmark".to_string(),
+                message: format!("{e:#}"),
+            })
+    }
+}
+
+/// Lowercase hex sha256 of the bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// One thread per engine advances the epoch; it ends when the engine is
+/// dropped.
+fn spawn_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("policy-epoch".to_string())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the policy epoch ticker; deadlines will not fire");
+    }
+}

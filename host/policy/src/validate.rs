@@ -1,0 +1,173 @@
+//! Checks every verdict before the host acts on it: each name must exist in
+//! the snapshot (or request), and every list and string is capped, so a
+//! plugin can neither make the host act on something that does not exist
+//! nor flood the API with huge conditions or events.
+
+use crate::snapshot::{
+    Action, JobPlacement, OutcomeVerdict, Placement, PlacementRequest, Snapshot, StartupVerdict,
+};
+use std::collections::HashSet;
+
+/// Longest condition or event message accepted (the API's own limit).
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+/// Longest condition / event reason accepted (the API's own limit).
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Longest rule name (as for failure-policy rules).
+pub const MAX_RULE_BYTES: usize = 128;
+/// Most tolerations or affinity requirements one pin may add.
+pub const MAX_PIN_ITEMS: usize = 32;
+
+/// Startup: names must be replicated jobs, each listed at most once.
+pub fn startup(snapshot: &Snapshot, verdict: &StartupVerdict) -> Result<(), String> {
+    let known: HashSet<&str> = snapshot
+        .jobset
+        .replicated_jobs
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    for (field, names) in [("create", &verdict.create), ("resume", &verdict.resume)] {
+        if names.len() > known.len() {
+            return Err(format!(
+                "{field} lists {} names but the JobSet has {} replicated jobs",
+                names.len(),
+                known.len()
+            ));
+        }
+        let mut seen = HashSet::new();
+        for name in names {
+            if !known.contains(name.as_str()) {
+                return Err(format!(
+                    "{field}: {:?} is not a replicated job of {}/{}",
+                    clip(name),
+                    snapshot.jobset.namespace,
+                    snapshot.jobset.name
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(format!("{field}: {name:?} is listed twice"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Outcome: Jobs named must be current-attempt Jobs; reasons must be valid
+/// condition reasons; messages are capped.
+pub fn outcome(snapshot: &Snapshot, verdict: &OutcomeVerdict) -> Result<(), String> {
+    let job_exists = |name: &str| snapshot.jobs.iter().any(|j| j.name == name);
+    if let Some(rule) = &verdict.rule {
+        bounded("rule", rule, MAX_RULE_BYTES)?;
+    }
+    match &verdict.action {
+        Action::Continue => Ok(()),
+        Action::Complete(t) | Action::Fail(t) => {
+            reason("reason", &t.reason)?;
+            bounded("message", &t.message, MAX_MESSAGE_BYTES)
+        }
+        Action::RestartJobset(r) => {
+            reason("condition-reason", &r.condition_reason)?;
+            reason("event-reason", &r.event_reason)?;
+            bounded("message", &r.message, MAX_MESSAGE_BYTES)?;
+            if !job_exists(&r.first_failed_job) {
+                return Err(format!(
+                    "first-failed-job: {:?} is not a Job of the current attempt",
+                    clip(&r.first_failed_job)
+                ));
+            }
+            Ok(())
+        }
+        Action::RestartJob(r) => {
+            reason("event-reason", &r.event_reason)?;
+            bounded("message", &r.message, MAX_MESSAGE_BYTES)?;
+            if !job_exists(&r.job) {
+                return Err(format!(
+                    "restart-job: {:?} is not a Job of the current attempt",
+                    clip(&r.job)
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Placement: Jobs named must be in the request, at most once each; pins
+/// are bounded.
+pub fn placement(request: &PlacementRequest, verdict: &[JobPlacement]) -> Result<(), String> {
+    if verdict.len() > request.jobs.len() {
+        return Err(format!(
+            "places {} Jobs but only {} were pending",
+            verdict.len(),
+            request.jobs.len()
+        ));
+    }
+    let pending: HashSet<&str> = request.jobs.iter().map(|j| j.name.as_str()).collect();
+    let mut seen = HashSet::new();
+    for p in verdict {
+        if !pending.contains(p.job.as_str()) {
+            return Err(format!("{:?} is not a pending Job", clip(&p.job)));
+        }
+        if !seen.insert(p.job.as_str()) {
+            return Err(format!("{:?} is placed twice", p.job));
+        }
+        match &p.placement {
+            Placement::Unchanged => {}
+            Placement::Wait(why) => bounded("wait", why, MAX_REASON_BYTES)?,
+            Placement::Pin(pin) => {
+                if pin.node_selector.len() > MAX_PIN_ITEMS
+                    || pin.tolerations.len() > MAX_PIN_ITEMS
+                    || pin.required_node_affinity.len() > MAX_PIN_ITEMS
+                {
+                    return Err(format!(
+                        "pin for {} has more than {MAX_PIN_ITEMS} entries in a list",
+                        p.job
+                    ));
+                }
+                for kv in &pin.node_selector {
+                    bounded("node-selector key", &kv.key, 317)?;
+                    bounded("node-selector value", &kv.value, 63)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A condition reason: `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`, bounded.
+fn reason(field: &str, value: &str) -> Result<(), String> {
+    bounded(field, value, MAX_REASON_BYTES)?;
+    let bytes = value.as_bytes();
+    let inner_ok = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b',' | b':');
+    let ok = match bytes {
+        [] => false,
+        [first] => first.is_ascii_alphabetic(),
+        [first, middle @ .., last] => {
+            first.is_ascii_alphabetic()
+                && middle.iter().all(inner_ok)
+                && (last.is_ascii_alphanumeric() || *last == b'_')
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field}: {:?} is not a valid condition reason",
+            clip(value)
+        ))
+    }
+}
+
+fn bounded(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        Err(format!(
+            "{field} is {} bytes, over the {max}-byte cap",
+            value.len()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// At most 80 characters of a name from a plugin, for error messages.
+fn clip(s: &str) -> String {
+    s.chars().take(80).collect()
+}

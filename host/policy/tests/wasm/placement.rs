@@ -1,0 +1,1 @@
+//! default-placement through Wasm: exclusive topology, node-selector strategy.

@@ -1,0 +1,35 @@
+//! The Wasm export glue: forwards the `outcome` world to the plain Rust
+//! policy.
+
+wit_bindgen::generate!({
+    world: "outcome-plugin",
+    path: "../../wit",
+    with: { "jobset:policy/types@0.1.0": jobset_policy_sdk::types },
+});
+
+use exports::jobset::policy::{meta, outcome};
+use jobset_policy_sdk::types::{OutcomeVerdict, PolicyError, Snapshot};
+
+struct Plugin;
+
+impl meta::Guest for Plugin {
+    fn info() -> meta::PluginInfo {
+        meta::PluginInfo {
+            name: crate::NAME.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            interfaces: vec!["outcome".to_string()],
+        }
+    }
+
+    fn validate_config(config: String) -> Result<(), String> {
+        crate::validate_config(&config)
+    }
+}
+
+impl outcome::Guest for Plugin {
+    fn decide(snapshot: Snapshot) -> Result<OutcomeVerdict, PolicyError> {
+        crate::decide(&snapshot)
+    }
+}
+
+export!(Plugin);

@@ -1,0 +1,46 @@
+//! The built-in outcome policy: upstream JobSet's failure policy (rules in
+//! order, first failed Job by time, maxRestarts) and success policy
+//! (All / Any over target replicated jobs), with upstream's exact reasons
+//! and messages. The logic is plain Rust in [`failure_policy`] and
+//! [`success_policy`]; the component glue only forwards to [`decide`].
+
+// The generated export glue needs unsafe; the policy logic does not.
+#![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
+
+pub mod failure_policy;
+pub mod success_policy;
+
+use jobset_policy_sdk::types::{Action, OutcomeVerdict, PolicyError, Snapshot};
+use jobset_policy_sdk::view::SnapshotView;
+
+/// The plugin's name in `meta.info`.
+pub const NAME: &str = "default-outcome";
+
+/// Decides the outcome: failures first (at most one action), then success.
+pub fn decide(snapshot: &Snapshot) -> Result<OutcomeVerdict, PolicyError> {
+    let failed = snapshot.failed_jobs();
+    if !failed.is_empty() {
+        return failure_policy::decide(snapshot, &failed);
+    }
+    if let Some(verdict) = success_policy::decide(snapshot) {
+        return Ok(verdict);
+    }
+    Ok(OutcomeVerdict {
+        action: Action::Continue,
+        rule: None,
+    })
+}
+
+/// Accepts no configuration other than an empty one.
+pub fn validate_config(config: &str) -> Result<(), String> {
+    match config.trim() {
+        "" | "{}" | "null" => Ok(()),
+        other => Err(format!(
+            "{NAME} takes no configuration, got {} bytes",
+            other.len()
+        )),
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
+mod component;

@@ -1,0 +1,159 @@
+//! The built-in placement policy. Exclusive Jobs
+//! (`alpha.jobset.sigs.k8s.io/exclusive-topology`) get a free topology
+//! domain each, assigned up front and pinned with a nodeSelector, so no pod
+//! waits on a leader; with the node-selector strategy the Job gets upstream's
+//! `namespaced-job` selector and `no-schedule` toleration instead. Other
+//! Jobs are left alone.
+
+// The generated export glue needs unsafe; the policy logic does not.
+#![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
+
+use jobset_policy_sdk::types::{
+    JobPlacement, KeyValue, Occupant, PendingJob, Pin, Placement, PlacementRequest, PolicyError,
+    Snapshot, Toleration, TopologyDomain,
+};
+
+/// The plugin's name in `meta.info`.
+pub const NAME: &str = "default-placement";
+/// Node label (and pod nodeSelector key) of the node-selector strategy.
+pub const NAMESPACED_JOB_KEY: &str = "alpha.jobset.sigs.k8s.io/namespaced-job";
+/// Taint key tolerated under the node-selector strategy.
+pub const NO_SCHEDULE_KEY: &str = "alpha.jobset.sigs.k8s.io/no-schedule";
+
+/// Places the pending Jobs, in request order.
+pub fn decide(
+    snapshot: &Snapshot,
+    request: &PlacementRequest,
+) -> Result<Vec<JobPlacement>, PolicyError> {
+    let mut domains: Vec<TopologyDomain> = request.domains.clone();
+    let mut out = Vec::new();
+    for job in &request.jobs {
+        let placement = if job.node_selector_strategy {
+            Placement::Pin(node_selector_pin(&snapshot.jobset.namespace, &job.name))
+        } else if let Some(key) = &job.exclusive_topology {
+            exclusive(job, key, &mut domains)
+        } else {
+            continue;
+        };
+        out.push(JobPlacement {
+            job: job.name.clone(),
+            placement,
+        });
+    }
+    Ok(out)
+}
+
+/// Upstream's node-selector strategy: `namespaced-job=<ns>_<job>` plus a
+/// toleration of the `no-schedule` taint.
+pub fn node_selector_pin(namespace: &str, job: &str) -> Pin {
+    Pin {
+        node_selector: vec![KeyValue {
+            key: NAMESPACED_JOB_KEY.to_string(),
+            value: format!("{namespace}_{job}"),
+        }],
+        tolerations: vec![Toleration {
+            key: NO_SCHEDULE_KEY.to_string(),
+            operator: "Exists".to_string(),
+            value: None,
+            effect: Some("NoSchedule".to_string()),
+        }],
+        required_node_affinity: Vec::new(),
+    }
+}
+
+/// One domain per Job: the domain this Job's key already holds, else the
+/// first free domain (by value) with a ready node. A domain is taken when
+/// another Job of the same priority holds it.
+fn exclusive(job: &PendingJob, key: &str, domains: &mut [TopologyDomain]) -> Placement {
+    let mut candidates: Vec<&mut TopologyDomain> = domains
+        .iter_mut()
+        .filter(|d| d.topology_key == key)
+        .collect();
+    candidates.sort_by(|a, b| a.value.cmp(&b.value));
+    let total = candidates.len();
+    let held = candidates
+        .iter()
+        .position(|d| d.occupied_by.iter().any(|o| o.job_key == job.job_key));
+    let chosen = held.or_else(|| {
+        candidates.iter().position(|d| {
+            d.ready_nodes > 0
+                && !d
+                    .occupied_by
+                    .iter()
+                    .any(|o| o.job_key != job.job_key && o.priority == job.priority)
+        })
+    });
+    match chosen {
+        Some(i) => {
+            let domain = &mut candidates[i];
+            if held.is_none() {
+                domain.occupied_by.push(Occupant {
+                    job_key: job.job_key.clone(),
+                    priority: job.priority,
+                });
+            }
+            Placement::Pin(Pin {
+                node_selector: vec![KeyValue {
+                    key: key.to_string(),
+                    value: domain.value.clone(),
+                }],
+                tolerations: Vec::new(),
+                required_node_affinity: Vec::new(),
+            })
+        }
+        None => Placement::Wait(format!(
+            "no free {key} domain for job {}: {total} domains, none with a ready node and no other exclusive job",
+            job.name
+        )),
+    }
+}
+
+/// Accepts no configuration other than an empty one.
+pub fn validate_config(config: &str) -> Result<(), String> {
+    match config.trim() {
+        "" | "{}" | "null" => Ok(()),
+        other => Err(format!(
+            "{NAME} takes no configuration, got {} bytes",
+            other.len()
+        )),
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
+mod component {
+    wit_bindgen::generate!({
+        world: "placement-plugin",
+        path: "../../wit",
+        with: { "jobset:policy/types@0.1.0": jobset_policy_sdk::types },
+    });
+
+    use exports::jobset::policy::{meta, placement};
+    use jobset_policy_sdk::types::{JobPlacement, PlacementRequest, PolicyError, Snapshot};
+
+    struct Plugin;
+
+    impl meta::Guest for Plugin {
+        fn info() -> meta::PluginInfo {
+            meta::PluginInfo {
+                name: crate::NAME.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                interfaces: vec!["placement".to_string()],
+            }
+        }
+
+        fn validate_config(config: String) -> Result<(), String> {
+            crate::validate_config(&config)
+        }
+    }
+
+    impl placement::Guest for Plugin {
+        fn decide(
+            snapshot: Snapshot,
+            request: PlacementRequest,
+        ) -> Result<Vec<JobPlacement>, PolicyError> {
+            crate::decide(&snapshot, &request)
+        }
+    }
+
+    export!(Plugin);
+}

@@ -1,0 +1,124 @@
+//! The built-in startup policy: upstream's dependsOn gates (which hold even
+//! while suspended) and InOrder startup (one replicated job at a time once
+//! running; everything at once while suspended; starting over after a
+//! restart because the counts are rebuilt from the new Jobs).
+
+// The generated export glue needs unsafe; the policy logic does not.
+#![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
+
+use jobset_policy_sdk::types::{
+    DependencyStatus, InOrderCondition, PolicyError, ReplicatedJob, Snapshot, StartupOrder,
+    StartupVerdict,
+};
+use jobset_policy_sdk::view::SnapshotView;
+
+/// The plugin's name in `meta.info`.
+pub const NAME: &str = "default-startup";
+
+/// Decides which replicated jobs may be created and resumed now.
+pub fn decide(snapshot: &Snapshot) -> Result<StartupVerdict, PolicyError> {
+    let jobset = &snapshot.jobset;
+    let in_order = jobset.startup_order == StartupOrder::InOrder && !jobset.suspended;
+    let mut verdict = StartupVerdict {
+        create: Vec::new(),
+        resume: Vec::new(),
+        in_order: InOrderCondition::None,
+    };
+    let mut stopped = false;
+    for rjob in &jobset.replicated_jobs {
+        if !dependencies_met(snapshot, rjob) {
+            continue;
+        }
+        if in_order && started(snapshot, rjob) {
+            continue;
+        }
+        verdict.create.push(rjob.name.clone());
+        if !jobset.suspended {
+            verdict.resume.push(rjob.name.clone());
+        }
+        if in_order {
+            verdict.in_order = InOrderCondition::InProgress;
+            stopped = true;
+            break;
+        }
+    }
+    if in_order && !stopped {
+        verdict.in_order = InOrderCondition::Completed;
+    }
+    Ok(verdict)
+}
+
+/// Every dependency reached its status: `Complete` needs all its Jobs
+/// succeeded, `Ready` needs all of them ready, succeeded or failed. A
+/// dependency without a status entry is not met.
+pub fn dependencies_met(snapshot: &Snapshot, rjob: &ReplicatedJob) -> bool {
+    rjob.depends_on.iter().all(|dep| {
+        let (Some(spec), Some(status)) = (
+            snapshot.replicated_job(&dep.name),
+            snapshot.replicated_job_status(&dep.name),
+        ) else {
+            return false;
+        };
+        match dep.status {
+            DependencyStatus::Complete => status.succeeded == spec.replicas,
+            DependencyStatus::Ready => {
+                status.ready + status.succeeded + status.failed == spec.replicas
+            }
+        }
+    })
+}
+
+/// InOrder's "started": every Job of the replicated job is ready, succeeded
+/// or failed.
+pub fn started(snapshot: &Snapshot, rjob: &ReplicatedJob) -> bool {
+    snapshot
+        .replicated_job_status(&rjob.name)
+        .is_some_and(|s| s.ready + s.succeeded + s.failed == rjob.replicas)
+}
+
+/// Accepts no configuration other than an empty one.
+pub fn validate_config(config: &str) -> Result<(), String> {
+    match config.trim() {
+        "" | "{}" | "null" => Ok(()),
+        other => Err(format!(
+            "{NAME} takes no configuration, got {} bytes",
+            other.len()
+        )),
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
+mod component {
+    wit_bindgen::generate!({
+        world: "startup-plugin",
+        path: "../../wit",
+        with: { "jobset:policy/types@0.1.0": jobset_policy_sdk::types },
+    });
+
+    use exports::jobset::policy::{meta, startup};
+    use jobset_policy_sdk::types::{PolicyError, Snapshot, StartupVerdict};
+
+    struct Plugin;
+
+    impl meta::Guest for Plugin {
+        fn info() -> meta::PluginInfo {
+            meta::PluginInfo {
+                name: crate::NAME.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                interfaces: vec!["startup".to_string()],
+            }
+        }
+
+        fn validate_config(config: String) -> Result<(), String> {
+            crate::validate_config(&config)
+        }
+    }
+
+    impl startup::Guest for Plugin {
+        fn decide(snapshot: Snapshot) -> Result<StartupVerdict, PolicyError> {
+            crate::decide(&snapshot)
+        }
+    }
+
+    export!(Plugin);
+}
