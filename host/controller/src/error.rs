@@ -13,6 +13,17 @@ pub enum ControllerError {
     /// The JobSet is finished but its terminal condition has no time.
     #[error("JobSet {0}: the finished condition has no lastTransitionTime")]
     NoFinishTime(String),
+    /// An API call failed.
+    #[error("{action} {object}: {source}")]
+    Api {
+        action: String,
+        object: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The controller could not start (a watch, a server, the lease).
+    #[error("controller start-up: {0}")]
+    Startup(String),
 }
 
 impl ControllerError {
@@ -21,6 +32,18 @@ impl ControllerError {
         match self {
             ControllerError::BadJobLabel { .. } => "bad_job_label",
             ControllerError::NoFinishTime(_) => "no_finish_time",
+            ControllerError::Api { source, .. } => match source.as_ref() {
+                kube::Error::Api(s) if s.code == 409 => "conflict",
+                kube::Error::Api(_) => "api",
+                _ => "transport",
+            },
+            ControllerError::Startup(_) => "startup",
         }
+    }
+
+    /// Whether the error is an optimistic-concurrency conflict (retried at
+    /// once: the cache will catch up).
+    pub fn is_conflict(&self) -> bool {
+        self.metric_label() == "conflict"
     }
 }

@@ -118,8 +118,8 @@ pub fn jobset_labels(js: &JobSet, rjob: &ReplicatedJob, index: i32) -> BTreeMap<
         let endpoint = naming::coordinator_endpoint(
             &name,
             &c.replicated_job,
-            i64::from(c.job_index),
-            i64::from(c.pod_index),
+            i64::from(c.job_index()),
+            i64::from(c.pod_index()),
             naming::subdomain(&js.spec, &name),
         );
         l.insert(COORDINATOR_KEY.to_string(), endpoint);

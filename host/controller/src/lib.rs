@@ -1,20 +1,30 @@
 //! The JobSet controller. A reconcile is observe -> plan -> apply -> status:
-//! `observe` reads the JobSet and its Jobs from the stores, `plan` is a pure
-//! function from what was observed (and the policy verdicts) to actions,
-//! `apply` executes them, and `status` writes the status once, then events.
+//! `observe` reads the JobSet and its Jobs from the index the watches keep,
+//! `plan` is a pure function from what was observed (and the policy
+//! verdicts) to actions, `apply` executes them, and the status is written
+//! once, then the events are emitted.
 #![forbid(unsafe_code)]
 
 pub mod actions;
+pub mod apply;
+pub mod clock;
 pub mod conditions;
+pub mod controller;
 mod creation;
 pub mod error;
+pub mod index;
 pub mod job_builder;
+pub mod metrics;
 pub mod observe;
 mod outcome;
 pub mod placement;
 pub mod plan;
 pub mod policy;
+pub mod reconcile;
 pub mod resources;
 pub mod snapshot;
 pub mod suspend;
 mod ttl;
+
+pub use controller::{ControllerConfig, run};
+pub use error::ControllerError;

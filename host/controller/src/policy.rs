@@ -64,3 +64,13 @@ pub trait Policies: Send + Sync {
         request: &PlacementRequest,
     ) -> Result<Decided<Vec<JobPlacement>>, PolicyFailure>;
 }
+
+/// Where the controller's watch hands plugin ConfigMaps
+/// (label `policy.jobset.dev/plugin`).
+pub trait PluginConfigMaps: Send + Sync {
+    /// A ConfigMap was added or changed; an error says why the new version
+    /// was rejected (the last good version stays in force).
+    fn upsert(&self, cm: &k8s_openapi::api::core::v1::ConfigMap) -> Result<(), String>;
+    /// A ConfigMap was deleted.
+    fn remove(&self, namespace: &str, name: &str);
+}

@@ -139,7 +139,7 @@ pub fn jobset_record(js: &JobSet, rjob_status_now: &[ReplicatedJobStatus]) -> p:
             },
         },
         failure_policy: spec.failure_policy.as_ref().map(|fp| p::FailurePolicy {
-            max_restarts: fp.max_restarts,
+            max_restarts: fp.max_restarts(),
             restart_strategy: match fp.restart_strategy() {
                 RestartStrategy::Recreate => p::RestartStrategy::Recreate,
                 RestartStrategy::BlockingRecreate => p::RestartStrategy::BlockingRecreate,

@@ -1,0 +1,231 @@
+//! Apply: carries out a plan's actions against the API, idempotently, so a
+//! plan re-run after a crash or a conflict never duplicates a Job:
+//! creates tolerate AlreadyExists, deletes tolerate NotFound, and Jobs are
+//! created and deleted up to 50 at a time. Failures to create emit their
+//! Warning event at once (spec 4.11).
+
+use futures::{StreamExt, TryStreamExt, stream};
+use jobset_api::JobSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource};
+use serde_json::json;
+
+use crate::actions::Action;
+use crate::error::ControllerError;
+use crate::index::Index;
+use crate::placement::occupant_of;
+
+/// Creates and deletes at most this many objects at once.
+pub const MAX_PARALLELISM: usize = jobset_api::labels::MAX_PARALLELISM;
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "jobset-controller";
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+fn api_error(action: &str, object: &str, e: kube::Error) -> ControllerError {
+    ControllerError::Api {
+        action: action.to_string(),
+        object: object.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// Where the actions of one JobSet go.
+pub struct Applier<'a> {
+    pub client: &'a Client,
+    pub jobset: &'a JobSet,
+    pub index: &'a Index,
+    pub recorder: &'a Recorder,
+}
+
+impl Applier<'_> {
+    fn ns(&self) -> String {
+        self.jobset.metadata.namespace.clone().unwrap_or_default()
+    }
+
+    async fn warn_now(&self, reason: &str, note: String) {
+        let reference = self.jobset.object_ref(&());
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Reconciling".to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, reason, "could not emit event");
+        }
+    }
+
+    /// Carries out every action in order; stops at the first failure.
+    pub async fn apply(&self, actions: &[Action]) -> Result<(), ControllerError> {
+        for action in actions {
+            match action {
+                Action::DeleteJobs(names) => self.delete_jobs(names).await?,
+                Action::CreateService(svc) => self.create_service(svc).await?,
+                Action::CreatePvcs(pvcs) => self.create_pvcs(pvcs).await?,
+                Action::CreateJobs(jobs) => self.create_jobs(jobs).await?,
+                Action::SuspendJobs(names) => self.suspend_jobs(names).await?,
+                Action::ResumeJob {
+                    job,
+                    clear_start_time,
+                } => self.resume_job(job, *clear_start_time).await?,
+                Action::DeleteJobSet => self.delete_jobset().await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_jobs(&self, names: &[String]) -> Result<(), ControllerError> {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.ns());
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Foreground),
+            ..Default::default()
+        };
+        stream::iter(names.to_vec())
+            .map(|name| {
+                let api = api.clone();
+                let dp = dp.clone();
+                async move {
+                    match api.delete(&name, &dp).await {
+                        Ok(_) => Ok(()),
+                        Err(e) if is_status(&e, 404) => Ok(()),
+                        Err(e) => Err(api_error("delete Job", &name, e)),
+                    }
+                }
+            })
+            .buffer_unordered(MAX_PARALLELISM)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn create_service(&self, svc: &Service) -> Result<(), ControllerError> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.ns());
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        match api.create(&PostParams::default(), svc).await {
+            Ok(_) => {
+                self.index.set_service(&self.ns(), &name, true);
+                Ok(())
+            }
+            Err(e) if is_status(&e, 409) => {
+                self.index.set_service(&self.ns(), &name, true);
+                Ok(())
+            }
+            Err(e) => {
+                self.warn_now("HeadlessServiceCreationFailed", e.to_string())
+                    .await;
+                Err(api_error("create Service", &name, e))
+            }
+        }
+    }
+
+    async fn create_pvcs(&self, pvcs: &[PersistentVolumeClaim]) -> Result<(), ControllerError> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.ns());
+        for pvc in pvcs {
+            let name = pvc.metadata.name.clone().unwrap_or_default();
+            match api.create(&PostParams::default(), pvc).await {
+                Ok(_) => self.index.note_pvc(&self.ns(), &name),
+                Err(e) if is_status(&e, 409) => self.index.note_pvc(&self.ns(), &name),
+                Err(e) => {
+                    self.warn_now("PVCCreationFailed", e.to_string()).await;
+                    return Err(api_error("create PersistentVolumeClaim", &name, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_jobs(&self, jobs: &[Job]) -> Result<(), ControllerError> {
+        let ns = self.ns();
+        for job in jobs {
+            if let Some(o) = occupant_of(job) {
+                self.index
+                    .reserve(&ns, job.metadata.name.as_deref().unwrap_or(""), o);
+            }
+        }
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
+        let results: Vec<Result<(), (String, kube::Error)>> = stream::iter(jobs.to_vec())
+            .map(|job| {
+                let api = api.clone();
+                async move {
+                    let name = job.metadata.name.clone().unwrap_or_default();
+                    match api.create(&PostParams::default(), &job).await {
+                        Ok(_) => Ok(()),
+                        Err(e) if is_status(&e, 409) => Ok(()),
+                        Err(e) => Err((name, e)),
+                    }
+                }
+            })
+            .buffer_unordered(MAX_PARALLELISM)
+            .collect()
+            .await;
+        let failures: Vec<(String, kube::Error)> =
+            results.into_iter().filter_map(Result::err).collect();
+        if let Some((name, _)) = failures.first() {
+            let joined = failures
+                .iter()
+                .map(|(n, e)| format!("{n}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.warn_now("JobCreationFailed", joined).await;
+            let name = name.clone();
+            let Some((_, e)) = failures.into_iter().next() else {
+                return Ok(());
+            };
+            return Err(api_error("create Job", &name, e));
+        }
+        Ok(())
+    }
+
+    async fn suspend_jobs(&self, names: &[String]) -> Result<(), ControllerError> {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.ns());
+        let patch = Patch::Merge(json!({"spec": {"suspend": true}}));
+        for name in names {
+            match api.patch(name, &PatchParams::default(), &patch).await {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(api_error("suspend Job", name, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume_job(&self, job: &Job, clear_start_time: bool) -> Result<(), ControllerError> {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.ns());
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let mut job = job.clone();
+        if clear_start_time {
+            let patch = Patch::Merge(json!({"status": {"startTime": null}}));
+            let updated = api
+                .patch_status(&name, &PatchParams::default(), &patch)
+                .await
+                .map_err(|e| api_error("clear startTime of Job", &name, e))?;
+            job.metadata.resource_version = updated.metadata.resource_version;
+        }
+        job.status = None;
+        api.replace(&name, &PostParams::default(), &job)
+            .await
+            .map_err(|e| api_error("resume Job", &name, e))?;
+        Ok(())
+    }
+
+    async fn delete_jobset(&self) -> Result<(), ControllerError> {
+        let api: Api<JobSet> = Api::namespaced(self.client.clone(), &self.ns());
+        let name = self.jobset.metadata.name.clone().unwrap_or_default();
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Foreground),
+            ..Default::default()
+        };
+        match api.delete(&name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(api_error("delete JobSet", &name, e)),
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Wiring: the watches that feed the index (Jobs with the JobSet label,
+//! Services as metadata only, Nodes as a projection, plugin ConfigMaps) and
+//! the kube-runtime controller over JobSets that reconciles many JobSets
+//! in parallel, never one twice at once.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
+use jobset_api::JobSet;
+use jobset_api::labels::JOBSET_NAME_KEY;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use kube::Client;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{Config as RuntimeConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::{self, Event};
+
+use crate::clock::Clock;
+use crate::index::{Index, controller_name};
+use crate::job_builder::JOBSET_KIND;
+use crate::metrics::Metrics;
+use crate::policy::{PluginConfigMaps, Policies};
+use crate::reconcile::{Context, Observer, error_policy, reconcile};
+
+/// The label that marks a ConfigMap as a policy plugin.
+pub const PLUGIN_LABEL: &str = "policy.jobset.dev/plugin";
+
+/// How the controller runs.
+#[derive(Clone)]
+pub struct ControllerConfig {
+    /// JobSets reconciled at once.
+    pub concurrency: u16,
+    /// Feature gates that are on (upstream names).
+    pub feature_gates: Vec<String>,
+    /// The reporting controller name on events.
+    pub reporter: String,
+    pub clock: Clock,
+    pub observer: Option<Observer>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            concurrency: 16,
+            feature_gates: vec![
+                "RestartJob".to_string(),
+                "InPlaceRestart".to_string(),
+                "ElasticJobSet".to_string(),
+            ],
+            reporter: "jobset-controller".to_string(),
+            clock: Clock::wall(),
+            observer: None,
+        }
+    }
+}
+
+/// A retry schedule without jitter, so runs under a virtual clock repeat.
+struct SteadyBackoff {
+    next: Duration,
+}
+
+impl Iterator for SteadyBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(30));
+        Some(d)
+    }
+}
+
+impl kube::runtime::utils::Backoff for SteadyBackoff {
+    fn reset(&mut self) {
+        self.next = Duration::from_millis(800);
+    }
+}
+
+fn steady() -> SteadyBackoff {
+    SteadyBackoff {
+        next: Duration::from_millis(800),
+    }
+}
+
+fn owner_of_job(job: &Job) -> Option<ObjectRef<JobSet>> {
+    let ns = job.metadata.namespace.as_deref()?;
+    Some(ObjectRef::new(controller_name(job)?).within(ns))
+}
+
+fn owner_of_meta(meta: &kube::api::ObjectMeta) -> Option<ObjectRef<JobSet>> {
+    let owner = meta
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == JOBSET_KIND)?;
+    Some(ObjectRef::new(&owner.name).within(meta.namespace.as_deref()?))
+}
+
+type Trigger = mpsc::UnboundedSender<ObjectRef<JobSet>>;
+
+async fn watch_jobs(client: Client, index: Index, mut tx: Trigger) {
+    let api: Api<Job> = Api::all(client);
+    let cfg = watcher::Config::default().labels(JOBSET_NAME_KEY);
+    let mut stream = watcher::watcher(api, cfg)
+        .modify(|j: &mut Job| j.metadata.managed_fields = None)
+        .backoff(steady())
+        .boxed();
+    let mut buffer = Vec::new();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Apply(job)) => {
+                let owner = owner_of_job(&job);
+                index.upsert_job(job);
+                if let Some(o) = owner {
+                    let _ = tx.send(o).await;
+                }
+            }
+            Ok(Event::Delete(job)) => {
+                let ns = job.metadata.namespace.clone().unwrap_or_default();
+                let name = job.metadata.name.clone().unwrap_or_default();
+                index.remove_job(&ns, &name);
+                if let Some(o) = owner_of_job(&job) {
+                    let _ = tx.send(o).await;
+                }
+            }
+            Ok(Event::Init) => buffer.clear(),
+            Ok(Event::InitApply(job)) => buffer.push(job),
+            Ok(Event::InitDone) => {
+                let owners: Vec<_> = buffer.iter().filter_map(owner_of_job).collect();
+                index.reset_jobs(std::mem::take(&mut buffer));
+                for o in owners {
+                    let _ = tx.send(o).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Job watch failed; retrying"),
+        }
+    }
+}
+
+async fn watch_services(client: Client, index: Index, mut tx: Trigger) {
+    let api: Api<PartialObjectMeta<Service>> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .backoff(steady())
+        .boxed();
+    let mut buffer = Vec::new();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Apply(m)) | Ok(Event::Delete(m)) => {
+                let deleted = m.metadata.deletion_timestamp.is_some();
+                let ns = m.metadata.namespace.clone().unwrap_or_default();
+                let name = m.metadata.name.clone().unwrap_or_default();
+                let Some(owner) = owner_of_meta(&m.metadata) else {
+                    continue;
+                };
+                // A Delete event and an object being deleted both mean gone.
+                index.set_service(&ns, &name, !deleted);
+                let _ = tx.send(owner).await;
+            }
+            Ok(Event::Init) => buffer.clear(),
+            Ok(Event::InitApply(m)) => {
+                if owner_of_meta(&m.metadata).is_some() {
+                    buffer.push((
+                        m.metadata.namespace.clone().unwrap_or_default(),
+                        m.metadata.name.clone().unwrap_or_default(),
+                    ));
+                }
+            }
+            Ok(Event::InitDone) => index.reset_services(std::mem::take(&mut buffer)),
+            Err(e) => tracing::warn!(error = %e, "Service watch failed; retrying"),
+        }
+    }
+}
+
+async fn watch_nodes(client: Client, index: Index, ctx: Arc<Context>, mut tx: Trigger) {
+    let api: Api<Node> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .backoff(steady())
+        .boxed();
+    let mut buffer = Vec::new();
+    while let Some(ev) = stream.next().await {
+        let changed = match ev {
+            Ok(Event::Apply(n)) => {
+                index.upsert_node(&n);
+                true
+            }
+            Ok(Event::Delete(n)) => {
+                index.remove_node(n.metadata.name.as_deref().unwrap_or(""));
+                true
+            }
+            Ok(Event::Init) => {
+                buffer.clear();
+                false
+            }
+            Ok(Event::InitApply(n)) => {
+                buffer.push(n);
+                false
+            }
+            Ok(Event::InitDone) => {
+                index.reset_nodes(&std::mem::take(&mut buffer));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Node watch failed; retrying");
+                false
+            }
+        };
+        if changed {
+            for js in ctx.waiting() {
+                let _ = tx.send(js).await;
+            }
+        }
+    }
+}
+
+async fn watch_plugins(
+    client: Client,
+    plugins: Arc<dyn PluginConfigMaps>,
+    recorder: Recorder,
+    mut all: mpsc::UnboundedSender<()>,
+) {
+    let api: Api<ConfigMap> = Api::all(client);
+    let cfg = watcher::Config::default().labels(PLUGIN_LABEL);
+    let mut stream = watcher::watcher(api, cfg).backoff(steady()).boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Apply(cm)) | Ok(Event::InitApply(cm)) => {
+                if let Err(why) = plugins.upsert(&cm) {
+                    tracing::warn!(configmap = ?cm.metadata.name, reason = %why, "plugin rejected; the last good version stays in force");
+                    let ev = kube::runtime::events::Event {
+                        type_: kube::runtime::events::EventType::Warning,
+                        reason: "PluginRejected".to_string(),
+                        note: Some(why),
+                        action: "LoadPlugin".to_string(),
+                        secondary: None,
+                    };
+                    let reference = kube::Resource::object_ref(&cm, &());
+                    let _ = recorder.publish(&ev, &reference).await;
+                }
+                let _ = all.send(()).await;
+            }
+            Ok(Event::Delete(cm)) => {
+                plugins.remove(
+                    cm.metadata.namespace.as_deref().unwrap_or(""),
+                    cm.metadata.name.as_deref().unwrap_or(""),
+                );
+                let _ = all.send(()).await;
+            }
+            Ok(Event::Init) | Ok(Event::InitDone) => {}
+            Err(e) => tracing::warn!(error = %e, "plugin ConfigMap watch failed; retrying"),
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    config: ControllerConfig,
+    policies: Arc<dyn Policies>,
+    plugins: Option<Arc<dyn PluginConfigMaps>>,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let index = Index::default();
+    let reporter = Reporter {
+        controller: config.reporter.clone(),
+        instance: None,
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        index.clone(),
+        policies,
+        metrics,
+        recorder.clone(),
+        config.clock.clone(),
+        config.feature_gates.clone(),
+        config.observer.clone(),
+    ));
+    let (tx, rx) = mpsc::unbounded();
+    let (all_tx, all_rx) = mpsc::unbounded();
+    let mut tasks = vec![
+        tokio::spawn(watch_jobs(client.clone(), index.clone(), tx.clone())),
+        tokio::spawn(watch_services(client.clone(), index.clone(), tx.clone())),
+        tokio::spawn(watch_nodes(
+            client.clone(),
+            index.clone(),
+            ctx.clone(),
+            tx.clone(),
+        )),
+    ];
+    if let Some(plugins) = plugins {
+        tasks.push(tokio::spawn(watch_plugins(
+            client.clone(),
+            plugins,
+            recorder,
+            all_tx,
+        )));
+    }
+    let jobsets: Api<JobSet> = Api::all(client);
+    Controller::new(jobsets, watcher::Config::default())
+        .with_config(RuntimeConfig::default().concurrency(config.concurrency))
+        .trigger_backoff(steady())
+        .reconcile_on(rx)
+        .reconcile_all_on(all_rx)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+    for t in tasks {
+        t.abort();
+    }
+}

@@ -1,0 +1,289 @@
+//! The controller's in-memory view of the cluster, fed by its watches:
+//! child Jobs indexed by their JobSet's UID (managedFields stripped), the
+//! owned Services by name, Nodes as a projection (name, labels, readiness),
+//! and the topology domains exclusive Jobs hold. No Pod is ever stored, so
+//! memory grows with Jobs, not with pods.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Node;
+
+use crate::job_builder::{JOBSET_API_VERSION, JOBSET_KIND};
+use crate::placement::{NodeInfo, Occupant, occupant_of};
+
+/// `namespace/name`.
+pub type NsName = (String, String);
+
+/// The UID of a Job's controlling JobSet, if a JobSet controls it.
+pub fn controller_uid(job: &Job) -> Option<&str> {
+    job.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| {
+            o.controller == Some(true)
+                && o.kind == JOBSET_KIND
+                && o.api_version == JOBSET_API_VERSION
+        })
+        .map(|o| o.uid.as_str())
+}
+
+/// The name of a Job's controlling JobSet.
+pub fn controller_name(job: &Job) -> Option<&str> {
+    job.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == JOBSET_KIND)
+        .map(|o| o.name.as_str())
+}
+
+#[derive(Default)]
+struct Inner {
+    /// JobSet UID -> Job name -> Job.
+    jobs: HashMap<String, BTreeMap<String, Arc<Job>>>,
+    /// (namespace, name) of a Job -> the UID it is indexed under.
+    job_owner: HashMap<NsName, String>,
+    /// Domains held, by Job (namespace, name).
+    occupants: BTreeMap<NsName, Occupant>,
+    services: BTreeSet<NsName>,
+    nodes: BTreeMap<String, NodeInfo>,
+    /// Claims known to exist, by namespace and name.
+    pvcs: BTreeSet<NsName>,
+}
+
+/// Shared, cheaply cloneable index. Reads take a snapshot of what a
+/// reconcile needs; writes come from the watch tasks.
+#[derive(Clone, Default)]
+pub struct Index {
+    inner: Arc<RwLock<Inner>>,
+}
+
+fn key(ns: Option<&String>, name: Option<&String>) -> NsName {
+    (
+        ns.cloned().unwrap_or_default(),
+        name.cloned().unwrap_or_default(),
+    )
+}
+
+impl Index {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores or replaces a Job (its managedFields dropped).
+    pub fn upsert_job(&self, mut job: Job) {
+        job.metadata.managed_fields = None;
+        let k = key(job.metadata.namespace.as_ref(), job.metadata.name.as_ref());
+        let occupant = occupant_of(&job);
+        let mut inner = self.write();
+        if let Some(old) = inner.job_owner.remove(&k) {
+            if let Some(m) = inner.jobs.get_mut(&old) {
+                m.remove(&k.1);
+            }
+        }
+        match occupant {
+            Some(o) => {
+                inner.occupants.insert(k.clone(), o);
+            }
+            None => {
+                inner.occupants.remove(&k);
+            }
+        }
+        if let Some(uid) = controller_uid(&job).map(str::to_string) {
+            inner.job_owner.insert(k.clone(), uid.clone());
+            inner
+                .jobs
+                .entry(uid)
+                .or_default()
+                .insert(k.1, Arc::new(job));
+        }
+    }
+
+    /// Forgets a Job.
+    pub fn remove_job(&self, ns: &str, name: &str) {
+        let k = (ns.to_string(), name.to_string());
+        let mut inner = self.write();
+        inner.occupants.remove(&k);
+        if let Some(uid) = inner.job_owner.remove(&k) {
+            if let Some(m) = inner.jobs.get_mut(&uid) {
+                m.remove(name);
+                if m.is_empty() {
+                    inner.jobs.remove(&uid);
+                }
+            }
+        }
+    }
+
+    /// Replaces every Job (after a relist).
+    pub fn reset_jobs(&self, jobs: Vec<Job>) {
+        {
+            let mut inner = self.write();
+            inner.jobs.clear();
+            inner.job_owner.clear();
+            inner.occupants.clear();
+        }
+        for job in jobs {
+            self.upsert_job(job);
+        }
+    }
+
+    /// The Jobs a JobSet (by UID) controls.
+    pub fn jobs_of(&self, uid: &str) -> Vec<Job> {
+        self.read()
+            .jobs
+            .get(uid)
+            .map(|m| m.values().map(|j| (**j).clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every domain an exclusive Job holds.
+    pub fn occupants(&self) -> Vec<Occupant> {
+        self.read().occupants.values().cloned().collect()
+    }
+
+    /// Records that a domain is held by a Job about to be created, so that a
+    /// JobSet reconciled in parallel does not pick it too.
+    pub fn reserve(&self, ns: &str, job_name: &str, occupant: Occupant) {
+        self.write()
+            .occupants
+            .insert((ns.to_string(), job_name.to_string()), occupant);
+    }
+
+    pub fn set_service(&self, ns: &str, name: &str, present: bool) {
+        let k = (ns.to_string(), name.to_string());
+        let mut inner = self.write();
+        if present {
+            inner.services.insert(k);
+        } else {
+            inner.services.remove(&k);
+        }
+    }
+
+    pub fn reset_services(&self, services: impl IntoIterator<Item = NsName>) {
+        self.write().services = services.into_iter().collect();
+    }
+
+    pub fn has_service(&self, ns: &str, name: &str) -> bool {
+        self.read()
+            .services
+            .contains(&(ns.to_string(), name.to_string()))
+    }
+
+    /// Stores the projection of a Node.
+    pub fn upsert_node(&self, node: &Node) {
+        let info = project_node(node);
+        self.write().nodes.insert(info.name.clone(), info);
+    }
+
+    pub fn remove_node(&self, name: &str) {
+        self.write().nodes.remove(name);
+    }
+
+    pub fn reset_nodes(&self, nodes: &[Node]) {
+        self.write().nodes = nodes
+            .iter()
+            .map(|n| {
+                let i = project_node(n);
+                (i.name.clone(), i)
+            })
+            .collect();
+    }
+
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.read().nodes.values().cloned().collect()
+    }
+
+    pub fn note_pvc(&self, ns: &str, name: &str) {
+        self.write().pvcs.insert((ns.to_string(), name.to_string()));
+    }
+
+    /// Names of the claims known to exist in `ns`.
+    pub fn pvcs_in(&self, ns: &str) -> BTreeSet<String> {
+        self.read()
+            .pvcs
+            .iter()
+            .filter(|(n, _)| n == ns)
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    /// How many Jobs the index holds (for metrics and memory checks).
+    pub fn job_count(&self) -> usize {
+        self.read().job_owner.len()
+    }
+}
+
+/// What the controller keeps of a Node: name, labels, Ready.
+pub fn project_node(node: &Node) -> NodeInfo {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let unschedulable = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    NodeInfo {
+        name: node.metadata.name.clone().unwrap_or_default(),
+        labels: node.metadata.labels.clone().unwrap_or_default(),
+        ready: ready && !unschedulable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        ManagedFieldsEntry, ObjectMeta, OwnerReference,
+    };
+
+    fn job(name: &str, owner_uid: &str) -> Job {
+        Job {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: JOBSET_API_VERSION.into(),
+                    kind: JOBSET_KIND.into(),
+                    name: "js".into(),
+                    uid: owner_uid.into(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn jobs_are_found_by_their_jobset_uid_without_managed_fields() {
+        let index = Index::default();
+        index.upsert_job(job("a", "u1"));
+        index.upsert_job(job("b", "u1"));
+        index.upsert_job(job("c", "u2"));
+        let jobs = index.jobs_of("u1");
+        assert_eq!(jobs.len(), 2);
+        assert!(jobs.iter().all(|j| j.metadata.managed_fields.is_none()));
+        index.remove_job("ns", "a");
+        assert_eq!(index.jobs_of("u1").len(), 1);
+        assert_eq!(index.job_count(), 2);
+    }
+
+    #[test]
+    fn a_job_of_a_same_named_older_jobset_is_not_mixed_in() {
+        let index = Index::default();
+        index.upsert_job(job("a", "old-uid"));
+        assert!(index.jobs_of("new-uid").is_empty());
+    }
+}

@@ -1,0 +1,228 @@
+//! One reconcile of one JobSet: observe (from the index), plan, apply,
+//! write the status once, then emit the queued events. Also the per-object
+//! error backoff. Runs inside one tracing span per reconcile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jobset_api::JobSet;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource};
+use tracing::Instrument;
+
+use crate::actions::{EventSpec, Terminal};
+use crate::apply::Applier;
+use crate::clock::Clock;
+use crate::conditions::EventType;
+use crate::error::ControllerError;
+use crate::index::Index;
+use crate::metrics::Metrics;
+use crate::plan::{Inputs, Plan, plan};
+use crate::policy::Policies;
+
+/// What a reconcile reports to an observer (`jobset run` shows it).
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub namespace: String,
+    pub name: String,
+    pub plan: Plan,
+}
+
+/// Called after every successful reconcile.
+pub type Observer = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    pub client: Client,
+    pub index: Index,
+    pub policies: Arc<dyn Policies>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub clock: Clock,
+    pub feature_gates: Vec<String>,
+    pub observer: Option<Observer>,
+    /// Consecutive failures per JobSet, for the error backoff.
+    failures: Mutex<HashMap<ObjectRef<JobSet>, u32>>,
+    /// JobSets waiting for a placement (reconciled again when Nodes change).
+    waiting: Mutex<HashMap<ObjectRef<JobSet>, ()>>,
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        index: Index,
+        policies: Arc<dyn Policies>,
+        metrics: Arc<Metrics>,
+        recorder: Recorder,
+        clock: Clock,
+        feature_gates: Vec<String>,
+        observer: Option<Observer>,
+    ) -> Self {
+        Context {
+            client,
+            index,
+            policies,
+            metrics,
+            recorder,
+            clock,
+            feature_gates,
+            observer,
+            failures: Mutex::default(),
+            waiting: Mutex::default(),
+        }
+    }
+
+    /// The JobSets that wait for a topology domain.
+    pub fn waiting(&self) -> Vec<ObjectRef<JobSet>> {
+        self.waiting
+            .lock()
+            .map(|w| w.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn to_kube(t: EventType) -> KubeEventType {
+    match t {
+        EventType::Normal => KubeEventType::Normal,
+        EventType::Warning => KubeEventType::Warning,
+    }
+}
+
+async fn emit(recorder: &Recorder, js: &JobSet, events: &[EventSpec]) {
+    let reference = js.object_ref(&());
+    for e in events {
+        let ev = Event {
+            type_: to_kube(e.type_),
+            reason: e.reason.clone(),
+            note: Some(e.message.clone()),
+            action: "Reconciling".to_string(),
+            secondary: None,
+        };
+        if let Err(err) = recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %err, reason = %e.reason, "could not emit event");
+        }
+    }
+}
+
+/// Reconciles one JobSet.
+pub async fn reconcile(js: Arc<JobSet>, ctx: Arc<Context>) -> Result<Requeue, ControllerError> {
+    let name = js.metadata.name.clone().unwrap_or_default();
+    let namespace = js.metadata.namespace.clone().unwrap_or_default();
+    let span = tracing::info_span!("reconcile", jobset = %name, namespace = %namespace);
+    let started = Instant::now();
+    let result = reconcile_inner(&js, &ctx).instrument(span).await;
+    let key = ObjectRef::from_obj(js.as_ref());
+    ctx.metrics.reconciled(
+        started.elapsed(),
+        result.as_ref().err().map(|e| e.metric_label()),
+    );
+    if result.is_ok() {
+        if let Ok(mut f) = ctx.failures.lock() {
+            f.remove(&key);
+        }
+    }
+    result
+}
+
+async fn reconcile_inner(js: &JobSet, ctx: &Context) -> Result<Requeue, ControllerError> {
+    let uid = js.metadata.uid.clone().unwrap_or_default();
+    let namespace = js.metadata.namespace.clone().unwrap_or_default();
+    let jobs = ctx.index.jobs_of(&uid);
+    let service_name = jobset_api::naming::headless_service_name(js).to_string();
+    let existing_pvcs = ctx.index.pvcs_in(&namespace);
+    let nodes = ctx.index.nodes();
+    let occupants = ctx.index.occupants();
+    let inputs = Inputs {
+        jobset: js,
+        jobs: &jobs,
+        service_exists: ctx.index.has_service(&namespace, &service_name),
+        existing_pvcs: &existing_pvcs,
+        nodes: &nodes,
+        occupants: &occupants,
+        now: ctx.clock.now(),
+        feature_gates: &ctx.feature_gates,
+    };
+    let plan = plan(inputs, ctx.policies.as_ref())?;
+    for d in &plan.decisions {
+        tracing::info!(decision = %d, "policy decision");
+    }
+    let applier = Applier {
+        client: &ctx.client,
+        jobset: js,
+        index: &ctx.index,
+        recorder: &ctx.recorder,
+    };
+    applier.apply(&plan.actions).await?;
+
+    if let Some(status) = &plan.status {
+        let api: Api<JobSet> = Api::namespaced(ctx.client.clone(), &namespace);
+        let mut updated = js.clone();
+        updated.status = Some(status.clone());
+        updated.metadata.managed_fields = None;
+        let name = js.metadata.name.clone().unwrap_or_default();
+        api.replace_status(&name, &PostParams::default(), &updated)
+            .await
+            .map_err(|e| ControllerError::Api {
+                action: "write status of JobSet".to_string(),
+                object: name.clone(),
+                source: Box::new(e),
+            })?;
+        match plan.terminal {
+            Some(Terminal::Completed) => ctx.metrics.jobset_completed(&namespace, &name),
+            Some(Terminal::Failed) => ctx.metrics.jobset_failed(&namespace, &name),
+            None => {}
+        }
+        emit(&ctx.recorder, js, &plan.events).await;
+    }
+
+    let key = ObjectRef::from_obj(js);
+    if let Ok(mut w) = ctx.waiting.lock() {
+        if plan.waiting.is_empty() {
+            w.remove(&key);
+        } else {
+            w.insert(key, ());
+        }
+    }
+    if let Some(observer) = &ctx.observer {
+        observer(&Report {
+            namespace,
+            name: js.metadata.name.clone().unwrap_or_default(),
+            plan: plan.clone(),
+        });
+    }
+    Ok(match plan.requeue_after {
+        Some(d) => Requeue::requeue(d),
+        None => Requeue::await_change(),
+    })
+}
+
+/// The first retry after an error, doubled per consecutive failure.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// The longest wait between retries.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Per-object exponential backoff without jitter (reproducible under a
+/// virtual clock); a conflict is retried at once, since the cache catches up.
+pub fn error_policy(js: Arc<JobSet>, err: &ControllerError, ctx: Arc<Context>) -> Requeue {
+    let key = ObjectRef::from_obj(js.as_ref());
+    let n = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .unwrap_or(1);
+    tracing::warn!(jobset = ?js.metadata.name, error = %err, failures = n, "reconcile failed");
+    if err.is_conflict() && n < 3 {
+        return Requeue::requeue(Duration::from_millis(50));
+    }
+    let factor = 1u32 << (n.saturating_sub(1)).min(16);
+    Requeue::requeue((BACKOFF_MIN * factor).min(BACKOFF_MAX))
+}
