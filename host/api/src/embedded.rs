@@ -21,6 +21,17 @@ pub(crate) const INNER_PATH_MARKER: &str = "\u{1}at ";
 pub struct Embedded<T> {
     value: T,
     unknown: Option<Value>,
+    /// Fields the typed value always writes (required-with-default fields
+    /// of the Kubernetes types) that the input did not have, with the value
+    /// written; left out again while the typed value still writes the same.
+    added: Vec<(Vec<Seg>, Value)>,
+}
+
+/// One step of a path into a JSON value.
+#[derive(Clone, Debug, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
 }
 
 impl<T> Embedded<T> {
@@ -29,6 +40,7 @@ impl<T> Embedded<T> {
         Self {
             value,
             unknown: None,
+            added: Vec::new(),
         }
     }
 
@@ -36,15 +48,47 @@ impl<T> Embedded<T> {
     pub fn into_inner(self) -> T {
         self.value
     }
+}
 
+impl<T: Serialize> Embedded<T> {
     /// Dotted paths (relative to this object) of the preserved fields that
     /// the typed value does not know, e.g. `spec.template.spec.schedulingGroup`.
     pub fn unknown_fields(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(u) = &self.unknown {
-            collect_paths(u, String::new(), &mut out);
+        if let (Some(u), Ok(typed)) = (&self.unknown, serde_json::to_value(&self.value)) {
+            unknown_roots(u, &typed, String::new(), &mut out);
         }
         out
+    }
+}
+
+/// Paths of the keys of the sparse tree `missing` that `typed` lacks
+/// entirely (the unknown fields themselves, not their insides), skipping
+/// empty values that Go's `omitempty` would drop anyway.
+pub(crate) fn unknown_roots(missing: &Value, typed: &Value, path: String, out: &mut Vec<String>) {
+    match missing {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match typed.get(k) {
+                    None if !is_empty_value(v) => out.push(p),
+                    None => {}
+                    Some(t) => unknown_roots(v, t, p, out),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                if let Some(t) = typed.get(i) {
+                    unknown_roots(v, t, format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -73,6 +117,9 @@ impl<T: Serialize> Serialize for Embedded<T> {
         if let Some(u) = &self.unknown {
             overlay(&mut typed, u);
         }
+        for (path, v) in &self.added {
+            retract(&mut typed, path, v);
+        }
         typed.serialize(serializer)
     }
 }
@@ -86,7 +133,13 @@ impl<'de, T: DeserializeOwned + Serialize> Deserialize<'de> for Embedded<T> {
         })?;
         let typed = serde_json::to_value(&value).map_err(D::Error::custom)?;
         let unknown = vanished(&input, &typed);
-        Ok(Self { value, unknown })
+        let mut added = Vec::new();
+        added_paths(&typed, &input, &mut Vec::new(), &mut added);
+        Ok(Self {
+            value,
+            unknown,
+            added,
+        })
     }
 }
 
@@ -152,6 +205,58 @@ pub(crate) fn vanished(input: &Value, output: &Value) -> Option<Value> {
     }
 }
 
+/// Whole keys present in `typed` but absent from `input`, with their values.
+fn added_paths(
+    typed: &Value,
+    input: &Value,
+    path: &mut Vec<Seg>,
+    out: &mut Vec<(Vec<Seg>, Value)>,
+) {
+    match (typed, input) {
+        (Value::Object(t), Value::Object(i)) => {
+            for (k, tv) in t {
+                path.push(Seg::Key(k.clone()));
+                match i.get(k) {
+                    None => out.push((path.clone(), tv.clone())),
+                    Some(iv) => added_paths(tv, iv, path, out),
+                }
+                path.pop();
+            }
+        }
+        (Value::Array(t), Value::Array(i)) if t.len() == i.len() => {
+            for (n, (tv, iv)) in t.iter().zip(i).enumerate() {
+                path.push(Seg::Index(n));
+                added_paths(tv, iv, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes the key at `path` if it still holds `value`.
+fn retract(target: &mut Value, path: &[Seg], value: &Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = target;
+    for seg in parents {
+        let next = match seg {
+            Seg::Key(k) => node.get_mut(k.as_str()),
+            Seg::Index(i) => node.get_mut(*i),
+        };
+        match next {
+            Some(n) => node = n,
+            None => return,
+        }
+    }
+    if let (Seg::Key(k), Value::Object(m)) = (last, node)
+        && m.get(k) == Some(value)
+    {
+        m.remove(k);
+    }
+}
+
 /// Adds the preserved fields of `extra` to `target` where `target` does not
 /// already set them.
 fn overlay(target: &mut Value, extra: &Value) {
@@ -175,46 +280,6 @@ fn overlay(target: &mut Value, extra: &Value) {
     }
 }
 
-/// Dotted paths of the leaves of a sparse tree built by [`vanished`],
-/// skipping values that Go's `omitempty` would drop anyway.
-pub(crate) fn collect_paths(v: &Value, prefix: String, out: &mut Vec<String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, child) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                match child {
-                    Value::Object(_) | Value::Array(_) if !is_empty_value(child) => {
-                        collect_leaf_or_descend(child, p, out)
-                    }
-                    _ if is_empty_value(child) => {}
-                    _ => out.push(p),
-                }
-            }
-        }
-        Value::Array(a) => {
-            for (i, child) in a.iter().enumerate() {
-                collect_paths(child, format!("{prefix}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A vanished object or array is either a whole unknown field (when its
-/// parent key vanished) or a container of vanished parts; both report the
-/// deepest keys, which name the unknown fields precisely enough.
-fn collect_leaf_or_descend(v: &Value, path: String, out: &mut Vec<String>) {
-    let before = out.len();
-    collect_paths(v, path.clone(), out);
-    if out.len() == before {
-        out.push(path);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,7 +299,26 @@ mod tests {
         let e: Embedded<Small> = serde_json::from_value(input.clone()).unwrap();
         assert_eq!(e.a, Some(1));
         assert_eq!(serde_json::to_value(&e).unwrap(), input);
-        assert_eq!(e.unknown_fields(), vec!["items[1].z", "newField.x"]);
+        assert_eq!(e.unknown_fields(), vec!["items[1].z", "newField"]);
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Default, Clone)]
+    struct Required {
+        #[serde(default)]
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        a: Option<i32>,
+    }
+
+    #[test]
+    fn fields_the_typed_value_adds_are_left_out_again() {
+        let mut e: Embedded<Required> = serde_json::from_value(json!({"a": 1})).unwrap();
+        assert_eq!(serde_json::to_value(&e).unwrap(), json!({"a": 1}));
+        e.status = "True".into();
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"a": 1, "status": "True"})
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! JobSet v1alpha2 API: types, names and labels, the CRD, defaulting and
 //! validation. Pure: nothing here talks to a cluster.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod crd;
 pub mod defaulting;
@@ -8,6 +9,7 @@ pub mod dns;
 pub mod embedded;
 pub mod labels;
 pub mod naming;
+pub mod parse;
 pub mod spec;
 pub mod status;
 pub mod validation;
@@ -15,6 +17,10 @@ pub mod validation;
 pub use crd::{crd, crd_yaml};
 pub use defaulting::default_jobset;
 pub use embedded::Embedded;
+pub use parse::{
+    ParseError, embedded_unknown_fields, is_jobset, parse_jobset_json, parse_jobset_value,
+    parse_jobset_yaml, split_documents,
+};
 pub use spec::{
     ClaimTemplate, Coordinator, DependsOn, DependsOnStatus, FailurePolicy, FailurePolicyAction,
     FailurePolicyRule, JobSet, JobSetSpec, Network, Operator, ReplicatedJob, RestartStrategy,

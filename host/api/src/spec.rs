@@ -168,9 +168,9 @@ pub enum Operator {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailurePolicy {
-    /// Limit on the restarts that count toward the maximum.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub max_restarts: i32,
+    /// Limit on the restarts that count toward the maximum; unset means 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<i32>,
     /// How a JobSet restart is carried out; unset means `Recreate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_strategy: Option<RestartStrategy>,
@@ -180,6 +180,11 @@ pub struct FailurePolicy {
 }
 
 impl FailurePolicy {
+    /// The restart limit (unset means 0).
+    pub fn max_restarts(&self) -> i32 {
+        self.max_restarts.unwrap_or(0)
+    }
+
     /// The restart strategy, applying the CRD default `Recreate`.
     pub fn restart_strategy(&self) -> RestartStrategy {
         self.restart_strategy.unwrap_or_default()
@@ -268,12 +273,24 @@ pub enum StartupPolicyOrder {
 pub struct Coordinator {
     /// Name of the replicated job holding the coordinator.
     pub replicated_job: String,
-    /// Index of the Job within that replicated job.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub job_index: i32,
-    /// Completion index of the pod within that Job.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub pod_index: i32,
+    /// Index of the Job within that replicated job; unset means 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_index: Option<i32>,
+    /// Completion index of the pod within that Job; unset means 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_index: Option<i32>,
+}
+
+impl Coordinator {
+    /// The Job index (unset means 0).
+    pub fn job_index(&self) -> i32 {
+        self.job_index.unwrap_or(0)
+    }
+
+    /// The pod index (unset means 0).
+    pub fn pod_index(&self) -> i32 {
+        self.pod_index.unwrap_or(0)
+    }
 }
 
 /// PersistentVolumeClaims shared across replicated jobs.

@@ -117,8 +117,8 @@ fn cases() -> Vec<Case> {
             |js| {
                 js.spec.coordinator = Some(Coordinator {
                     replicated_job: "workers".into(),
-                    job_index: 1,
-                    pod_index: 0,
+                    job_index: Some(1),
+                    pod_index: Some(0),
                 })
             },
             &[],
@@ -430,7 +430,7 @@ fn cases() -> Vec<Case> {
             |js| js.spec.failure_policy = Some(FailurePolicy::default()),
             |js| {
                 js.spec.failure_policy = Some(FailurePolicy {
-                    max_restarts: 3,
+                    max_restarts: Some(3),
                     ..Default::default()
                 })
             },

@@ -373,30 +373,30 @@ fn coordinator_checks(js: &JobSet, name: &str, errs: &mut ValidationErrors) {
         );
         return;
     };
-    if c.job_index < 0 || c.job_index >= rjob.replicas() {
+    if c.job_index() < 0 || c.job_index() >= rjob.replicas() {
         errs.push(
             "spec.coordinator.jobIndex",
             ErrorKind::Invalid,
             format!(
                 "{} is out of range: replicated job {:?} has Job indexes 0 to {}",
-                c.job_index,
+                c.job_index(),
                 rjob.name,
-                rjob.replicas() - 1
+                i64::from(rjob.replicas()) - 1
             ),
         );
     }
     let job_spec = rjob.template.spec.as_ref();
     match job_spec.and_then(|s| s.completions) {
         Some(completions) if is_indexed(job_spec) => {
-            if c.pod_index < 0 || c.pod_index >= completions {
+            if c.pod_index() < 0 || c.pod_index() >= completions {
                 errs.push(
                     "spec.coordinator.podIndex",
                     ErrorKind::Invalid,
                     format!(
                         "{} is out of range: Jobs of {:?} have pod indexes 0 to {}",
-                        c.pod_index,
+                        c.pod_index(),
                         rjob.name,
-                        completions - 1
+                        i64::from(completions) - 1
                     ),
                 );
             }
@@ -413,8 +413,8 @@ fn coordinator_checks(js: &JobSet, name: &str, errs: &mut ValidationErrors) {
     let endpoint = naming::coordinator_endpoint(
         name,
         &rjob.name,
-        i64::from(c.job_index),
-        i64::from(c.pod_index),
+        i64::from(c.job_index()),
+        i64::from(c.pod_index()),
         naming::subdomain(&js.spec, name),
     );
     for m in dns::label_value(&endpoint) {

@@ -84,8 +84,8 @@ pub fn rules(js: &mut JobSet, rules: Vec<FailurePolicyRule>) {
 pub fn coordinator(js: &mut JobSet, rjob: &str, job_index: i32, pod_index: i32) {
     js.spec.coordinator = Some(Coordinator {
         replicated_job: rjob.into(),
-        job_index,
-        pod_index,
+        job_index: Some(job_index),
+        pod_index: Some(pod_index),
     });
 }
 
