@@ -2,6 +2,8 @@
 //! completed with what the derive cannot express: CEL immutability and
 //! exclusion rules, list-map keys, atomic and set lists, bounds and defaults.
 
+use std::sync::LazyLock;
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use serde_json::{Map, Value, json};
@@ -26,6 +28,13 @@ pub const PVC_NAMESPACE_MESSAGE: &str = "metadata.namespace must not be set in a
 
 /// The JobSet CRD (`jobsets.jobset.x-k8s.io`).
 pub fn crd() -> CustomResourceDefinition {
+    CRD.clone()
+}
+
+/// Generated once: schema generation walks every embedded Kubernetes type.
+static CRD: LazyLock<CustomResourceDefinition> = LazyLock::new(generate);
+
+fn generate() -> CustomResourceDefinition {
     let mut value = match serde_json::to_value(JobSet::crd()) {
         Ok(v) => v,
         Err(_) => return JobSet::crd(),
@@ -142,6 +151,16 @@ fn complete_schema(s: &mut Value) {
         &format!("{vcp}.[].retentionPolicy.whenDeleted"),
         json!({"default": "Delete"}),
     );
+
+    // Pod-spec and container fields of Kubernetes releases newer than the
+    // compiled types' (e.g. restartPolicyRules, schedulingGroup) must survive
+    // pruning, as the Job template keeps them too.
+    let pod = format!("{rj}.[].template.spec.template.spec");
+    let keep = json!({"x-kubernetes-preserve-unknown-fields": true});
+    set(s, &pod, keep.clone());
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        set(s, &format!("{pod}.{list}.[]"), keep.clone());
+    }
 
     set(s, "status.conditions", map_by("type"));
     set(s, "status.replicatedJobsStatus", map_by("name"));
@@ -307,6 +326,20 @@ mod tests {
                 "RestartJobAndIgnoreMaxRestarts"
             ])
         );
+    }
+
+    #[test]
+    fn pod_specs_and_containers_keep_fields_of_newer_kubernetes() {
+        let pod = "spec.replicatedJobs.[].template.spec.template.spec";
+        for p in [
+            pod.to_string(),
+            format!("{pod}.containers.[]"),
+            format!("{pod}.initContainers.[]"),
+        ] {
+            let n = at(&p);
+            assert_eq!(n["x-kubernetes-preserve-unknown-fields"], true, "{p}");
+            assert!(n["properties"].is_object(), "{p} keeps its schema");
+        }
     }
 
     /// A structural schema has a type on every node (or int-or-string /

@@ -301,9 +301,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             embedded_unknown_fields(&js),
-            vec![
-                "spec.replicatedJobs[0].template.spec.template.spec.schedulingGroupX"
-            ]
+            vec!["spec.replicatedJobs[0].template.spec.template.spec.schedulingGroupX"]
         );
     }
 
