@@ -17,7 +17,7 @@ pub(crate) const INNER_PATH_MARKER: &str = "\u{1}at ";
 ///
 /// It dereferences to the typed value; serialising writes the typed value
 /// and then adds back every preserved field the typed value does not set.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Embedded<T> {
     value: T,
     unknown: Option<Value>,
@@ -89,6 +89,14 @@ pub(crate) fn unknown_roots(missing: &Value, typed: &Value, path: String, out: &
             }
         }
         _ => {}
+    }
+}
+
+/// Equal when the typed values and the preserved unknown fields are; the
+/// record of fields the typed value adds is a detail of serialisation.
+impl<T: PartialEq> PartialEq for Embedded<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value && self.unknown == other.unknown
     }
 }
 
@@ -319,6 +327,18 @@ mod tests {
             serde_json::to_value(&e).unwrap(),
             json!({"a": 1, "status": "True"})
         );
+    }
+
+    #[test]
+    fn equality_ignores_how_the_value_was_read() {
+        let parsed: Embedded<Required> = serde_json::from_value(json!({"a": 1})).unwrap();
+        let built = Embedded::new(Required {
+            status: String::new(),
+            a: Some(1),
+        });
+        assert_eq!(parsed, built);
+        let other: Embedded<Required> = serde_json::from_value(json!({"a": 1, "x": 2})).unwrap();
+        assert_ne!(parsed, other);
     }
 
     #[test]

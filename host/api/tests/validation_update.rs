@@ -456,6 +456,34 @@ fn cases() -> Vec<Case> {
             &[("spec.volumeClaimPolicies", Forbidden)],
         ),
         case(
+            "status restart arrays hold at most 1024 items",
+            same,
+            |js| {
+                js.status = Some(JobSetStatus {
+                    replicated_jobs_status: vec![ReplicatedJobStatus {
+                        name: "workers".into(),
+                        job_restarts: vec![0; 1025],
+                        job_restarts_count_towards_max: vec![0; 1024],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+            },
+            &[("status.replicatedJobsStatus[0].jobRestarts", TooMany)],
+        ),
+        case(
+            "in-place restart attempts are not negative",
+            same,
+            |js| {
+                js.status = Some(JobSetStatus {
+                    previous_in_place_restart_attempt: Some(-1),
+                    current_in_place_restart_attempt: Some(0),
+                    ..Default::default()
+                })
+            },
+            &[("status.previousInPlaceRestartAttempt", Invalid)],
+        ),
+        case(
             "the CRD checks still apply on update",
             same,
             |js| js.spec.ttl_seconds_after_finished = Some(-1),

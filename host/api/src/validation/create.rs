@@ -8,9 +8,12 @@ use k8s_openapi::api::batch::v1::JobSpec;
 use super::{ErrorKind, ValidationContext, ValidationErrors, quoted_list};
 use crate::crd::IN_ORDER_DEPENDS_ON_MESSAGE;
 use crate::dns;
-use crate::labels::{MAX_DEPENDS_ON, MAX_MANAGED_BY_LENGTH, MAX_VOLUME_CLAIM_POLICIES};
+use crate::labels::{
+    MAX_DEPENDS_ON, MAX_JOB_RESTARTS_ITEMS, MAX_MANAGED_BY_LENGTH, MAX_VOLUME_CLAIM_POLICIES,
+};
 use crate::naming;
 use crate::spec::{JobSet, RestartStrategy, StartupPolicyOrder};
+use crate::status::JobSetStatus;
 
 const MAX_INT32: i64 = i32::MAX as i64;
 const INDEXED: &str = "Indexed";
@@ -91,6 +94,9 @@ pub(crate) fn schema_checks(js: &JobSet, errs: &mut ValidationErrors) {
             }
         }
     }
+    if let Some(status) = &js.status {
+        status_checks(status, errs);
+    }
     if let Some(ttl) = spec.ttl_seconds_after_finished
         && ttl < 0
     {
@@ -142,6 +148,46 @@ pub(crate) fn schema_checks(js: &JobSet, errs: &mut ValidationErrors) {
                 quoted_list(with_deps)
             ),
         );
+    }
+}
+
+/// The CRD bounds of the status: in-place restart attempts are not
+/// negative, and the per-Job restart arrays hold at most 1024 items.
+fn status_checks(status: &JobSetStatus, errs: &mut ValidationErrors) {
+    for (field, v) in [
+        (
+            "previousInPlaceRestartAttempt",
+            status.previous_in_place_restart_attempt,
+        ),
+        (
+            "currentInPlaceRestartAttempt",
+            status.current_in_place_restart_attempt,
+        ),
+    ] {
+        if let Some(v) = v.filter(|v| *v < 0) {
+            errs.push(
+                format!("status.{field}"),
+                ErrorKind::Invalid,
+                format!("{v} is negative; it must be 0 or more"),
+            );
+        }
+    }
+    for (i, r) in status.replicated_jobs_status.iter().enumerate() {
+        for (field, len) in [
+            ("jobRestarts", r.job_restarts.len()),
+            (
+                "jobRestartsCountTowardsMax",
+                r.job_restarts_count_towards_max.len(),
+            ),
+        ] {
+            if len > MAX_JOB_RESTARTS_ITEMS {
+                errs.push(
+                    format!("status.replicatedJobsStatus[{i}].{field}"),
+                    ErrorKind::TooMany,
+                    format!("has {len} items, at most {MAX_JOB_RESTARTS_ITEMS} are allowed"),
+                );
+            }
+        }
     }
 }
 
