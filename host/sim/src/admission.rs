@@ -79,10 +79,10 @@ impl Sim {
     }
 
     fn selected(&self, hook: &Value, call: &Call, obj: &Value) -> Result<bool, ApiError> {
-        if let Some(sel) = hook.get("objectSelector") {
-            if !LabelSelector::from_object(sel)?.matches(obj) {
-                return Ok(false);
-            }
+        if let Some(sel) = hook.get("objectSelector")
+            && !LabelSelector::from_object(sel)?.matches(obj)
+        {
+            return Ok(false);
         }
         if let Some(sel) = hook.get("namespaceSelector") {
             let ns_obj = if call.info.namespaced {
@@ -92,10 +92,10 @@ impl Sim {
             } else {
                 None
             };
-            if let Some(ns) = ns_obj {
-                if !LabelSelector::from_object(sel)?.matches(&ns) {
-                    return Ok(false);
-                }
+            if let Some(ns) = ns_obj
+                && !LabelSelector::from_object(sel)?.matches(&ns)
+            {
+                return Ok(false);
             }
         }
         Ok(true)
@@ -177,16 +177,14 @@ impl Sim {
                     };
                     return Err(ApiError::new(code, reason, text));
                 }
-                if mutating {
-                    if let Some(p) = resp.get("patch").and_then(Value::as_str) {
-                        let raw = STANDARD.decode(p).map_err(|e| {
-                            call_failed(&name, &format!("invalid patch encoding: {e}"))
-                        })?;
-                        let patch: Value = serde_json::from_slice(&raw)
-                            .map_err(|e| call_failed(&name, &format!("invalid patch: {e}")))?;
-                        obj = crate::patch::json::json_patch(&obj, &patch)
-                            .map_err(|e| call_failed(&name, &e.message))?;
-                    }
+                if mutating && let Some(p) = resp.get("patch").and_then(Value::as_str) {
+                    let raw = STANDARD
+                        .decode(p)
+                        .map_err(|e| call_failed(&name, &format!("invalid patch encoding: {e}")))?;
+                    let patch: Value = serde_json::from_slice(&raw)
+                        .map_err(|e| call_failed(&name, &format!("invalid patch: {e}")))?;
+                    obj = crate::patch::json::json_patch(&obj, &patch)
+                        .map_err(|e| call_failed(&name, &e.message))?;
                 }
             }
         }

@@ -145,12 +145,12 @@ pub fn apply_schema(
                 if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
                     continue;
                 }
-                if !m.contains_key(k) {
-                    if let Some(d) = sub.get("default") {
-                        let mut d = d.clone();
-                        walk(&mut d, sub, k, &mut Vec::new(), &mut Vec::new());
-                        m.insert(k.clone(), d);
-                    }
+                if !m.contains_key(k)
+                    && let Some(d) = sub.get("default")
+                {
+                    let mut d = d.clone();
+                    walk(&mut d, sub, k, &mut Vec::new(), &mut Vec::new());
+                    m.insert(k.clone(), d);
                 }
             }
         }
@@ -228,34 +228,34 @@ fn walk(
         }
         return;
     }
-    if let Some(t) = schema.get("type").and_then(Value::as_str) {
-        if !type_ok(v, t) {
-            let got = match v {
-                Value::Null => "null",
-                Value::Bool(_) => "boolean",
-                Value::Number(_) => "number",
-                Value::String(_) => "string",
-                Value::Array(_) => "array",
-                Value::Object(_) => "object",
-            };
-            errors.push((
-                path.into(),
-                format!("Invalid value: \"{got}\": {path} in body must be of type {t}: \"{got}\""),
-            ));
-            return;
-        }
+    if let Some(t) = schema.get("type").and_then(Value::as_str)
+        && !type_ok(v, t)
+    {
+        let got = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        errors.push((
+            path.into(),
+            format!("Invalid value: \"{got}\": {path} in body must be of type {t}: \"{got}\""),
+        ));
+        return;
     }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(v) {
-            let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-            errors.push((
-                path.into(),
-                format!(
-                    "Unsupported value: {v}: supported values: {}",
-                    list.join(", ")
-                ),
-            ));
-        }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(v)
+    {
+        let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        errors.push((
+            path.into(),
+            format!(
+                "Unsupported value: {v}: supported values: {}",
+                list.join(", ")
+            ),
+        ));
     }
     match v {
         Value::Object(m) => {
@@ -286,18 +286,18 @@ fn walk(
             }
             if let Some(p) = props {
                 for (k, sub) in p {
-                    if !m.contains_key(k) {
-                        if let Some(d) = sub.get("default") {
-                            let mut d = d.clone();
-                            walk(
-                                &mut d,
-                                sub,
-                                &format!("{path}.{k}"),
-                                &mut Vec::new(),
-                                &mut Vec::new(),
-                            );
-                            m.insert(k.clone(), d);
-                        }
+                    if !m.contains_key(k)
+                        && let Some(d) = sub.get("default")
+                    {
+                        let mut d = d.clone();
+                        walk(
+                            &mut d,
+                            sub,
+                            &format!("{path}.{k}"),
+                            &mut Vec::new(),
+                            &mut Vec::new(),
+                        );
+                        m.insert(k.clone(), d);
                     }
                 }
             }

@@ -79,10 +79,10 @@ fn job(obj: &mut Value) {
     default(spec, "/completionMode", json!("NonIndexed"));
     default(spec, "/suspend", json!(false));
     default(spec, "/manualSelector", Value::Null);
-    if let Some(m) = spec.as_object_mut() {
-        if m.get("manualSelector").is_some_and(Value::is_null) {
-            m.remove("manualSelector");
-        }
+    if let Some(m) = spec.as_object_mut()
+        && m.get("manualSelector").is_some_and(Value::is_null)
+    {
+        m.remove("manualSelector");
     }
     if spec.get("podReplacementPolicy").is_none() && spec.get("podFailurePolicy").is_none() {
         spec["podReplacementPolicy"] = json!("TerminatingOrFailed");

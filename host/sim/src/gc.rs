@@ -47,10 +47,10 @@ fn without_owner(obj: &Value, owner_uid: &str) -> Value {
         .and_then(Value::as_array_mut)
     {
         refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
-        if refs.is_empty() {
-            if let Some(m) = o["metadata"].as_object_mut() {
-                m.remove("ownerReferences");
-            }
+        if refs.is_empty()
+            && let Some(m) = o["metadata"].as_object_mut()
+        {
+            m.remove("ownerReferences");
         }
     }
     o

@@ -151,12 +151,12 @@ impl Sim {
         };
         let form = form_of(&call.req.accept, call.req.param("includeObject"));
         let mut metadata = json!({"resourceVersion": rv.to_string()});
-        if more > 0 {
-            if let Some(last) = items.last() {
-                metadata["continue"] =
-                    json!(continue_token(meta(last, "namespace"), meta(last, "name")));
-                metadata["remainingItemCount"] = json!(more);
-            }
+        if more > 0
+            && let Some(last) = items.last()
+        {
+            metadata["continue"] =
+                json!(continue_token(meta(last, "namespace"), meta(last, "name")));
+            metadata["remainingItemCount"] = json!(more);
         }
         let body = match &form {
             Form::Table(include) => {

@@ -257,12 +257,12 @@ impl State {
         } else {
             EventKind::Added
         };
-        if let Some(old) = &old {
-            if meta_str(old, "uid") != meta_str(&obj, "uid") {
-                self.by_uid.remove(meta_str(old, "uid"));
-                self.by_uid
-                    .insert(meta_str(&obj, "uid").to_string(), key.clone());
-            }
+        if let Some(old) = &old
+            && meta_str(old, "uid") != meta_str(&obj, "uid")
+        {
+            self.by_uid.remove(meta_str(old, "uid"));
+            self.by_uid
+                .insert(meta_str(&obj, "uid").to_string(), key.clone());
         }
         self.record(kind, res, obj.clone(), old);
         if obj.pointer("/metadata/deletionTimestamp").is_some() {

@@ -73,11 +73,11 @@ pub fn validate_object(
             Some(m) => {
                 for (k, v) in m {
                     if !label_key(k) {
-                        causes.push((format!("metadata.labels"), format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.'")));
+                        causes.push(("metadata.labels".to_string(), format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.'")));
                     }
                     match v.as_str() {
                         Some(s) if label_value(s) => {}
-                        _ => causes.push((format!("metadata.labels"), format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'"))),
+                        _ => causes.push(("metadata.labels".to_string(), format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'"))),
                     }
                 }
             }
@@ -88,17 +88,16 @@ pub fn validate_object(
             )),
         }
     }
-    if let Some(a) = obj.pointer("/metadata/annotations") {
-        if !a.is_null()
-            && !a
-                .as_object()
-                .is_some_and(|m| m.values().all(Value::is_string))
-        {
-            causes.push((
-                "metadata.annotations".into(),
-                "Invalid value: annotations must be a map of strings".into(),
-            ));
-        }
+    if let Some(a) = obj.pointer("/metadata/annotations")
+        && !a.is_null()
+        && !a
+            .as_object()
+            .is_some_and(|m| m.values().all(Value::is_string))
+    {
+        causes.push((
+            "metadata.annotations".into(),
+            "Invalid value: annotations must be a map of strings".into(),
+        ));
     }
     kind_rules(info, obj, old, &mut causes);
     if causes.is_empty() {
@@ -173,16 +172,15 @@ fn kind_rules(
             }
         }
         ("", "ConfigMap" | "Secret") => {
-            if let Some(old) = old {
-                if old.get("immutable") == Some(&Value::Bool(true))
-                    && (old.get("data") != obj.get("data")
-                        || old.get("binaryData") != obj.get("binaryData"))
-                {
-                    causes.push((
-                        "data".into(),
-                        "Forbidden: field is immutable when `immutable` is set".into(),
-                    ));
-                }
+            if let Some(old) = old
+                && old.get("immutable") == Some(&Value::Bool(true))
+                && (old.get("data") != obj.get("data")
+                    || old.get("binaryData") != obj.get("binaryData"))
+            {
+                causes.push((
+                    "data".into(),
+                    "Forbidden: field is immutable when `immutable` is set".into(),
+                ));
             }
         }
         _ => {}

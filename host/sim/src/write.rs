@@ -125,10 +125,10 @@ pub fn merge_update(
     if sub == Some("status") {
         let mut out = current.clone();
         out["status"] = new.get("status").cloned().unwrap_or(Value::Null);
-        if out["status"].is_null() {
-            if let Some(o) = out.as_object_mut() {
-                o.remove("status");
-            }
+        if out["status"].is_null()
+            && let Some(o) = out.as_object_mut()
+        {
+            o.remove("status");
         }
         if let Some(mf) = new.pointer("/metadata/managedFields") {
             out["metadata"]["managedFields"] = mf.clone();
@@ -253,10 +253,10 @@ impl Sim {
                 o.remove(f);
             }
         }
-        if info.has_status {
-            if let Some(o) = obj.as_object_mut() {
-                o.remove("status");
-            }
+        if info.has_status
+            && let Some(o) = obj.as_object_mut()
+        {
+            o.remove("status");
         }
         crate::defaults::on_create(info, obj);
         Ok(())

@@ -191,8 +191,10 @@ async fn garbage_collection_follows_owner_references() {
             {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid, "blockOwnerDeletion": true}]}})).unwrap();
         api.create(&PostParams::default(), &dep).await.unwrap();
     }
-    let mut dp = DeleteParams::default();
-    dp.propagation_policy = Some(PropagationPolicy::Background);
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
     api.delete("owner", &dp).await.unwrap();
     let left: Vec<String> = api
         .list(&ListParams::default())

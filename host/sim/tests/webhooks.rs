@@ -130,12 +130,11 @@ async fn webhooks_in_configurations_mutate_and_reject() {
         .await
         .unwrap();
     assert!(
-        skipped
+        !skipped
             .metadata
             .labels
             .unwrap_or_default()
-            .get("mutated")
-            .is_none()
+            .contains_key("mutated")
     );
 }
 
