@@ -19,6 +19,7 @@ pub mod lists;
 pub mod managed;
 mod openapi;
 pub mod patch;
+mod protobuf;
 pub mod rbac;
 mod read;
 pub mod registry;

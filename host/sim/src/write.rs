@@ -28,6 +28,7 @@ pub fn decode_body(req: &ApiRequest) -> Result<Value, ApiError> {
     let v: Value = match ct {
         "application/json" | "" => serde_json::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))?,
+        crate::protobuf::PROTOBUF => crate::protobuf::decode(&req.body)?,
         "application/yaml" | "application/apply-patch+yaml" => serde_yaml::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))?,
         other => return Err(ApiError::unsupported_media_type(other)),

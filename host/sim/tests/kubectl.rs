@@ -413,3 +413,121 @@ fn kubectl_applies_built_in_kinds_client_side_and_server_side() {
     );
     c.ok(&["delete", "job", "pi"], None);
 }
+
+#[test]
+fn kubectl_typed_create_commands_send_protobuf_the_server_understands() {
+    let c = start();
+    c.ok(&["create", "namespace", "team"], None);
+    c.ok(
+        &[
+            "create",
+            "configmap",
+            "cfg",
+            "-n",
+            "team",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+        ],
+        None,
+    );
+    c.ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "-n",
+            "team",
+            "--from-literal=pw=hunter2",
+        ],
+        None,
+    );
+    c.ok(&["create", "serviceaccount", "bot", "-n", "team"], None);
+    c.ok(
+        &[
+            "create",
+            "role",
+            "reader",
+            "-n",
+            "team",
+            "--verb=get,list",
+            "--resource=configmaps",
+        ],
+        None,
+    );
+    c.ok(
+        &[
+            "create",
+            "rolebinding",
+            "bot-reads",
+            "-n",
+            "team",
+            "--role=reader",
+            "--serviceaccount=team:bot",
+        ],
+        None,
+    );
+    let data = c.ok(
+        &[
+            "get",
+            "configmap",
+            "cfg",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.a},{.data.b}",
+        ],
+        None,
+    );
+    assert_eq!(data, "1,2");
+    let pw = c.ok(
+        &[
+            "get",
+            "secret",
+            "s",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.pw}",
+        ],
+        None,
+    );
+    assert_eq!(pw, "aHVudGVyMg==");
+    let verbs = c.ok(
+        &[
+            "get",
+            "role",
+            "reader",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.rules[0].verbs}",
+        ],
+        None,
+    );
+    assert!(verbs.contains("get") && verbs.contains("list"), "{verbs}");
+    let subject = c.ok(
+        &[
+            "get",
+            "rolebinding",
+            "bot-reads",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.subjects[0].name}/{.roleRef.name}",
+        ],
+        None,
+    );
+    assert_eq!(subject, "bot/reader");
+    let label = c.ok(
+        &[
+            "get",
+            "namespace",
+            "team",
+            "-o",
+            "jsonpath={.metadata.labels.kubernetes\\.io/metadata\\.name}",
+        ],
+        None,
+    );
+    assert_eq!(label, "team");
+}
