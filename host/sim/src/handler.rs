@@ -71,7 +71,11 @@ impl Sim {
 
     async fn route(&self, req: ApiRequest) -> Result<ApiResponse, ApiError> {
         let target = parse_path(&req.path)?;
-        let user = self.authenticate(req.token.as_deref())?;
+        // /version and health checks are public, as for anonymous users on a real server.
+        let user = match target {
+            Target::Version | Target::Health => UserInfo::default(),
+            _ => self.authenticate(req.token.as_deref())?,
+        };
         let ok = |v: Value| Ok(ApiResponse::ok(v));
         if !matches!(target, Target::Resource(_)) && req.method != Method::GET {
             return Err(ApiError::method_not_allowed());

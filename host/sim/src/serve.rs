@@ -40,6 +40,14 @@ pub fn write_kubeconfig(
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run_serve(opts: ServeOptions) -> Result<(), SimError> {
+    run_serve_until(opts, wait_for_signal()).await
+}
+
+/// Runs the server until `stop` completes (or fails).
+pub async fn run_serve_until(
+    opts: ServeOptions,
+    stop: impl std::future::Future<Output = Result<(), SimError>>,
+) -> Result<(), SimError> {
     let mut config = SimConfig {
         rbac: opts.rbac,
         ..SimConfig::default()
@@ -54,8 +62,8 @@ pub async fn run_serve(opts: ServeOptions) -> Result<(), SimError> {
         "jobset sim: ready on http://{addr} (kubeconfig: {})",
         opts.kubeconfig_out.display()
     );
-    wait_for_signal().await?;
-    tracing::info!("stopping on signal");
+    stop.await?;
+    tracing::info!("stopping");
     Ok(())
 }
 
@@ -73,5 +81,59 @@ async fn wait_for_signal() -> Result<(), SimError> {
     {
         tokio::signal::ctrl_c().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serve_writes_a_kubeconfig_answers_and_stops_when_told() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kc");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let opts = ServeOptions {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            kubeconfig_out: path.clone(),
+            rbac: true,
+        };
+        let server = tokio::spawn(run_serve_until(opts, async move {
+            let _ = rx.await;
+            Ok(())
+        }));
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = std::fs::read_to_string(&path).unwrap_or_default();
+            if !text.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(text.contains(&format!("token: {ADMIN_TOKEN}")), "{text}");
+        let server_line = text
+            .lines()
+            .find(|l| l.contains("server: http://"))
+            .expect("server line");
+        let addr = server_line
+            .trim()
+            .trim_start_matches("server: http://")
+            .to_string();
+        let mut stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(b"GET /version HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.expect("read");
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.contains("gitVersion"),
+            "{reply}"
+        );
+        tx.send(()).expect("stop");
+        assert!(server.await.expect("join").is_ok());
     }
 }
