@@ -181,3 +181,169 @@ async fn an_unreachable_webhook_fails_or_is_ignored_by_its_failure_policy() {
         s.message
     );
 }
+
+/// A CA and a server certificate for 127.0.0.1, made with the openssl tool.
+fn certificates(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=sim-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("read pem");
+    (read("ca.crt"), read("srv.crt"), read("srv.key"))
+}
+
+async fn start_tls_webhook(cert: Vec<u8>, key: Vec<u8>) -> SocketAddr {
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<_, _>>()
+        .expect("certs");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&key).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let io = hyper_util::rt::TokioIo::new(tls);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, hyper::service::service_fn(review))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_is_trusted_through_its_ca_bundle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = certificates(dir.path());
+    let addr = start_tls_webhook(cert, key).await;
+    let sim = Sim::new(SimConfig::default());
+    let client = kube::Client::new(sim.service(), "default");
+    use base64::Engine;
+    let bundle = base64::engine::general_purpose::STANDARD.encode(&ca);
+    let mut webhook = hook("tls.example.io", format!("https://{addr}/validate"), "Fail");
+    webhook["clientConfig"]["caBundle"] = json!(bundle);
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    validating
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "tls"}, "webhooks": [webhook.clone()]}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    cms.create(&PostParams::default(), &cm("fine", json!(null)))
+        .await
+        .unwrap();
+    let err = cms
+        .create(&PostParams::default(), &cm("bad-tls", json!(null)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 403 && s.message.contains("tls.example.io")),
+        "{err}"
+    );
+    // A bundle that does not hold the signing CA fails the call.
+    webhook["clientConfig"]["caBundle"] = json!(
+        base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(dir.path().join("srv.crt")).unwrap())
+    );
+    validating.delete("tls", &Default::default()).await.unwrap();
+    validating
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "tls"}, "webhooks": [webhook]}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let err = cms
+        .create(&PostParams::default(), &cm("untrusted", json!(null)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 500),
+        "{err}"
+    );
+}

@@ -173,3 +173,12 @@ impl Informer {
         Ok(())
     }
 }
+
+impl Informer {
+    /// Drops an object this component just saw removed by its own write.
+    pub fn forget(&mut self, key: &str) {
+        if let Some(o) = self.cache.remove(key) {
+            self.queue.push_back(Change::Deleted(o));
+        }
+    }
+}

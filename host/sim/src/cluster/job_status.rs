@@ -1,0 +1,329 @@
+//! The decision step of the Job controller, pure: from a Job, its pods and
+//! what was already counted, the new status (counters, completed and failed
+//! indexes, conditions with the upstream reasons and messages) and the pod
+//! actions (create, delete, release the tracking finalizer).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::job_pods::{INDEX_FAILURE_COUNT, TRACKING_FINALIZER, compress_indexes, is_indexed, parse_indexes, pod_index};
+use super::pod_failure_policy::{Verdict, evaluate};
+use super::util::{annotation, condition_true, is_deleting, is_terminal, meta, phase};
+use crate::clock::parse_rfc3339;
+
+/// What the controller remembers about a Job between reconciles.
+#[derive(Debug, Default, Clone)]
+pub struct JobMemory {
+    /// Terminal pods already counted in status (their finalizer may still be on).
+    pub counted: BTreeSet<String>,
+    /// Pods deleted because the Job was suspended: their end is not a failure.
+    pub suspend_deleted: BTreeSet<String>,
+    /// Failures since the last success, for the pod creation backoff.
+    pub consecutive_failures: u32,
+    /// When the last failure was counted (Unix seconds).
+    pub last_failure: Option<i64>,
+}
+
+/// A pod to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPod {
+    pub index: Option<u32>,
+    pub index_failures: Option<u32>,
+}
+
+/// Everything one reconcile should do.
+#[derive(Debug, Clone, Default)]
+pub struct JobPlan {
+    /// The whole new status (None: unchanged).
+    pub status: Option<Value>,
+    /// Pods counted by this status write, and whether each failed.
+    pub newly_counted: Vec<(String, bool)>,
+    pub create: Vec<NewPod>,
+    /// Pod names to delete, with whether it is for a suspension.
+    pub delete: Vec<(String, bool)>,
+    /// Pod names whose tracking finalizer can go.
+    pub release: Vec<String>,
+    /// Look again at this Unix second.
+    pub requeue_at: Option<i64>,
+    /// Conditions added, as `type reason`.
+    pub new_conditions: Vec<String>,
+    /// Failures since the last success, after this reconcile's counting.
+    pub consecutive_failures: u32,
+}
+
+fn num(job: &Value, p: &str) -> Option<i64> {
+    job.pointer(p).and_then(Value::as_i64)
+}
+
+fn has_finalizer(pod: &Value) -> bool {
+    pod.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|v| v.as_str() == Some(TRACKING_FINALIZER)))
+}
+
+fn cond(kind: &str, status: &str, reason: &str, message: &str, now: &str) -> Value {
+    json!({"type": kind, "status": status, "reason": reason, "message": message,
+           "lastProbeTime": now, "lastTransitionTime": now})
+}
+
+/// Seconds to wait before replacing a failed pod: 10 s doubling, at most 6 min.
+pub fn backoff_secs(consecutive_failures: u32) -> i64 {
+    if consecutive_failures == 0 {
+        return 0;
+    }
+    (10i64 << (consecutive_failures - 1).min(6)).min(360)
+}
+
+/// Plans one reconcile of `job` owning `pods` at Unix second `now`.
+pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &str) -> JobPlan {
+    let mut out = JobPlan::default();
+    let old_status = job.get("status").cloned().unwrap_or_else(|| json!({}));
+    let mut status = old_status.clone();
+    if !status.is_object() {
+        status = json!({});
+    }
+    let mut conditions: Vec<Value> = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let finished = condition_true(job, "Complete") || condition_true(job, "Failed");
+    let indexed = is_indexed(job);
+    let parallelism = num(job, "/spec/parallelism").unwrap_or(1).max(0) as usize;
+    let completions = num(job, "/spec/completions").map(|c| c.max(0) as u32);
+    let backoff_limit = num(job, "/spec/backoffLimit").unwrap_or(6);
+    let per_index = num(job, "/spec/backoffLimitPerIndex").filter(|_| indexed);
+    let max_failed_indexes = num(job, "/spec/maxFailedIndexes");
+    let suspend = job.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true);
+
+    let mut succeeded = status.get("succeeded").and_then(Value::as_i64).unwrap_or(0);
+    let mut failed = status.get("failed").and_then(Value::as_i64).unwrap_or(0);
+    let mut completed = parse_indexes(status.get("completedIndexes").and_then(Value::as_str).unwrap_or(""));
+    let mut failed_idx = parse_indexes(status.get("failedIndexes").and_then(Value::as_str).unwrap_or(""));
+    let mut failure_target: Option<(String, String)> = None;
+    let mut consecutive = mem.consecutive_failures;
+
+    // Per-index failure counts carried by the newest pod of each index.
+    let mut index_failures: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut active: Vec<&Value> = Vec::new();
+    let mut terminating = 0i64;
+    for pod in pods {
+        let uid = meta(pod, "uid").to_string();
+        if is_terminal(pod) {
+            let counted = mem.counted.contains(&uid) || !has_finalizer(pod);
+            if !counted {
+                let idx = pod_index(pod);
+                if phase(pod) == "Succeeded" {
+                    consecutive = 0;
+                    match (indexed, idx) {
+                        (true, Some(i)) if completions.is_none_or(|c| i < c) => {
+                            completed.insert(i);
+                        }
+                        (true, _) => {}
+                        (false, _) => succeeded += 1,
+                    }
+                    out.newly_counted.push((uid.clone(), false));
+                } else if mem.suspend_deleted.contains(&uid) {
+                    out.newly_counted.push((uid.clone(), false));
+                } else {
+                    let verdict = evaluate(job, pod);
+                    if verdict != Verdict::Ignore {
+                        failed += 1;
+                        consecutive += 1;
+                    }
+                    if let (Some(limit), Some(i)) = (per_index, idx) {
+                        let before: u32 = annotation(pod, INDEX_FAILURE_COUNT)
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0);
+                        let after = if verdict == Verdict::Ignore { before } else { before + 1 };
+                        let e = index_failures.entry(i).or_default();
+                        *e = (*e).max(after);
+                        if verdict == Verdict::FailIndex || i64::from(after) > limit {
+                            failed_idx.insert(i);
+                        }
+                    }
+                    if let Verdict::FailJob(message) = verdict {
+                        failure_target.get_or_insert(("PodFailurePolicy".into(), message));
+                    }
+                    out.newly_counted.push((uid.clone(), verdict != Verdict::Ignore));
+                }
+            }
+            if has_finalizer(pod) {
+                out.release.push(meta(pod, "name").to_string());
+            }
+            if let (Some(_), Some(i)) = (per_index, pod_index(pod)) {
+                let n: u32 = annotation(pod, INDEX_FAILURE_COUNT).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let failed_here = u32::from(phase(pod) == "Failed");
+                let e = index_failures.entry(i).or_default();
+                *e = (*e).max(n + failed_here);
+            }
+        } else if is_deleting(pod) {
+            terminating += 1;
+            // Never started on a node: nothing will stop it, it can go now.
+            if pod.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty)
+                && has_finalizer(pod)
+            {
+                out.release.push(meta(pod, "name").to_string());
+            }
+        } else {
+            active.push(pod);
+        }
+    }
+    if finished {
+        // Only the bookkeeping of stragglers is left.
+        out.release.extend(active.iter().filter(|p| has_finalizer(p)).map(|p| meta(p, "name").to_string()));
+        out.consecutive_failures = consecutive;
+        return out;
+    }
+    if indexed {
+        succeeded = completed.len() as i64;
+    }
+
+    let has_cond = |cs: &[Value], k: &str| {
+        cs.iter().any(|c| c["type"] == k && c["status"] == "True")
+    };
+    let start_time = status.get("startTime").and_then(Value::as_str).and_then(parse_rfc3339);
+    if !has_cond(&conditions, "FailureTarget") && !has_cond(&conditions, "SuccessCriteriaMet") {
+        if failure_target.is_none() {
+            failure_target = if per_index.is_some() {
+                max_failed_indexes
+                    .filter(|m| failed_idx.len() as i64 > *m)
+                    .map(|_| ("MaxFailedIndexesExceeded".to_string(), "Job has exceeded the specified maximal number of failed indexes".to_string()))
+            } else if failed > backoff_limit {
+                Some(("BackoffLimitExceeded".into(), "Job has reached the specified backoff limit".into()))
+            } else {
+                None
+            };
+        }
+        if failure_target.is_none() && !suspend {
+            if let (Some(ads), Some(st)) = (num(job, "/spec/activeDeadlineSeconds"), start_time) {
+                if now >= st + ads {
+                    failure_target = Some(("DeadlineExceeded".into(), "Job was active longer than specified deadline".into()));
+                } else {
+                    out.requeue_at = Some(st + ads);
+                }
+            }
+        }
+        let done = |c: u32| {
+            if indexed {
+                completed.len() as u32 + failed_idx.len() as u32 >= c
+            } else {
+                succeeded >= i64::from(c)
+            }
+        };
+        let success = match completions {
+            Some(c) => done(c) && failed_idx.is_empty(),
+            None => succeeded > 0 && active.is_empty(),
+        };
+        if failure_target.is_none() && per_index.is_some() && completions.is_some_and(done) && !failed_idx.is_empty() {
+            failure_target = Some(("FailedIndexes".into(), "Job has failed indexes".into()));
+        }
+        if let Some((reason, message)) = &failure_target {
+            conditions.push(cond("FailureTarget", "True", reason, message, now_str));
+            out.new_conditions.push(format!("FailureTarget {reason}"));
+        } else if success {
+            conditions.push(cond("SuccessCriteriaMet", "True", "CompletionsReached", "Reached expected number of succeeded pods", now_str));
+            out.new_conditions.push("SuccessCriteriaMet CompletionsReached".into());
+        }
+    }
+
+    let ending = has_cond(&conditions, "FailureTarget") || has_cond(&conditions, "SuccessCriteriaMet");
+    let mut active_count = active.len() as i64;
+    if ending {
+        for p in &active {
+            out.delete.push((meta(p, "name").to_string(), false));
+        }
+        terminating += active_count;
+        active_count = 0;
+        if terminating == 0 {
+            if let Some(ft) = conditions.iter().find(|c| c["type"] == "FailureTarget" && c["status"] == "True").cloned() {
+                let reason = ft["reason"].as_str().unwrap_or_default().to_string();
+                conditions.push(cond("Failed", "True", &reason, ft["message"].as_str().unwrap_or_default(), now_str));
+                out.new_conditions.push(format!("Failed {reason}"));
+            } else {
+                conditions.push(cond("Complete", "True", "CompletionsReached", "Reached expected number of succeeded pods", now_str));
+                out.new_conditions.push("Complete CompletionsReached".into());
+                status["completionTime"] = json!(now_str);
+            }
+        }
+    } else if suspend {
+        for p in &active {
+            out.delete.push((meta(p, "name").to_string(), true));
+        }
+        terminating += active_count;
+        active_count = 0;
+        if !has_cond(&conditions, "Suspended") {
+            conditions.retain(|c| c["type"] != "Suspended");
+            conditions.push(cond("Suspended", "True", "JobSuspended", "Job suspended", now_str));
+            out.new_conditions.push("Suspended JobSuspended".into());
+        }
+    } else {
+        if has_cond(&conditions, "Suspended") {
+            for c in conditions.iter_mut().filter(|c| c["type"] == "Suspended") {
+                *c = cond("Suspended", "False", "JobResumed", "Job resumed", now_str);
+            }
+            out.new_conditions.push("Suspended JobResumed".into());
+            status["startTime"] = json!(now_str);
+        }
+        if status.get("startTime").is_none_or(Value::is_null) {
+            status["startTime"] = json!(now_str);
+        }
+        let wait_until = mem.last_failure.map(|t| t + backoff_secs(consecutive)).filter(|t| *t > now);
+        if let Some(t) = wait_until {
+            out.requeue_at = Some(out.requeue_at.map_or(t, |r| r.min(t)));
+        } else {
+            let room = parallelism.saturating_sub(active.len());
+            if indexed {
+                let busy: BTreeSet<u32> = active.iter().filter_map(|p| pod_index(p)).collect();
+                let total = completions.unwrap_or(0);
+                out.create = (0..total)
+                    .filter(|i| !completed.contains(i) && !failed_idx.contains(i) && !busy.contains(i))
+                    .take(room)
+                    .map(|i| NewPod {
+                        index: Some(i),
+                        index_failures: per_index.map(|_| index_failures.get(&i).copied().unwrap_or(0)),
+                    })
+                    .collect();
+            } else {
+                let want = match completions {
+                    Some(c) => (i64::from(c) - succeeded).clamp(0, parallelism as i64) as usize,
+                    None if succeeded > 0 => 0,
+                    None => parallelism,
+                };
+                let n = want.saturating_sub(active.len()).min(room);
+                out.create = (0..n).map(|_| NewPod { index: None, index_failures: None }).collect();
+            }
+            active_count += out.create.len() as i64;
+        }
+    }
+
+    let ready = active
+        .iter()
+        .filter(|p| condition_true(p, "Ready"))
+        .count() as i64;
+    status["active"] = json!(active_count);
+    status["ready"] = json!(if ending || suspend { 0 } else { ready });
+    status["terminating"] = json!(terminating);
+    status["succeeded"] = json!(succeeded);
+    status["failed"] = json!(failed);
+    status["uncountedTerminatedPods"] = json!({});
+    if indexed {
+        status["completedIndexes"] = json!(compress_indexes(&completed));
+        if per_index.is_some() {
+            status["failedIndexes"] = json!(compress_indexes(&failed_idx));
+        }
+    }
+    if conditions.is_empty() {
+        if let Some(m) = status.as_object_mut() {
+            m.remove("conditions");
+        }
+    } else {
+        status["conditions"] = json!(conditions);
+    }
+    if status != old_status {
+        out.status = Some(status);
+    }
+    out.consecutive_failures = consecutive;
+    out
+}

@@ -1,0 +1,503 @@
+//! The kubelets of every simulated node, as one component: a pod bound to a
+//! Ready node starts after the scenario's start delay, becomes Ready, runs
+//! for its planned time and ends Succeeded or Failed with an exit code; a
+//! deleted pod stops within its grace period; a node that stops being Ready
+//! fails its pods with a DisruptionTarget condition. The only writer of pod status after binding.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::informer::{Change, Informer};
+use super::job_pods::pod_index;
+use super::recorder::Recorder;
+use super::scenario::{ConditionSpec, PodFacts, PodPlan, Scenario};
+use super::util::{Timers, condition_true, controller_uid, is_deleting, is_terminal, key_of, meta, phase, sleep_until, str_at};
+use crate::client::{PatchKind, Resource, SimClient};
+use crate::clock::Clock;
+
+const COMPONENT: &str = "kubelet";
+
+/// Requests to the kubelet from tests and timed faults.
+#[derive(Debug)]
+pub enum KubeletCommand {
+    /// The pod's containers exit now with this code (and optional condition).
+    FailPod {
+        key: String,
+        exit_code: i32,
+        condition: Option<ConditionSpec>,
+        done: oneshot::Sender<bool>,
+    },
+    /// Every running pod of the Job exits with code 1.
+    FailJob { namespace: String, name: String, done: oneshot::Sender<usize> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Start,
+    Finish,
+    Terminate,
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    uid: String,
+    generation: u64,
+    started_at: Option<String>,
+    plan: Option<PodPlan>,
+    restarts: u32,
+    stopping: bool,
+}
+
+/// The kubelets' state.
+pub struct Kubelet {
+    client: SimClient,
+    pods: Informer,
+    nodes: Informer,
+    scenario: Scenario,
+    clock: Clock,
+    rec: Recorder,
+    commands: mpsc::UnboundedReceiver<KubeletCommand>,
+    runs: BTreeMap<String, Run>,
+    timers: Timers<(String, u64, Task)>,
+    generation: u64,
+    down: BTreeSet<String>,
+    node_ips: BTreeMap<String, String>,
+    next_ip: u32,
+}
+
+enum Wake {
+    Pod(Change),
+    Node(Change),
+    Timer,
+    Command(Option<KubeletCommand>),
+}
+
+impl Kubelet {
+    pub fn new(
+        client: SimClient,
+        scenario: Scenario,
+        clock: Clock,
+        rec: Recorder,
+        commands: mpsc::UnboundedReceiver<KubeletCommand>,
+    ) -> Self {
+        Kubelet {
+            pods: Informer::new(client.clone(), Resource::pods()),
+            nodes: Informer::new(client.clone(), Resource::nodes()),
+            client,
+            scenario,
+            clock,
+            rec,
+            commands,
+            runs: BTreeMap::new(),
+            timers: Timers::default(),
+            generation: 0,
+            down: BTreeSet::new(),
+            node_ips: BTreeMap::new(),
+            next_ip: 0,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut commands_open = true;
+        loop {
+            let wake = tokio::select! {
+                biased;
+                c = self.nodes.next() => Wake::Node(c),
+                c = self.pods.next() => Wake::Pod(c),
+                _ = sleep_until(self.timers.next_deadline()) => Wake::Timer,
+                c = self.commands.recv(), if commands_open => Wake::Command(c),
+            };
+            if let Wake::Command(None) = wake {
+                commands_open = false;
+            }
+            self.on_wake(wake).await;
+            loop {
+                if let Some(c) = self.nodes.try_next() {
+                    self.on_wake(Wake::Node(c)).await;
+                } else if let Some(c) = self.pods.try_next() {
+                    self.on_wake(Wake::Pod(c)).await;
+                } else {
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn on_wake(&mut self, wake: Wake) {
+        match wake {
+            Wake::Pod(Change::Applied(pod)) => self.on_pod(&pod),
+            Wake::Pod(Change::Deleted(pod)) => {
+                self.runs.remove(&key_of(&pod));
+            }
+            Wake::Node(Change::Applied(node)) => {
+                let name = meta(&node, "name").to_string();
+                if !self.node_ips.contains_key(&name) {
+                    self.next_ip += 1;
+                    let ip = format!("10.128.{}.{}", self.next_ip / 250, self.next_ip % 250 + 2);
+                    self.node_ips.insert(name.clone(), ip);
+                }
+                if condition_true(&node, "Ready") {
+                    if self.down.remove(&name) {
+                        self.rec.record(COMPONENT, "NodeReady", &name, String::new());
+                    }
+                } else if self.down.insert(name.clone()) {
+                    self.node_failed(&name).await;
+                }
+            }
+            Wake::Node(Change::Deleted(node)) => {
+                let name = meta(&node, "name").to_string();
+                if self.down.insert(name.clone()) {
+                    self.node_failed(&name).await;
+                }
+            }
+            Wake::Timer => {
+                for (key, generation, task) in self.timers.due(Instant::now()) {
+                    if self.runs.get(&key).is_some_and(|r| r.generation == generation) {
+                        self.fire(&key, task).await;
+                    }
+                }
+            }
+            Wake::Command(Some(cmd)) => self.command(cmd).await,
+            Wake::Command(None) => {}
+        }
+    }
+
+    fn schedule(&mut self, key: &str, after: Duration, task: Task) {
+        self.generation += 1;
+        let generation = self.generation;
+        if let Some(r) = self.runs.get_mut(key) {
+            r.generation = generation;
+        }
+        self.timers.at(Instant::now() + after, (key.to_string(), generation, task));
+    }
+
+    fn on_pod(&mut self, pod: &Value) {
+        let node = str_at(pod, "/spec/nodeName");
+        if node.is_empty() || is_terminal(pod) || !self.node_ips.contains_key(node) {
+            return;
+        }
+        let key = key_of(pod);
+        let uid = meta(pod, "uid").to_string();
+        if self.runs.get(&key).is_some_and(|r| r.uid != uid) {
+            self.runs.remove(&key);
+        }
+        if is_deleting(pod) {
+            let started = self.runs.get(&key).is_some_and(|r| r.started_at.is_some());
+            if self.runs.get(&key).is_some_and(|r| r.stopping) {
+                return;
+            }
+            let grace = pod
+                .pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(30);
+            let mut wait = Duration::from_secs(grace);
+            if let Some(s) = self.scenario.shutdown {
+                wait = wait.min(s.0);
+            }
+            if !started {
+                wait = Duration::ZERO;
+            }
+            let run = self.runs.entry(key.clone()).or_insert_with(|| Run {
+                uid,
+                generation: 0,
+                started_at: None,
+                plan: None,
+                restarts: 0,
+                stopping: true,
+            });
+            run.stopping = true;
+            self.schedule(&key, wait, Task::Terminate);
+            return;
+        }
+        if self.runs.contains_key(&key) || self.down.contains(node) {
+            return;
+        }
+        self.runs.insert(
+            key.clone(),
+            Run { uid, generation: 0, started_at: None, plan: None, restarts: 0, stopping: false },
+        );
+        let delay = self.scenario.start_delay.0;
+        self.schedule(&key, delay, Task::Start);
+    }
+
+    /// How many earlier pods of the same Job (and index) failed.
+    fn retry_of(&self, pod: &Value) -> u32 {
+        let Some(owner) = controller_uid(pod, "Job") else {
+            return 0;
+        };
+        let index = pod_index(pod);
+        let ns = meta(pod, "namespace");
+        self.pods
+            .cache
+            .values()
+            .filter(|p| {
+                meta(p, "namespace") == ns
+                    && phase(p) == "Failed"
+                    && controller_uid(p, "Job") == Some(owner)
+                    && pod_index(p) == index
+            })
+            .count() as u32
+    }
+
+    async fn fire(&mut self, key: &str, task: Task) {
+        let Some(pod) = self.pods.cache.get(key).cloned() else {
+            self.runs.remove(key);
+            return;
+        };
+        match task {
+            Task::Start => self.start(key, &pod).await,
+            Task::Finish => {
+                let Some(plan) = self.runs.get(key).and_then(|r| r.plan.clone()) else {
+                    return;
+                };
+                self.finish(key, &pod, plan.exit_code, plan.condition.as_ref(), false).await;
+            }
+            Task::Terminate => self.finish(key, &pod, 143, None, true).await,
+        }
+    }
+
+    async fn start(&mut self, key: &str, pod: &Value) {
+        if is_terminal(pod) || is_deleting(pod) {
+            return;
+        }
+        let node = str_at(pod, "/spec/nodeName").to_string();
+        let facts = PodFacts::of(pod, self.retry_of(pod));
+        let plan = self.scenario.plan(&facts, self.rec.elapsed());
+        let now = self.clock.now_rfc3339();
+        let host_ip = self.node_ips.get(&node).cloned().unwrap_or_default();
+        let pod_ip = format!("10.{}.{}.{}", 64 + (self.generation / 62_500) % 64, (self.generation / 250) % 250, self.generation % 250 + 2);
+        let statuses: Vec<Value> = containers(pod)
+            .iter()
+            .map(|(name, image)| {
+                json!({"name": name, "image": image, "imageID": format!("sim://{image}"),
+                       "containerID": format!("sim://{}-{name}", meta(pod, "uid")),
+                       "ready": true, "started": true, "restartCount": 0,
+                       "state": {"running": {"startedAt": now}}})
+            })
+            .collect();
+        let status = json!({"status": {
+            "phase": "Running", "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+            "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "startTime": now,
+            "conditions": pod_conditions(pod, true, &now),
+            "containerStatuses": statuses,
+        }});
+        if self.write_status(pod, &status).await {
+            self.rec.record(COMPONENT, "Started", key, format!("node={node} run={}s exit={}", plan.run.as_secs(), plan.exit_code));
+            if let Some(r) = self.runs.get_mut(key) {
+                r.started_at = Some(now);
+                r.plan = Some(plan.clone());
+            }
+            self.schedule(key, plan.run, Task::Finish);
+        } else {
+            self.schedule(key, Duration::from_secs(1), Task::Start);
+        }
+    }
+
+    /// Ends a pod's containers with `exit_code`.
+    async fn finish(&mut self, key: &str, pod: &Value, exit_code: i32, extra: Option<&ConditionSpec>, stopped: bool) {
+        if is_terminal(pod) {
+            return;
+        }
+        let restart = !stopped
+            && exit_code != 0
+            && matches!(str_at(pod, "/spec/restartPolicy"), "OnFailure" | "Always");
+        if restart {
+            self.restart(key, pod, exit_code).await;
+            return;
+        }
+        let now = self.clock.now_rfc3339();
+        let started = self.runs.get(key).and_then(|r| r.started_at.clone());
+        let restarts = self.runs.get(key).map_or(0, |r| r.restarts);
+        let statuses: Vec<Value> = containers(pod)
+            .iter()
+            .map(|(name, image)| {
+                let term = match &started {
+                    Some(s) => json!({"exitCode": exit_code, "reason": if exit_code == 0 { "Completed" } else { "Error" },
+                                      "startedAt": s, "finishedAt": now,
+                                      "containerID": format!("sim://{}-{name}", meta(pod, "uid"))}),
+                    None => json!({"exitCode": 137, "reason": "ContainerStatusUnknown",
+                                   "message": "The container could not be located when the pod was terminated"}),
+                };
+                json!({"name": name, "image": image, "imageID": format!("sim://{image}"),
+                       "ready": false, "started": false, "restartCount": restarts,
+                       "state": {"terminated": term}})
+            })
+            .collect();
+        let mut conditions = pod_conditions(pod, false, &now);
+        if let Some(c) = extra {
+            conditions.as_array_mut().map(|a| {
+                a.retain(|x| x["type"] != c.kind.as_str());
+                a.push(json!({"type": c.kind, "status": "True", "reason": c.reason,
+                              "message": c.message, "lastProbeTime": null, "lastTransitionTime": now}));
+            });
+        }
+        let phase = if exit_code == 0 && !stopped { "Succeeded" } else { "Failed" };
+        let patch = json!({"status": {"phase": phase, "conditions": conditions, "containerStatuses": statuses}});
+        if self.write_status(pod, &patch).await {
+            let reason = extra.map(|c| format!(" {}", c.reason)).unwrap_or_default();
+            let action = if stopped { "Stopped" } else { phase };
+            self.rec.record(COMPONENT, action, key, format!("exit={exit_code}{reason}"));
+            self.runs.remove(key);
+        } else {
+            let task = if stopped { Task::Terminate } else { Task::Finish };
+            self.schedule(key, Duration::from_secs(1), task);
+        }
+    }
+
+    /// `restartPolicy: OnFailure`: the container starts again in place.
+    async fn restart(&mut self, key: &str, pod: &Value, exit_code: i32) {
+        let now = self.clock.now_rfc3339();
+        let restarts = self.runs.get(key).map_or(0, |r| r.restarts) + 1;
+        let facts = PodFacts::of(pod, self.retry_of(pod) + restarts);
+        let plan = self.scenario.plan(&facts, self.rec.elapsed());
+        let statuses: Vec<Value> = containers(pod)
+            .iter()
+            .map(|(name, image)| {
+                json!({"name": name, "image": image, "ready": true, "started": true, "restartCount": restarts,
+                       "state": {"running": {"startedAt": now}},
+                       "lastState": {"terminated": {"exitCode": exit_code, "reason": "Error", "finishedAt": now}}})
+            })
+            .collect();
+        if self.write_status(pod, &json!({"status": {"containerStatuses": statuses}})).await {
+            self.rec.record(COMPONENT, "Restarted", key, format!("exit={exit_code} restarts={restarts}"));
+            if let Some(r) = self.runs.get_mut(key) {
+                r.restarts = restarts;
+                r.plan = Some(plan.clone());
+            }
+            self.schedule(key, plan.run, Task::Finish);
+        } else {
+            self.schedule(key, Duration::from_secs(1), Task::Finish);
+        }
+    }
+
+    async fn write_status(&mut self, pod: &Value, patch: &Value) -> bool {
+        let ns = meta(pod, "namespace");
+        match self.client.patch_status(&Resource::pods(), Some(ns), meta(pod, "name"), PatchKind::Merge, patch).await {
+            Ok(obj) => {
+                self.pods.apply(obj);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(pod = %key_of(pod), error = %e.message, "pod status write failed");
+                e.code == 404
+            }
+        }
+    }
+
+    /// The node is gone or NotReady: its pods fail with DisruptionTarget.
+    async fn node_failed(&mut self, node: &str) {
+        self.rec.record(COMPONENT, "NodeNotReady", node, String::new());
+        let victims: Vec<Value> = self
+            .pods
+            .cache
+            .values()
+            .filter(|p| str_at(p, "/spec/nodeName") == node && !is_terminal(p))
+            .cloned()
+            .collect();
+        let cond = ConditionSpec {
+            kind: "DisruptionTarget".into(),
+            reason: "DeletionByTaintManager".into(),
+            message: "Taint manager: deleting due to NoExecute taint".into(),
+        };
+        for pod in victims {
+            let key = key_of(&pod);
+            self.runs.entry(key.clone()).or_insert_with(|| Run {
+                uid: meta(&pod, "uid").to_string(),
+                generation: 0,
+                started_at: None,
+                plan: None,
+                restarts: 0,
+                stopping: true,
+            });
+            self.finish(&key, &pod, 137, Some(&cond), true).await;
+        }
+    }
+
+    async fn command(&mut self, cmd: KubeletCommand) {
+        match cmd {
+            KubeletCommand::FailPod { key, exit_code, condition, done } => {
+                let ok = match self.pods.cache.get(&key).cloned() {
+                    Some(pod) if !is_terminal(&pod) => {
+                        self.runs.entry(key.clone()).or_insert_with(|| Run {
+                            uid: meta(&pod, "uid").to_string(),
+                            generation: 0,
+                            started_at: None,
+                            plan: None,
+                            restarts: 0,
+                            stopping: false,
+                        });
+                        if let Some(r) = self.runs.get_mut(&key) {
+                            r.generation = 0;
+                        }
+                        self.finish(&key, &pod, exit_code, condition.as_ref(), false).await;
+                        true
+                    }
+                    _ => false,
+                };
+                let _ = done.send(ok);
+            }
+            KubeletCommand::FailJob { namespace, name, done } => {
+                let pods: Vec<Value> = self
+                    .pods
+                    .cache
+                    .values()
+                    .filter(|p| {
+                        meta(p, "namespace") == namespace
+                            && super::util::label(p, super::scenario::JOB_NAME_LABEL) == Some(name.as_str())
+                            && phase(p) == "Running"
+                    })
+                    .cloned()
+                    .collect();
+                let n = pods.len();
+                for pod in pods {
+                    let key = key_of(&pod);
+                    if let Some(r) = self.runs.get_mut(&key) {
+                        r.generation = 0;
+                    }
+                    self.finish(&key, &pod, 1, None, false).await;
+                }
+                let _ = done.send(n);
+            }
+        }
+    }
+}
+
+fn containers(pod: &Value) -> Vec<(String, String)> {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| (str_at(c, "/name").to_string(), str_at(c, "/image").to_string()))
+        .collect()
+}
+
+/// The pod's conditions with Ready and ContainersReady set to `ready`.
+fn pod_conditions(pod: &Value, ready: bool, now: &str) -> Value {
+    let mut out: Vec<Value> = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let (status, reason) = if ready { ("True", None) } else { ("False", Some("PodCompleted")) };
+    for kind in ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"] {
+        let (s, r) = match kind {
+            "Ready" | "ContainersReady" => (status, reason),
+            "PodReadyToStartContainers" if !ready => ("False", None),
+            _ => ("True", None),
+        };
+        let mut c = json!({"type": kind, "status": s, "lastProbeTime": null, "lastTransitionTime": now});
+        if let Some(r) = r {
+            c["reason"] = json!(r);
+        }
+        match out.iter_mut().find(|x| x["type"] == kind) {
+            Some(existing) if existing["status"] == s => {}
+            Some(existing) => *existing = c,
+            None => out.push(c),
+        }
+    }
+    json!(out)
+}
