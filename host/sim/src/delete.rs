@@ -18,6 +18,7 @@ use crate::store::{ObjKey, State};
 /// What a DeleteOptions body and the query say.
 struct Options {
     policy: Option<Propagation>,
+    grace: Option<i64>,
     uid: Option<String>,
     rv: Option<String>,
 }
@@ -82,8 +83,17 @@ fn options(call: &Call) -> Result<Options, ApiError> {
             .and_then(Value::as_str)
             .map(String::from)
     };
+    let grace = body
+        .get("gracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .or_else(|| {
+            call.req
+                .param("gracePeriodSeconds")
+                .and_then(|g| g.parse().ok())
+        });
     Ok(Options {
         policy,
+        grace,
         uid: s("uid"),
         rv: s("resourceVersion"),
     })
@@ -124,9 +134,23 @@ impl Sim {
         }
         let policy = opts.policy.unwrap_or_else(|| gc::default_policy(&key.res));
         let now = self.clock().now_rfc3339();
+        if let Some(grace) = self.graceful_pod(&call, &current, opts.grace) {
+            return self.terminate_pod(&call, &key, grace);
+        }
         let mut state = self.lock();
         if call.info.resource == "namespaces" && call.info.group.is_empty() {
             empty_namespace(&mut state, &call.name, &now);
+            if state.namespace_in_use(&call.name) {
+                let mut ns = (*current).clone();
+                ns["metadata"]["deletionTimestamp"] = json!(now);
+                ns["status"] = json!({"phase": "Terminating"});
+                let stored = state.put(&key.res, ns);
+                gc::run(&mut state, &now);
+                let rv = state.rv;
+                drop(state);
+                self.notify(rv);
+                return Ok(ApiResponse::json(202, present(&call.info, &stored)));
+            }
         }
         let (last, gone) = gc::delete_object(&mut state, &key, policy, &now).ok_or_else(|| {
             ApiError::not_found(&call.info.group, &call.info.resource, &call.name)
@@ -179,6 +203,64 @@ impl Sim {
             "apiVersion": call.info.api_version(), "kind": call.info.list_kind,
             "metadata": {"resourceVersion": rv.to_string()}, "items": items,
         })))
+    }
+
+    /// The grace period a pod deletion waits for its kubelet, when graceful
+    /// deletion is on and the pod is bound and still running.
+    fn graceful_pod(&self, call: &Call, pod: &Value, grace: Option<i64>) -> Option<i64> {
+        if !self.shared.config.graceful_pod_deletion
+            || call.info.kind != "Pod"
+            || !call.info.group.is_empty()
+        {
+            return None;
+        }
+        let bound = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !bound || matches!(phase, "Succeeded" | "Failed") {
+            return None;
+        }
+        let grace = grace
+            .or_else(|| {
+                pod.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30);
+        (grace > 0).then_some(grace)
+    }
+
+    /// Marks a pod terminating: its kubelet finishes it, then deletes it with grace 0.
+    fn terminate_pod(
+        &self,
+        call: &Call,
+        key: &ObjKey,
+        grace: i64,
+    ) -> Result<ApiResponse, ApiError> {
+        let mut state = self.lock();
+        let current = state.get_key(key).ok_or_else(|| {
+            ApiError::not_found(&call.info.group, &call.info.resource, &call.name)
+        })?;
+        let at = crate::clock::format_rfc3339(self.clock().now_secs() + grace);
+        let earlier = current
+            .pointer("/metadata/deletionTimestamp")
+            .and_then(Value::as_str)
+            .is_none_or(|t| at.as_str() < t);
+        if !earlier {
+            return Ok(ApiResponse::ok(present(&call.info, &current)));
+        }
+        let mut pod = (*current).clone();
+        pod["metadata"]["deletionTimestamp"] = json!(at);
+        pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        let stored = state.put(&key.res, pod);
+        let rv = state.rv;
+        drop(state);
+        self.notify(rv);
+        Ok(ApiResponse::ok(present(&call.info, &stored)))
     }
 
     /// Side effects of an object going away for good.

@@ -86,7 +86,7 @@ pub fn delete_object(
         }
         Propagation::Background => {}
     }
-    if deleting && fins == finalizers(&current) {
+    if deleting && !fins.is_empty() && fins == finalizers(&current) {
         return Some((current, false));
     }
     if fins.is_empty() {
@@ -151,6 +151,19 @@ pub fn run(state: &mut State, now: &str) {
                         // A deleted dependent with finalizers keeps its dangling
                         // reference; it goes once its finalizers are removed.
                     }
+                }
+            }
+            GcTask::CheckNamespace(ns) => {
+                let terminating = state
+                    .get("/namespaces", "", &ns)
+                    .is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_some());
+                if terminating && !state.namespace_in_use(&ns) {
+                    let key = ObjKey {
+                        res: Arc::from("/namespaces"),
+                        namespace: String::new(),
+                        name: ns,
+                    };
+                    state.remove(&key);
                 }
             }
             GcTask::CheckForeground(uid) => {

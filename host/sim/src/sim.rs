@@ -28,6 +28,10 @@ pub struct SimConfig {
     pub bookmark_interval: Duration,
     /// Injected failures.
     pub faults: Faults,
+    /// Bound, running pods are deleted gracefully: they get a deletionTimestamp
+    /// and wait for their kubelet to delete them with grace period 0. Off (pods
+    /// go at once) when no kubelet runs.
+    pub graceful_pod_deletion: bool,
 }
 
 impl Default for SimConfig {
@@ -39,6 +43,7 @@ impl Default for SimConfig {
             max_body_bytes: 3 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(60),
             faults: Faults::default(),
+            graceful_pod_deletion: false,
         }
     }
 }

@@ -53,6 +53,8 @@ pub enum GcTask {
     OwnerGone(String),
     /// An owner in foreground deletion may be ready to go.
     CheckForeground(String),
+    /// A terminating namespace may now be empty.
+    CheckNamespace(String),
 }
 
 type Table = BTreeMap<(String, String), Arc<Value>>;
@@ -148,6 +150,13 @@ impl State {
     /// Stored resource keys (for namespace deletion).
     pub fn resource_keys(&self) -> Vec<Arc<str>> {
         self.tables.keys().cloned().collect()
+    }
+
+    /// Whether any object lives in namespace `ns`.
+    pub fn namespace_in_use(&self, ns: &str) -> bool {
+        self.tables
+            .keys()
+            .any(|res| self.list(res, Some(ns)).next().is_some())
     }
 
     pub fn count(&self) -> usize {
@@ -290,6 +299,10 @@ impl State {
         self.gc_queue.push_back(GcTask::OwnerGone(uid));
         for owner in owner_uids(&last) {
             self.gc_queue.push_back(GcTask::CheckForeground(owner));
+        }
+        if !key.namespace.is_empty() {
+            self.gc_queue
+                .push_back(GcTask::CheckNamespace(key.namespace.clone()));
         }
         Some(last)
     }

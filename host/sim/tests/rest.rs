@@ -285,3 +285,140 @@ async fn the_in_process_client_watches_and_deletes_with_propagation() {
         .collect();
     assert_eq!(seen, expected, "the dependent goes before its owner");
 }
+
+#[tokio::test]
+async fn a_namespace_with_finalized_contents_terminates_until_they_are_gone() {
+    let sim = Sim::new(SimConfig::default());
+    let c = sim.client("tester");
+    let ns = Resource::new("", "v1", "namespaces");
+    let res = Resource::new("", "v1", "configmaps");
+    c.create(
+        &ns,
+        None,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+    )
+    .await
+    .unwrap();
+    let mut held = cm("held");
+    held["metadata"]["finalizers"] = json!(["example.io/hold"]);
+    c.create(&res, Some("team"), &held).await.unwrap();
+    c.create(&res, Some("team"), &cm("plain")).await.unwrap();
+    c.delete(&ns, None, "team", None).await.unwrap();
+    let team = c.get(&ns, None, "team").await.unwrap();
+    assert_eq!(team["status"]["phase"], "Terminating");
+    assert!(c.get(&res, Some("team"), "plain").await.is_err());
+    let err = c.create(&res, Some("team"), &cm("late")).await.unwrap_err();
+    assert_eq!(err.code, 403, "{}", err.message);
+    c.patch(
+        &res,
+        Some("team"),
+        "held",
+        jobset_sim::PatchKind::Merge,
+        &json!({"metadata": {"finalizers": null}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.get(&ns, None, "team").await.unwrap_err().code, 404);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bound_pods_terminate_gracefully_when_a_kubelet_owns_deletion() {
+    let sim = Sim::new(SimConfig {
+        graceful_pod_deletion: true,
+        ..SimConfig::default()
+    });
+    let c = sim.client("kubelet");
+    let pods = Resource::pods();
+    let pod = |name: &str, node: Option<&str>| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        if let Some(n) = node {
+            p["spec"]["nodeName"] = json!(n);
+        }
+        p
+    };
+    c.create(&pods, Some("default"), &pod("unbound", None))
+        .await
+        .unwrap();
+    c.create(&pods, Some("default"), &pod("bound", Some("node-1")))
+        .await
+        .unwrap();
+    c.delete(&pods, Some("default"), "unbound", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get(&pods, Some("default"), "unbound")
+            .await
+            .unwrap_err()
+            .code,
+        404
+    );
+    c.delete(&pods, Some("default"), "bound", None)
+        .await
+        .unwrap();
+    let terminating = c.get(&pods, Some("default"), "bound").await.unwrap();
+    assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 30);
+    // The kubelet finishes the pod and deletes it with grace 0.
+    let req = ApiRequest::new(
+        Method::DELETE,
+        "/api/v1/namespaces/default/pods/bound?gracePeriodSeconds=0",
+    );
+    assert_eq!(sim.handle(req).await.status, 200);
+    assert_eq!(
+        c.get(&pods, Some("default"), "bound")
+            .await
+            .unwrap_err()
+            .code,
+        404
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn injected_faults_fail_slow_and_drop_as_configured() {
+    let mut faults = jobset_sim::Faults {
+        seed: 1,
+        latency: Duration::from_secs(2),
+        drop_watches_after: Some(Duration::from_secs(10)),
+        ..Default::default()
+    };
+    faults.error_rates.insert("create".into(), (1.0, 429));
+    let sim = Sim::new(SimConfig {
+        faults,
+        ..SimConfig::default()
+    });
+    let start = tokio::time::Instant::now();
+    let (code, status) = call(
+        &sim,
+        Method::POST,
+        "/api/v1/namespaces/default/configmaps",
+        Some(cm("x")),
+    )
+    .await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (429, Some("TooManyRequests"))
+    );
+    assert!(start.elapsed() >= Duration::from_secs(2));
+    let req = ApiRequest::new(
+        Method::GET,
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=600",
+    );
+    let jobset_sim::request::ApiBody::Stream(stream) = sim.handle(req).await.body else {
+        panic!("a stream")
+    };
+    let before = tokio::time::Instant::now();
+    assert_eq!(stream.count().await, 0);
+    assert_eq!(
+        before.elapsed(),
+        Duration::from_secs(10),
+        "the watch was dropped early"
+    );
+    sim.set_faults(jobset_sim::Faults::default());
+    let (code, _) = call(
+        &sim,
+        Method::POST,
+        "/api/v1/namespaces/default/configmaps",
+        Some(cm("x")),
+    )
+    .await;
+    assert_eq!(code, 201);
+}
