@@ -13,9 +13,10 @@ use crate::spec::JobSet;
 
 /// Message of the CEL immutability rules, as the API server reports it.
 pub const IMMUTABLE_MESSAGE: &str = "Value is immutable";
-/// CEL rule: `startupPolicyOrder: InOrder` excludes any `dependsOn`.
+/// CEL rule: `startupPolicyOrder: InOrder` excludes any `dependsOn`. The
+/// `has` guards keep it from erroring on a spec without replicated jobs.
 pub const IN_ORDER_DEPENDS_ON_RULE: &str = "!(has(self.startupPolicy) && \
-     self.startupPolicy.startupPolicyOrder == 'InOrder' && \
+     self.startupPolicy.startupPolicyOrder == 'InOrder' && has(self.replicatedJobs) && \
      self.replicatedJobs.exists(x, has(x.dependsOn)))";
 /// Message of [`IN_ORDER_DEPENDS_ON_RULE`].
 pub const IN_ORDER_DEPENDS_ON_MESSAGE: &str =
