@@ -14,6 +14,7 @@ pub mod errors;
 pub mod faults;
 pub mod gc;
 mod handler;
+mod known_fields;
 pub mod http;
 pub mod lists;
 pub mod managed;

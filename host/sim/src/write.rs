@@ -265,10 +265,10 @@ impl Sim {
 
     /// Schema defaults, pruning and strict field validation for custom resources.
     fn structural(&self, call: &Call, obj: &mut Value) -> Result<Vec<String>, ApiError> {
-        let Some(schema) = call.info.schema.clone() else {
-            return Ok(Vec::new());
-        };
-        let unknown = crate::crd::apply_schema(&call.info, &schema, obj)?;
+        let mut unknown = crate::known_fields::prune(&call.info, obj);
+        if let Some(schema) = call.info.schema.clone() {
+            unknown.extend(crate::crd::apply_schema(&call.info, &schema, obj)?);
+        }
         if unknown.is_empty() {
             return Ok(Vec::new());
         }

@@ -189,6 +189,9 @@ fn kubectl_applies_a_crd_then_custom_resources_and_prints_their_columns() {
         Some(&widget("strict", "  bogus: 1\n")),
     );
     assert!(err.contains("unknown field \"spec.bogus\""), "{err}");
+    let typo = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndata: {a: b}\nstrinData: {c: d}\n";
+    let err = c.fails(&["apply", "-f", "-"], Some(typo));
+    assert!(err.contains("unknown field \"strinData\""), "{err}");
 }
 
 #[test]
