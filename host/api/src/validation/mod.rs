@@ -5,6 +5,7 @@
 
 mod create;
 mod failure_policy;
+mod status;
 mod update;
 mod volumes;
 
