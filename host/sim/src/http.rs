@@ -84,7 +84,12 @@ fn full(b: Bytes) -> SimBody {
 pub fn to_http(resp: ApiResponse) -> http::Response<SimBody> {
     let mut builder = http::Response::builder().status(resp.status);
     for w in &resp.warnings {
-        builder = builder.header("warning", format!("299 - \"{}\"", w.replace('"', "'")));
+        let text: String = w
+            .chars()
+            .map(|c| if c == '"' { '\'' } else { c })
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .collect();
+        builder = builder.header("warning", format!("299 - \"{text}\""));
     }
     let body = match resp.body {
         ApiBody::Json(v) => {

@@ -113,12 +113,15 @@ impl Watch {
             if !self.pending.is_empty() || self.done {
                 continue;
             }
-            let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-            let deadline = self.deadline.unwrap_or(far);
-            let bookmark_at = if self.bookmarks.is_some() {
-                self.next_bookmark
-            } else {
-                far
+            let deadline = self.deadline;
+            let bookmark_at = self.bookmarks.map(|_| self.next_bookmark);
+            // No timer is armed for what is not configured: an idle watch
+            // must not make a paused clock jump.
+            let until = |at: Option<Instant>| async move {
+                match at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending::<()>().await,
+                }
             };
             tokio::select! {
                 changed = self.rx.changed() => {
@@ -126,10 +129,10 @@ impl Watch {
                         return None;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = until(deadline) => {
                     self.done = true;
                 }
-                _ = tokio::time::sleep_until(bookmark_at) => {
+                _ = until(bookmark_at) => {
                     if let Some(every) = self.bookmarks {
                         self.next_bookmark = Instant::now() + every;
                         self.pending.push_back(self.bookmark(false));
