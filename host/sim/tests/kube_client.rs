@@ -339,3 +339,63 @@ fn a_watcher_on_a_paused_clock_idles_over_virtual_hours() {
         );
     });
 }
+
+#[tokio::test]
+async fn custom_resources_keep_status_and_generation_apart_as_a_real_server_does() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let sim = Sim::new(SimConfig::default());
+    let c = client(&sim);
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    let crd: CustomResourceDefinition =
+        serde_json::from_value(jobset_sim::example_crd("x.io", "Widget", "widgets")).unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("x.io", "v1", "Widget"),
+        "widgets",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
+    let w: DynamicObject = serde_json::from_value(json!({"apiVersion": "x.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"mode": "fast"}})).unwrap();
+    let made = api.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(made.data["spec"]["size"], 1, "schema default applied");
+    assert_eq!(made.metadata.generation, Some(1));
+    let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    let after = api
+        .patch_status("w", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    assert_eq!(
+        after.metadata.generation,
+        Some(1),
+        "status changes leave generation alone"
+    );
+    assert_eq!(after.data["status"]["conditions"][0]["type"], "Ready");
+    let spec = json!({"spec": {"size": 4}, "status": {"conditions": []}});
+    let after = api
+        .patch("w", &PatchParams::default(), &Patch::Merge(&spec))
+        .await
+        .unwrap();
+    assert_eq!(after.metadata.generation, Some(2));
+    assert_eq!(
+        after.data["status"]["conditions"][0]["status"], "True",
+        "the main endpoint ignores status"
+    );
+    // Server-side apply on the status subresource, as a controller writes it.
+    let applied = json!({"apiVersion": "x.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "status": {"phase": "Done"}});
+    let after = api
+        .patch_status(
+            "w",
+            &PatchParams::apply("widget-controller").force(),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.data["status"]["phase"], "Done");
+    assert_eq!(after.data["spec"]["size"], 4);
+    // Deleting the CRD takes its objects and its endpoint along.
+    crds.delete("widgets.x.io", &DeleteParams::default())
+        .await
+        .unwrap();
+    let err = api.get("w").await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 404));
+}
