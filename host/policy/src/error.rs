@@ -29,6 +29,9 @@ pub enum ErrorKind {
     /// The circuit breaker is open after repeated failures.
     #[error("is suspended after {failures} consecutive failures (retry after {retry_in:?})")]
     CircuitOpen { failures: u32, retry_in: Duration },
+    /// No plugin of that name is in force for the JobSet.
+    #[error("is not a known plugin ({name})")]
+    UnknownPlugin { name: String },
     /// The sandbox could not be set up (instance pool exhausted, ...).
     #[error("could not be instantiated: {message}")]
     Instantiate { message: String },
@@ -59,6 +62,7 @@ impl PolicyError {
             ErrorKind::Rejected { .. } => "rejected",
             ErrorKind::CircuitOpen { .. } => "circuit_open",
             ErrorKind::Instantiate { .. } => "instantiate",
+            ErrorKind::UnknownPlugin { .. } => "unknown_plugin",
         }
     }
 }

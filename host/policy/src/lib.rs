@@ -9,18 +9,23 @@
 #![forbid(unsafe_code)]
 
 mod bindings;
+mod breaker;
 pub mod builtin;
 pub mod engine;
 pub mod error;
 pub mod plugin;
+pub mod registry;
 pub mod runtime;
 mod sandbox;
 pub mod snapshot;
+pub mod tools;
 pub mod validate;
 
 pub use bindings::SUPPORTED_VERSIONS;
+pub use breaker::BreakerConfig;
 pub use engine::{Decision, NativeDefaults, PolicyEngine};
 pub use error::{ErrorKind, LoadError, PolicyError};
 pub use plugin::{PluginInfo, WasmPlugin};
+pub use registry::{FailureMode, Registry, RegistryConfig};
 pub use runtime::{Limits, Runtime, sha256_hex};
 pub use snapshot::Slot;

@@ -65,15 +65,9 @@ pub fn find_rule_and_job<'a>(
 /// no targets). A pattern that does not compile never matches.
 pub fn rule_applies(rule: &FailurePolicyRule, job: &Job, cond: &FinishedCondition) -> bool {
     let reason_ok = rule.on_job_failure_reasons.is_empty()
-        || rule
-            .on_job_failure_reasons
-            .iter()
-            .any(|r| *r == cond.reason);
+        || rule.on_job_failure_reasons.contains(&cond.reason);
     let target_ok = rule.target_replicated_jobs.is_empty()
-        || rule
-            .target_replicated_jobs
-            .iter()
-            .any(|t| *t == job.replicated_job);
+        || rule.target_replicated_jobs.contains(&job.replicated_job);
     let pattern_ok = rule.on_job_failure_message_patterns.is_empty()
         || rule
             .on_job_failure_message_patterns

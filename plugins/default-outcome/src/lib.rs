@@ -44,3 +44,38 @@ pub fn validate_config(config: &str) -> Result<(), String> {
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobset_policy_sdk::harness::{SnapshotBuilder, rule};
+    use jobset_policy_sdk::types::FailureAction;
+
+    #[test]
+    fn target_replicated_jobs_limit_which_failures_a_rule_sees() {
+        let mut leader_only = rule("leaderOnly", FailureAction::FailJobSet);
+        leader_only.target_replicated_jobs = vec!["leader".into()];
+        let s = SnapshotBuilder::new("js")
+            .rjob("leader", 1)
+            .rjob("workers", 2)
+            .max_restarts(1)
+            .rule(leader_only)
+            .failed("workers", 0, "BackoffLimitExceeded", "x", 1)
+            .failed("leader", 0, "BackoffLimitExceeded", "x", 2)
+            .build();
+        let v = decide(&s).expect("decides");
+        assert_eq!(v.rule.as_deref(), Some("leaderOnly"));
+        assert!(
+            matches!(v.action, Action::Fail(ref t) if t.message.ends_with("(first failed job: js-leader-0)"))
+        );
+    }
+
+    #[test]
+    fn nothing_finished_means_continue() {
+        let s = SnapshotBuilder::new("js")
+            .rjob("a", 1)
+            .ready("a", 0)
+            .build();
+        assert_eq!(decide(&s).expect("decides").action, Action::Continue);
+    }
+}

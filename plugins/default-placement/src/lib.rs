@@ -157,3 +157,57 @@ mod component {
 
     export!(Plugin);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobset_policy_sdk::harness::SnapshotBuilder;
+
+    fn pending(name: &str) -> PendingJob {
+        PendingJob {
+            name: name.into(),
+            replicated_job: "w".into(),
+            job_index: 0,
+            job_key: name.into(),
+            exclusive_topology: Some("zone".into()),
+            node_selector_strategy: false,
+            priority: None,
+            pods: 1,
+        }
+    }
+
+    fn zone(value: &str) -> TopologyDomain {
+        TopologyDomain {
+            topology_key: "zone".into(),
+            value: value.into(),
+            nodes: 1,
+            ready_nodes: 1,
+            occupied_by: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn two_jobs_never_share_a_domain() {
+        let s = SnapshotBuilder::new("js").build();
+        let request = PlacementRequest {
+            jobs: vec![pending("a"), pending("b"), pending("c")],
+            domains: vec![zone("z2"), zone("z1")],
+        };
+        let v = decide(&s, &request).expect("decides");
+        let pins: Vec<String> = v
+            .iter()
+            .map(|p| match &p.placement {
+                Placement::Pin(pin) => pin.node_selector[0].value.clone(),
+                Placement::Wait(_) => "wait".into(),
+                Placement::Unchanged => "unchanged".into(),
+            })
+            .collect();
+        assert_eq!(pins, ["z1", "z2", "wait"]);
+    }
+
+    #[test]
+    fn node_selector_value_is_namespace_underscore_job() {
+        let pin = node_selector_pin("ns", "js-w-0");
+        assert_eq!(pin.node_selector[0].value, "ns_js-w-0");
+    }
+}

@@ -122,3 +122,43 @@ mod component {
 
     export!(Plugin);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobset_policy_sdk::harness::SnapshotBuilder;
+
+    #[test]
+    fn depends_on_complete_blocks_until_every_job_succeeded() {
+        let b = || {
+            SnapshotBuilder::new("js")
+                .rjob("a", 2)
+                .rjob("b", 1)
+                .depends_on("a", DependencyStatus::Complete)
+        };
+        let v = decide(&b().succeeded("a", 0, 1).ready("a", 1).build()).expect("decides");
+        assert_eq!(v.create, ["a"]);
+        let v = decide(&b().succeeded("a", 0, 1).succeeded("a", 1, 1).build()).expect("decides");
+        assert_eq!(v.create, ["a", "b"]);
+    }
+
+    #[test]
+    fn in_order_stops_at_the_first_unstarted_replicated_job() {
+        let s = SnapshotBuilder::new("js")
+            .startup_order(StartupOrder::InOrder)
+            .rjob("a", 1)
+            .rjob("b", 1)
+            .rjob("c", 1)
+            .ready("a", 0)
+            .build();
+        let v = decide(&s).expect("decides");
+        assert_eq!(v.create, ["b"]);
+        assert_eq!(v.in_order, InOrderCondition::InProgress);
+    }
+
+    #[test]
+    fn configuration_must_be_empty() {
+        assert!(validate_config("").is_ok());
+        assert!(validate_config("{\"x\":1}").is_err());
+    }
+}

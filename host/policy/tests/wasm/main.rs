@@ -2,7 +2,10 @@
 //! runtime. One test binary, so each component is compiled once.
 
 mod common;
+mod examples;
 mod hostile;
 mod outcome;
 mod placement;
+mod registry;
 mod startup;
+mod tools;

@@ -1,1 +1,153 @@
-//! default-placement through Wasm: exclusive topology, node-selector strategy.
+//! default-placement through Wasm: one free topology domain per exclusive
+//! Job (DESIGN.md 8), waiting when none is free, and the node-selector
+//! strategy of spec 3.2 / 5.4.
+
+use crate::common::{placement_plugin, snap};
+use jobset_policy::snapshot::{
+    JobPlacement, Occupant, PendingJob, Placement, PlacementRequest, TopologyDomain,
+};
+use jobset_policy::{NativeDefaults, PolicyEngine};
+use jobset_policy_sdk::harness::SnapshotBuilder;
+
+const RACK: &str = "example.com/rack";
+
+fn job(name: &str, topology: Option<&str>, node_selector: bool) -> PendingJob {
+    PendingJob {
+        name: name.to_string(),
+        replicated_job: "workers".to_string(),
+        job_index: 0,
+        job_key: format!("key-{name}"),
+        exclusive_topology: topology.map(String::from),
+        node_selector_strategy: node_selector,
+        priority: None,
+        pods: 2,
+    }
+}
+
+fn domain(value: &str, ready: u32, occupants: &[&str]) -> TopologyDomain {
+    TopologyDomain {
+        topology_key: RACK.to_string(),
+        value: value.to_string(),
+        nodes: 2,
+        ready_nodes: ready,
+        occupied_by: occupants
+            .iter()
+            .map(|k| Occupant {
+                job_key: k.to_string(),
+                priority: None,
+            })
+            .collect(),
+    }
+}
+
+fn decide(request: PlacementRequest) -> Vec<JobPlacement> {
+    let s = snap(SnapshotBuilder::new("js").rjob("workers", 3));
+    let wasm = placement_plugin()
+        .decide_placement(&s, &request)
+        .expect("decides");
+    let native = NativeDefaults
+        .decide_placement(&s, &request)
+        .expect("decides natively");
+    assert_eq!(wasm.verdict, native.verdict, "Wasm and native agree");
+    wasm.verdict
+}
+
+fn pinned_value(p: &JobPlacement) -> Option<String> {
+    match &p.placement {
+        Placement::Pin(pin) => pin
+            .node_selector
+            .iter()
+            .find(|kv| kv.key == RACK)
+            .map(|kv| kv.value.clone()),
+        _ => None,
+    }
+}
+
+#[test]
+fn exclusive_jobs_get_distinct_free_domains() {
+    let v = decide(PlacementRequest {
+        jobs: vec![
+            job("js-workers-0", Some(RACK), false),
+            job("js-workers-1", Some(RACK), false),
+        ],
+        domains: vec![
+            domain("r1", 2, &["key-other"]),
+            domain("r2", 2, &[]),
+            domain("r3", 0, &[]),
+            domain("r4", 2, &[]),
+        ],
+    });
+    let values: Vec<Option<String>> = v.iter().map(pinned_value).collect();
+    assert_eq!(values, [Some("r2".to_string()), Some("r4".to_string())]);
+}
+
+#[test]
+fn a_job_that_already_holds_a_domain_keeps_it() {
+    let v = decide(PlacementRequest {
+        jobs: vec![job("js-workers-0", Some(RACK), false)],
+        domains: vec![domain("r1", 2, &[]), domain("r2", 2, &["key-js-workers-0"])],
+    });
+    assert_eq!(pinned_value(&v[0]).as_deref(), Some("r2"));
+}
+
+#[test]
+fn exclusive_job_waits_when_no_domain_is_free() {
+    let v = decide(PlacementRequest {
+        jobs: vec![
+            job("js-workers-0", Some(RACK), false),
+            job("js-workers-1", Some(RACK), false),
+        ],
+        domains: vec![domain("r1", 2, &[]), domain("r2", 2, &["key-other"])],
+    });
+    assert_eq!(pinned_value(&v[0]).as_deref(), Some("r1"));
+    match &v[1].placement {
+        Placement::Wait(why) => assert!(why.contains("no free"), "{why}"),
+        other => panic!("expected wait, got {other:?}"),
+    }
+}
+
+#[test]
+fn node_selector_strategy_pins_to_the_namespaced_job_label_with_a_toleration() {
+    let v = decide(PlacementRequest {
+        jobs: vec![job("js-workers-0", Some(RACK), true)],
+        domains: vec![],
+    });
+    match &v[0].placement {
+        Placement::Pin(pin) => {
+            assert_eq!(pin.node_selector.len(), 1);
+            assert_eq!(
+                pin.node_selector[0].key,
+                "alpha.jobset.sigs.k8s.io/namespaced-job"
+            );
+            assert_eq!(pin.node_selector[0].value, "default_js-workers-0");
+            assert_eq!(pin.tolerations.len(), 1);
+            assert_eq!(
+                pin.tolerations[0].key,
+                "alpha.jobset.sigs.k8s.io/no-schedule"
+            );
+            assert_eq!(pin.tolerations[0].operator, "Exists");
+            assert_eq!(pin.tolerations[0].effect.as_deref(), Some("NoSchedule"));
+        }
+        other => panic!("expected pin, got {other:?}"),
+    }
+}
+
+#[test]
+fn non_exclusive_jobs_are_left_unchanged() {
+    let v = decide(PlacementRequest {
+        jobs: vec![job("js-workers-0", None, false)],
+        domains: vec![domain("r1", 2, &[])],
+    });
+    assert!(v.is_empty(), "{v:?}");
+}
+
+#[test]
+fn exclusivity_only_applies_within_one_priority() {
+    let mut high = job("js-workers-0", Some(RACK), false);
+    high.priority = Some(100);
+    let v = decide(PlacementRequest {
+        jobs: vec![high],
+        domains: vec![domain("r1", 2, &["key-low"])],
+    });
+    assert_eq!(pinned_value(&v[0]).as_deref(), Some("r1"));
+}

@@ -66,7 +66,7 @@ fn misbehave(config: &str) -> Mischief {
             m
         }
         Mischief::Print => {
-            for i in 0..10_000 {
+            for i in 0..200 {
                 println!("hostile stdout line {i}");
                 eprintln!("hostile stderr line {i}");
             }
@@ -128,7 +128,7 @@ fn getrandom(buf: &mut [u8]) -> bool {
 /// The startup slot.
 pub fn startup(snapshot: &Snapshot) -> Result<StartupVerdict, PolicyError> {
     let names = match misbehave(&snapshot.config) {
-        Mischief::Huge => (0..200_000).map(|i| format!("rjob-{i}")).collect(),
+        Mischief::Huge => (0..5_000).map(|i| format!("rjob-{i}")).collect(),
         Mischief::UnknownName => vec!["no-such-replicated-job".to_string()],
         Mischief::Snoop => return Err(PolicyError::Internal(snoop())),
         _ => snapshot
@@ -173,7 +173,7 @@ pub fn placement(
     request: &jobset_policy_sdk::types::PlacementRequest,
 ) -> Result<Vec<JobPlacement>, PolicyError> {
     Ok(match misbehave(&snapshot.config) {
-        Mischief::Huge => (0..100_000)
+        Mischief::Huge => (0..5_000)
             .map(|i| JobPlacement {
                 job: format!("job-{i}"),
                 placement: Placement::Unchanged,

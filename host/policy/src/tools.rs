@@ -1,0 +1,145 @@
+//! Library side of `jobset policy inspect|test|pack`: look inside a
+//! component, run it against a scenario written in YAML, and wrap it into a
+//! plugin ConfigMap. The `jobset` binary prints what these return.
+
+use crate::engine::PolicyEngine;
+use crate::error::LoadError;
+use crate::registry::{PLUGIN_LABEL, SHA256_ANNOTATION, WASM_KEY};
+use crate::runtime::{Runtime, sha256_hex};
+use crate::snapshot::{PlacementRequest, Slot, Snapshot};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+
+/// What a component is and what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Inspection {
+    /// `meta.info().name`, when the component is a loadable plugin.
+    pub name: Option<String>,
+    /// `meta.info().version`, likewise.
+    pub version: Option<String>,
+    /// Every interface or function the component exports.
+    pub exports: Vec<String>,
+    /// Every interface or function it imports.
+    pub imports: Vec<String>,
+    /// Size in bytes.
+    pub size: usize,
+    /// Lowercase hex sha256.
+    pub sha256: String,
+    /// Why it would not load as a plugin, if it would not.
+    pub problem: Option<String>,
+}
+
+/// A scenario for [`test`]: a slot, a snapshot and (for placement) a
+/// request, as YAML.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Scenario {
+    /// `startup`, `outcome` or `placement`.
+    pub slot: Slot,
+    /// The snapshot the plugin sees.
+    pub snapshot: Snapshot,
+    /// The pending Jobs (placement only).
+    #[serde(default)]
+    pub request: Option<PlacementRequest>,
+}
+
+/// Describes a component (`jobset policy inspect`).
+pub fn inspect(runtime: &Runtime, bytes: &[u8]) -> Result<Inspection, LoadError> {
+    let sha256 = sha256_hex(bytes);
+    let component = runtime.compile("inspected", &sha256, bytes)?;
+    let engine = &runtime.inner.engine;
+    let ty = component.component_type();
+    let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let (name, version, problem) = match runtime.load("inspected", bytes) {
+        Ok(p) => (
+            Some(p.info().name.clone()),
+            Some(p.info().version.clone()),
+            None,
+        ),
+        Err(e) => (None, None, Some(e.to_string())),
+    };
+    Ok(Inspection {
+        name,
+        version,
+        exports,
+        imports,
+        size: bytes.len(),
+        sha256,
+        problem,
+    })
+}
+
+/// Runs a component against a YAML scenario and returns the verdict as
+/// YAML, or the plugin's error as text (`jobset policy test`).
+pub fn test(runtime: &Runtime, bytes: &[u8], scenario_yaml: &str) -> Result<String, LoadError> {
+    let scenario: Scenario =
+        serde_yaml::from_str(scenario_yaml).map_err(|e| LoadError::Scenario(e.to_string()))?;
+    let plugin = runtime.load("scenario", bytes)?;
+    let yaml = |v: &dyn erased::Yaml| v.to_yaml();
+    let text = match scenario.slot {
+        Slot::Startup => plugin
+            .decide_startup(&scenario.snapshot)
+            .map(|d| yaml(&d.verdict)),
+        Slot::Outcome => plugin
+            .decide_outcome(&scenario.snapshot)
+            .map(|d| yaml(&d.verdict)),
+        Slot::Placement => {
+            let request = scenario.request.unwrap_or(PlacementRequest {
+                jobs: Vec::new(),
+                domains: Vec::new(),
+            });
+            plugin
+                .decide_placement(&scenario.snapshot, &request)
+                .map(|d| yaml(&d.verdict))
+        }
+    };
+    Ok(match text {
+        Ok(t) => format!(
+            "# decided by {}@{}\n{t}",
+            plugin.info().name,
+            &plugin.info().sha256[..12]
+        ),
+        Err(e) => format!("# error\n{e}\n"),
+    })
+}
+
+/// The plugin ConfigMap for a component (`jobset policy pack`), pinned to
+/// its sha256.
+pub fn pack(bytes: &[u8], name: &str, namespace: &str) -> Result<String, LoadError> {
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(format!("jobset-policy-{name}")),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([(
+                PLUGIN_LABEL.to_string(),
+                name.to_string(),
+            )])),
+            annotations: Some(BTreeMap::from([(
+                SHA256_ANNOTATION.to_string(),
+                sha256_hex(bytes),
+            )])),
+            ..ObjectMeta::default()
+        },
+        binary_data: Some(BTreeMap::from([(
+            WASM_KEY.to_string(),
+            ByteString(bytes.to_vec()),
+        )])),
+        ..ConfigMap::default()
+    };
+    let body = serde_yaml::to_string(&cm).map_err(|e| LoadError::Scenario(e.to_string()))?;
+    Ok(body)
+}
+
+/// Serialising verdicts of different types through one closure.
+mod erased {
+    pub trait Yaml {
+        fn to_yaml(&self) -> String;
+    }
+    impl<T: serde::Serialize> Yaml for T {
+        fn to_yaml(&self) -> String {
+            serde_yaml::to_string(self).unwrap_or_else(|e| format!("unprintable verdict: {e}"))
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The registry: live swaps from ConfigMaps, rejected updates keep the last
+//! good version, selection by annotation and namespace, failure modes and
+//! the circuit breaker.
+
+use crate::common::{runtime, snap};
+use jobset_policy::builtin;
+use jobset_policy::registry::{CONFIG_ANNOTATION, PLUGIN_LABEL, SHA256_ANNOTATION, WASM_KEY};
+use jobset_policy::snapshot::Action;
+use jobset_policy::{
+    BreakerConfig, ErrorKind, FailureMode, LoadError, PolicyEngine, Registry, RegistryConfig, Slot,
+    sha256_hex,
+};
+use jobset_policy_sdk::harness::SnapshotBuilder;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn configmap(ns: &str, plugin: &str, bytes: &[u8], config: Option<&str>) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(format!("plugin-{plugin}")),
+            namespace: Some(ns.to_string()),
+            labels: Some(BTreeMap::from([(
+                PLUGIN_LABEL.to_string(),
+                plugin.to_string(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        binary_data: Some(BTreeMap::from([(
+            WASM_KEY.to_string(),
+            ByteString(bytes.to_vec()),
+        )])),
+        data: config.map(|c| BTreeMap::from([("config.json".to_string(), c.to_string())])),
+        ..ConfigMap::default()
+    }
+}
+
+fn registry(config: RegistryConfig) -> Registry {
+    Registry::new(runtime().clone(), config).expect("registry starts")
+}
+
+/// A JobSet in `ns` whose first worker failed with a preemption message,
+/// using plugin `custom` for the outcome slot.
+fn preempted(ns: &str) -> jobset_policy::snapshot::Snapshot {
+    let mut s = snap(
+        SnapshotBuilder::new("js")
+            .annotation("policy.jobset.dev/outcome", "custom")
+            .rjob("workers", 2)
+            .max_restarts(0)
+            .failed("workers", 0, "PodFailurePolicy", "pod was preempted", 5),
+    );
+    s.jobset.namespace = ns.to_string();
+    s
+}
+
+#[test]
+fn a_swapped_configmap_makes_the_next_decision_with_the_new_version() {
+    let reg = registry(RegistryConfig::new("jobset-system"));
+    let v1 = reg
+        .apply_configmap(&configmap(
+            "jobset-system",
+            "custom",
+            builtin::DEFAULT_OUTCOME,
+            None,
+        ))
+        .expect("v1 accepted");
+    let d1 = reg.decide_outcome(&preempted("team")).expect("decides");
+    assert_eq!(d1.plugin, v1.id);
+    assert!(matches!(d1.verdict.action, Action::Fail(ref t) if t.reason == "ReachedMaxRestarts"));
+
+    let v2 = reg
+        .apply_configmap(&configmap(
+            "jobset-system",
+            "custom",
+            builtin::EXAMPLE_PREEMPTION_AWARE,
+            None,
+        ))
+        .expect("v2 accepted");
+    assert_ne!(v1.id, v2.id);
+    let d2 = reg.decide_outcome(&preempted("team")).expect("decides");
+    assert_eq!(d2.plugin, v2.id);
+    assert!(matches!(d2.verdict.action, Action::RestartJobset(ref r) if !r.count_towards_max));
+}
+
+#[test]
+fn a_rejected_update_keeps_the_last_good_version() {
+    let reg = registry(RegistryConfig::new("jobset-system"));
+    let good = reg
+        .apply_configmap(&configmap(
+            "jobset-system",
+            "custom",
+            builtin::EXAMPLE_PREEMPTION_AWARE,
+            None,
+        ))
+        .expect("accepted");
+
+    let garbage = reg.apply_configmap(&configmap("jobset-system", "custom", b"not wasm", None));
+    assert!(
+        matches!(garbage, Err(LoadError::Compile { .. })),
+        "{garbage:?}"
+    );
+
+    let bad_config = reg.apply_configmap(&configmap(
+        "jobset-system",
+        "custom",
+        builtin::EXAMPLE_PREEMPTION_AWARE,
+        Some("{\"maxApplicationFailures\": -1}"),
+    ));
+    let err = bad_config.expect_err("config rejected");
+    assert!(err.to_string().contains("maxApplicationFailures"), "{err}");
+
+    let mut pinned = configmap("jobset-system", "custom", builtin::DEFAULT_OUTCOME, None);
+    pinned.metadata.annotations = Some(BTreeMap::from([(
+        SHA256_ANNOTATION.to_string(),
+        sha256_hex(b"something else"),
+    )]));
+    assert!(matches!(
+        reg.apply_configmap(&pinned),
+        Err(LoadError::PinMismatch { .. })
+    ));
+
+    let d = reg.decide_outcome(&preempted("team")).expect("decides");
+    assert_eq!(d.plugin, good.id);
+}
+
+#[test]
+fn a_namespace_plugin_serves_only_its_namespace_and_can_be_turned_off() {
+    let reg = registry(RegistryConfig::new("jobset-system"));
+    let local = reg
+        .apply_configmap(&configmap(
+            "team-a",
+            "custom",
+            builtin::EXAMPLE_PREEMPTION_AWARE,
+            None,
+        ))
+        .expect("accepted");
+    assert_eq!(local.scope.as_deref(), Some("team-a"));
+    assert_eq!(
+        reg.decide_outcome(&preempted("team-a"))
+            .expect("decides")
+            .plugin,
+        local.id
+    );
+    let err = reg
+        .decide_outcome(&preempted("team-b"))
+        .expect_err("unknown elsewhere");
+    assert!(matches!(err.kind, ErrorKind::UnknownPlugin { .. }), "{err}");
+
+    let mut config = RegistryConfig::new("jobset-system");
+    config.namespace_plugins = false;
+    let strict = registry(config);
+    assert!(
+        strict
+            .apply_configmap(&configmap(
+                "team-a",
+                "custom",
+                builtin::DEFAULT_OUTCOME,
+                None
+            ))
+            .is_err()
+    );
+}
+
+#[test]
+fn deleting_the_configmap_removes_the_plugin() {
+    let reg = registry(RegistryConfig::new("jobset-system"));
+    reg.apply_configmap(&configmap(
+        "jobset-system",
+        "custom",
+        builtin::DEFAULT_OUTCOME,
+        None,
+    ))
+    .expect("accepted");
+    reg.delete_configmap("jobset-system", "plugin-custom");
+    assert!(reg.decide_outcome(&preempted("team")).is_err());
+}
+
+#[test]
+fn without_annotations_the_builtin_defaults_decide() {
+    let reg = registry(RegistryConfig::new("jobset-system"));
+    let mut s = preempted("team");
+    s.jobset.annotations.clear();
+    let d = reg.decide_outcome(&s).expect("decides");
+    assert!(d.plugin.starts_with("default-outcome@"), "{}", d.plugin);
+}
+
+fn hostile_jobset(reg: &Registry, mode: &str) -> jobset_policy::snapshot::Snapshot {
+    reg.apply_configmap(&configmap(
+        "jobset-system",
+        "hostile",
+        builtin::EXAMPLE_HOSTILE,
+        None,
+    ))
+    .expect("accepted");
+    let mut s = snap(
+        SnapshotBuilder::new("js")
+            .annotation("policy.jobset.dev/outcome", "hostile")
+            .annotation(CONFIG_ANNOTATION, mode)
+            .rjob("workers", 1)
+            .failed("workers", 0, "BackoffLimitExceeded", "x", 5),
+    );
+    s.jobset.namespace = "team".to_string();
+    s
+}
+
+#[test]
+fn hold_returns_the_failure_and_fallback_decides_with_the_builtin() {
+    let hold = registry(RegistryConfig::new("jobset-system"));
+    let s = hostile_jobset(&hold, "trap");
+    let err = hold.decide_outcome(&s).expect_err("hold");
+    assert!(err.plugin.starts_with("hostile@"));
+    assert_eq!(err.slot, Slot::Outcome);
+
+    let mut config = RegistryConfig::new("jobset-system");
+    config
+        .failure_modes
+        .insert(Slot::Outcome, FailureMode::Fallback);
+    let fallback = registry(config);
+    let s = hostile_jobset(&fallback, "trap");
+    let d = fallback.decide_outcome(&s).expect("falls back");
+    assert!(d.plugin.starts_with("default-outcome@"), "{}", d.plugin);
+    assert!(matches!(d.verdict.action, Action::Fail(ref t) if t.reason == "FailedJobs"));
+    let original = d.fallback_from.expect("records the original failure");
+    assert!(matches!(original.kind, ErrorKind::Trap { .. }));
+}
+
+#[test]
+fn the_circuit_opens_after_repeated_failures() {
+    let mut config = RegistryConfig::new("jobset-system");
+    config.breaker = BreakerConfig {
+        threshold: 2,
+        cooldown: Duration::from_secs(600),
+    };
+    let reg = registry(config);
+    let s = hostile_jobset(&reg, "trap");
+    for _ in 0..2 {
+        let err = reg.decide_outcome(&s).expect_err("fails");
+        assert!(matches!(err.kind, ErrorKind::Trap { .. }), "{err}");
+    }
+    let err = reg.decide_outcome(&s).expect_err("circuit open");
+    assert!(
+        matches!(err.kind, ErrorKind::CircuitOpen { failures: 2, .. }),
+        "{err}"
+    );
+}

@@ -1,0 +1,82 @@
+//! inspect / test / pack, and the shipped ConfigMaps in deploy/plugins.
+
+use crate::common::runtime;
+use jobset_policy::builtin;
+use jobset_policy::tools::{inspect, pack, test};
+use std::path::PathBuf;
+
+#[test]
+fn inspect_names_the_plugin_its_exports_and_imports() {
+    let i = inspect(runtime(), builtin::DEFAULT_OUTCOME).expect("inspects");
+    assert_eq!(i.name.as_deref(), Some("default-outcome"));
+    assert!(
+        i.exports.iter().any(|e| e == "jobset:policy/outcome@0.1.0"),
+        "{:?}",
+        i.exports
+    );
+    assert!(i.exports.iter().any(|e| e == "jobset:policy/meta@0.1.0"));
+    assert_eq!(i.size, builtin::DEFAULT_OUTCOME.len());
+    assert_eq!(i.sha256.len(), 64);
+    assert!(i.problem.is_none());
+
+    let wrong = inspect(runtime(), builtin::EXAMPLE_WRONG_EXPORT).expect("inspects");
+    assert!(
+        wrong
+            .problem
+            .expect("not a plugin")
+            .contains("jobset:policy/meta")
+    );
+}
+
+#[test]
+fn test_runs_a_yaml_scenario_and_prints_the_verdict() {
+    let snapshot = crate::common::snap(
+        jobset_policy_sdk::harness::SnapshotBuilder::new("js")
+            .rjob("workers", 1)
+            .failed("workers", 0, "BackoffLimitExceeded", "x", 5),
+    );
+    let scenario = format!(
+        "slot: outcome\nsnapshot:\n{}",
+        serde_yaml::to_string(&snapshot)
+            .expect("yaml")
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    let out = test(runtime(), builtin::DEFAULT_OUTCOME, &scenario).expect("runs");
+    assert!(out.starts_with("# decided by default-outcome@"), "{out}");
+    assert!(out.contains("FailedJobs"), "{out}");
+    assert!(test(runtime(), builtin::DEFAULT_OUTCOME, "slot: [").is_err());
+}
+
+fn deploy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/plugins")
+}
+
+/// The default plugins shipped as ConfigMaps must be the ones built from
+/// this tree. `JOBSET_BLESS=1 cargo test -p jobset-policy` rewrites them.
+#[test]
+fn deploy_configmaps_match_the_built_default_plugins() {
+    let bless = std::env::var("JOBSET_BLESS").is_ok_and(|v| v == "1");
+    for (name, bytes) in [
+        ("default-startup", builtin::DEFAULT_STARTUP),
+        ("default-outcome", builtin::DEFAULT_OUTCOME),
+        ("default-placement", builtin::DEFAULT_PLACEMENT),
+    ] {
+        let expected = pack(bytes, name, "jobset-system").expect("packs");
+        let path = deploy_dir().join(format!("{name}.yaml"));
+        if bless {
+            std::fs::create_dir_all(deploy_dir()).expect("mkdir");
+            std::fs::write(&path, &expected).expect("writes");
+            continue;
+        }
+        let actual = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run with JOBSET_BLESS=1", path.display()));
+        assert!(
+            actual == expected,
+            "{} is stale (plugin sha256 {}); run JOBSET_BLESS=1 cargo test -p jobset-policy",
+            path.display(),
+            jobset_policy::sha256_hex(bytes)
+        );
+    }
+}
