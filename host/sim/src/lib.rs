@@ -6,6 +6,7 @@
 mod admission;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 mod crd;
 mod defaults;
 mod delete;
@@ -14,8 +15,8 @@ pub mod errors;
 pub mod faults;
 pub mod gc;
 mod handler;
-mod known_fields;
 pub mod http;
+mod known_fields;
 pub mod lists;
 pub mod managed;
 mod openapi;

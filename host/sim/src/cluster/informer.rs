@@ -68,7 +68,11 @@ impl Informer {
             }
             if self.stream.is_none() {
                 let rv = self.rv.clone();
-                match self.client.watch(&self.res, None, rv.as_deref(), None).await {
+                match self
+                    .client
+                    .watch(&self.res, None, rv.as_deref(), None)
+                    .await
+                {
                     Ok(s) => self.stream = Some(s.boxed()),
                     Err(e) if e.code == 410 => self.rv = None,
                     Err(e) => {
@@ -119,7 +123,11 @@ impl Informer {
 
     fn bump_rv(&mut self, obj: &Value) {
         let rv = rv_of(obj);
-        let cur = self.rv.as_deref().and_then(|r| r.parse::<u64>().ok()).unwrap_or(0);
+        let cur = self
+            .rv
+            .as_deref()
+            .and_then(|r| r.parse::<u64>().ok())
+            .unwrap_or(0);
         if rv > cur {
             self.rv = Some(rv.to_string());
         }
@@ -129,10 +137,10 @@ impl Informer {
     /// sees the write before the watch brings it. Older versions are ignored.
     pub fn apply(&mut self, obj: Value) {
         let key = key_of(&obj);
-        if let Some(old) = self.cache.get(&key) {
-            if rv_of(old) >= rv_of(&obj) {
-                return;
-            }
+        if let Some(old) = self.cache.get(&key)
+            && rv_of(old) >= rv_of(&obj)
+        {
+            return;
         }
         self.cache.insert(key, obj.clone());
         self.queue.push_back(Change::Applied(obj));

@@ -13,7 +13,9 @@ use super::informer::{Change, Informer};
 use super::job_pods::{TRACKING_FINALIZER, build_pod, pod_name};
 use super::job_status::{JobMemory, plan};
 use super::recorder::Recorder;
-use super::util::{Rng, Timers, controller_uid, is_deleting, is_terminal, key_of, meta, sleep_until};
+use super::util::{
+    Rng, Timers, controller_uid, is_deleting, is_terminal, key_of, meta, sleep_until,
+};
 use crate::client::{PatchKind, Resource, SimClient};
 use crate::clock::Clock;
 
@@ -95,7 +97,8 @@ impl JobController {
             }
             Wake::Job(Change::Applied(job)) => {
                 let key = key_of(&job);
-                self.job_by_uid.insert(meta(&job, "uid").to_string(), key.clone());
+                self.job_by_uid
+                    .insert(meta(&job, "uid").to_string(), key.clone());
                 self.dirty.insert(key);
             }
             Wake::Job(Change::Deleted(job)) => {
@@ -117,7 +120,10 @@ impl JobController {
                 };
                 match &change {
                     Change::Applied(_) => {
-                        self.pods_by_owner.entry(owner.clone()).or_default().insert(key.clone());
+                        self.pods_by_owner
+                            .entry(owner.clone())
+                            .or_default()
+                            .insert(key.clone());
                     }
                     Change::Deleted(_) => {
                         if let Some(set) = self.pods_by_owner.get_mut(&owner) {
@@ -151,11 +157,15 @@ impl JobController {
         let Some(pod) = self.pods.cache.get(key).cloned() else {
             return;
         };
-        let owner_alive = controller_uid(&pod, "Job").is_some_and(|u| self.job_by_uid.contains_key(u));
+        let owner_alive =
+            controller_uid(&pod, "Job").is_some_and(|u| self.job_by_uid.contains_key(u));
         if owner_alive || !has_tracking(&pod) {
             return;
         }
-        let unscheduled = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty);
+        let unscheduled = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
         if is_terminal(&pod) || unscheduled || !is_deleting(&pod) {
             self.release(&pod).await;
         }
@@ -170,10 +180,24 @@ impl JobController {
             .filter(|f| f.as_str() != Some(TRACKING_FINALIZER))
             .cloned()
             .collect();
-        let fins = if rest.is_empty() { Value::Null } else { json!(rest) };
+        let fins = if rest.is_empty() {
+            Value::Null
+        } else {
+            json!(rest)
+        };
         let patch = json!({"metadata": {"finalizers": fins}});
         let ns = meta(pod, "namespace");
-        match self.client.patch(&Resource::pods(), Some(ns), meta(pod, "name"), PatchKind::Merge, &patch).await {
+        match self
+            .client
+            .patch(
+                &Resource::pods(),
+                Some(ns),
+                meta(pod, "name"),
+                PatchKind::Merge,
+                &patch,
+            )
+            .await
+        {
             Ok(obj) => {
                 if is_deleting(&obj) && rest.is_empty() {
                     self.pods.forget(&key_of(pod));
@@ -204,7 +228,10 @@ impl JobController {
             .collect();
         if is_deleting(&job) {
             for pod in pods.iter().filter(|p| has_tracking(p)) {
-                let unscheduled = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty);
+                let unscheduled = pod
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty);
                 if is_terminal(pod) || unscheduled {
                     self.release(pod).await;
                 }
@@ -219,7 +246,17 @@ impl JobController {
         let ns = meta(&job, "namespace").to_string();
         if let Some(status) = &p.status {
             let patch = json!({"status": status});
-            match self.client.patch_status(&Resource::jobs(), Some(&ns), meta(&job, "name"), PatchKind::Merge, &patch).await {
+            match self
+                .client
+                .patch_status(
+                    &Resource::jobs(),
+                    Some(&ns),
+                    meta(&job, "name"),
+                    PatchKind::Merge,
+                    &patch,
+                )
+                .await
+            {
                 Ok(obj) => self.jobs.apply(obj),
                 Err(e) => {
                     tracing::debug!(job = key, error = %e.message, "job status write failed; retrying");
@@ -250,14 +287,21 @@ impl JobController {
             }
         }
         for (name, for_suspend) in &p.delete {
-            match self.client.delete(&Resource::pods(), Some(&ns), name, None).await {
+            match self
+                .client
+                .delete(&Resource::pods(), Some(&ns), name, None)
+                .await
+            {
                 Ok(obj) => {
-                    if *for_suspend {
-                        if let Some(m) = self.memory.get_mut(&uid) {
-                            m.suspend_deleted.insert(meta(&obj, "uid").to_string());
-                        }
+                    if *for_suspend && let Some(m) = self.memory.get_mut(&uid) {
+                        m.suspend_deleted.insert(meta(&obj, "uid").to_string());
                     }
-                    self.rec.record(COMPONENT, "PodDeleted", &format!("{ns}/{name}"), String::new());
+                    self.rec.record(
+                        COMPONENT,
+                        "PodDeleted",
+                        &format!("{ns}/{name}"),
+                        String::new(),
+                    );
                     if is_deleting(&obj) {
                         self.pods.apply(obj);
                     } else {
@@ -274,8 +318,12 @@ impl JobController {
             match self.client.create(&Resource::pods(), Some(&ns), &pod).await {
                 Ok(obj) => {
                     let detail = new.index.map(|i| format!("index={i}")).unwrap_or_default();
-                    self.rec.record(COMPONENT, "PodCreated", &key_of(&obj), detail);
-                    self.pods_by_owner.entry(uid.clone()).or_default().insert(key_of(&obj));
+                    self.rec
+                        .record(COMPONENT, "PodCreated", &key_of(&obj), detail);
+                    self.pods_by_owner
+                        .entry(uid.clone())
+                        .or_default()
+                        .insert(key_of(&obj));
                     self.pods.apply(obj);
                 }
                 Err(e) => {

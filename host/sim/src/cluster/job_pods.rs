@@ -34,15 +34,33 @@ pub fn pod_name(job_name: &str, index: Option<u32>, rng: &mut Rng) -> String {
 }
 
 /// The pod for `index` (Indexed Jobs) from the Job's template.
-pub fn build_pod(job: &Value, name: &str, index: Option<u32>, index_failures: Option<u32>) -> Value {
+pub fn build_pod(
+    job: &Value,
+    name: &str,
+    index: Option<u32>,
+    index_failures: Option<u32>,
+) -> Value {
     let job_name = meta(job, "name");
     let ns = meta(job, "namespace");
-    let template = job.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
-    let mut metadata = template.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let template = job
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut metadata = template
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     if !metadata.is_object() {
         metadata = json!({});
     }
-    for k in ["name", "generateName", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for k in [
+        "name",
+        "generateName",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(m) = metadata.as_object_mut() {
             m.remove(k);
         }
@@ -62,10 +80,12 @@ pub fn build_pod(job: &Value, name: &str, index: Option<u32>, index_failures: Op
     if let Some(n) = index_failures {
         metadata["annotations"][INDEX_FAILURE_COUNT] = json!(n.to_string());
     }
-    if metadata["annotations"].as_object().is_some_and(|a| a.is_empty()) {
-        if let Some(m) = metadata.as_object_mut() {
-            m.remove("annotations");
-        }
+    if metadata["annotations"]
+        .as_object()
+        .is_some_and(|a| a.is_empty())
+        && let Some(m) = metadata.as_object_mut()
+    {
+        m.remove("annotations");
     }
     metadata["ownerReferences"] = json!([{
         "apiVersion": "batch/v1", "kind": "Job", "name": job_name,
@@ -91,7 +111,10 @@ fn add_index_env(container: &mut Value) {
     let Some(env) = container.get_mut("env").and_then(Value::as_array_mut) else {
         return;
     };
-    if env.iter().any(|e| e.get("name").and_then(Value::as_str) == Some("JOB_COMPLETION_INDEX")) {
+    if env
+        .iter()
+        .any(|e| e.get("name").and_then(Value::as_str) == Some("JOB_COMPLETION_INDEX"))
+    {
         return;
     }
     env.push(json!({
@@ -119,7 +142,11 @@ pub fn compress_indexes(idx: &std::collections::BTreeSet<u32>) -> String {
             end += 1;
             iter.next();
         }
-        out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
     }
     out.join(",")
 }
@@ -166,9 +193,15 @@ mod tests {
         assert_eq!(pod["metadata"]["labels"][COMPLETION_INDEX], "2");
         assert_eq!(pod["metadata"]["annotations"][COMPLETION_INDEX], "2");
         assert_eq!(pod["metadata"]["labels"]["a"], "b");
-        assert_eq!(pod["metadata"]["ownerReferences"][0]["blockOwnerDeletion"], true);
+        assert_eq!(
+            pod["metadata"]["ownerReferences"][0]["blockOwnerDeletion"],
+            true
+        );
         assert_eq!(pod["metadata"]["finalizers"][0], TRACKING_FINALIZER);
-        assert_eq!(pod["spec"]["containers"][0]["env"][0]["name"], "JOB_COMPLETION_INDEX");
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"][0]["name"],
+            "JOB_COMPLETION_INDEX"
+        );
         assert_eq!(pod_index(&pod), Some(2));
     }
 

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use super::job_pods::{INDEX_FAILURE_COUNT, TRACKING_FINALIZER, compress_indexes, is_indexed, parse_indexes, pod_index};
+use super::job_pods::{
+    INDEX_FAILURE_COUNT, TRACKING_FINALIZER, compress_indexes, is_indexed, parse_indexes, pod_index,
+};
 use super::pod_failure_policy::{Verdict, evaluate};
 use super::util::{annotation, condition_true, is_deleting, is_terminal, meta, phase};
 use crate::clock::parse_rfc3339;
@@ -99,8 +101,18 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
 
     let mut succeeded = status.get("succeeded").and_then(Value::as_i64).unwrap_or(0);
     let mut failed = status.get("failed").and_then(Value::as_i64).unwrap_or(0);
-    let mut completed = parse_indexes(status.get("completedIndexes").and_then(Value::as_str).unwrap_or(""));
-    let mut failed_idx = parse_indexes(status.get("failedIndexes").and_then(Value::as_str).unwrap_or(""));
+    let mut completed = parse_indexes(
+        status
+            .get("completedIndexes")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    );
+    let mut failed_idx = parse_indexes(
+        status
+            .get("failedIndexes")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    );
     let mut failure_target: Option<(String, String)> = None;
     let mut consecutive = mem.consecutive_failures;
 
@@ -136,24 +148,31 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
                         let before: u32 = annotation(pod, INDEX_FAILURE_COUNT)
                             .and_then(|s| s.parse().ok())
                             .unwrap_or(0);
-                        let after = if verdict == Verdict::Ignore { before } else { before + 1 };
+                        let after = if verdict == Verdict::Ignore {
+                            before
+                        } else {
+                            before + 1
+                        };
                         let e = index_failures.entry(i).or_default();
                         *e = (*e).max(after);
                         if verdict == Verdict::FailIndex || i64::from(after) > limit {
                             failed_idx.insert(i);
                         }
                     }
-                    if let Verdict::FailJob(message) = verdict {
-                        failure_target.get_or_insert(("PodFailurePolicy".into(), message));
+                    if let Verdict::FailJob(message) = &verdict {
+                        failure_target.get_or_insert(("PodFailurePolicy".into(), message.clone()));
                     }
-                    out.newly_counted.push((uid.clone(), verdict != Verdict::Ignore));
+                    out.newly_counted
+                        .push((uid.clone(), verdict != Verdict::Ignore));
                 }
             }
             if has_finalizer(pod) {
                 out.release.push(meta(pod, "name").to_string());
             }
             if let (Some(_), Some(i)) = (per_index, pod_index(pod)) {
-                let n: u32 = annotation(pod, INDEX_FAILURE_COUNT).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let n: u32 = annotation(pod, INDEX_FAILURE_COUNT)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
                 let failed_here = u32::from(phase(pod) == "Failed");
                 let e = index_failures.entry(i).or_default();
                 *e = (*e).max(n + failed_here);
@@ -161,7 +180,10 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
         } else if is_deleting(pod) {
             terminating += 1;
             // Never started on a node: nothing will stop it, it can go now.
-            if pod.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty)
+            if pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
                 && has_finalizer(pod)
             {
                 out.release.push(meta(pod, "name").to_string());
@@ -172,7 +194,12 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
     }
     if finished {
         // Only the bookkeeping of stragglers is left.
-        out.release.extend(active.iter().filter(|p| has_finalizer(p)).map(|p| meta(p, "name").to_string()));
+        out.release.extend(
+            active
+                .iter()
+                .filter(|p| has_finalizer(p))
+                .map(|p| meta(p, "name").to_string()),
+        );
         out.consecutive_failures = consecutive;
         return out;
     }
@@ -180,29 +207,44 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
         succeeded = completed.len() as i64;
     }
 
-    let has_cond = |cs: &[Value], k: &str| {
-        cs.iter().any(|c| c["type"] == k && c["status"] == "True")
-    };
-    let start_time = status.get("startTime").and_then(Value::as_str).and_then(parse_rfc3339);
+    let has_cond =
+        |cs: &[Value], k: &str| cs.iter().any(|c| c["type"] == k && c["status"] == "True");
+    let start_time = status
+        .get("startTime")
+        .and_then(Value::as_str)
+        .and_then(parse_rfc3339);
     if !has_cond(&conditions, "FailureTarget") && !has_cond(&conditions, "SuccessCriteriaMet") {
         if failure_target.is_none() {
             failure_target = if per_index.is_some() {
                 max_failed_indexes
                     .filter(|m| failed_idx.len() as i64 > *m)
-                    .map(|_| ("MaxFailedIndexesExceeded".to_string(), "Job has exceeded the specified maximal number of failed indexes".to_string()))
+                    .map(|_| {
+                        (
+                            "MaxFailedIndexesExceeded".to_string(),
+                            "Job has exceeded the specified maximal number of failed indexes"
+                                .to_string(),
+                        )
+                    })
             } else if failed > backoff_limit {
-                Some(("BackoffLimitExceeded".into(), "Job has reached the specified backoff limit".into()))
+                Some((
+                    "BackoffLimitExceeded".into(),
+                    "Job has reached the specified backoff limit".into(),
+                ))
             } else {
                 None
             };
         }
-        if failure_target.is_none() && !suspend {
-            if let (Some(ads), Some(st)) = (num(job, "/spec/activeDeadlineSeconds"), start_time) {
-                if now >= st + ads {
-                    failure_target = Some(("DeadlineExceeded".into(), "Job was active longer than specified deadline".into()));
-                } else {
-                    out.requeue_at = Some(st + ads);
-                }
+        if failure_target.is_none()
+            && !suspend
+            && let (Some(ads), Some(st)) = (num(job, "/spec/activeDeadlineSeconds"), start_time)
+        {
+            if now >= st + ads {
+                failure_target = Some((
+                    "DeadlineExceeded".into(),
+                    "Job was active longer than specified deadline".into(),
+                ));
+            } else {
+                out.requeue_at = Some(st + ads);
             }
         }
         let done = |c: u32| {
@@ -216,19 +258,31 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
             Some(c) => done(c) && failed_idx.is_empty(),
             None => succeeded > 0 && active.is_empty(),
         };
-        if failure_target.is_none() && per_index.is_some() && completions.is_some_and(done) && !failed_idx.is_empty() {
+        if failure_target.is_none()
+            && per_index.is_some()
+            && completions.is_some_and(done)
+            && !failed_idx.is_empty()
+        {
             failure_target = Some(("FailedIndexes".into(), "Job has failed indexes".into()));
         }
         if let Some((reason, message)) = &failure_target {
             conditions.push(cond("FailureTarget", "True", reason, message, now_str));
             out.new_conditions.push(format!("FailureTarget {reason}"));
         } else if success {
-            conditions.push(cond("SuccessCriteriaMet", "True", "CompletionsReached", "Reached expected number of succeeded pods", now_str));
-            out.new_conditions.push("SuccessCriteriaMet CompletionsReached".into());
+            conditions.push(cond(
+                "SuccessCriteriaMet",
+                "True",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now_str,
+            ));
+            out.new_conditions
+                .push("SuccessCriteriaMet CompletionsReached".into());
         }
     }
 
-    let ending = has_cond(&conditions, "FailureTarget") || has_cond(&conditions, "SuccessCriteriaMet");
+    let ending =
+        has_cond(&conditions, "FailureTarget") || has_cond(&conditions, "SuccessCriteriaMet");
     let mut active_count = active.len() as i64;
     if ending {
         for p in &active {
@@ -237,13 +291,30 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
         terminating += active_count;
         active_count = 0;
         if terminating == 0 {
-            if let Some(ft) = conditions.iter().find(|c| c["type"] == "FailureTarget" && c["status"] == "True").cloned() {
+            if let Some(ft) = conditions
+                .iter()
+                .find(|c| c["type"] == "FailureTarget" && c["status"] == "True")
+                .cloned()
+            {
                 let reason = ft["reason"].as_str().unwrap_or_default().to_string();
-                conditions.push(cond("Failed", "True", &reason, ft["message"].as_str().unwrap_or_default(), now_str));
+                conditions.push(cond(
+                    "Failed",
+                    "True",
+                    &reason,
+                    ft["message"].as_str().unwrap_or_default(),
+                    now_str,
+                ));
                 out.new_conditions.push(format!("Failed {reason}"));
             } else {
-                conditions.push(cond("Complete", "True", "CompletionsReached", "Reached expected number of succeeded pods", now_str));
-                out.new_conditions.push("Complete CompletionsReached".into());
+                conditions.push(cond(
+                    "Complete",
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                    now_str,
+                ));
+                out.new_conditions
+                    .push("Complete CompletionsReached".into());
                 status["completionTime"] = json!(now_str);
             }
         }
@@ -255,7 +326,13 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
         active_count = 0;
         if !has_cond(&conditions, "Suspended") {
             conditions.retain(|c| c["type"] != "Suspended");
-            conditions.push(cond("Suspended", "True", "JobSuspended", "Job suspended", now_str));
+            conditions.push(cond(
+                "Suspended",
+                "True",
+                "JobSuspended",
+                "Job suspended",
+                now_str,
+            ));
             out.new_conditions.push("Suspended JobSuspended".into());
         }
     } else {
@@ -269,7 +346,10 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
         if status.get("startTime").is_none_or(Value::is_null) {
             status["startTime"] = json!(now_str);
         }
-        let wait_until = mem.last_failure.map(|t| t + backoff_secs(consecutive)).filter(|t| *t > now);
+        let wait_until = mem
+            .last_failure
+            .map(|t| t + backoff_secs(consecutive))
+            .filter(|t| *t > now);
         if let Some(t) = wait_until {
             out.requeue_at = Some(out.requeue_at.map_or(t, |r| r.min(t)));
         } else {
@@ -278,11 +358,14 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
                 let busy: BTreeSet<u32> = active.iter().filter_map(|p| pod_index(p)).collect();
                 let total = completions.unwrap_or(0);
                 out.create = (0..total)
-                    .filter(|i| !completed.contains(i) && !failed_idx.contains(i) && !busy.contains(i))
+                    .filter(|i| {
+                        !completed.contains(i) && !failed_idx.contains(i) && !busy.contains(i)
+                    })
                     .take(room)
                     .map(|i| NewPod {
                         index: Some(i),
-                        index_failures: per_index.map(|_| index_failures.get(&i).copied().unwrap_or(0)),
+                        index_failures: per_index
+                            .map(|_| index_failures.get(&i).copied().unwrap_or(0)),
                     })
                     .collect();
             } else {
@@ -292,16 +375,18 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
                     None => parallelism,
                 };
                 let n = want.saturating_sub(active.len()).min(room);
-                out.create = (0..n).map(|_| NewPod { index: None, index_failures: None }).collect();
+                out.create = (0..n)
+                    .map(|_| NewPod {
+                        index: None,
+                        index_failures: None,
+                    })
+                    .collect();
             }
             active_count += out.create.len() as i64;
         }
     }
 
-    let ready = active
-        .iter()
-        .filter(|p| condition_true(p, "Ready"))
-        .count() as i64;
+    let ready = active.iter().filter(|p| condition_true(p, "Ready")).count() as i64;
     status["active"] = json!(active_count);
     status["ready"] = json!(if ending || suspend { 0 } else { ready });
     status["terminating"] = json!(terminating);

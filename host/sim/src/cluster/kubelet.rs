@@ -15,7 +15,10 @@ use super::informer::{Change, Informer};
 use super::job_pods::pod_index;
 use super::recorder::Recorder;
 use super::scenario::{ConditionSpec, PodFacts, PodPlan, Scenario};
-use super::util::{Timers, condition_true, controller_uid, is_deleting, is_terminal, key_of, meta, phase, sleep_until, str_at};
+use super::util::{
+    Timers, condition_true, controller_uid, is_deleting, is_terminal, key_of, meta, phase,
+    sleep_until, str_at,
+};
 use crate::client::{PatchKind, Resource, SimClient};
 use crate::clock::Clock;
 
@@ -32,7 +35,11 @@ pub enum KubeletCommand {
         done: oneshot::Sender<bool>,
     },
     /// Every running pod of the Job exits with code 1.
-    FailJob { namespace: String, name: String, done: oneshot::Sender<usize> },
+    FailJob {
+        namespace: String,
+        name: String,
+        done: oneshot::Sender<usize>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +149,8 @@ impl Kubelet {
                 }
                 if condition_true(&node, "Ready") {
                     if self.down.remove(&name) {
-                        self.rec.record(COMPONENT, "NodeReady", &name, String::new());
+                        self.rec
+                            .record(COMPONENT, "NodeReady", &name, String::new());
                     }
                 } else if self.down.insert(name.clone()) {
                     self.node_failed(&name).await;
@@ -156,7 +164,11 @@ impl Kubelet {
             }
             Wake::Timer => {
                 for (key, generation, task) in self.timers.due(Instant::now()) {
-                    if self.runs.get(&key).is_some_and(|r| r.generation == generation) {
+                    if self
+                        .runs
+                        .get(&key)
+                        .is_some_and(|r| r.generation == generation)
+                    {
                         self.fire(&key, task).await;
                     }
                 }
@@ -172,7 +184,8 @@ impl Kubelet {
         if let Some(r) = self.runs.get_mut(key) {
             r.generation = generation;
         }
-        self.timers.at(Instant::now() + after, (key.to_string(), generation, task));
+        self.timers
+            .at(Instant::now() + after, (key.to_string(), generation, task));
     }
 
     fn on_pod(&mut self, pod: &Value) {
@@ -218,7 +231,14 @@ impl Kubelet {
         }
         self.runs.insert(
             key.clone(),
-            Run { uid, generation: 0, started_at: None, plan: None, restarts: 0, stopping: false },
+            Run {
+                uid,
+                generation: 0,
+                started_at: None,
+                plan: None,
+                restarts: 0,
+                stopping: false,
+            },
         );
         let delay = self.scenario.start_delay.0;
         self.schedule(&key, delay, Task::Start);
@@ -254,7 +274,8 @@ impl Kubelet {
                 let Some(plan) = self.runs.get(key).and_then(|r| r.plan.clone()) else {
                     return;
                 };
-                self.finish(key, &pod, plan.exit_code, plan.condition.as_ref(), false).await;
+                self.finish(key, &pod, plan.exit_code, plan.condition.as_ref(), false)
+                    .await;
             }
             Task::Terminate => self.finish(key, &pod, 143, None, true).await,
         }
@@ -269,7 +290,12 @@ impl Kubelet {
         let plan = self.scenario.plan(&facts, self.rec.elapsed());
         let now = self.clock.now_rfc3339();
         let host_ip = self.node_ips.get(&node).cloned().unwrap_or_default();
-        let pod_ip = format!("10.{}.{}.{}", 64 + (self.generation / 62_500) % 64, (self.generation / 250) % 250, self.generation % 250 + 2);
+        let pod_ip = format!(
+            "10.{}.{}.{}",
+            64 + (self.generation / 62_500) % 64,
+            (self.generation / 250) % 250,
+            self.generation % 250 + 2
+        );
         let statuses: Vec<Value> = containers(pod)
             .iter()
             .map(|(name, image)| {
@@ -286,7 +312,16 @@ impl Kubelet {
             "containerStatuses": statuses,
         }});
         if self.write_status(pod, &status).await {
-            self.rec.record(COMPONENT, "Started", key, format!("node={node} run={}s exit={}", plan.run.as_secs(), plan.exit_code));
+            self.rec.record(
+                COMPONENT,
+                "Started",
+                key,
+                format!(
+                    "node={node} run={}s exit={}",
+                    plan.run.as_secs(),
+                    plan.exit_code
+                ),
+            );
             if let Some(r) = self.runs.get_mut(key) {
                 r.started_at = Some(now);
                 r.plan = Some(plan.clone());
@@ -298,7 +333,14 @@ impl Kubelet {
     }
 
     /// Ends a pod's containers with `exit_code`.
-    async fn finish(&mut self, key: &str, pod: &Value, exit_code: i32, extra: Option<&ConditionSpec>, stopped: bool) {
+    async fn finish(
+        &mut self,
+        key: &str,
+        pod: &Value,
+        exit_code: i32,
+        extra: Option<&ConditionSpec>,
+        stopped: bool,
+    ) {
         if is_terminal(pod) {
             return;
         }
@@ -328,22 +370,31 @@ impl Kubelet {
             })
             .collect();
         let mut conditions = pod_conditions(pod, false, &now);
-        if let Some(c) = extra {
-            conditions.as_array_mut().map(|a| {
-                a.retain(|x| x["type"] != c.kind.as_str());
-                a.push(json!({"type": c.kind, "status": "True", "reason": c.reason,
-                              "message": c.message, "lastProbeTime": null, "lastTransitionTime": now}));
-            });
+        if let Some(c) = extra
+            && let Some(a) = conditions.as_array_mut()
+        {
+            a.retain(|x| x["type"] != c.kind.as_str());
+            a.push(json!({"type": c.kind, "status": "True", "reason": c.reason,
+                          "message": c.message, "lastProbeTime": null, "lastTransitionTime": now}));
         }
-        let phase = if exit_code == 0 && !stopped { "Succeeded" } else { "Failed" };
+        let phase = if exit_code == 0 && !stopped {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
         let patch = json!({"status": {"phase": phase, "conditions": conditions, "containerStatuses": statuses}});
         if self.write_status(pod, &patch).await {
             let reason = extra.map(|c| format!(" {}", c.reason)).unwrap_or_default();
             let action = if stopped { "Stopped" } else { phase };
-            self.rec.record(COMPONENT, action, key, format!("exit={exit_code}{reason}"));
+            self.rec
+                .record(COMPONENT, action, key, format!("exit={exit_code}{reason}"));
             self.runs.remove(key);
         } else {
-            let task = if stopped { Task::Terminate } else { Task::Finish };
+            let task = if stopped {
+                Task::Terminate
+            } else {
+                Task::Finish
+            };
             self.schedule(key, Duration::from_secs(1), task);
         }
     }
@@ -362,8 +413,16 @@ impl Kubelet {
                        "lastState": {"terminated": {"exitCode": exit_code, "reason": "Error", "finishedAt": now}}})
             })
             .collect();
-        if self.write_status(pod, &json!({"status": {"containerStatuses": statuses}})).await {
-            self.rec.record(COMPONENT, "Restarted", key, format!("exit={exit_code} restarts={restarts}"));
+        if self
+            .write_status(pod, &json!({"status": {"containerStatuses": statuses}}))
+            .await
+        {
+            self.rec.record(
+                COMPONENT,
+                "Restarted",
+                key,
+                format!("exit={exit_code} restarts={restarts}"),
+            );
             if let Some(r) = self.runs.get_mut(key) {
                 r.restarts = restarts;
                 r.plan = Some(plan.clone());
@@ -376,7 +435,17 @@ impl Kubelet {
 
     async fn write_status(&mut self, pod: &Value, patch: &Value) -> bool {
         let ns = meta(pod, "namespace");
-        match self.client.patch_status(&Resource::pods(), Some(ns), meta(pod, "name"), PatchKind::Merge, patch).await {
+        match self
+            .client
+            .patch_status(
+                &Resource::pods(),
+                Some(ns),
+                meta(pod, "name"),
+                PatchKind::Merge,
+                patch,
+            )
+            .await
+        {
             Ok(obj) => {
                 self.pods.apply(obj);
                 true
@@ -390,7 +459,8 @@ impl Kubelet {
 
     /// The node is gone or NotReady: its pods fail with DisruptionTarget.
     async fn node_failed(&mut self, node: &str) {
-        self.rec.record(COMPONENT, "NodeNotReady", node, String::new());
+        self.rec
+            .record(COMPONENT, "NodeNotReady", node, String::new());
         let victims: Vec<Value> = self
             .pods
             .cache
@@ -419,7 +489,12 @@ impl Kubelet {
 
     async fn command(&mut self, cmd: KubeletCommand) {
         match cmd {
-            KubeletCommand::FailPod { key, exit_code, condition, done } => {
+            KubeletCommand::FailPod {
+                key,
+                exit_code,
+                condition,
+                done,
+            } => {
                 let ok = match self.pods.cache.get(&key).cloned() {
                     Some(pod) if !is_terminal(&pod) => {
                         self.runs.entry(key.clone()).or_insert_with(|| Run {
@@ -433,21 +508,27 @@ impl Kubelet {
                         if let Some(r) = self.runs.get_mut(&key) {
                             r.generation = 0;
                         }
-                        self.finish(&key, &pod, exit_code, condition.as_ref(), false).await;
+                        self.finish(&key, &pod, exit_code, condition.as_ref(), false)
+                            .await;
                         true
                     }
                     _ => false,
                 };
                 let _ = done.send(ok);
             }
-            KubeletCommand::FailJob { namespace, name, done } => {
+            KubeletCommand::FailJob {
+                namespace,
+                name,
+                done,
+            } => {
                 let pods: Vec<Value> = self
                     .pods
                     .cache
                     .values()
                     .filter(|p| {
                         meta(p, "namespace") == namespace
-                            && super::util::label(p, super::scenario::JOB_NAME_LABEL) == Some(name.as_str())
+                            && super::util::label(p, super::scenario::JOB_NAME_LABEL)
+                                == Some(name.as_str())
                             && phase(p) == "Running"
                     })
                     .cloned()
@@ -471,7 +552,12 @@ fn containers(pod: &Value) -> Vec<(String, String)> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|c| (str_at(c, "/name").to_string(), str_at(c, "/image").to_string()))
+        .map(|c| {
+            (
+                str_at(c, "/name").to_string(),
+                str_at(c, "/image").to_string(),
+            )
+        })
         .collect()
 }
 
@@ -482,14 +568,24 @@ fn pod_conditions(pod: &Value, ready: bool, now: &str) -> Value {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let (status, reason) = if ready { ("True", None) } else { ("False", Some("PodCompleted")) };
-    for kind in ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"] {
+    let (status, reason) = if ready {
+        ("True", None)
+    } else {
+        ("False", Some("PodCompleted"))
+    };
+    for kind in [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+    ] {
         let (s, r) = match kind {
             "Ready" | "ContainersReady" => (status, reason),
             "PodReadyToStartContainers" if !ready => ("False", None),
             _ => ("True", None),
         };
-        let mut c = json!({"type": kind, "status": s, "lastProbeTime": null, "lastTransitionTime": now});
+        let mut c =
+            json!({"type": kind, "status": s, "lastProbeTime": null, "lastTransitionTime": now});
         if let Some(r) = r {
             c["reason"] = json!(r);
         }

@@ -167,9 +167,9 @@ impl NodeLayout {
         let mut prefix = "pool".to_string();
         let mut proto = NodePool::new("", 1);
         for part in t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| {
-                ClusterError::Layout(format!("{part:?}: expected key=value"))
-            })?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| ClusterError::Layout(format!("{part:?}: expected key=value")))?;
             let num = |v: &str| {
                 v.parse::<u32>()
                     .map_err(|_| ClusterError::Layout(format!("{k}: {v:?} is not a whole number")))
@@ -241,7 +241,10 @@ fn parse_taint(v: &str) -> Result<Taint, ClusterError> {
 }
 
 fn node_object(pool: &NodePool, name: &str) -> Value {
-    let region = pool.zone.rsplit_once('-').map_or(pool.zone.as_str(), |(r, _)| r);
+    let region = pool
+        .zone
+        .rsplit_once('-')
+        .map_or(pool.zone.as_str(), |(r, _)| r);
     let mut labels: BTreeMap<String, String> = [
         (HOSTNAME, name),
         ("kubernetes.io/os", "linux"),
@@ -256,7 +259,11 @@ fn node_object(pool: &NodePool, name: &str) -> Value {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     if let Some(acc) = &pool.accelerator {
-        let key = if pool.tpu > 0 { TPU_ACCELERATOR } else { GPU_ACCELERATOR };
+        let key = if pool.tpu > 0 {
+            TPU_ACCELERATOR
+        } else {
+            GPU_ACCELERATOR
+        };
         labels.insert(key.into(), acc.clone());
     }
     if let Some(topo) = &pool.topology {
@@ -329,7 +336,12 @@ mod tests {
     #[test]
     fn the_default_layout_has_the_labels_the_examples_select_on() {
         let nodes = NodeLayout::default().node_objects();
-        let has = |k: &str, v: &str| nodes.iter().filter(|n| n["metadata"]["labels"][k] == v).count();
+        let has = |k: &str, v: &str| {
+            nodes
+                .iter()
+                .filter(|n| n["metadata"]["labels"][k] == v)
+                .count()
+        };
         assert_eq!(has(TPU_ACCELERATOR, "tpu-v5-lite-podslice"), 8);
         assert_eq!(has(TPU_TOPOLOGY, "4x4"), 8);
         assert_eq!(has(GPU_ACCELERATOR, "nvidia-h100-80gb"), 2);
@@ -337,9 +349,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_taints_are_refused_with_the_key_named() {
-        let e = NodeLayout::parse("pools=2,colour=red").unwrap_err().to_string();
+        let e = NodeLayout::parse("pools=2,colour=red")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"colour\""), "{e}");
-        let e = NodeLayout::parse("taint=a=b:Sometimes").unwrap_err().to_string();
+        let e = NodeLayout::parse("taint=a=b:Sometimes")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("effect"), "{e}");
     }
 

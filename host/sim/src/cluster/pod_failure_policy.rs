@@ -21,11 +21,17 @@ pub enum Verdict {
 
 /// Evaluates `job.spec.podFailurePolicy` for a failed pod.
 pub fn evaluate(job: &Value, pod: &Value) -> Verdict {
-    let Some(rules) = job.pointer("/spec/podFailurePolicy/rules").and_then(Value::as_array) else {
+    let Some(rules) = job
+        .pointer("/spec/podFailurePolicy/rules")
+        .and_then(Value::as_array)
+    else {
         return Verdict::Count;
     };
     for (i, rule) in rules.iter().enumerate() {
-        let action = rule.get("action").and_then(Value::as_str).unwrap_or_default();
+        let action = rule
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let matched = if let Some(codes) = rule.get("onExitCodes") {
             exit_code_match(codes, pod).map(|(container, code)| {
                 format!(
@@ -76,7 +82,10 @@ fn exit_code_match(req: &Value, pod: &Value) -> Option<(String, i64)> {
         if only.is_some_and(|o| o != name) {
             continue;
         }
-        let Some(code) = s.pointer("/state/terminated/exitCode").and_then(Value::as_i64) else {
+        let Some(code) = s
+            .pointer("/state/terminated/exitCode")
+            .and_then(Value::as_i64)
+        else {
             continue;
         };
         // Exit code 0 never matches: a container that succeeded did not fail the pod.
@@ -95,7 +104,9 @@ fn exit_code_match(req: &Value, pod: &Value) -> Option<(String, i64)> {
 }
 
 fn condition_match(reqs: &[Value], pod: &Value) -> Option<String> {
-    let conds = pod.pointer("/status/conditions").and_then(Value::as_array)?;
+    let conds = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)?;
     for req in reqs {
         let kind = req.get("type").and_then(Value::as_str).unwrap_or_default();
         let status = req.get("status").and_then(Value::as_str).unwrap_or("True");
@@ -126,7 +137,8 @@ mod tests {
 
     #[test]
     fn an_exit_code_rule_fails_the_job_with_the_upstream_message() {
-        let j = job(json!([{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]));
+        let j =
+            job(json!([{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]));
         assert_eq!(
             evaluate(&j, &pod(42, json!([]))),
             Verdict::FailJob("Container main for pod ns/p failed with exit code 42 matching FailJob rule at index 0".into())
@@ -143,15 +155,22 @@ mod tests {
         let p = pod(137, json!([{"type": "DisruptionTarget", "status": "True"}]));
         assert_eq!(
             evaluate(&j, &p),
-            Verdict::FailJob("Pod ns/p has condition DisruptionTarget matching FailJob rule at index 1".into())
+            Verdict::FailJob(
+                "Pod ns/p has condition DisruptionTarget matching FailJob rule at index 1".into()
+            )
         );
         assert_eq!(evaluate(&j, &pod(7, json!([]))), Verdict::Ignore);
     }
 
     #[test]
     fn not_in_never_matches_a_zero_exit() {
-        let j = job(json!([{"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [1]}}]));
+        let j = job(
+            json!([{"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [1]}}]),
+        );
         assert_eq!(evaluate(&j, &pod(0, json!([]))), Verdict::Count);
-        assert!(matches!(evaluate(&j, &pod(2, json!([]))), Verdict::FailJob(_)));
+        assert!(matches!(
+            evaluate(&j, &pod(2, json!([]))),
+            Verdict::FailJob(_)
+        ));
     }
 }

@@ -63,12 +63,22 @@ fn container_requests(c: &Value) -> BTreeMap<String, i64> {
 /// What a pod asks of a node, in thousandths.
 pub fn pod_requests(pod: &Value) -> BTreeMap<String, i64> {
     let mut total: BTreeMap<String, i64> = BTreeMap::new();
-    for c in pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+    for c in pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         for (k, v) in container_requests(c) {
             *total.entry(k).or_default() += v;
         }
     }
-    for c in pod.pointer("/spec/initContainers").and_then(Value::as_array).into_iter().flatten() {
+    for c in pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         for (k, v) in container_requests(c) {
             let e = total.entry(k).or_default();
             *e = (*e).max(v);
@@ -94,7 +104,10 @@ mod tests {
         assert_eq!(parse_quantity(&json!("500m")), Some(500));
         assert_eq!(parse_quantity(&json!("4")), Some(4000));
         assert_eq!(parse_quantity(&json!(4)), Some(4000));
-        assert_eq!(parse_quantity(&json!("1Gi")), Some(1024 * 1024 * 1024 * 1000));
+        assert_eq!(
+            parse_quantity(&json!("1Gi")),
+            Some(1024 * 1024 * 1024 * 1000)
+        );
         assert_eq!(parse_quantity(&json!("2k")), Some(2_000_000));
         assert_eq!(parse_quantity(&json!("lots")), None);
     }

@@ -35,7 +35,9 @@ impl<'de> Deserialize<'de> for Dur {
             Raw::Text(s) => parse_duration(&s).map_err(serde::de::Error::custom)?,
         };
         if !secs.is_finite() || secs < 0.0 {
-            return Err(serde::de::Error::custom(format!("duration {secs} must be zero or more")));
+            return Err(serde::de::Error::custom(format!(
+                "duration {secs} must be zero or more"
+            )));
         }
         Ok(Dur(Duration::from_secs_f64(secs)))
     }
@@ -308,7 +310,11 @@ impl Scenario {
                 let run = rule.duration.map_or(default.run, |d| d.0);
                 let until_fail = at.0 - started;
                 if run <= until_fail {
-                    return PodPlan { run, exit_code: 0, condition: None };
+                    return PodPlan {
+                        run,
+                        exit_code: 0,
+                        condition: None,
+                    };
                 }
                 return PodPlan {
                     run: until_fail,
@@ -364,7 +370,13 @@ api:
   dropWatchesAfter: 2m
 "#;
 
-    fn facts(job: &str, rjob: Option<&str>, job_index: u32, pod_index: u32, attempt: u32) -> PodFacts {
+    fn facts(
+        job: &str,
+        rjob: Option<&str>,
+        job_index: u32,
+        pod_index: u32,
+        attempt: u32,
+    ) -> PodFacts {
         PodFacts {
             namespace: "default".into(),
             job: job.into(),
@@ -381,7 +393,10 @@ api:
         let s = Scenario::from_yaml(YAML).expect("parses");
         assert_eq!(s.default_duration.0, Duration::from_secs(600));
         assert_eq!(s.faults[0].at.0, Duration::from_secs(300));
-        assert_eq!(s.faults[0].action, FaultAction::FailNode("pool-1-n0".into()));
+        assert_eq!(
+            s.faults[0].action,
+            FaultAction::FailNode("pool-1-n0".into())
+        );
         let f = s.server_faults(9).expect("api faults");
         assert_eq!(f.error_rates.get("create"), Some(&(0.01, 429)));
         assert_eq!(f.drop_watches_after, Some(Duration::from_secs(120)));
@@ -390,10 +405,20 @@ api:
     #[test]
     fn the_first_matching_rule_decides_a_pods_run() {
         let s = Scenario::from_yaml(YAML).expect("parses");
-        let p = s.plan(&facts("js-workers-1", Some("workers"), 1, 0, 0), Duration::ZERO);
+        let p = s.plan(
+            &facts("js-workers-1", Some("workers"), 1, 0, 0),
+            Duration::ZERO,
+        );
         assert_eq!((p.run, p.exit_code), (Duration::from_secs(90), 42));
-        let p = s.plan(&facts("js-workers-1", Some("workers"), 1, 0, 1), Duration::ZERO);
-        assert_eq!((p.run, p.exit_code), (Duration::from_secs(600), 0), "attempt 1 is not matched");
+        let p = s.plan(
+            &facts("js-workers-1", Some("workers"), 1, 0, 1),
+            Duration::ZERO,
+        );
+        assert_eq!(
+            (p.run, p.exit_code),
+            (Duration::from_secs(600), 0),
+            "attempt 1 is not matched"
+        );
     }
 
     #[test]
@@ -401,16 +426,23 @@ api:
         let s = Scenario::from_yaml(YAML).expect("parses");
         let p = s.plan(&facts("train-a", None, 0, 0, 0), Duration::from_secs(100));
         assert_eq!((p.run, p.exit_code), (Duration::from_secs(200), 1));
-        assert_eq!(p.condition.map(|c| c.reason), Some("TerminationByKubelet".into()));
+        assert_eq!(
+            p.condition.map(|c| c.reason),
+            Some("TerminationByKubelet".into())
+        );
         let later = s.plan(&facts("train-a", None, 0, 0, 0), Duration::from_secs(400));
         assert_eq!(later.exit_code, 0);
     }
 
     #[test]
     fn bad_fields_are_named() {
-        let e = Scenario::from_yaml("rules:\n- match: {jobName: x}\n").unwrap_err().to_string();
+        let e = Scenario::from_yaml("rules:\n- match: {jobName: x}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("jobName"), "{e}");
-        let e = Scenario::from_yaml("defaultDuration: soon\n").unwrap_err().to_string();
+        let e = Scenario::from_yaml("defaultDuration: soon\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("soon"), "{e}");
     }
 }

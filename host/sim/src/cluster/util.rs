@@ -68,7 +68,9 @@ pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
 
 /// A string at a JSON pointer, or "".
 pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
-    obj.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    obj.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The resourceVersion as a number (0 when absent).
@@ -194,7 +196,10 @@ mod tests {
         t.at(now + std::time::Duration::from_secs(2), "late");
         t.at(now + std::time::Duration::from_secs(1), "a");
         t.at(now + std::time::Duration::from_secs(1), "b");
-        assert_eq!(t.due(now + std::time::Duration::from_secs(1)), vec!["a", "b"]);
+        assert_eq!(
+            t.due(now + std::time::Duration::from_secs(1)),
+            vec!["a", "b"]
+        );
         assert_eq!(t.len(), 1);
     }
 }
