@@ -112,7 +112,7 @@ fn into_result(resp: ApiResponse) -> Result<Value, ApiError> {
         return Err(ApiError::internal("unexpected non-JSON response"));
     };
     if resp.status < 300 {
-        return Ok(v);
+        return Ok(std::sync::Arc::unwrap_or_clone(v));
     }
     Err(status_to_error(&v))
 }

@@ -94,7 +94,7 @@ pub fn to_http(resp: ApiResponse) -> http::Response<SimBody> {
     let body = match resp.body {
         ApiBody::Json(v) => {
             builder = builder.header("content-type", "application/json");
-            full(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+            full(Bytes::from(serde_json::to_vec(&*v).unwrap_or_default()))
         }
         ApiBody::Text(ct, b) => {
             builder = builder.header("content-type", ct);

@@ -56,6 +56,15 @@ pub fn present(info: &ResourceInfo, obj: &Value) -> Value {
     o
 }
 
+/// Like `present`, sharing the stored object when no change is needed.
+pub fn present_shared(info: &ResourceInfo, obj: &Arc<Value>) -> Arc<Value> {
+    if info.custom && info.version != info.storage_version {
+        Arc::new(present(info, obj))
+    } else {
+        obj.clone()
+    }
+}
+
 /// Strips an object to `PartialObjectMetadata`.
 pub fn partial_metadata(obj: &Value) -> Value {
     json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
@@ -102,6 +111,9 @@ impl Sim {
                 ApiError::not_found(&call.info.group, &call.info.resource, &call.name)
             })?;
         let form = form_of(&call.req.accept, call.req.param("includeObject"));
+        if form == Form::Object {
+            return Ok(ApiResponse::shared(200, present_shared(&call.info, &obj)));
+        }
         Ok(ApiResponse::ok(self.render_one(&call.info, &obj, &form)))
     }
 

@@ -2,6 +2,7 @@
 //! the in-process client both hand to the server, and the path grammar.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -70,7 +71,8 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
 
 /// A response body.
 pub enum ApiBody {
-    Json(Value),
+    /// A JSON document, shared with the store when it is a stored object.
+    Json(Arc<Value>),
     Text(&'static str, Bytes),
     Stream(ChunkStream),
 }
@@ -84,6 +86,15 @@ pub struct ApiResponse {
 
 impl ApiResponse {
     pub fn json(status: u16, v: Value) -> Self {
+        ApiResponse {
+            status,
+            body: ApiBody::Json(Arc::new(v)),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A stored object, served without copying it.
+    pub fn shared(status: u16, v: Arc<Value>) -> Self {
         ApiResponse {
             status,
             body: ApiBody::Json(v),

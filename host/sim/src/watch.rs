@@ -42,6 +42,19 @@ fn line(kind: &str, object: Value) -> Bytes {
     Bytes::from(v)
 }
 
+/// An event line for a stored object, serialised without copying it.
+fn shared_line(kind: &str, obj: &Value) -> Bytes {
+    let mut v = Vec::with_capacity(512);
+    v.extend_from_slice(b"{\"type\":\"");
+    v.extend_from_slice(kind.as_bytes());
+    v.extend_from_slice(b"\",\"object\":");
+    if serde_json::to_writer(&mut v, obj).is_err() {
+        return line(kind, obj.clone());
+    }
+    v.extend_from_slice(b"}\n");
+    Bytes::from(v)
+}
+
 impl Watch {
     fn bookmark(&self, initial_end: bool) -> Bytes {
         let mut m = json!({"resourceVersion": self.last_rv.to_string()});
@@ -94,8 +107,13 @@ impl Watch {
                 k => now.then_some(k.as_str()),
             };
             if let Some(k) = kind {
-                self.pending
-                    .push_back(line(k, self.sim.render_one(&self.info, &e.obj, &self.form)));
+                let relabel = self.info.custom && self.info.version != self.info.storage_version;
+                let l = if self.form == Form::Object && !relabel {
+                    shared_line(k, &e.obj)
+                } else {
+                    line(k, self.sim.render_one(&self.info, &e.obj, &self.form))
+                };
+                self.pending.push_back(l);
             }
         }
         self.last_rv = state.rv;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::errors::ApiError;
 use crate::handler::Call;
-use crate::read::{meta, present};
+use crate::read::{meta, present, present_shared};
 use crate::registry::ResourceInfo;
 use crate::request::{ApiRequest, ApiResponse};
 use crate::sim::Sim;
@@ -312,7 +312,7 @@ impl Sim {
             return Ok(ApiResponse::json(201, present(&call.info, &obj)));
         }
         let stored = self.commit_create(&call.info, obj)?;
-        let mut r = ApiResponse::json(201, present(&call.info, &stored));
+        let mut r = ApiResponse::shared(201, present_shared(&call.info, &stored));
         r.warnings = warnings;
         Ok(r)
     }
@@ -439,7 +439,7 @@ impl Sim {
                 return Ok(ApiResponse::ok(present(&call.info, &new)));
             }
             if let Commit::Done(stored) = self.commit_update(&call.info, &cur_rv, new)? {
-                let mut r = ApiResponse::ok(present(&call.info, &stored));
+                let mut r = ApiResponse::shared(200, present_shared(&call.info, &stored));
                 r.warnings = warnings;
                 return Ok(r);
             }
@@ -554,7 +554,7 @@ impl Sim {
                 return Ok(ApiResponse::ok(present(&call.info, &new)));
             }
             if let Commit::Done(stored) = self.commit_update(&call.info, &cur_rv, new)? {
-                let mut r = ApiResponse::ok(present(&call.info, &stored));
+                let mut r = ApiResponse::shared(200, present_shared(&call.info, &stored));
                 r.warnings = warnings;
                 return Ok(r);
             }
@@ -595,7 +595,7 @@ impl Sim {
             return Ok(ApiResponse::json(201, present(&call.info, &obj)));
         }
         let stored = self.commit_create(&call.info, obj)?;
-        let mut r = ApiResponse::json(201, present(&call.info, &stored));
+        let mut r = ApiResponse::shared(201, present_shared(&call.info, &stored));
         r.warnings = warnings;
         Ok(r)
     }

@@ -17,7 +17,7 @@ async fn call(sim: &Sim, method: Method, path: &str, body: Option<Value>) -> (u1
     }
     let resp = sim.handle(req).await;
     match resp.body {
-        jobset_sim::request::ApiBody::Json(v) => (resp.status, v),
+        jobset_sim::request::ApiBody::Json(v) => (resp.status, (*v).clone()),
         _ => (resp.status, Value::Null),
     }
 }
