@@ -168,6 +168,16 @@ fn inter_pod(pod: &Value, node: &Value, world: &World) -> Option<&'static str> {
             }
         }
     }
+    for t in terms(pod, "podAntiAffinity") {
+        let key = str_at(t, "/topologyKey");
+        if world
+            .assigned
+            .iter()
+            .any(|(o, n)| term_selects(t, ns, o, world) && same_domain(world, node, n, key))
+        {
+            return Some("node(s) didn't match pod anti-affinity rules");
+        }
+    }
     for t in terms(pod, "podAffinity") {
         let key = str_at(t, "/topologyKey");
         let matching: Vec<&str> = world
@@ -182,16 +192,6 @@ fn inter_pod(pod: &Value, node: &Value, world: &World) -> Option<&'static str> {
             && (first_of_group || matching.iter().any(|n| same_domain(world, node, n, key)));
         if !ok {
             return Some("node(s) didn't match pod affinity rules");
-        }
-    }
-    for t in terms(pod, "podAntiAffinity") {
-        let key = str_at(t, "/topologyKey");
-        if world
-            .assigned
-            .iter()
-            .any(|(o, n)| term_selects(t, ns, o, world) && same_domain(world, node, n, key))
-        {
-            return Some("node(s) didn't match pod anti-affinity rules");
         }
     }
     None

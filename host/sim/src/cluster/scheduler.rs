@@ -143,6 +143,9 @@ impl Scheduler {
                 );
             } else if !waiting {
                 self.pending.remove(&key);
+            } else if let Some(p) = self.pending.get_mut(&key) {
+                // The pod itself changed (gates lifted, tolerations added): look again.
+                p.tried_at = None;
             }
             return;
         }
