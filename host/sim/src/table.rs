@@ -98,6 +98,25 @@ fn pod_cells(o: &Value) -> Vec<Value> {
         .and_then(Value::as_str)
         .unwrap_or("Pending")
         .to_string();
+    // As kubectl prints it: a container's waiting or terminated reason wins.
+    for s in statuses.iter().rev() {
+        let reason = |state: &str| {
+            s.pointer(&format!("/state/{state}/reason"))
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
+        };
+        if let Some(r) = reason("waiting").or_else(|| reason("terminated")) {
+            status = r.to_string();
+            break;
+        }
+        if let Some(code) = s
+            .pointer("/state/terminated/exitCode")
+            .and_then(Value::as_i64)
+        {
+            status = format!("ExitCode:{code}");
+            break;
+        }
+    }
     if o.pointer("/metadata/deletionTimestamp").is_some() {
         status = "Terminating".into();
     }
@@ -137,6 +156,50 @@ fn job_cells(o: &Value) -> Vec<Value> {
         .and_then(Value::as_i64)
         .map_or("1".to_string(), |c| c.to_string());
     vec![json!(status), json!(format!("{succeeded}/{completions}"))]
+}
+
+fn node_cells(o: &Value) -> Vec<Value> {
+    let ready = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| c["status"] == "True");
+    let mut status = match ready {
+        Some(true) => "Ready".to_string(),
+        _ => "NotReady".to_string(),
+    };
+    if o.pointer("/spec/unschedulable") == Some(&json!(true)) {
+        status.push_str(",SchedulingDisabled");
+    }
+    let roles: Vec<&str> = o
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
+        .collect();
+    let roles = if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    };
+    vec![json!(status), json!(roles)]
+}
+
+fn event_cells(o: &Value) -> Vec<Value> {
+    let s = |p: &str| json!(o.pointer(p).and_then(Value::as_str).unwrap_or_default());
+    let kind = o
+        .pointer("/involvedObject/kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = o
+        .pointer("/involvedObject/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let object = json!(format!("{}/{name}", kind.to_lowercase()));
+    vec![s("/type"), s("/reason"), object, s("/message")]
 }
 
 fn column(name: &str, ty: &str) -> Value {
@@ -180,6 +243,13 @@ impl Sim {
             ("batch", "Job") => {
                 cols.extend([column("Status", "string"), column("Completions", "string")])
             }
+            ("", "Node") => cols.extend([column("Status", "string"), column("Roles", "string")]),
+            ("", "Event") => cols.extend([
+                column("Type", "string"),
+                column("Reason", "string"),
+                column("Object", "string"),
+                column("Message", "string"),
+            ]),
             _ => {}
         }
         let custom_has_age = custom.iter().any(|c| {
@@ -205,6 +275,10 @@ impl Sim {
                     cells.extend(pod_cells(o));
                 } else if info.kind == "Job" && info.group == "batch" {
                     cells.extend(job_cells(o));
+                } else if info.kind == "Node" && info.group.is_empty() {
+                    cells.extend(node_cells(o));
+                } else if info.kind == "Event" && info.group.is_empty() {
+                    cells.extend(event_cells(o));
                 }
                 if !custom_has_age {
                     cells.push(cell(o.pointer("/metadata/creationTimestamp"), "date", now));
@@ -228,6 +302,18 @@ impl Sim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_status_shows_the_container_reason_as_kubectl_does() {
+        let pod = json!({"spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Succeeded",
+            "containerStatuses": [{"ready": false, "restartCount": 2, "state": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}});
+        assert_eq!(
+            pod_cells(&pod),
+            vec![json!("0/1"), json!("Completed"), json!(2)]
+        );
+        let node = json!({"metadata": {"labels": {"node-role.kubernetes.io/worker": ""}}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        assert_eq!(node_cells(&node), vec![json!("Ready"), json!("worker")]);
+    }
 
     #[test]
     fn json_path_handles_fields_indexes_and_filters() {
