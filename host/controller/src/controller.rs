@@ -26,7 +26,7 @@ use crate::clock::Clock;
 use crate::index::{Index, controller_name};
 use crate::job_builder::JOBSET_KIND;
 use crate::metrics::Metrics;
-use crate::policy::{PluginConfigMaps, Policies};
+use crate::policy::{Metered, PluginConfigMaps, PolicyEngine};
 use crate::reconcile::{Context, Observer, error_policy, reconcile};
 
 /// The label that marks a ConfigMap as a policy plugin.
@@ -260,7 +260,7 @@ async fn watch_plugins(
 pub async fn run(
     client: Client,
     config: ControllerConfig,
-    policies: Arc<dyn Policies>,
+    policies: Arc<dyn PolicyEngine>,
     plugins: Option<Arc<dyn PluginConfigMaps>>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -271,6 +271,10 @@ pub async fn run(
         instance: None,
     };
     let recorder = Recorder::new(client.clone(), reporter);
+    let policies: Arc<dyn PolicyEngine> = Arc::new(Metered {
+        inner: policies,
+        metrics: metrics.clone(),
+    });
     let ctx = Arc::new(Context::new(
         client.clone(),
         index.clone(),

@@ -13,7 +13,7 @@ use crate::job_builder::build_job;
 use crate::observe::Buckets;
 use crate::placement::{apply_pin, domains, pending_job};
 use crate::plan::Planner;
-use crate::policy::{Decided, Policies, PolicyFailure, Slot, records as p};
+use crate::policy::{Decision, PolicyEngine, Slot, invalid_verdict, records as p};
 
 fn blocking_recreate(planner: &Planner<'_>) -> bool {
     planner
@@ -30,19 +30,17 @@ pub(crate) fn plan_creation(
     planner: &mut Planner<'_>,
     buckets: &Buckets<'_>,
     snap: &p::Snapshot,
-    startup: &Decided<p::StartupVerdict>,
-    policies: &dyn Policies,
+    startup: &Decision<p::StartupVerdict>,
+    policies: &dyn PolicyEngine,
 ) -> bool {
     let js = planner.inputs.jobset;
     for name in startup.verdict.create.iter().chain(&startup.verdict.resume) {
         if js.spec.replicated_job(name).is_none() {
-            planner.policy_failed(&PolicyFailure {
-                slot: Slot::Startup,
-                plugin: startup.plugin.clone(),
-                message: format!(
-                    "invalid verdict: {name:?} is not a replicated job of this JobSet"
-                ),
-            });
+            planner.policy_failed(&invalid_verdict(
+                Slot::Startup,
+                &startup.plugin,
+                format!("invalid verdict: {name:?} is not a replicated job of this JobSet"),
+            ));
             return false;
         }
     }
@@ -82,7 +80,7 @@ pub(crate) fn plan_creation(
         jobs: to_create.iter().map(|(_, p)| p.clone()).collect(),
         domains: domains(planner.inputs.nodes, planner.inputs.occupants, &keys),
     };
-    let placed = match policies.placement(js, snap, &request) {
+    let placed = match policies.decide_placement(snap, &request) {
         Ok(d) => d,
         Err(f) => {
             planner.policy_failed(&f);
@@ -92,14 +90,14 @@ pub(crate) fn plan_creation(
     let mut verdicts: BTreeMap<&str, &p::Placement> = BTreeMap::new();
     for jp in &placed.verdict {
         if !request.jobs.iter().any(|j| j.name == jp.job) {
-            planner.policy_failed(&PolicyFailure {
-                slot: Slot::Placement,
-                plugin: placed.plugin.clone(),
-                message: format!(
+            planner.policy_failed(&invalid_verdict(
+                Slot::Placement,
+                &placed.plugin,
+                format!(
                     "invalid verdict: {:?} is not a Job about to be created",
                     jp.job
                 ),
-            });
+            ));
             return false;
         }
         verdicts.insert(jp.job.as_str(), &jp.placement);

@@ -6,7 +6,7 @@
 use crate::actions::{EventSpec, Terminal};
 use crate::conditions::{DesiredCondition, EventType, types};
 use crate::plan::{COMPLETED, FAILED, Planner};
-use crate::policy::{Decided, PolicyFailure, Slot, records as p};
+use crate::policy::{Decision, PolicyError, Slot, invalid_verdict, records as p};
 
 /// Appends which plugin decided to a condition or event message.
 pub fn attributed(message: &str, plugin: &str) -> String {
@@ -18,7 +18,7 @@ pub fn attributed(message: &str, plugin: &str) -> String {
 pub(crate) fn apply_outcome(
     planner: &mut Planner<'_>,
     snap: &p::Snapshot,
-    decided: &Decided<p::OutcomeVerdict>,
+    decided: &Decision<p::OutcomeVerdict>,
 ) -> bool {
     let plugin = decided.plugin.as_str();
     let rule = decided.verdict.rule.as_deref().unwrap_or("-");
@@ -170,10 +170,6 @@ pub(crate) fn apply_outcome(
     }
 }
 
-fn invalid(plugin: &str, message: &str) -> PolicyFailure {
-    PolicyFailure {
-        slot: Slot::Outcome,
-        plugin: plugin.to_string(),
-        message: format!("invalid verdict: {message}"),
-    }
+fn invalid(plugin: &str, message: &str) -> PolicyError {
+    invalid_verdict(Slot::Outcome, plugin, message.to_string())
 }

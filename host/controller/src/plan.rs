@@ -18,7 +18,7 @@ use crate::conditions::{DesiredCondition, EventType, is_true, set_condition, typ
 use crate::error::ControllerError;
 use crate::observe::{Buckets, bucket_jobs, replicated_jobs_status, same_replicated_jobs_status};
 use crate::placement::{NodeInfo, Occupant};
-use crate::policy::{Policies, PolicyFailure, records as p};
+use crate::policy::{PolicyEngine, PolicyError, records as p};
 use crate::{creation, outcome, resources, snapshot, suspend, ttl};
 
 /// How long a decision held by a failed plugin waits before it is retried.
@@ -93,8 +93,8 @@ impl Planner<'_> {
 
     /// Holds a decision whose plugin failed: `PolicyFailed=True` naming the
     /// plugin, slot and error, and a retry.
-    pub(crate) fn policy_failed(&mut self, f: &PolicyFailure) {
-        let slot = f.slot.to_string();
+    pub(crate) fn policy_failed(&mut self, f: &PolicyError) {
+        let slot = f.slot.as_str();
         let mut reason = slot[..1].to_uppercase();
         reason.push_str(&slot[1..]);
         reason.push_str("PluginFailed");
@@ -104,9 +104,12 @@ impl Planner<'_> {
             f.to_string(),
             EventType::Warning,
         ));
-        self.plan
-            .decisions
-            .push(format!("{} by {}: failed: {}", f.slot, f.plugin, f.message));
+        self.plan.decisions.push(format!(
+            "{} by {}: failed: {}",
+            f.slot.as_str(),
+            f.plugin,
+            f.kind
+        ));
         self.requeue(POLICY_RETRY);
     }
 
@@ -130,7 +133,7 @@ fn undeleted_names(jobs: &[&Job]) -> Vec<String> {
 }
 
 /// Computes the plan of one reconcile.
-pub fn plan(inputs: Inputs<'_>, policies: &dyn Policies) -> Result<Plan, ControllerError> {
+pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, ControllerError> {
     let js = inputs.jobset;
     if js.metadata.deletion_timestamp.is_some() {
         return Ok(Plan::default());
@@ -192,7 +195,7 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn Policies) -> Result<Plan, Control
     let snap = snapshot::build(js, &buckets, &counts, inputs.now, inputs.feature_gates);
     let mut plugins_ok = true;
     if !buckets.failed.is_empty() || !buckets.successful.is_empty() {
-        match policies.outcome(js, &snap) {
+        match policies.decide_outcome(&snap) {
             Err(f) => {
                 planner.policy_failed(&f);
                 return Ok(finalize(planner, &stored));
@@ -223,7 +226,7 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn Policies) -> Result<Plan, Control
         planner.plan.actions.push(Action::CreatePvcs(missing_pvcs));
     }
 
-    let startup = match policies.startup(js, &snap) {
+    let startup = match policies.decide_startup(&snap) {
         Ok(d) => Some(d),
         Err(f) => {
             planner.policy_failed(&f);

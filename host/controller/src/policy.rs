@@ -1,68 +1,69 @@
-//! What the plan needs from the policy runtime: one typed call per slot,
-//! resolved for the JobSet at hand, answering with the verdict and the
-//! plugin that made it, or a failure that names plugin, slot and cause.
+//! What the plan needs from the policy runtime: the typed calls of
+//! `jobset_policy::PolicyEngine` (one per slot, resolved for the JobSet in
+//! the snapshot), a metered wrapper that feeds the decision metrics, and
+//! the hand-off of plugin ConfigMaps from the controller's watch.
 
-use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
 
-use jobset_api::JobSet;
-pub use jobset_policy_sdk::types as records;
+pub use jobset_policy::snapshot as records;
+pub use jobset_policy::{Decision, ErrorKind, PolicyEngine, PolicyError, Slot};
 use records::{JobPlacement, OutcomeVerdict, PlacementRequest, Snapshot, StartupVerdict};
 
-/// The three decision slots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Slot {
-    Startup,
-    Outcome,
-    Placement,
-}
+use crate::metrics::Metrics;
 
-impl fmt::Display for Slot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Slot::Startup => "startup",
-            Slot::Outcome => "outcome",
-            Slot::Placement => "placement",
-        })
+/// An invalid-verdict error for a check the controller makes itself.
+pub fn invalid_verdict(slot: Slot, plugin: &str, detail: String) -> PolicyError {
+    PolicyError {
+        plugin: plugin.to_string(),
+        slot,
+        kind: ErrorKind::InvalidVerdict { detail },
     }
 }
 
-/// A verdict and the plugin (`name@sha256-prefix`) that gave it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Decided<T> {
-    pub verdict: T,
-    pub plugin: String,
+/// Times every decision of the engine it wraps into the metrics.
+pub struct Metered {
+    pub inner: Arc<dyn PolicyEngine>,
+    pub metrics: Arc<Metrics>,
 }
 
-/// A decision that could not be made; the controller holds that decision.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{slot} plugin {plugin} failed: {message}")]
-pub struct PolicyFailure {
-    pub slot: Slot,
-    pub plugin: String,
-    pub message: String,
+impl Metered {
+    fn record<T>(&self, slot: Slot, started: Instant, r: &Result<Decision<T>, PolicyError>) {
+        let took = started.elapsed();
+        match r {
+            Ok(d) => self.metrics.decision(&d.plugin, slot.as_str(), took, None),
+            Err(e) => self
+                .metrics
+                .decision(&e.plugin, slot.as_str(), took, Some(e.metric_label())),
+        }
+    }
 }
 
-/// The policy decisions of one reconcile.
-pub trait Policies: Send + Sync {
-    /// Which replicated jobs may be created and resumed now.
-    fn startup(
+impl PolicyEngine for Metered {
+    fn decide_startup(&self, snapshot: &Snapshot) -> Result<Decision<StartupVerdict>, PolicyError> {
+        let t = Instant::now();
+        let r = self.inner.decide_startup(snapshot);
+        self.record(Slot::Startup, t, &r);
+        r
+    }
+
+    fn decide_outcome(&self, snapshot: &Snapshot) -> Result<Decision<OutcomeVerdict>, PolicyError> {
+        let t = Instant::now();
+        let r = self.inner.decide_outcome(snapshot);
+        self.record(Slot::Outcome, t, &r);
+        r
+    }
+
+    fn decide_placement(
         &self,
-        js: &JobSet,
-        snap: &Snapshot,
-    ) -> Result<Decided<StartupVerdict>, PolicyFailure>;
-    /// What the finished Jobs of the current attempt mean for the JobSet.
-    fn outcome(
-        &self,
-        js: &JobSet,
-        snap: &Snapshot,
-    ) -> Result<Decided<OutcomeVerdict>, PolicyFailure>;
-    /// Where the Jobs about to be created go.
-    fn placement(
-        &self,
-        js: &JobSet,
-        snap: &Snapshot,
+        snapshot: &Snapshot,
         request: &PlacementRequest,
-    ) -> Result<Decided<Vec<JobPlacement>>, PolicyFailure>;
+    ) -> Result<Decision<Vec<JobPlacement>>, PolicyError> {
+        let t = Instant::now();
+        let r = self.inner.decide_placement(snapshot, request);
+        self.record(Slot::Placement, t, &r);
+        r
+    }
 }
 
 /// Where the controller's watch hands plugin ConfigMaps

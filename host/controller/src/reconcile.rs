@@ -22,7 +22,7 @@ use crate::error::ControllerError;
 use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::plan::{Inputs, Plan, plan};
-use crate::policy::Policies;
+use crate::policy::PolicyEngine;
 
 /// What a reconcile reports to an observer (`jobset run` shows it).
 #[derive(Clone, Debug)]
@@ -39,7 +39,7 @@ pub type Observer = Arc<dyn Fn(&Report) + Send + Sync>;
 pub struct Context {
     pub client: Client,
     pub index: Index,
-    pub policies: Arc<dyn Policies>,
+    pub policies: Arc<dyn PolicyEngine>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub clock: Clock,
@@ -56,7 +56,7 @@ impl Context {
     pub fn new(
         client: Client,
         index: Index,
-        policies: Arc<dyn Policies>,
+        policies: Arc<dyn PolicyEngine>,
         metrics: Arc<Metrics>,
         recorder: Recorder,
         clock: Clock,

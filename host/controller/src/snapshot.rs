@@ -2,6 +2,7 @@
 //! its current-attempt Jobs (wit/types.wit), built from observed objects.
 //! Pure; the only place Kubernetes objects become policy records.
 
+use crate::policy::records as p;
 use jobset_api::labels::{
     JOB_INDEX_KEY, JOB_RESTART_ATTEMPT_KEY, REPLICATED_JOB_NAME_KEY, RESTART_ATTEMPT_KEY,
 };
@@ -9,7 +10,6 @@ use jobset_api::{
     DependsOnStatus, FailurePolicyAction, JobSet, Operator, ReplicatedJobStatus, RestartStrategy,
     StartupPolicyOrder,
 };
-use jobset_policy_sdk::types as p;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 
