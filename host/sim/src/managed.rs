@@ -262,6 +262,46 @@ pub fn record_update(
     sub: Option<&str>,
     now: &str,
 ) {
+    record_with(
+        Cursor::new(None, true),
+        old,
+        new,
+        manager,
+        api_version,
+        sub,
+        now,
+    );
+}
+
+/// `record_update` for an object of `info`, whose schema says how its lists merge.
+pub fn record_update_for(
+    info: &crate::registry::ResourceInfo,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    sub: Option<&str>,
+    now: &str,
+) {
+    record_with(
+        cursor_for(info),
+        old,
+        new,
+        manager,
+        &info.api_version(),
+        sub,
+        now,
+    );
+}
+
+fn record_with(
+    cursor: Cursor<'_>,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    sub: Option<&str>,
+    now: &str,
+) {
     let part = if sub == Some("status") {
         Part::Status
     } else {
@@ -269,7 +309,6 @@ pub fn record_update(
             status_separate: false,
         }
     };
-    let cursor = Cursor::new(None, true);
     let new_fields = fields_of(new, cursor, part);
     let old_fields = old.map(|o| fields_of(o, cursor, part)).unwrap_or_default();
     let changed: FieldSet = new_fields

@@ -298,11 +298,11 @@ impl Sim {
         let mut obj = decode_body(&call.req)?;
         self.prepare_create(&call, &mut obj)?;
         let warnings = self.structural(&call, &mut obj)?;
-        crate::managed::record_update(
+        crate::managed::record_update_for(
+            &call.info,
             None,
             &mut obj,
             &call.manager(),
-            &call.info.api_version(),
             None,
             &self.clock().now_rfc3339(),
         );
@@ -425,11 +425,11 @@ impl Sim {
             let mut new = merge_update(&call.info, &current, body.clone(), call.sub.as_deref())?;
             let warnings = self.structural(&call, &mut new)?;
             crate::defaults::on_update(&call.info, &mut new);
-            crate::managed::record_update(
+            crate::managed::record_update_for(
+                &call.info,
                 Some(&current),
                 &mut new,
                 &call.manager(),
-                &call.info.api_version(),
                 call.sub.as_deref(),
                 &self.clock().now_rfc3339(),
             );
@@ -539,11 +539,11 @@ impl Sim {
             let warnings = self.structural(&call, &mut new)?;
             crate::defaults::on_update(&call.info, &mut new);
             if !apply {
-                crate::managed::record_update(
+                crate::managed::record_update_for(
+                    &call.info,
                     Some(&current),
                     &mut new,
                     &call.manager(),
-                    &call.info.api_version(),
                     call.sub.as_deref(),
                     &now,
                 );

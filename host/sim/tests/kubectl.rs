@@ -178,6 +178,16 @@ fn kubectl_applies_a_crd_then_custom_resources_and_prints_their_columns() {
     );
     // Schema defaults and the short name.
     c.ok(&["apply", "-f", "-"], Some(&widget("defaulted", "")));
+    let explained = c.ok(&["explain", "widgets.spec"], None);
+    assert!(
+        explained.contains("size") && explained.contains("color"),
+        "{explained}"
+    );
+    let resources = c.ok(&["api-resources", "--api-group=example.io"], None);
+    assert!(
+        resources.contains("widgets") && resources.contains("wd"),
+        "{resources}"
+    );
     let size = c.ok(
         &["get", "wd", "defaulted", "-o", "jsonpath={.spec.size}"],
         None,
