@@ -12,6 +12,9 @@ fn resource_entries(info: &ResourceInfo) -> Vec<Value> {
         "name": info.resource, "singularName": info.singular, "namespaced": info.namespaced,
         "kind": info.kind, "verbs": ALL_VERBS,
     });
+    if info.resource == "selfsubjectaccessreviews" {
+        main["verbs"] = json!(["create"]);
+    }
     if !info.short_names.is_empty() {
         main["shortNames"] = json!(info.short_names);
     }

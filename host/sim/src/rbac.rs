@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::errors::{ApiError, qualified};
+use crate::selectors::LabelSelector;
 use crate::sim::Sim;
 use crate::store::State;
 
@@ -166,8 +167,73 @@ fn role_rules(state: &State, role_ref: &Value, binding_ns: &str) -> Vec<Value> {
         "Role" => state.get("rbac.authorization.k8s.io/roles", binding_ns, name),
         _ => None,
     };
-    role.and_then(|r| r.get("rules").and_then(Value::as_array).cloned())
-        .unwrap_or_default()
+    let Some(role) = role else { return Vec::new() };
+    let mut rules = role
+        .get("rules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    // An aggregated ClusterRole also holds the rules of the ClusterRoles it selects.
+    let selectors = role
+        .pointer("/aggregationRule/clusterRoleSelectors")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for sel in selectors {
+        let Ok(sel) = LabelSelector::from_object(&sel) else {
+            continue;
+        };
+        for other in state.list("rbac.authorization.k8s.io/clusterroles", None) {
+            if other.pointer("/metadata/name") != role.pointer("/metadata/name")
+                && sel.matches(other)
+            {
+                rules.extend(
+                    other
+                        .get("rules")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+        }
+    }
+    rules
+}
+
+/// Answers a SelfSubjectAccessReview for `user`.
+pub(crate) fn self_review(sim: &Sim, user: &UserInfo, review: &Value) -> Value {
+    let ra = review
+        .pointer("/spec/resourceAttributes")
+        .cloned()
+        .unwrap_or_default();
+    let s = |f: &str| {
+        ra.get(f)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (verb, group, resource, sub, ns, name) = (
+        s("verb"),
+        s("group"),
+        s("resource"),
+        s("subresource"),
+        s("namespace"),
+        s("name"),
+    );
+    let attrs = Attributes {
+        verb: &verb,
+        group: &group,
+        resource: &resource,
+        sub: (!sub.is_empty()).then_some(sub.as_str()),
+        namespace: &ns,
+        name: &name,
+    };
+    let allowed = sim.authorize(user, &attrs).is_ok();
+    let mut out = review.clone();
+    out["apiVersion"] = serde_json::json!("authorization.k8s.io/v1");
+    out["kind"] = serde_json::json!("SelfSubjectAccessReview");
+    out["status"] = serde_json::json!({"allowed": allowed});
+    out
 }
 
 fn allowed(state: &State, user: &UserInfo, a: &Attributes<'_>) -> bool {

@@ -89,6 +89,17 @@ impl Sim {
                 }),
             );
         }
+        let uid = state.next_uid();
+        state.put(
+            "rbac.authorization.k8s.io/clusterroles",
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "cluster-admin", "uid": uid, "creationTimestamp": clock.now_rfc3339(),
+                              "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+                "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                          {"nonResourceURLs": ["*"], "verbs": ["*"]}]
+            }),
+        );
         let (rv_tx, _) = tokio::sync::watch::channel(state.rv);
         let faults = FaultState::new(config.faults.clone());
         let tokens = config.tokens.clone();

@@ -248,6 +248,7 @@ async fn a_service_account_without_a_rule_is_forbidden() {
             .service(sim.service());
         kube::Client::new(svc, "default")
     };
+    let token_copy = token.clone();
     let bot: Api<ConfigMap> = Api::default_namespaced(with_token(token));
     let err = bot.list(&ListParams::default()).await.unwrap_err();
     let kube::Error::Api(s) = err else {
@@ -291,6 +292,49 @@ async fn a_service_account_without_a_rule_is_forbidden() {
         .await
         .unwrap_err();
     assert!(matches!(err, kube::Error::Api(s) if s.code == 403));
+
+    // The bot can ask what it may do.
+    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(with_token(token_copy.clone()));
+    let ask = |verb: &str| -> SelfSubjectAccessReview {
+        serde_json::from_value(json!({"spec": {"resourceAttributes": {"verb": verb, "resource": "configmaps", "namespace": "default"}}})).unwrap()
+    };
+    let yes = reviews
+        .create(&PostParams::default(), &ask("list"))
+        .await
+        .unwrap();
+    assert!(yes.status.map(|s| s.allowed) == Some(true));
+    let no = reviews
+        .create(&PostParams::default(), &ask("delete"))
+        .await
+        .unwrap();
+    assert!(no.status.map(|s| s.allowed) == Some(false));
+
+    // An aggregated ClusterRole grants the rules of the roles it selects.
+    let admin = with_token("admin".into());
+    let cluster_roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(admin.clone());
+    cluster_roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "piece", "labels": {"agg": "yes"}},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["delete"]}]}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    cluster_roles.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "aggregate"},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"agg": "yes"}}]}, "rules": []})).unwrap()).await.unwrap();
+    let crbs: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(admin);
+    crbs.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "bot-aggregate"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "aggregate"},
+        "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": "default"}]})).unwrap()).await.unwrap();
+    let now_yes = reviews
+        .create(&PostParams::default(), &ask("delete"))
+        .await
+        .unwrap();
+    assert!(now_yes.status.map(|s| s.allowed) == Some(true));
 }
 
 #[test]
