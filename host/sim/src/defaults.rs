@@ -59,6 +59,7 @@ pub fn on_create(info: &ResourceInfo, obj: &mut Value) {
             obj["status"] = json!({"phase": "Active"});
         }
         ("batch", "Job") => job(obj),
+        ("", "Service") => service(obj),
         _ => {}
     }
     on_update(info, obj);
@@ -107,6 +108,55 @@ fn job(obj: &mut Value) {
     if let Some(ps) = spec.pointer_mut("/template/spec") {
         pod_spec(ps);
     }
+}
+
+/// Service defaults, with a cluster IP from 10.96.0.0/12 derived from the uid
+/// unless the Service is headless (`clusterIP: None`).
+fn service(obj: &mut Value) {
+    let uid = meta(obj, "uid").to_string();
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    default(spec, "/type", json!("ClusterIP"));
+    default(spec, "/sessionAffinity", json!("None"));
+    let external = matches!(
+        spec.get("type").and_then(Value::as_str),
+        Some("ExternalName")
+    );
+    if !external {
+        default(spec, "/ipFamilies", json!(["IPv4"]));
+        default(spec, "/ipFamilyPolicy", json!("SingleStack"));
+        default(spec, "/internalTrafficPolicy", json!("Cluster"));
+        let ip = spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let ip = if ip.is_empty() {
+            let h = uid
+                .bytes()
+                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+            format!(
+                "10.{}.{}.{}",
+                96 + (h >> 16) % 16,
+                (h >> 8) & 0xff,
+                (h & 0xff).max(1)
+            )
+        } else {
+            ip
+        };
+        spec["clusterIP"] = json!(ip);
+        spec["clusterIPs"] = json!([ip]);
+    }
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            default(p, "/protocol", json!("TCP"));
+            if let Some(port) = p.get("port").cloned() {
+                default(p, "/targetPort", port);
+            }
+        }
+    }
+    obj["status"] = json!({"loadBalancer": {}});
 }
 
 /// Defaults refreshed on every write (CRD status follows its spec).
@@ -158,6 +208,21 @@ mod tests {
             j["spec"]["template"]["metadata"]["labels"]["job-name"],
             "pi"
         );
+    }
+
+    #[test]
+    fn services_get_a_cluster_ip_unless_headless() {
+        let info = Registry::with_builtins().get("", "v1", "services").unwrap();
+        let mut svc =
+            json!({"metadata": {"name": "s", "uid": "u1"}, "spec": {"ports": [{"port": 80}]}});
+        on_create(&info, &mut svc);
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+        assert!(ip.starts_with("10.") && svc["spec"]["clusterIPs"][0] == json!(ip));
+        assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+        let mut headless =
+            json!({"metadata": {"name": "h", "uid": "u2"}, "spec": {"clusterIP": "None"}});
+        on_create(&info, &mut headless);
+        assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
     }
 
     #[test]

@@ -164,6 +164,21 @@ pub fn merge_update(
             }
         }
     }
+    if info.kind == "Service" && info.group.is_empty() {
+        // Allocated addresses survive updates that leave them out.
+        for f in ["clusterIP", "clusterIPs"] {
+            let unset = new
+                .pointer(&format!("/spec/{f}"))
+                .is_none_or(|v| v.as_str() == Some("") || v.is_null());
+            if let (true, Some(v), Some(spec)) = (
+                unset,
+                current.pointer(&format!("/spec/{f}")),
+                new.get_mut("spec").filter(|s| s.is_object()),
+            ) {
+                spec[f] = v.clone();
+            }
+        }
+    }
     if spec_part(current) != spec_part(&new) {
         let g = cm.get("generation").and_then(Value::as_i64).unwrap_or(1);
         new["metadata"]["generation"] = json!(g + 1);

@@ -422,3 +422,20 @@ async fn injected_faults_fail_slow_and_drop_as_configured() {
     .await;
     assert_eq!(code, 201);
 }
+
+#[tokio::test]
+async fn a_service_keeps_its_cluster_ip_through_an_update_that_leaves_it_out() {
+    let sim = Sim::new(SimConfig::default());
+    let c = sim.client("tester");
+    let svcs = Resource::new("", "v1", "services");
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}});
+    let made = c.create(&svcs, Some("default"), &svc).await.unwrap();
+    let ip = made["spec"]["clusterIP"].clone();
+    assert!(ip.as_str().is_some_and(|s| s.starts_with("10.")), "{ip}");
+    let mut replaced = svc.clone();
+    replaced["metadata"]["resourceVersion"] = made["metadata"]["resourceVersion"].clone();
+    replaced["spec"]["ports"] = json!([{"port": 8080}]);
+    let after = c.update(&svcs, Some("default"), &replaced).await.unwrap();
+    assert_eq!(after["spec"]["clusterIP"], ip);
+    assert_eq!(after["spec"]["ports"][0]["port"], 8080);
+}
