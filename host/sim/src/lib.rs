@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+mod body;
 pub mod client;
 pub mod clock;
 pub mod cluster;
