@@ -82,7 +82,7 @@ impl Sim {
         }
         match target {
             Target::Version => ok(json!({
-                "major": "1", "minor": "33", "gitVersion": "v1.33.0-jobset-sim",
+                "major": "1", "minor": "35", "gitVersion": "v1.35.0-jobset-sim",
                 "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
                 "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc",
                 "platform": "linux/amd64"

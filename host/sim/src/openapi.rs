@@ -104,7 +104,7 @@ impl Sim {
         }
         Ok(json!({
             "openapi": "3.0.0",
-            "info": {"title": "Kubernetes", "version": "v1.33.0"},
+            "info": {"title": "Kubernetes", "version": "v1.35.0"},
             "paths": paths,
             "components": {"schemas": schemas},
         }))
