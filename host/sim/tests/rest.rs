@@ -439,3 +439,72 @@ async fn a_service_keeps_its_cluster_ip_through_an_update_that_leaves_it_out() {
     assert_eq!(after["spec"]["clusterIP"], ip);
     assert_eq!(after["spec"]["ports"][0]["port"], 8080);
 }
+
+#[tokio::test]
+async fn mangled_bodies_and_paths_never_panic_and_answer_client_errors() {
+    let sim = Sim::new(SimConfig::default());
+    let c = sim.client("tester");
+    c.create(
+        &Resource::new("", "v1", "configmaps"),
+        Some("default"),
+        &cm("target"),
+    )
+    .await
+    .unwrap();
+    let seeds: Vec<&[u8]> = vec![
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"target"},"data":{"a":"1"}}"#,
+        br#"[{"op":"replace","path":"/data/a","value":"2"}]"#,
+        br#"{"metadata":{"labels":{"x":"y"}},"spec":{"containers":[{"name":"a","$patch":"delete"}]}}"#,
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: target\n",
+    ];
+    let types = [
+        "application/json",
+        "application/merge-patch+json",
+        "application/json-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/apply-patch+yaml",
+        "application/vnd.kubernetes.protobuf",
+        "application/yaml",
+    ];
+    let paths = [
+        "/api/v1/namespaces/default/configmaps",
+        "/api/v1/namespaces/default/configmaps/target",
+        "/api/v1/namespaces/default/configmaps/target/status",
+        "/api/v1/namespaces/default/pods/target",
+        "/apis/batch/v1/namespaces/default/jobs/target/status",
+        "/api/v1/namespaces//configmaps/%zz",
+    ];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for i in 0..600 {
+        let seed = seeds[i % seeds.len()];
+        let mut body = seed.to_vec();
+        // Truncate, flip and splice bytes.
+        match next() % 3 {
+            0 => body.truncate((next() as usize) % (body.len() + 1)),
+            1 => {
+                for _ in 0..4 {
+                    let at = (next() as usize) % body.len();
+                    body[at] = (next() & 0xff) as u8;
+                }
+            }
+            _ => {
+                let at = (next() as usize) % body.len();
+                body.splice(at..at, b"\"}]{[\x00".iter().copied());
+            }
+        }
+        let method = [Method::POST, Method::PUT, Method::PATCH, Method::DELETE]
+            [(next() % 4) as usize]
+            .clone();
+        let path = paths[(next() as usize) % paths.len()];
+        let ct = types[(next() as usize) % types.len()];
+        let req = ApiRequest::new(method.clone(), path).with_body(ct, Bytes::from(body));
+        let resp = sim.handle(req).await;
+        assert!(resp.status < 500, "{method} {path} {ct}: {resp:?}");
+    }
+}
