@@ -74,6 +74,52 @@ impl Sim {
     }
 }
 
+impl Sim {
+    /// Serves over HTTPS with a fresh self-signed certificate for 127.0.0.1;
+    /// returns the bound address and the certificate (PEM) clients must trust.
+    /// kubectl sends bearer tokens only over TLS, so RBAC needs this.
+    pub async fn serve_tls(&self, addr: SocketAddr) -> Result<(SocketAddr, String), SimError> {
+        let (cert, key) =
+            crate::tls::self_signed().map_err(|e| SimError::Io(std::io::Error::other(e)))?;
+        let acceptor = crate::tls::acceptor(&cert, &key)
+            .map_err(|e| SimError::Io(std::io::Error::other(e)))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let bound = listener.local_addr()?;
+        let svc = self.service();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                let (svc, acceptor) = (svc.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let io = hyper_util::rt::TokioIo::new(tls);
+                    let hsvc = hyper::service::service_fn(move |req| {
+                        let mut s = svc.clone();
+                        tower::Service::call(&mut s, req)
+                    });
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, hsvc)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                });
+            }
+        });
+        Ok((bound, cert))
+    }
+}
+
 fn full(b: Bytes) -> SimBody {
     Full::new(b)
         .map_err(|never: Infallible| match never {})

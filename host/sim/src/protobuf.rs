@@ -107,6 +107,30 @@ const BINDING: Schema = &[
     (3, "roleRef", F::Msg(ROLE_REF), false),
 ];
 
+const RESOURCE_ATTRS: Schema = &[
+    (1, "namespace", F::Str, false),
+    (2, "verb", F::Str, false),
+    (3, "group", F::Str, false),
+    (4, "version", F::Str, false),
+    (5, "resource", F::Str, false),
+    (6, "subresource", F::Str, false),
+    (7, "name", F::Str, false),
+];
+const NON_RESOURCE_ATTRS: Schema = &[(1, "path", F::Str, false), (2, "verb", F::Str, false)];
+const SSAR_SPEC: Schema = &[
+    (1, "resourceAttributes", F::Msg(RESOURCE_ATTRS), false),
+    (
+        2,
+        "nonResourceAttributes",
+        F::Msg(NON_RESOURCE_ATTRS),
+        false,
+    ),
+];
+const SSAR: Schema = &[
+    (1, "metadata", F::Msg(META), false),
+    (2, "spec", F::Msg(SSAR_SPEC), false),
+];
+
 fn schema_for(kind: &str) -> Option<Schema> {
     Some(match kind {
         "ConfigMap" => CONFIGMAP,
@@ -115,6 +139,7 @@ fn schema_for(kind: &str) -> Option<Schema> {
         "ServiceAccount" => SA,
         "Role" | "ClusterRole" => ROLE,
         "RoleBinding" | "ClusterRoleBinding" => BINDING,
+        "SelfSubjectAccessReview" => SSAR,
         _ => return None,
     })
 }

@@ -38,6 +38,28 @@ pub fn write_kubeconfig(
     })
 }
 
+/// Writes a kubeconfig for an HTTPS server whose certificate is `ca_pem`.
+pub fn write_tls_kubeconfig(
+    path: &Path,
+    addr: SocketAddr,
+    ca_pem: &str,
+    token: Option<&str>,
+) -> Result<(), SimError> {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let user_block = match token {
+        Some(t) => format!("  user:\n    token: {t}\n"),
+        None => "  user: {}\n".to_string(),
+    };
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: jobset-sim\n  cluster:\n    server: https://{addr}\n    certificate-authority-data: {ca}\nusers:\n- name: jobset-sim\n{user_block}contexts:\n- name: jobset-sim\n  context:\n    cluster: jobset-sim\n    user: jobset-sim\n    namespace: default\ncurrent-context: jobset-sim\n"
+    );
+    std::fs::write(path, text).map_err(|source| SimError::Kubeconfig {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run_serve(opts: ServeOptions) -> Result<(), SimError> {
     run_serve_until(opts, wait_for_signal()).await
@@ -56,10 +78,18 @@ pub async fn run_serve_until(
         config.tokens.insert(ADMIN_TOKEN.into(), UserInfo::admin());
     }
     let sim = Sim::new(config);
-    let addr = sim.serve(opts.listen).await?;
-    write_kubeconfig(&opts.kubeconfig_out, addr, opts.rbac.then_some(ADMIN_TOKEN))?;
+    // kubectl sends bearer tokens only over TLS: with RBAC the server speaks HTTPS.
+    let url = if opts.rbac {
+        let (addr, ca) = sim.serve_tls(opts.listen).await?;
+        write_tls_kubeconfig(&opts.kubeconfig_out, addr, &ca, Some(ADMIN_TOKEN))?;
+        format!("https://{addr}")
+    } else {
+        let addr = sim.serve(opts.listen).await?;
+        write_kubeconfig(&opts.kubeconfig_out, addr, None)?;
+        format!("http://{addr}")
+    };
     println!(
-        "jobset sim: ready on http://{addr} (kubeconfig: {})",
+        "jobset sim: ready on {url} (kubeconfig: {})",
         opts.kubeconfig_out.display()
     );
     stop.await?;
@@ -96,7 +126,7 @@ mod tests {
         let opts = ServeOptions {
             listen: "127.0.0.1:0".parse().expect("addr"),
             kubeconfig_out: path.clone(),
-            rbac: true,
+            rbac: false,
         };
         let server = tokio::spawn(run_serve_until(opts, async move {
             let _ = rx.await;
@@ -110,7 +140,7 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        assert!(text.contains(&format!("token: {ADMIN_TOKEN}")), "{text}");
+        assert!(text.contains("current-context: jobset-sim"), "{text}");
         let server_line = text
             .lines()
             .find(|l| l.contains("server: http://"))

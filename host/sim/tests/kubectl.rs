@@ -544,3 +544,64 @@ fn kubectl_typed_create_commands_send_protobuf_the_server_understands() {
     );
     assert_eq!(label, "team");
 }
+
+#[test]
+fn kubectl_with_rbac_on_is_refused_as_a_real_server_words_it() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ((addr, ca), bot_token) = rt.block_on(async {
+        let mut config = SimConfig {
+            rbac: true,
+            ..SimConfig::default()
+        };
+        config
+            .tokens
+            .insert("root".into(), jobset_sim::UserInfo::admin());
+        let sim = Sim::new(config);
+        let token = sim.mint_service_account_token("default", "bot");
+        (
+            sim.serve_tls("127.0.0.1:0".parse().expect("addr"))
+                .await
+                .expect("serve"),
+            token,
+        )
+    });
+    let admin = Cluster {
+        _rt: rt,
+        dir,
+        kubeconfig: PathBuf::new(),
+    };
+    let admin_kc = admin.dir.path().join("admin");
+    let bot_kc = admin.dir.path().join("bot");
+    jobset_sim::write_tls_kubeconfig(&admin_kc, addr, &ca, Some("root")).expect("kubeconfig");
+    jobset_sim::write_tls_kubeconfig(&bot_kc, addr, &ca, Some(&bot_token)).expect("kubeconfig");
+    let as_admin = Cluster {
+        kubeconfig: admin_kc,
+        ..admin
+    };
+    assert!(
+        as_admin
+            .ok(&["get", "namespaces"], None)
+            .contains("kube-system")
+    );
+    let bot = Cluster {
+        kubeconfig: bot_kc,
+        ..as_admin
+    };
+    let err = bot.fails(&["get", "configmaps"], None);
+    assert!(
+        err.contains("configmaps is forbidden: User \"system:serviceaccount:default:bot\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""),
+        "{err}"
+    );
+    let out = bot.run(&["auth", "can-i", "list", "configmaps"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
