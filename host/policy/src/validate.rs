@@ -171,3 +171,28 @@ fn bounded(field: &str, value: &str, max: usize) -> Result<(), String> {
 fn clip(s: &str) -> String {
     s.chars().take(80).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condition_reasons_follow_the_api_pattern() {
+        for ok in ["FailedJobs", "FailurePolicy_rule1", "A", "a:b,c_"] {
+            assert!(reason("reason", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1abc", "has space", "ends,", "dash-ed"] {
+            assert!(reason("reason", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_strings_are_refused_with_their_size() {
+        let long = "x".repeat(MAX_MESSAGE_BYTES + 1);
+        let err = bounded("message", &long, MAX_MESSAGE_BYTES).expect_err("too long");
+        assert!(
+            err.contains(&format!("{} bytes", MAX_MESSAGE_BYTES + 1)),
+            "{err}"
+        );
+    }
+}
