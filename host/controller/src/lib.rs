@@ -28,3 +28,5 @@ mod ttl;
 
 pub use controller::{ControllerConfig, run};
 pub use error::ControllerError;
+#[cfg(test)]
+mod plan_tests;

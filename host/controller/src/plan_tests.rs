@@ -1,0 +1,925 @@
+//! "This observed state gives these actions": the reconcile plan of spec 4
+//! and appendix B, with the default policies (compiled natively, the same
+//! source as the built-in Wasm plugins) and with failing ones.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jobset_api::labels::*;
+use jobset_api::{JobSet, JobSetStatus, ReplicatedJobStatus};
+use jobset_policy::NativeDefaults;
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::actions::{Action, Terminal};
+use crate::conditions::{is_true, types};
+use crate::job_builder::build_job;
+use crate::placement::{NodeInfo, Occupant};
+use crate::plan::{Inputs, Plan, plan};
+use crate::policy::{Decision, ErrorKind, PolicyEngine, PolicyError, Slot, records as p};
+
+fn ts(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+const BASE: &str = r#"
+apiVersion: jobset.x-k8s.io/v1alpha2
+kind: JobSet
+metadata: {name: js, namespace: ns, uid: uid-1, generation: 1}
+spec:
+  network: {enableDNSHostnames: true}
+  successPolicy: {operator: All}
+  replicatedJobs:
+  - name: a
+    template: {spec: {template: {spec: {containers: [{name: c, image: i}]}}}}
+  - name: b
+    replicas: 3
+    template: {spec: {parallelism: 2, completions: 2, template: {spec: {containers: [{name: c, image: i}]}}}}
+"#;
+
+fn jobset(extra_spec: &str) -> JobSet {
+    let mut value: serde_json::Value = serde_yaml::from_str(BASE).unwrap();
+    if !extra_spec.is_empty() {
+        let extra: serde_json::Value = serde_yaml::from_str(extra_spec).unwrap();
+        if let (Some(spec), Some(extra)) = (value["spec"].as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    serde_json::from_value(value).unwrap()
+}
+
+fn with_status(mut js: JobSet, f: impl FnOnce(&mut JobSetStatus)) -> JobSet {
+    let mut st = js.status.take().unwrap_or_default();
+    f(&mut st);
+    js.status = Some(st);
+    js
+}
+
+fn all_jobs(js: &JobSet) -> Vec<Job> {
+    js.spec
+        .replicated_jobs
+        .iter()
+        .flat_map(|r| (0..r.replicas()).map(move |i| build_job(js, r, i)))
+        .collect()
+}
+
+fn condition(job: &mut Job, type_: &str, reason: &str, message: &str, at: i64) {
+    let st = job.status.get_or_insert_with(JobStatus::default);
+    st.conditions
+        .get_or_insert_with(Vec::new)
+        .push(JobCondition {
+            type_: type_.into(),
+            status: "True".into(),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            last_transition_time: Some(Time(ts(at))),
+            ..Default::default()
+        });
+}
+
+fn fail(job: &mut Job, reason: &str, message: &str, at: i64) {
+    condition(job, "FailureTarget", reason, message, at);
+    condition(job, "Failed", reason, message, at);
+}
+
+fn complete(job: &mut Job) {
+    condition(job, "SuccessCriteriaMet", "CompletionsReached", "", 1);
+    condition(job, "Complete", "CompletionsReached", "", 1);
+}
+
+fn ready(job: &mut Job) {
+    let parallelism = job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(1);
+    let st = job.status.get_or_insert_with(JobStatus::default);
+    st.active = Some(parallelism);
+    st.ready = Some(parallelism);
+}
+
+fn named<'a>(jobs: &'a mut [Job], name: &str) -> &'a mut Job {
+    jobs.iter_mut()
+        .find(|j| j.metadata.name.as_deref() == Some(name))
+        .unwrap()
+}
+
+struct World {
+    nodes: Vec<NodeInfo>,
+    occupants: Vec<Occupant>,
+    pvcs: BTreeSet<String>,
+    service: bool,
+    now: Timestamp,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World {
+            nodes: vec![],
+            occupants: vec![],
+            pvcs: BTreeSet::new(),
+            service: true,
+            now: ts(100),
+        }
+    }
+}
+
+fn gates() -> Vec<String> {
+    vec!["RestartJob".to_string()]
+}
+
+fn run_with(js: &JobSet, jobs: &[Job], world: &World, engine: &dyn PolicyEngine) -> Plan {
+    let g = gates();
+    let inputs = Inputs {
+        jobset: js,
+        jobs,
+        service_exists: world.service,
+        existing_pvcs: &world.pvcs,
+        nodes: &world.nodes,
+        occupants: &world.occupants,
+        now: world.now,
+        feature_gates: &g,
+    };
+    plan(inputs, engine).expect("plan succeeds")
+}
+
+fn run(js: &JobSet, jobs: &[Job]) -> Plan {
+    run_with(js, jobs, &World::default(), &NativeDefaults)
+}
+
+fn created(plan: &Plan) -> Vec<String> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateJobs(jobs) => Some(
+                jobs.iter()
+                    .filter_map(|j| j.metadata.name.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn deleted(plan: &Plan) -> Vec<String> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::DeleteJobs(n) => Some(n.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn status(plan: &Plan) -> &JobSetStatus {
+    plan.status.as_ref().expect("the plan writes a status")
+}
+
+fn cond<'a>(plan: &'a Plan, type_: &str) -> Option<&'a Condition> {
+    status(plan).conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn event_reasons(plan: &Plan) -> Vec<String> {
+    plan.events.iter().map(|e| e.reason.clone()).collect()
+}
+
+#[test]
+fn a_new_jobset_creates_its_service_and_every_job() {
+    let js = jobset("");
+    let p = run_with(
+        &js,
+        &[],
+        &World {
+            service: false,
+            ..Default::default()
+        },
+        &NativeDefaults,
+    );
+    assert!(matches!(p.actions[0], Action::CreateService(_)));
+    assert_eq!(created(&p), ["js-a-0", "js-b-0", "js-b-1", "js-b-2"]);
+    let rjs = &status(&p).replicated_jobs_status;
+    assert_eq!(
+        rjs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+}
+
+#[test]
+fn existing_jobs_are_not_created_again() {
+    let js = jobset("");
+    let jobs = all_jobs(&js);
+    let p = run(&js, &jobs[..2]);
+    assert_eq!(created(&p), ["js-b-1", "js-b-2"]);
+}
+
+#[test]
+fn a_suspended_jobset_creates_suspended_jobs_and_says_so() {
+    let js = jobset("suspend: true");
+    let p = run(&js, &[]);
+    let jobs: Vec<&Job> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateJobs(j) => Some(j.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(jobs.len(), 4);
+    assert!(
+        jobs.iter()
+            .all(|j| j.spec.as_ref().unwrap().suspend == Some(true))
+    );
+    let c = cond(&p, types::SUSPENDED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+        ("True", "SuspendedJobs", "jobset is suspended")
+    );
+}
+
+#[test]
+fn running_jobs_of_a_suspended_jobset_are_suspended() {
+    let js = jobset("suspend: true");
+    let p = run(&js, &all_jobs(&jobset("")));
+    let suspended: Vec<_> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SuspendJobs(n) => Some(n.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(suspended.len(), 4);
+}
+
+#[test]
+fn without_a_failure_policy_the_first_failure_fails_the_jobset() {
+    let js = jobset("");
+    let mut jobs = all_jobs(&js);
+    fail(
+        named(&mut jobs, "js-b-2"),
+        "BackoffLimitExceeded",
+        "pod failed",
+        20,
+    );
+    fail(
+        named(&mut jobs, "js-b-1"),
+        "BackoffLimitExceeded",
+        "pod failed",
+        10,
+    );
+    let p = run(&js, &jobs);
+    let c = cond(&p, types::FAILED).unwrap();
+    assert_eq!(c.reason, "FailedJobs");
+    assert!(
+        c.message.starts_with(
+            "jobset failed due to one or more job failures (first failed job: js-b-1)"
+        ),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.message.contains("default-outcome"),
+        "the deciding plugin is named: {}",
+        c.message
+    );
+    assert_eq!(status(&p).terminal_state, "Failed");
+    assert_eq!(p.terminal, Some(Terminal::Failed));
+    assert!(created(&p).is_empty(), "failures stop the reconcile");
+    assert!(
+        cond(&p, types::RESTARTING).is_none(),
+        "a False condition is never created"
+    );
+}
+
+#[test]
+fn a_restart_bumps_the_counters_and_sets_restarting() {
+    let js = jobset("failurePolicy: {maxRestarts: 2}");
+    let mut jobs = all_jobs(&js);
+    fail(
+        named(&mut jobs, "js-a-0"),
+        "BackoffLimitExceeded",
+        "boom",
+        10,
+    );
+    let p = run(&js, &jobs);
+    let st = status(&p);
+    assert_eq!((st.restarts, st.restarts_count_towards_max), (1, 1));
+    let c = cond(&p, types::RESTARTING).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "DefaultFailurePolicy")
+    );
+    assert!(
+        c.message
+            .starts_with("applying RestartJobSet failure policy action (first failed job: js-a-0)")
+    );
+    assert_eq!(
+        event_reasons(&p),
+        ["RestartJobSetFailurePolicyAction", "DefaultFailurePolicy"]
+    );
+    assert!(created(&p).is_empty() && deleted(&p).is_empty());
+}
+
+#[test]
+fn reaching_max_restarts_fails_the_jobset() {
+    let js = with_status(jobset("failurePolicy: {maxRestarts: 1}"), |s| {
+        s.restarts = 1;
+        s.restarts_count_towards_max = 1;
+    });
+    let mut jobs = all_jobs(&js);
+    fail(
+        named(&mut jobs, "js-a-0"),
+        "BackoffLimitExceeded",
+        "boom",
+        10,
+    );
+    let p = run(&js, &jobs);
+    assert_eq!(
+        cond(&p, types::FAILED).unwrap().reason,
+        "ReachedMaxRestarts"
+    );
+}
+
+#[test]
+fn ignore_max_restarts_restarts_without_counting() {
+    let js = with_status(
+        jobset(
+            "failurePolicy: {maxRestarts: 0, rules: [{name: maint, action: RestartJobSetAndIgnoreMaxRestarts, onJobFailureReasons: [PodFailurePolicy]}]}",
+        ),
+        |s| s.restarts = 3,
+    );
+    let mut jobs = all_jobs(&js);
+    fail(
+        named(&mut jobs, "js-b-0"),
+        "PodFailurePolicy",
+        "DisruptionTarget",
+        10,
+    );
+    let p = run(&js, &jobs);
+    let st = status(&p);
+    assert_eq!((st.restarts, st.restarts_count_towards_max), (4, 0));
+    assert_eq!(
+        cond(&p, types::RESTARTING).unwrap().reason,
+        "FailurePolicy_maint"
+    );
+    assert_eq!(
+        event_reasons(&p)[0],
+        "RestartJobSetAndIgnoreMaxRestartsFailurePolicyAction"
+    );
+}
+
+#[test]
+fn rules_are_matched_in_order_with_message_search_and_targets() {
+    let spec = r#"
+failurePolicy:
+  maxRestarts: 5
+  rules:
+  - {name: onlyA, action: FailJobSet, targetReplicatedJobs: [a]}
+  - {name: oom, action: FailJobSet, onJobFailureMessagePatterns: ["OOM[Kk]illed"]}
+  - {name: rest, action: RestartJobSet}
+"#;
+    let js = jobset(spec);
+    let mut jobs = all_jobs(&js);
+    fail(
+        named(&mut jobs, "js-b-1"),
+        "BackoffLimitExceeded",
+        "container was OOMKilled at step 3",
+        10,
+    );
+    let p = run(&js, &jobs);
+    let c = cond(&p, types::FAILED).unwrap();
+    assert_eq!(c.reason, "FailJobSetFailurePolicyAction");
+    assert!(c.message.contains("first failed job: js-b-1"));
+
+    let mut jobs = all_jobs(&js);
+    fail(
+        named(&mut jobs, "js-b-1"),
+        "BackoffLimitExceeded",
+        "exit code 1",
+        10,
+    );
+    let p = run(&js, &jobs);
+    assert_eq!(
+        cond(&p, types::RESTARTING).unwrap().reason,
+        "FailurePolicy_rest"
+    );
+}
+
+#[test]
+fn previous_attempt_jobs_are_deleted_and_recreated_once_gone() {
+    let js0 = jobset("failurePolicy: {maxRestarts: 3}");
+    let old = all_jobs(&js0);
+    let js = with_status(js0, |s| s.restarts = 1);
+    let p = run(&js, &old);
+    assert_eq!(deleted(&p).len(), 4);
+    assert!(created(&p).is_empty(), "Recreate waits for each namesake");
+    // Two of the old Jobs are gone: exactly those two come back, attempt 1.
+    let p = run(&js, &old[2..]);
+    assert_eq!(created(&p), ["js-a-0", "js-b-0"]);
+    let new_job = p
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::CreateJobs(j) => Some(j[0].clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(new_job.metadata.labels.unwrap()[RESTART_ATTEMPT_KEY], "1");
+}
+
+#[test]
+fn blocking_recreate_waits_for_every_previous_job() {
+    let js0 = jobset("failurePolicy: {maxRestarts: 3, restartStrategy: BlockingRecreate}");
+    let old = all_jobs(&js0);
+    let js = with_status(js0, |s| s.restarts = 1);
+    let p = run(&js, &old[3..]);
+    assert!(created(&p).is_empty());
+    let p = run(&js, &[]);
+    assert_eq!(created(&p).len(), 4);
+}
+
+#[test]
+fn jobs_being_deleted_are_not_deleted_again() {
+    let js0 = jobset("");
+    let mut old = all_jobs(&js0);
+    old[0].metadata.deletion_timestamp = Some(Time(ts(5)));
+    let js = with_status(js0, |s| s.restarts = 1);
+    let p = run(&js, &old);
+    assert_eq!(deleted(&p), ["js-b-0", "js-b-1", "js-b-2"]);
+}
+
+#[test]
+fn all_jobs_succeeding_completes_the_jobset() {
+    let js = jobset("");
+    let mut jobs = all_jobs(&js);
+    jobs.iter_mut().for_each(complete);
+    let p = run(&js, &jobs);
+    let c = cond(&p, types::COMPLETED).unwrap();
+    assert_eq!(c.reason, "AllJobsCompleted");
+    assert!(c.message.starts_with("jobset completed successfully"));
+    assert_eq!(status(&p).terminal_state, "Completed");
+    assert_eq!(p.terminal, Some(Terminal::Completed));
+    assert_eq!(status(&p).replicated_jobs_status[1].succeeded, 3);
+}
+
+#[test]
+fn any_with_targets_completes_on_one_targeted_success() {
+    let js = jobset("successPolicy: {operator: Any, targetReplicatedJobs: [a]}");
+    let mut jobs = all_jobs(&js);
+    complete(named(&mut jobs, "js-b-0"));
+    let p = run(&js, &jobs);
+    assert!(cond_opt(&p, types::COMPLETED).is_none());
+    complete(named(&mut jobs, "js-a-0"));
+    let p = run(&js, &jobs);
+    assert!(cond(&p, types::COMPLETED).is_some());
+}
+
+fn cond_opt<'a>(plan: &'a Plan, type_: &str) -> Option<&'a Condition> {
+    plan.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+#[test]
+fn failures_win_over_success_in_the_same_pass() {
+    let js = jobset("successPolicy: {operator: Any}");
+    let mut jobs = all_jobs(&js);
+    complete(named(&mut jobs, "js-b-0"));
+    fail(named(&mut jobs, "js-a-0"), "BackoffLimitExceeded", "x", 3);
+    let p = run(&js, &jobs);
+    assert!(cond(&p, types::FAILED).is_some());
+    assert!(cond_opt(&p, types::COMPLETED).is_none());
+}
+
+fn finished(js: JobSet, at: i64) -> JobSet {
+    with_status(js, |s| {
+        s.conditions.push(Condition {
+            type_: "Completed".into(),
+            status: "True".into(),
+            reason: "AllJobsCompleted".into(),
+            message: "jobset completed successfully".into(),
+            last_transition_time: Time(ts(at)),
+            observed_generation: None,
+        });
+        s.terminal_state = "Completed".into();
+    })
+}
+
+#[test]
+fn a_finished_jobset_deletes_its_active_jobs_and_creates_nothing() {
+    let js = finished(jobset(""), 10);
+    let mut jobs = all_jobs(&js);
+    complete(named(&mut jobs, "js-a-0"));
+    let p = run(&js, &jobs);
+    assert_eq!(deleted(&p), ["js-b-0", "js-b-1", "js-b-2"]);
+    assert!(created(&p).is_empty());
+}
+
+#[test]
+fn ttl_deletes_the_jobset_when_it_runs_out_and_waits_before() {
+    let js = finished(jobset("ttlSecondsAfterFinished: 30"), 80);
+    let p = run(&js, &[]);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(10)));
+    assert!(!p.actions.contains(&Action::DeleteJobSet));
+    let p = run_with(
+        &js,
+        &[],
+        &World {
+            now: ts(110),
+            ..Default::default()
+        },
+        &NativeDefaults,
+    );
+    assert!(p.actions.contains(&Action::DeleteJobSet));
+}
+
+#[test]
+fn a_foreign_manager_or_a_deletion_means_no_action_at_all() {
+    let js = jobset("managedBy: kueue.x-k8s.io/multikueue");
+    assert_eq!(run(&js, &[]), Plan::default());
+    let mut js = jobset("");
+    js.metadata.deletion_timestamp = Some(Time(ts(1)));
+    assert_eq!(run(&js, &[]), Plan::default());
+    let js = jobset("managedBy: jobset.sigs.k8s.io/jobset-controller");
+    assert!(!created(&run(&js, &[])).is_empty());
+}
+
+#[test]
+fn in_order_creates_one_replicated_job_at_a_time() {
+    let js = jobset("startupPolicy: {startupPolicyOrder: InOrder}");
+    let p = run(&js, &[]);
+    assert_eq!(created(&p), ["js-a-0"]);
+    let c = cond(&p, types::STARTUP_IN_PROGRESS).unwrap();
+    assert_eq!(c.reason, "InOrderStartupPolicyInProgress");
+    let mut jobs = all_jobs(&js);
+    jobs.truncate(1);
+    ready(&mut jobs[0]);
+    let p = run(&js, &jobs);
+    assert_eq!(created(&p), ["js-b-0", "js-b-1", "js-b-2"]);
+    let mut jobs = all_jobs(&js);
+    jobs.iter_mut().for_each(ready);
+    let p = run(&js, &jobs);
+    assert_eq!(
+        cond(&p, types::STARTUP_COMPLETED).unwrap().reason,
+        "InOrderStartupPolicyCompleted"
+    );
+}
+
+#[test]
+fn depends_on_gates_creation_even_while_suspended() {
+    let spec = r#"
+suspend: true
+replicatedJobs:
+- name: a
+  template: {spec: {template: {spec: {containers: [{name: c, image: i}]}}}}
+- name: b
+  replicas: 2
+  dependsOn: [{name: a, status: Complete}]
+  template: {spec: {template: {spec: {containers: [{name: c, image: i}]}}}}
+"#;
+    let js = jobset(spec);
+    assert_eq!(created(&run(&js, &[])), ["js-a-0"]);
+    let mut js = js;
+    js.spec.suspend = Some(false);
+    let mut jobs = all_jobs(&js);
+    jobs.truncate(1);
+    ready(&mut jobs[0]);
+    assert!(
+        created(&run(&js, &jobs)).is_empty(),
+        "Complete needs success, Ready is not enough"
+    );
+    complete(&mut jobs[0]);
+    assert_eq!(created(&run(&js, &jobs)), ["js-b-0", "js-b-1"]);
+}
+
+#[test]
+fn resume_merges_the_template_into_suspended_jobs() {
+    let suspended = jobset("suspend: true");
+    let jobs = all_jobs(&suspended);
+    let js = jobset("suspend: false");
+    let p = run(&js, &jobs);
+    let resumed: Vec<_> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ResumeJob { job, .. } => Some(job.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resumed.len(), 4);
+    assert!(
+        resumed
+            .iter()
+            .all(|j| j.spec.as_ref().unwrap().suspend == Some(false))
+    );
+    // The condition False is only written over an existing one.
+    assert!(cond_opt(&p, types::SUSPENDED).is_none());
+    let was = with_status(js, |s| {
+        s.conditions.push(Condition {
+            type_: "Suspended".into(),
+            status: "True".into(),
+            reason: "SuspendedJobs".into(),
+            message: "jobset is suspended".into(),
+            last_transition_time: Time(ts(1)),
+            observed_generation: None,
+        })
+    });
+    let p = run(&was, &jobs);
+    let c = cond(&p, types::SUSPENDED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "ResumeJobs")
+    );
+}
+
+#[test]
+fn restart_job_recreates_one_index_without_a_restarting_condition() {
+    let spec = "failurePolicy: {maxRestarts: 3, rules: [{name: one, action: RestartJob}]}";
+    let js = jobset(spec);
+    let mut jobs = all_jobs(&js);
+    fail(named(&mut jobs, "js-b-1"), "BackoffLimitExceeded", "x", 3);
+    let p = run(&js, &jobs);
+    let b = status(&p)
+        .replicated_jobs_status
+        .iter()
+        .find(|r| r.name == "b")
+        .unwrap();
+    assert_eq!(b.job_restarts, [0, 1, 0]);
+    assert_eq!(b.job_restarts_count_towards_max, [0, 1, 0]);
+    assert!(cond_opt(&p, types::RESTARTING).is_none());
+    assert_eq!(event_reasons(&p), ["RestartJobFailurePolicyAction"]);
+    assert_eq!(status(&p).restarts, 0);
+
+    // Next reconcile: only that index is previous.
+    let js = with_status(js, |s| {
+        s.replicated_jobs_status = vec![ReplicatedJobStatus {
+            name: "b".into(),
+            job_restarts: vec![0, 1, 0],
+            job_restarts_count_towards_max: vec![0, 1, 0],
+            ..Default::default()
+        }];
+    });
+    let p = run(&js, &jobs);
+    assert_eq!(deleted(&p), ["js-b-1"]);
+    let p = run(
+        &js,
+        &jobs
+            .iter()
+            .filter(|j| j.metadata.name.as_deref() != Some("js-b-1"))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(created(&p), ["js-b-1"]);
+}
+
+#[test]
+fn all_jobs_ready_clears_an_existing_restarting_condition() {
+    let js = with_status(jobset(""), |s| {
+        s.conditions.push(Condition {
+            type_: "RestartingJobSet".into(),
+            status: "True".into(),
+            reason: "DefaultFailurePolicy".into(),
+            message: "m".into(),
+            last_transition_time: Time(ts(1)),
+            observed_generation: None,
+        })
+    });
+    let mut jobs = all_jobs(&js);
+    jobs.iter_mut().for_each(ready);
+    let p = run(&js, &jobs);
+    let c = cond(&p, types::RESTARTING).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+        ("False", "JobsReady", "all jobs are ready")
+    );
+    assert!(is_true(&status(&p).conditions, types::RESTARTING) == false);
+}
+
+#[test]
+fn missing_claims_are_created() {
+    let spec = r#"
+volumeClaimPolicies:
+- templates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce]}}]
+"#;
+    let js = jobset(spec);
+    let p = run(&js, &all_jobs(&js));
+    assert!(p.actions.iter().any(
+        |a| matches!(a, Action::CreatePvcs(c) if c[0].metadata.name.as_deref() == Some("data-js"))
+    ));
+    let world = World {
+        pvcs: ["data-js".to_string()].into(),
+        ..Default::default()
+    };
+    let p = run_with(&js, &all_jobs(&js), &world, &NativeDefaults);
+    assert!(!p.actions.iter().any(|a| matches!(a, Action::CreatePvcs(_))));
+}
+
+fn pools(n: usize) -> Vec<NodeInfo> {
+    (0..n)
+        .map(|i| NodeInfo {
+            name: format!("n{i}"),
+            labels: [("pool".to_string(), format!("p{i}"))].into(),
+            ready: true,
+        })
+        .collect()
+}
+
+#[test]
+fn exclusive_jobs_get_distinct_free_domains_or_wait() {
+    let mut js = jobset("");
+    js.metadata.annotations = Some([(EXCLUSIVE_KEY.to_string(), "pool".to_string())].into());
+    let world = World {
+        nodes: pools(5),
+        occupants: vec![Occupant {
+            topology_key: "pool".into(),
+            value: "p0".into(),
+            job_key: "someone-else".into(),
+            priority: None,
+        }],
+        ..Default::default()
+    };
+    let p = run_with(&js, &[], &world, &NativeDefaults);
+    let jobs: Vec<Job> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateJobs(j) => Some(j.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let pinned: BTreeSet<String> = jobs
+        .iter()
+        .map(|j| {
+            j.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .node_selector
+                .as_ref()
+                .unwrap()["pool"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(pinned.len(), 4, "four Jobs, four distinct pools");
+    assert!(!pinned.contains("p0"), "an occupied pool is not used");
+
+    let world = World {
+        nodes: pools(2),
+        ..Default::default()
+    };
+    let p = run_with(&js, &[], &world, &NativeDefaults);
+    assert_eq!(created(&p).len(), 2);
+    assert_eq!(p.waiting.len(), 2);
+    assert!(p.requeue_after.is_some());
+}
+
+#[test]
+fn the_node_selector_strategy_pins_by_namespaced_job() {
+    let mut js = jobset("");
+    js.metadata.annotations = Some(
+        [
+            (EXCLUSIVE_KEY.to_string(), "pool".to_string()),
+            (NODE_SELECTOR_STRATEGY_KEY.to_string(), "true".to_string()),
+        ]
+        .into(),
+    );
+    let p = run(&js, &[]);
+    let job = p
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::CreateJobs(j) => Some(j[0].clone()),
+            _ => None,
+        })
+        .unwrap();
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.node_selector.unwrap()[NAMESPACED_JOB_KEY], "ns_js-a-0");
+    assert_eq!(
+        pod.tolerations.unwrap()[0].key.as_deref(),
+        Some(NO_SCHEDULE_TAINT_KEY)
+    );
+}
+
+/// An engine whose chosen slot always fails.
+struct Broken(Slot);
+
+impl Broken {
+    fn err(&self) -> PolicyError {
+        PolicyError {
+            plugin: "hostile@0000".into(),
+            slot: self.0,
+            kind: ErrorKind::Trap {
+                message: "unreachable executed".into(),
+            },
+        }
+    }
+}
+
+impl PolicyEngine for Broken {
+    fn decide_startup(&self, s: &p::Snapshot) -> Result<Decision<p::StartupVerdict>, PolicyError> {
+        if self.0 == Slot::Startup {
+            Err(self.err())
+        } else {
+            NativeDefaults.decide_startup(s)
+        }
+    }
+    fn decide_outcome(&self, s: &p::Snapshot) -> Result<Decision<p::OutcomeVerdict>, PolicyError> {
+        if self.0 == Slot::Outcome {
+            Err(self.err())
+        } else {
+            NativeDefaults.decide_outcome(s)
+        }
+    }
+    fn decide_placement(
+        &self,
+        s: &p::Snapshot,
+        r: &p::PlacementRequest,
+    ) -> Result<Decision<Vec<p::JobPlacement>>, PolicyError> {
+        if self.0 == Slot::Placement {
+            Err(self.err())
+        } else {
+            NativeDefaults.decide_placement(s, r)
+        }
+    }
+}
+
+#[test]
+fn a_failing_outcome_plugin_holds_the_decision_and_never_fails_the_jobset() {
+    let js = jobset("");
+    let mut jobs = all_jobs(&js);
+    fail(named(&mut jobs, "js-a-0"), "BackoffLimitExceeded", "x", 3);
+    let p = run_with(&js, &jobs, &World::default(), &Broken(Slot::Outcome));
+    let c = cond(&p, types::POLICY_FAILED).unwrap();
+    assert_eq!(c.reason, "OutcomePluginFailed");
+    assert!(
+        c.message.contains("hostile@0000") && c.message.contains("unreachable"),
+        "{}",
+        c.message
+    );
+    assert!(cond_opt(&p, types::FAILED).is_none());
+    assert_eq!(status(&p).terminal_state, "");
+    assert!(p.requeue_after.is_some());
+}
+
+#[test]
+fn a_failing_startup_plugin_creates_nothing_and_recovers_later() {
+    let js = jobset("");
+    let p = run_with(&js, &[], &World::default(), &Broken(Slot::Startup));
+    assert!(created(&p).is_empty());
+    assert_eq!(
+        cond(&p, types::POLICY_FAILED).unwrap().reason,
+        "StartupPluginFailed"
+    );
+    let js = with_status(js, |s| *s = status(&p).clone());
+    let p = run(&js, &[]);
+    assert_eq!(created(&p).len(), 4);
+    let c = cond(&p, types::POLICY_FAILED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "PolicySucceeded")
+    );
+}
+
+#[test]
+fn a_failing_placement_plugin_creates_nothing() {
+    let js = jobset("");
+    let p = run_with(&js, &[], &World::default(), &Broken(Slot::Placement));
+    assert!(created(&p).is_empty());
+    assert_eq!(
+        cond(&p, types::POLICY_FAILED).unwrap().reason,
+        "PlacementPluginFailed"
+    );
+}
+
+#[test]
+fn replicated_job_counts_follow_spec_2_6() {
+    let js = jobset("");
+    let mut jobs = all_jobs(&js);
+    ready(named(&mut jobs, "js-b-0"));
+    let b1 = named(&mut jobs, "js-b-1");
+    b1.status = Some(JobStatus {
+        active: Some(1),
+        ready: Some(1),
+        succeeded: Some(1),
+        ..Default::default()
+    });
+    condition(
+        named(&mut jobs, "js-b-2"),
+        "FailureTarget",
+        "BackoffLimitExceeded",
+        "x",
+        2,
+    );
+    let p = run(&js, &jobs);
+    let b = &status(&p).replicated_jobs_status[1];
+    assert_eq!((b.ready, b.active, b.failed, b.succeeded), (2, 2, 0, 0));
+}
