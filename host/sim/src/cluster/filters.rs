@@ -15,11 +15,11 @@ use crate::selectors::LabelSelector;
 /// The cluster as the filters see it.
 pub struct World<'a> {
     /// Nodes by name.
-    pub nodes: &'a BTreeMap<String, Value>,
+    pub nodes: &'a BTreeMap<&'a str, &'a Value>,
     /// Pods bound to a node and not finished, with their node's name.
     pub assigned: Vec<(&'a Value, &'a str)>,
-    /// Namespace labels by namespace name.
-    pub namespaces: &'a BTreeMap<String, Value>,
+    /// Namespaces by name.
+    pub namespaces: &'a BTreeMap<&'a str, &'a Value>,
     /// Requests already placed on each node, in thousandths (`pods` counts pods).
     pub requested: &'a BTreeMap<String, BTreeMap<String, i64>>,
 }
@@ -277,9 +277,13 @@ mod tests {
                "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110", "google.com/tpu": tpu.to_string()}}})
     }
 
+    fn refs(m: &BTreeMap<String, Value>) -> BTreeMap<&str, &Value> {
+        m.iter().map(|(k, v)| (k.as_str(), v)).collect()
+    }
+
     fn world<'a>(
-        nodes: &'a BTreeMap<String, Value>,
-        ns: &'a BTreeMap<String, Value>,
+        nodes: &'a BTreeMap<&'a str, &'a Value>,
+        ns: &'a BTreeMap<&'a str, &'a Value>,
         req: &'a BTreeMap<String, BTreeMap<String, i64>>,
     ) -> World<'a> {
         World {
@@ -297,7 +301,8 @@ mod tests {
             .map(|(n, p, t)| (n.to_string(), node(n, p, t)))
             .collect();
         let (ns, req) = (BTreeMap::new(), BTreeMap::new());
-        let w = world(&nodes, &ns, &req);
+        let (nr, nsr) = (refs(&nodes), refs(&ns));
+        let w = world(&nr, &nsr, &req);
         let pod = json!({"metadata": {"namespace": "default"}, "spec": {"nodeSelector": {"cloud.google.com/gke-nodepool": "q"},
             "containers": [{"resources": {"limits": {"google.com/tpu": 4}}}]}});
         let mut h = BTreeMap::new();
@@ -331,7 +336,8 @@ mod tests {
         n["spec"] = json!({"taints": [{"key": "google.com/tpu", "value": "present", "effect": "NoSchedule"}]});
         let nodes = BTreeMap::new();
         let (ns, req) = (BTreeMap::new(), BTreeMap::new());
-        let w = world(&nodes, &ns, &req);
+        let (nr, nsr) = (refs(&nodes), refs(&ns));
+        let w = world(&nr, &nsr, &req);
         let pod = json!({"spec": {}});
         assert_eq!(
             reasons(&pod, &n, &w),
@@ -361,7 +367,8 @@ mod tests {
         )]
         .into();
         let req = BTreeMap::new();
-        let mut w = world(&nodes, &ns, &req);
+        let (nr, nsr) = (refs(&nodes), refs(&ns));
+        let mut w = world(&nr, &nsr, &req);
         w.assigned.push((&first, "a1"));
         let second = pod("two");
         assert_eq!(

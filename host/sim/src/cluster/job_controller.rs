@@ -242,7 +242,8 @@ impl JobController {
         let mem = self.memory.entry(uid.clone()).or_default().clone();
         let now = self.clock.now_secs();
         let now_str = crate::clock::format_rfc3339(now);
-        let p = plan(&job, &refs, &mem, now, &now_str);
+        let mono = self.rec.elapsed().as_millis() as u64;
+        let p = plan(&job, &refs, &mem, now, &now_str, mono);
         let ns = meta(&job, "namespace").to_string();
         if let Some(status) = &p.status {
             let patch = json!({"status": status});
@@ -276,7 +277,10 @@ impl JobController {
                 any_failed |= *failed;
             }
             if any_failed {
-                m.last_failure = Some(now);
+                m.last_failure = Some(mono);
+            }
+            if p.started {
+                m.started_ms = Some(mono);
             }
             m.consecutive_failures = p.consecutive_failures;
         }
@@ -337,8 +341,7 @@ impl JobController {
             self.requeue(key, Duration::from_secs(1));
         }
         if let Some(at) = p.requeue_at {
-            let delta = (at - now).max(1) as u64;
-            self.requeue(key, Duration::from_secs(delta));
+            self.requeue(key, Duration::from_millis(at.saturating_sub(mono).max(1)));
         }
     }
 }

@@ -23,8 +23,11 @@ pub struct JobMemory {
     pub suspend_deleted: BTreeSet<String>,
     /// Failures since the last success, for the pod creation backoff.
     pub consecutive_failures: u32,
-    /// When the last failure was counted (Unix seconds).
-    pub last_failure: Option<i64>,
+    /// When the last failure was counted (virtual ms since the cluster started).
+    pub last_failure: Option<u64>,
+    /// When this controller last set `startTime` (virtual ms), so deadlines
+    /// fire at exact virtual instants whatever the wall-clock offset.
+    pub started_ms: Option<u64>,
 }
 
 /// A pod to create.
@@ -46,8 +49,10 @@ pub struct JobPlan {
     pub delete: Vec<(String, bool)>,
     /// Pod names whose tracking finalizer can go.
     pub release: Vec<String>,
-    /// Look again at this Unix second.
-    pub requeue_at: Option<i64>,
+    /// Look again at this virtual ms since the cluster started.
+    pub requeue_at: Option<u64>,
+    /// This reconcile (re)set `startTime`.
+    pub started: bool,
     /// Conditions added, as `type reason`.
     pub new_conditions: Vec<String>,
     /// Failures since the last success, after this reconcile's counting.
@@ -78,7 +83,17 @@ pub fn backoff_secs(consecutive_failures: u32) -> i64 {
 }
 
 /// Plans one reconcile of `job` owning `pods` at Unix second `now`.
-pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &str) -> JobPlan {
+///
+/// `now` (Unix seconds) and `now_str` stamp the status; `mono_ms` (virtual
+/// ms since the cluster started) times backoff and deadlines.
+pub fn plan(
+    job: &Value,
+    pods: &[&Value],
+    mem: &JobMemory,
+    now: i64,
+    now_str: &str,
+    mono_ms: u64,
+) -> JobPlan {
     let mut out = JobPlan::default();
     let old_status = job.get("status").cloned().unwrap_or_else(|| json!({}));
     let mut status = old_status.clone();
@@ -238,13 +253,18 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
             && !suspend
             && let (Some(ads), Some(st)) = (num(job, "/spec/activeDeadlineSeconds"), start_time)
         {
-            if now >= st + ads {
+            let ads_ms = ads.max(0) as u64 * 1000;
+            let deadline = match mem.started_ms {
+                Some(s) => s + ads_ms,
+                None => (mono_ms + ads_ms).saturating_sub((now - st).max(0) as u64 * 1000),
+            };
+            if mono_ms >= deadline {
                 failure_target = Some((
                     "DeadlineExceeded".into(),
                     "Job was active longer than specified deadline".into(),
                 ));
             } else {
-                out.requeue_at = Some(st + ads);
+                out.requeue_at = Some(deadline);
             }
         }
         let done = |c: u32| {
@@ -342,14 +362,16 @@ pub fn plan(job: &Value, pods: &[&Value], mem: &JobMemory, now: i64, now_str: &s
             }
             out.new_conditions.push("Suspended JobResumed".into());
             status["startTime"] = json!(now_str);
+            out.started = true;
         }
         if status.get("startTime").is_none_or(Value::is_null) {
             status["startTime"] = json!(now_str);
+            out.started = true;
         }
         let wait_until = mem
             .last_failure
-            .map(|t| t + backoff_secs(consecutive))
-            .filter(|t| *t > now);
+            .map(|t| t + backoff_secs(consecutive) as u64 * 1000)
+            .filter(|t| *t > mono_ms);
         if let Some(t) = wait_until {
             out.requeue_at = Some(out.requeue_at.map_or(t, |r| r.min(t)));
         } else {

@@ -17,6 +17,7 @@ pub mod resources;
 pub mod scenario;
 pub mod scheduler;
 pub mod util;
+pub mod workload;
 
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};

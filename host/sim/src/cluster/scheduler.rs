@@ -206,17 +206,17 @@ impl Scheduler {
                 .iter()
                 .filter_map(|(k, (n, _))| self.pods.cache.get(k).map(|p| (p, n.as_str())))
                 .collect();
-            let nodes: BTreeMap<String, Value> = self
+            let nodes: BTreeMap<&str, &Value> = self
                 .nodes
                 .cache
                 .values()
-                .map(|n| (meta(n, "name").to_string(), n.clone()))
+                .map(|n| (meta(n, "name"), n))
                 .collect();
-            let namespaces: BTreeMap<String, Value> = self
+            let namespaces: BTreeMap<&str, &Value> = self
                 .namespaces
                 .cache
                 .values()
-                .map(|n| (meta(n, "name").to_string(), n.clone()))
+                .map(|n| (meta(n, "name"), n))
                 .collect();
             let world = World {
                 nodes: &nodes,
@@ -230,9 +230,9 @@ impl Scheduler {
             for (name, node) in &nodes {
                 let why = reasons(pod, node, &world);
                 if why.is_empty() {
-                    let score = free_score(node, self.requested.get(name), &want);
+                    let score = free_score(node, self.requested.get(*name), &want);
                     if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                        best = Some((score, name.clone()));
+                        best = Some((score, name.to_string()));
                     }
                 } else {
                     for r in why {
