@@ -25,7 +25,13 @@ pub fn decide(
     snapshot: &Snapshot,
     request: &PlacementRequest,
 ) -> Result<Vec<JobPlacement>, PolicyError> {
+    // Sorted once by key then value, so each Job takes the first free
+    // domain in a predictable order.
     let mut domains: Vec<TopologyDomain> = request.domains.clone();
+    domains.sort_by(|a, b| {
+        (a.topology_key.as_str(), a.value.as_str())
+            .cmp(&(b.topology_key.as_str(), b.value.as_str()))
+    });
     let mut out = Vec::new();
     for job in &request.jobs {
         let placement = if job.node_selector_strategy {
@@ -62,14 +68,13 @@ pub fn node_selector_pin(namespace: &str, job: &str) -> Pin {
 }
 
 /// One domain per Job: the domain this Job's key already holds, else the
-/// first free domain (by value) with a ready node. A domain is taken when
-/// another Job of the same priority holds it.
+/// first free domain (by value; `domains` is sorted) with a ready node. A
+/// domain is taken when another Job of the same priority holds it.
 fn exclusive(job: &PendingJob, key: &str, domains: &mut [TopologyDomain]) -> Placement {
     let mut candidates: Vec<&mut TopologyDomain> = domains
         .iter_mut()
         .filter(|d| d.topology_key == key)
         .collect();
-    candidates.sort_by(|a, b| a.value.cmp(&b.value));
     let total = candidates.len();
     let held = candidates
         .iter()
