@@ -231,3 +231,41 @@ impl WasiView for HostState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captured_output_keeps_the_first_bytes_and_counts_the_rest() {
+        let pipe = CappedPipe::new(8);
+        let mut stream = pipe.p2_stream();
+        stream
+            .write(Bytes::from_static(b"hello, "))
+            .expect("writes");
+        stream
+            .write(Bytes::from_static(b"world"))
+            .expect("a full pipe still accepts writes");
+        assert_eq!(pipe.take(), ("hello, w".to_string(), 4));
+        assert_eq!(pipe.take(), (String::new(), 0));
+    }
+
+    #[test]
+    fn the_memory_cap_refuses_growth_past_the_limit_and_remembers_it() {
+        let mut limiter = Limiter {
+            memory_bytes: 1 << 20,
+            table_elements: 10,
+            max_instances: 4,
+            hit_memory_cap: false,
+        };
+        assert!(matches!(limiter.memory_growing(0, 1 << 20, None), Ok(true)));
+        assert!(!limiter.hit_memory_cap);
+        assert!(
+            limiter
+                .memory_growing(1 << 20, (1 << 20) + 65536, None)
+                .is_err()
+        );
+        assert!(limiter.hit_memory_cap);
+        assert!(matches!(limiter.table_growing(0, 11, None), Ok(false)));
+    }
+}
