@@ -22,6 +22,17 @@ pub struct World<'a> {
     pub namespaces: &'a BTreeMap<&'a str, &'a Value>,
     /// Requests already placed on each node, in thousandths (`pods` counts pods).
     pub requested: &'a BTreeMap<String, BTreeMap<String, i64>>,
+    /// The assigned pods that carry required anti-affinity terms.
+    pub anti_holders: Vec<(&'a Value, &'a str)>,
+}
+
+/// The assigned pods whose own anti-affinity can keep others away.
+pub fn anti_holders<'a>(assigned: &[(&'a Value, &'a str)]) -> Vec<(&'a Value, &'a str)> {
+    assigned
+        .iter()
+        .filter(|(p, _)| !terms(p, "podAntiAffinity").is_empty())
+        .copied()
+        .collect()
 }
 
 fn node_label<'a>(node: &'a Value, key: &str) -> Option<&'a str> {
@@ -141,12 +152,13 @@ fn term_selects(term: &Value, term_ns: &str, other: &Value, world: &World) -> bo
 }
 
 fn terms<'a>(pod: &'a Value, kind: &str) -> Vec<&'a Value> {
-    pod.pointer(&format!(
-        "/spec/affinity/{kind}/requiredDuringSchedulingIgnoredDuringExecution"
-    ))
-    .and_then(Value::as_array)
-    .map(|a| a.iter().collect())
-    .unwrap_or_default()
+    pod.get("spec")
+        .and_then(|s| s.get("affinity"))
+        .and_then(|a| a.get(kind))
+        .and_then(|k| k.get("requiredDuringSchedulingIgnoredDuringExecution"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
 }
 
 fn same_domain(world: &World, node: &Value, other_node: &str, key: &str) -> bool {
@@ -158,7 +170,7 @@ fn same_domain(world: &World, node: &Value, other_node: &str, key: &str) -> bool
 
 fn inter_pod(pod: &Value, node: &Value, world: &World) -> Option<&'static str> {
     let ns = meta(pod, "namespace");
-    for (other, other_node) in &world.assigned {
+    for (other, other_node) in &world.anti_holders {
         for t in terms(other, "podAntiAffinity") {
             let key = str_at(t, "/topologyKey");
             if term_selects(t, meta(other, "namespace"), pod, world)
@@ -291,6 +303,7 @@ mod tests {
             assigned: Vec::new(),
             namespaces: ns,
             requested: req,
+            anti_holders: Vec::new(),
         }
     }
 
@@ -370,6 +383,7 @@ mod tests {
         let (nr, nsr) = (refs(&nodes), refs(&ns));
         let mut w = world(&nr, &nsr, &req);
         w.assigned.push((&first, "a1"));
+        w.anti_holders = anti_holders(&w.assigned);
         let second = pod("two");
         assert_eq!(
             reasons(&second, &nodes["a2"], &w),

@@ -73,6 +73,8 @@ pub struct Kubelet {
     generation: u64,
     down: BTreeSet<String>,
     node_ips: BTreeMap<String, String>,
+    /// Failed pods by (owning Job UID, completion index).
+    failed_by: BTreeMap<(String, Option<u32>), BTreeSet<String>>,
     next_ip: u32,
 }
 
@@ -104,6 +106,7 @@ impl Kubelet {
             generation: 0,
             down: BTreeSet::new(),
             node_ips: BTreeMap::new(),
+            failed_by: BTreeMap::new(),
             next_ip: 0,
         }
     }
@@ -136,7 +139,10 @@ impl Kubelet {
 
     async fn on_wake(&mut self, wake: Wake) {
         match wake {
-            Wake::Pod(Change::Applied(pod)) => self.on_pod(&pod),
+            Wake::Pod(Change::Applied(pod)) => {
+                self.note_failure(&pod);
+                self.on_pod(&pod);
+            }
             Wake::Pod(Change::Deleted(pod)) => {
                 self.runs.remove(&key_of(&pod));
             }
@@ -249,18 +255,23 @@ impl Kubelet {
         let Some(owner) = controller_uid(pod, "Job") else {
             return 0;
         };
-        let index = pod_index(pod);
-        let ns = meta(pod, "namespace");
-        self.pods
-            .cache
-            .values()
-            .filter(|p| {
-                meta(p, "namespace") == ns
-                    && phase(p) == "Failed"
-                    && controller_uid(p, "Job") == Some(owner)
-                    && pod_index(p) == index
-            })
-            .count() as u32
+        let mine = key_of(pod);
+        self.failed_by
+            .get(&(owner.to_string(), pod_index(pod)))
+            .map_or(0, |s| s.iter().filter(|k| **k != mine).count() as u32)
+    }
+
+    /// Keeps the count of failed pods per Job and index that `retry_of` reads.
+    fn note_failure(&mut self, pod: &Value) {
+        if phase(pod) != "Failed" {
+            return;
+        }
+        if let Some(owner) = controller_uid(pod, "Job") {
+            self.failed_by
+                .entry((owner.to_string(), pod_index(pod)))
+                .or_default()
+                .insert(key_of(pod));
+        }
     }
 
     async fn fire(&mut self, key: &str, task: Task) {

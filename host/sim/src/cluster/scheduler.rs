@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::filters::{World, fit_error, reasons};
+use super::filters::{World, anti_holders, fit_error, reasons};
 use super::informer::{Change, Informer};
 use super::recorder::Recorder;
 use super::resources::{allocatable, pod_requests};
@@ -220,6 +220,7 @@ impl Scheduler {
                 .collect();
             let world = World {
                 nodes: &nodes,
+                anti_holders: anti_holders(&assigned),
                 assigned,
                 namespaces: &namespaces,
                 requested: &self.requested,
