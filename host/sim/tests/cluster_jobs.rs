@@ -235,3 +235,86 @@ async fn a_pod_failure_policy_on_disruption_target_turns_a_node_failure_into_rea
         "DeletionByTaintManager"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn pods_failed_from_a_test_are_ignored_or_counted_by_exit_code_rules() {
+    let (sim, cluster) = start("pools=1,nodes=2", "defaultDuration: 10m").await;
+    let client = sim.client("test");
+    let policy = json!({"backoffLimit": 0, "podFailurePolicy": {"rules": [
+        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}},
+        {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}}]}});
+    client
+        .create(
+            &Resource::jobs(),
+            Some("default"),
+            &job("codes", 1, 1, policy),
+        )
+        .await
+        .expect("create");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let first = pods_of(&client, "codes").await[0]["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        cluster.fail_pod("default", &first, 7).await,
+        "the running pod fails"
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let j = client
+        .get(&Resource::jobs(), Some("default"), "codes")
+        .await
+        .expect("get");
+    assert_eq!(j["status"]["failed"], 0, "exit code 7 is ignored");
+    assert_eq!(
+        j["status"]["active"], 1,
+        "and the pod is replaced despite backoffLimit 0"
+    );
+    assert_eq!(cluster.fail_job("default", "codes").await, 1);
+    let j = wait_condition(&client, "codes", "Failed", Duration::from_secs(600)).await;
+    assert_eq!(
+        condition(&j, "Failed")["reason"],
+        "BackoffLimitExceeded",
+        "exit 1 matches no rule and counts"
+    );
+    let second = pods_of(&client, "codes")
+        .await
+        .into_iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .find(|n| *n != first);
+    assert!(second.is_some());
+    assert!(
+        !cluster.fail_pod("default", &first, 42).await,
+        "a finished pod cannot fail again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exit_code_fail_job_rule_names_the_container_in_the_message() {
+    let (sim, cluster) = start("pools=1,nodes=1", "defaultDuration: 10m").await;
+    let client = sim.client("test");
+    let policy = json!({"podFailurePolicy": {"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}}]}});
+    client
+        .create(
+            &Resource::jobs(),
+            Some("default"),
+            &job("answer", 1, 1, policy),
+        )
+        .await
+        .expect("create");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let name = pods_of(&client, "answer").await[0]["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(cluster.fail_pod("default", &name, 42).await);
+    let j = wait_condition(&client, "answer", "Failed", Duration::from_secs(600)).await;
+    assert_eq!(condition(&j, "Failed")["reason"], "PodFailurePolicy");
+    assert_eq!(
+        condition(&j, "Failed")["message"],
+        format!(
+            "Container main for pod default/{name} failed with exit code 42 matching FailJob rule at index 0"
+        )
+    );
+}

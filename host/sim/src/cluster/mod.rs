@@ -65,6 +65,37 @@ pub struct ClusterConfig {
     pub job_controller: bool,
 }
 
+impl ClusterConfig {
+    /// The configuration `jobset sim serve` builds from its flags:
+    /// `--job-controller on|off`, an optional node layout (`default`, a
+    /// compact `pools=4,nodes=4,tpu=4`, or YAML) and an optional scenario file.
+    pub fn for_serve(
+        job_controller: &str,
+        nodes: Option<&str>,
+        scenario: Option<&std::path::Path>,
+        seed: u64,
+    ) -> Result<Self, ClusterError> {
+        let job_controller = match job_controller {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => {
+                return Err(ClusterError::Scenario(format!(
+                    "--job-controller: {other:?} is neither on nor off"
+                )));
+            }
+        };
+        Ok(ClusterConfig {
+            nodes: NodeLayout::parse(nodes.unwrap_or("default"))?,
+            scenario: match scenario {
+                Some(p) => Scenario::from_file(p)?,
+                None => Scenario::default(),
+            },
+            seed,
+            job_controller,
+        })
+    }
+}
+
 /// Starts clusters.
 pub struct Cluster;
 
@@ -238,5 +269,38 @@ impl Drop for ClusterHandle {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_flags_turn_the_job_controller_on_and_off_and_refuse_anything_else() {
+        let on = ClusterConfig::for_serve("on", Some("pools=1,nodes=2"), None, 1).expect("on");
+        assert!(on.job_controller);
+        assert_eq!(on.nodes.node_count(), 2);
+        let off = ClusterConfig::for_serve("off", None, None, 1).expect("off");
+        assert!(!off.job_controller);
+        assert_eq!(off.nodes, NodeLayout::default());
+        let e = ClusterConfig::for_serve("maybe", None, None, 1)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|m| m.contains("\"maybe\"")));
+    }
+
+    #[test]
+    fn a_missing_scenario_file_is_named_in_the_error() {
+        let e = ClusterConfig::for_serve(
+            "on",
+            None,
+            Some(std::path::Path::new("/nonexistent/s.yaml")),
+            1,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("/nonexistent/s.yaml"), "{e}");
     }
 }
