@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::outcome::Failure;
+use crate::{policy_cmd, run, sim_cmd};
+
 /// JobSet controller with policies as WebAssembly plugins, and a simulated
 /// cluster to run it on.
 #[derive(Parser, Debug)]
@@ -15,6 +18,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run JobSet manifests on the embedded simulated cluster, in virtual time.
+    Run(run::RunArgs),
+    /// The simulated cluster.
+    #[command(subcommand)]
+    Sim(sim_cmd::SimCommand),
+    /// Inspect, test and pack policy plugins.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
     /// Print the JobSet CustomResourceDefinition (YAML).
     Crd,
 }
@@ -29,10 +40,33 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match cli.command {
+    init_logs();
+    let result: Result<(), Failure> = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Sim(cmd) => sim_cmd::run(cmd),
+        Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Crd => {
             print!("{}", jobset_api::crd::crd_yaml());
-            ExitCode::SUCCESS
+            Ok(())
         }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.report(),
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (warnings by default), as
+/// JSON when `JOBSET_LOG_FORMAT=json`.
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("JOBSET_LOG_FORMAT").as_deref() == Ok("json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
     }
 }

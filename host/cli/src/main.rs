@@ -2,6 +2,10 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod outcome;
+mod policy_cmd;
+mod run;
+mod sim_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

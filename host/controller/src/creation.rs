@@ -11,7 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use crate::actions::{Action, Waiting};
 use crate::job_builder::build_job;
 use crate::observe::Buckets;
-use crate::placement::{apply_pin, domains, pending_job};
+use crate::placement::{Occupant, apply_pin, domains, node_fits, pending_job};
 use crate::plan::Planner;
 use crate::policy::{Decision, PolicyEngine, Slot, invalid_verdict, records as p};
 
@@ -72,43 +72,78 @@ pub(crate) fn plan_creation(
     if to_create.is_empty() {
         return true;
     }
-    let keys: BTreeSet<String> = to_create
-        .iter()
-        .filter_map(|(_, p)| p.exclusive_topology.clone())
-        .collect();
-    let request = p::PlacementRequest {
-        jobs: to_create.iter().map(|(_, p)| p.clone()).collect(),
-        domains: domains(planner.inputs.nodes, planner.inputs.occupants, &keys),
-    };
-    let placed = match policies.decide_placement(snap, &request) {
-        Ok(d) => d,
-        Err(f) => {
-            planner.policy_failed(&f);
-            return false;
+    // One placement decision per replicated job: its Jobs share a pod
+    // template, so they are offered the domains of the nodes that template
+    // fits; domains given to earlier groups count as held for later ones.
+    let mut occupants = planner.inputs.occupants.to_vec();
+    let mut verdicts: BTreeMap<String, p::Placement> = BTreeMap::new();
+    let mut plugin = String::new();
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, (_, pending)) in to_create.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|(r, _)| *r == pending.replicated_job)
+        {
+            Some((_, v)) => v.push(i),
+            None => groups.push((pending.replicated_job.clone(), vec![i])),
         }
-    };
-    let mut verdicts: BTreeMap<&str, &p::Placement> = BTreeMap::new();
-    for jp in &placed.verdict {
-        if !request.jobs.iter().any(|j| j.name == jp.job) {
-            planner.policy_failed(&invalid_verdict(
-                Slot::Placement,
-                &placed.plugin,
-                format!(
-                    "invalid verdict: {:?} is not a Job about to be created",
-                    jp.job
-                ),
-            ));
-            return false;
+    }
+    for (_, members) in &groups {
+        let sample = &to_create[members[0]].0;
+        let nodes: Vec<_> = planner
+            .inputs
+            .nodes
+            .iter()
+            .filter(|n| node_fits(n, sample))
+            .cloned()
+            .collect();
+        let keys: BTreeSet<String> = members
+            .iter()
+            .filter_map(|&i| to_create[i].1.exclusive_topology.clone())
+            .collect();
+        let request = p::PlacementRequest {
+            jobs: members.iter().map(|&i| to_create[i].1.clone()).collect(),
+            domains: domains(&nodes, &occupants, &keys),
+        };
+        let placed = match policies.decide_placement(snap, &request) {
+            Ok(d) => d,
+            Err(f) => {
+                planner.policy_failed(&f);
+                return false;
+            }
+        };
+        for jp in &placed.verdict {
+            let Some(pending) = request.jobs.iter().find(|j| j.name == jp.job) else {
+                planner.policy_failed(&invalid_verdict(
+                    Slot::Placement,
+                    &placed.plugin,
+                    format!("{:?} is not a Job about to be created", jp.job),
+                ));
+                return false;
+            };
+            if let (p::Placement::Pin(pin), Some(key)) =
+                (&jp.placement, &pending.exclusive_topology)
+            {
+                if let Some(kv) = pin.node_selector.iter().find(|kv| &kv.key == key) {
+                    occupants.push(Occupant {
+                        topology_key: key.clone(),
+                        value: kv.value.clone(),
+                        job_key: pending.job_key.clone(),
+                        priority: pending.priority,
+                    });
+                }
+            }
+            verdicts.insert(jp.job.clone(), jp.placement.clone());
         }
-        verdicts.insert(jp.job.as_str(), &jp.placement);
+        plugin = placed.plugin;
     }
     let mut jobs = Vec::new();
     for (mut job, pending) in to_create {
-        match verdicts.get(pending.name.as_str()) {
+        match verdicts.get(&pending.name) {
             Some(p::Placement::Wait(reason)) => {
                 planner.plan.waiting.push(Waiting {
                     job: pending.name.clone(),
-                    reason: format!("{reason} (policy {})", placed.plugin),
+                    reason: format!("{reason} (policy {plugin})"),
                 });
                 planner.requeue(crate::plan::POLICY_RETRY);
             }
@@ -122,7 +157,7 @@ pub(crate) fn plan_creation(
     if !planner.plan.waiting.is_empty() {
         planner.plan.decisions.push(format!(
             "placement by {}: {} Job(s) wait for a free domain",
-            placed.plugin,
+            plugin,
             planner.plan.waiting.len()
         ));
     }

@@ -98,6 +98,45 @@ pub fn domains(
     out.into_values().collect()
 }
 
+/// Whether a node can host the pods of a Job: it matches the pod's node
+/// selector and its required node-affinity terms (any term, every
+/// expression). Domains are offered to a Job only from such nodes.
+pub fn node_fits(node: &NodeInfo, job: &Job) -> bool {
+    let Some(pod) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+        return true;
+    };
+    let selector_ok = pod
+        .node_selector
+        .iter()
+        .flatten()
+        .all(|(k, v)| node.labels.get(k) == Some(v));
+    let terms = pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|r| r.node_selector_terms.as_slice())
+        .unwrap_or(&[]);
+    let affinity_ok = terms.is_empty()
+        || terms.iter().any(|t| {
+            t.match_expressions.iter().flatten().all(|e| {
+                let value = node.labels.get(&e.key);
+                let values = e.values.as_deref().unwrap_or(&[]);
+                match e.operator.as_str() {
+                    "In" => value.is_some_and(|v| values.contains(v)),
+                    "NotIn" => !value.is_some_and(|v| values.contains(v)),
+                    "Exists" => value.is_some(),
+                    "DoesNotExist" => value.is_none(),
+                    _ => true,
+                }
+            })
+        });
+    selector_ok && affinity_ok
+}
+
 /// The placement record of a Job about to be created.
 pub fn pending_job(job: &Job, rjob: &str, index: i32) -> p::PendingJob {
     let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());

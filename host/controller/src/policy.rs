@@ -75,3 +75,15 @@ pub trait PluginConfigMaps: Send + Sync {
     /// A ConfigMap was deleted.
     fn remove(&self, namespace: &str, name: &str);
 }
+
+impl PluginConfigMaps for jobset_policy::Registry {
+    fn upsert(&self, cm: &k8s_openapi::api::core::v1::ConfigMap) -> Result<(), String> {
+        self.apply_configmap(cm)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn remove(&self, namespace: &str, name: &str) {
+        self.delete_configmap(namespace, name);
+    }
+}

@@ -70,15 +70,30 @@ pub async fn run_serve_until(
     opts: ServeOptions,
     stop: impl std::future::Future<Output = Result<(), SimError>>,
 ) -> Result<(), SimError> {
-    let mut config = SimConfig {
+    let sim = Sim::new(SimConfig {
         rbac: opts.rbac,
         ..SimConfig::default()
-    };
+    });
+    serve_sim_until(&sim, opts, stop).await
+}
+
+/// Serves an existing simulator (with its cluster and anything else already
+/// running on it) until SIGINT or SIGTERM.
+pub async fn serve_sim(sim: &Sim, opts: ServeOptions) -> Result<(), SimError> {
+    serve_sim_until(sim, opts, wait_for_signal()).await
+}
+
+/// Serves an existing simulator until `stop` completes (or fails). With
+/// RBAC the kubeconfig carries an admin token, and the server speaks HTTPS
+/// because kubectl sends bearer tokens only over TLS.
+pub async fn serve_sim_until(
+    sim: &Sim,
+    opts: ServeOptions,
+    stop: impl std::future::Future<Output = Result<(), SimError>>,
+) -> Result<(), SimError> {
     if opts.rbac {
-        config.tokens.insert(ADMIN_TOKEN.into(), UserInfo::admin());
+        sim.add_token(ADMIN_TOKEN, UserInfo::admin());
     }
-    let sim = Sim::new(config);
-    // kubectl sends bearer tokens only over TLS: with RBAC the server speaks HTTPS.
     let url = if opts.rbac {
         let (addr, ca) = sim.serve_tls(opts.listen).await?;
         write_tls_kubeconfig(&opts.kubeconfig_out, addr, &ca, Some(ADMIN_TOKEN))?;

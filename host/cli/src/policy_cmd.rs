@@ -1,0 +1,71 @@
+//! `jobset policy inspect|test|pack`: look inside a plugin, run it against a
+//! snapshot written in YAML, wrap it into a ConfigMap.
+
+use std::path::PathBuf;
+
+use jobset_policy::Runtime;
+
+use crate::outcome::{Failure, bad_input};
+
+/// The policy subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Name, version, exported interfaces, imports, size and sha256 of a plugin.
+    Inspect { file: PathBuf },
+    /// Runs a plugin against a scenario (a snapshot in YAML) and prints its verdict.
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        scenario: PathBuf,
+    },
+    /// Prints the ConfigMap that carries a plugin.
+    Pack {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "jobset-system")]
+        namespace: String,
+    },
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| bad_input(format!("{}: {e}", path.display())))
+}
+
+fn runtime() -> Result<Runtime, Failure> {
+    Runtime::new(Default::default()).map_err(|e| Failure::Internal(e.to_string()))
+}
+
+/// Runs a policy subcommand.
+pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
+    match cmd {
+        PolicyCommand::Inspect { file } => {
+            let bytes = read(&file)?;
+            let i = jobset_policy::tools::inspect(&runtime()?, &bytes)
+                .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+            print!(
+                "{}",
+                serde_yaml::to_string(&i).map_err(|e| Failure::Internal(e.to_string()))?
+            );
+        }
+        PolicyCommand::Test { file, scenario } => {
+            let bytes = read(&file)?;
+            let text = std::fs::read_to_string(&scenario)
+                .map_err(|e| bad_input(format!("{}: {e}", scenario.display())))?;
+            let out = jobset_policy::tools::test(&runtime()?, &bytes, &text)
+                .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+            println!("{out}");
+        }
+        PolicyCommand::Pack {
+            file,
+            name,
+            namespace,
+        } => {
+            let bytes = read(&file)?;
+            let yaml = jobset_policy::tools::pack(&bytes, &name, &namespace)
+                .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+            print!("{yaml}");
+        }
+    }
+    Ok(())
+}

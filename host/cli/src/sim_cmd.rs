@@ -1,0 +1,125 @@
+//! `jobset sim serve`: a simulated cluster on loopback for kubectl and
+//! tests, optionally with its Job controller, scheduler and kubelets, and
+//! optionally with the JobSet controller in the same process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use jobset_controller::metrics::Metrics;
+use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
+use jobset_controller::{ControllerConfig, run as run_controller};
+use jobset_policy::{Registry, RegistryConfig, Runtime};
+use jobset_sim::cluster::{Cluster, ClusterConfig, NodeLayout, Scenario};
+use jobset_sim::{Sim, SimConfig};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, PostParams};
+
+use crate::outcome::{Failure, bad_input};
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Options of `jobset sim serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// Where to write a kubeconfig for kubectl and kube-rs.
+    #[arg(long, default_value = "jobset-sim.kubeconfig")]
+    pub kubeconfig_out: PathBuf,
+    /// Enforce RBAC (serves HTTPS; the kubeconfig carries an admin token).
+    #[arg(long)]
+    pub rbac: bool,
+    /// Run the simulated Job controller (off: drive Job status by hand).
+    #[arg(long, value_enum, default_value = "on")]
+    pub job_controller: OnOff,
+    /// Also run the JobSet controller in this process.
+    #[arg(long)]
+    pub controller: bool,
+    /// Node layout (see `jobset run --nodes`).
+    #[arg(long, default_value = "default")]
+    pub nodes: String,
+}
+
+/// The sim subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum SimCommand {
+    /// Serve a simulated cluster on loopback.
+    Serve(ServeArgs),
+}
+
+/// Runs a sim subcommand.
+pub fn run(cmd: SimCommand) -> Result<(), Failure> {
+    let SimCommand::Serve(args) = cmd;
+    if args.rbac && args.controller {
+        return Err(bad_input(
+            "--controller with --rbac: run the controller separately with a service-account kubeconfig".to_string(),
+        ));
+    }
+    let nodes = NodeLayout::parse(&args.nodes).map_err(|e| bad_input(format!("--nodes: {e}")))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    rt.block_on(async move {
+        let sim = Sim::new(SimConfig {
+            rbac: args.rbac,
+            graceful_pod_deletion: args.job_controller == OnOff::On,
+            ..Default::default()
+        });
+        let _cluster = Cluster::start(
+            &sim,
+            ClusterConfig {
+                nodes,
+                scenario: Scenario::default(),
+                seed: 1,
+                job_controller: args.job_controller == OnOff::On,
+            },
+        )
+        .await
+        .map_err(|e| Failure::Internal(format!("starting the simulated cluster: {e}")))?;
+        let _controller = if args.controller {
+            let client = Client::new(sim.service(), "default");
+            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+            crds.create(&PostParams::default(), &jobset_api::crd())
+                .await
+                .map_err(|e| Failure::Internal(format!("registering the JobSet CRD: {e}")))?;
+            let runtime =
+                Runtime::new(Default::default()).map_err(|e| Failure::Internal(e.to_string()))?;
+            let registry = Arc::new(
+                Registry::new(
+                    runtime,
+                    RegistryConfig::new(crate::run::CONTROLLER_NAMESPACE),
+                )
+                .map_err(|e| Failure::Internal(e.to_string()))?,
+            );
+            let engine: Arc<dyn PolicyEngine> = registry.clone();
+            let plugins: Arc<dyn PluginConfigMaps> = registry;
+            Some(tokio::spawn(run_controller(
+                client,
+                ControllerConfig::default(),
+                engine,
+                Some(plugins),
+                Arc::new(Metrics::default()),
+                std::future::pending::<()>(),
+            )))
+        } else {
+            None
+        };
+        let opts = jobset_sim::ServeOptions {
+            listen: args.listen,
+            kubeconfig_out: args.kubeconfig_out,
+            rbac: args.rbac,
+        };
+        jobset_sim::serve::serve_sim(&sim, opts)
+            .await
+            .map_err(|e| Failure::Internal(e.to_string()))
+    })
+}
