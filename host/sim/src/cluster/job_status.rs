@@ -434,3 +434,130 @@ pub fn plan(
     out.consecutive_failures = consecutive;
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(extra: Value) -> Value {
+        let mut j = json!({"metadata": {"name": "j", "namespace": "ns", "uid": "u"},
+            "spec": {"parallelism": 2, "completions": 2, "completionMode": "Indexed", "backoffLimit": 0,
+                     "template": {"spec": {"containers": [{"name": "main", "image": "x"}]}}},
+            "status": {}});
+        if let (Some(s), Some(add)) = (j["spec"].as_object_mut(), extra.as_object()) {
+            s.extend(add.clone());
+        }
+        j
+    }
+
+    fn pod(name: &str, index: u32, phase: &str) -> Value {
+        json!({"metadata": {"name": name, "uid": format!("uid-{name}"), "namespace": "ns",
+                            "annotations": {"batch.kubernetes.io/job-completion-index": index.to_string()},
+                            "finalizers": [TRACKING_FINALIZER]},
+               "spec": {"nodeName": "n1"},
+               "status": {"phase": phase}})
+    }
+
+    fn types(p: &JobPlan) -> Vec<String> {
+        p.status
+            .as_ref()
+            .and_then(|s| s["conditions"].as_array())
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c["type"].as_str().unwrap_or(""),
+                    c["reason"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_indexed_job_creates_one_pod_per_index_up_to_parallelism() {
+        let p = plan(&job(json!({})), &[], &JobMemory::default(), 0, "t", 0);
+        assert_eq!(
+            p.create.iter().map(|c| c.index).collect::<Vec<_>>(),
+            vec![Some(0), Some(1)]
+        );
+        let s = p.status.expect("status");
+        assert_eq!(
+            (s["active"].as_i64(), s["startTime"].as_str()),
+            (Some(2), Some("t"))
+        );
+    }
+
+    #[test]
+    fn a_failure_past_the_backoff_limit_sets_failure_target_then_failed_once_pods_are_gone() {
+        let (failed, running) = (pod("a", 0, "Failed"), pod("b", 1, "Running"));
+        let p = plan(
+            &job(json!({})),
+            &[&failed, &running],
+            &JobMemory::default(),
+            0,
+            "t",
+            0,
+        );
+        assert_eq!(types(&p), ["FailureTarget=BackoffLimitExceeded"]);
+        assert_eq!(p.delete, vec![("b".to_string(), false)]);
+        assert_eq!(p.release, vec!["a".to_string()]);
+        assert!(p.create.is_empty());
+        // Next round: the status carries the target and the running pod has stopped.
+        let mut j = job(json!({}));
+        j["status"] = p.status.clone().expect("status");
+        let mem = JobMemory {
+            counted: ["uid-a".to_string()].into(),
+            ..JobMemory::default()
+        };
+        let stopped = pod("b", 1, "Failed");
+        let p = plan(&j, &[&failed, &stopped], &mem, 0, "t", 0);
+        assert_eq!(
+            types(&p),
+            [
+                "FailureTarget=BackoffLimitExceeded",
+                "Failed=BackoffLimitExceeded"
+            ]
+        );
+    }
+
+    #[test]
+    fn all_indexes_succeeded_gives_success_criteria_met_and_complete_with_completion_time() {
+        let (a, b) = (pod("a", 0, "Succeeded"), pod("b", 1, "Succeeded"));
+        let p = plan(&job(json!({})), &[&a, &b], &JobMemory::default(), 0, "t", 0);
+        assert_eq!(
+            types(&p),
+            [
+                "SuccessCriteriaMet=CompletionsReached",
+                "Complete=CompletionsReached"
+            ]
+        );
+        let s = p.status.expect("status");
+        assert_eq!(
+            (s["succeeded"].as_i64(), s["completedIndexes"].as_str()),
+            (Some(2), Some("0-1"))
+        );
+        assert_eq!(s["completionTime"], "t");
+    }
+
+    #[test]
+    fn a_replacement_waits_out_the_failure_backoff() {
+        let j = job(json!({"backoffLimit": 5}));
+        let mem = JobMemory {
+            consecutive_failures: 2,
+            last_failure: Some(1_000),
+            ..JobMemory::default()
+        };
+        let p = plan(&j, &[], &mem, 0, "t", 5_000);
+        assert!(p.create.is_empty());
+        assert_eq!(
+            p.requeue_at,
+            Some(21_000),
+            "10 s doubled once after the second failure"
+        );
+        assert_eq!(
+            (backoff_secs(1), backoff_secs(3), backoff_secs(20)),
+            (10, 40, 360)
+        );
+    }
+}
