@@ -14,7 +14,9 @@ use jobset_controller::reconcile::Report;
 use jobset_controller::{ControllerConfig, run};
 use jobset_sim::{Sim, SimConfig};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -264,6 +266,189 @@ impl Env {
         }
         n
     }
+}
+
+/// More helpers: conditions, events, holding finalizers and plan reports.
+impl Env {
+    /// The JobSet's condition of `type_`, if any.
+    pub async fn condition(&self, jobset: &str, type_: &str) -> Option<Condition> {
+        self.get(jobset)
+            .await
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == type_))
+    }
+
+    /// The events.k8s.io/v1 Events about `jobset` (any kind), oldest first.
+    pub async fn events(&self, jobset: &str) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        let mut events: Vec<Event> = api
+            .list(&ListParams::default())
+            .await
+            .expect("Events list")
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding
+                    .as_ref()
+                    .is_some_and(|r| r.name.as_deref() == Some(jobset))
+            })
+            .collect();
+        events.sort_by(|a, b| {
+            a.metadata
+                .creation_timestamp
+                .cmp(&b.metadata.creation_timestamp)
+        });
+        events
+    }
+
+    /// Waits until an Event with `reason` about `jobset` exists; returns it.
+    pub async fn wait_event(&self, jobset: &str, reason: &str) -> Event {
+        let start = tokio::time::Instant::now();
+        loop {
+            if let Some(e) = self
+                .events(jobset)
+                .await
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some(reason))
+            {
+                return e;
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                panic!("timed out waiting for event {reason} about {jobset}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Adds a finalizer of the test's own (`test/hold`) to a Job, so it
+    /// stays after its foreground finalizer is removed.
+    pub async fn hold_job(&self, name: &str) {
+        self.jobs_api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": [HOLD_FINALIZER]}})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("Job {name} held: {e}"));
+    }
+
+    /// Removes every finalizer but `test/hold` from Jobs being deleted.
+    pub async fn release_foreground_only(&self, jobset: &str) {
+        for job in self.jobs(jobset).await {
+            if job.metadata.deletion_timestamp.is_none() {
+                continue;
+            }
+            let keep: Vec<String> = job
+                .metadata
+                .finalizers
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| f == HOLD_FINALIZER)
+                .collect();
+            let name = job.metadata.name.clone().unwrap_or_default();
+            let _ = self
+                .jobs_api()
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"finalizers": keep}})),
+                )
+                .await;
+        }
+    }
+
+    /// Removes every finalizer from a Job (it goes if it is being deleted).
+    pub async fn release_job(&self, name: &str) {
+        let _ = self
+            .jobs_api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await;
+    }
+
+    /// Marks a Job active (pods running, none ready yet).
+    pub async fn active_job(&self, job: &Job) {
+        let p = job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(1);
+        let name = job.metadata.name.as_deref().unwrap_or("");
+        self.patch_job_status(name, json!({"active": p, "startTime": now(self)}))
+            .await;
+    }
+
+    /// Lets virtual time pass so the controller settles.
+    pub async fn settle(&self) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+
+    /// Merge-patches the JobSet's spec.
+    pub async fn patch_spec(&self, jobset: &str, spec: serde_json::Value) {
+        self.jobsets()
+            .patch(
+                jobset,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("JobSet {jobset} patched: {e}"));
+    }
+
+    /// The decisions of every reconcile of `jobset` so far.
+    pub fn decisions(&self, jobset: &str) -> Vec<String> {
+        self.reports
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r.name == jobset)
+                    .flat_map(|r| r.plan.decisions.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Env {
+    /// Frees old-attempt Jobs as they are deleted and waits until the
+    /// JobSet has `n` live Jobs, all labelled `restart-attempt=attempt`.
+    pub async fn wait_attempt(&self, jobset: &str, attempt: i32, n: usize) -> Vec<Job> {
+        let want = attempt.to_string();
+        self.wait_until(
+            &format!("{jobset} has {n} Jobs of attempt {attempt}"),
+            Duration::from_secs(120),
+            || async {
+                self.release_deleted_jobs(jobset).await;
+                let jobs = self.jobs(jobset).await;
+                jobs.len() == n
+                    && jobs
+                        .iter()
+                        .all(|j| label(j, jobset_api::labels::RESTART_ATTEMPT_KEY) == want)
+            },
+        )
+        .await;
+        self.jobs(jobset).await
+    }
+}
+
+/// The finalizer tests put on Jobs to hold them past their deletion.
+pub const HOLD_FINALIZER: &str = "test/hold";
+
+/// The label of a Job (or "" when absent).
+pub fn label(job: &Job, key: &str) -> String {
+    job.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(key).cloned())
+        .unwrap_or_default()
+}
+
+/// The names of Jobs.
+pub fn names(jobs: &[Job]) -> Vec<String> {
+    jobs.iter()
+        .filter_map(|j| j.metadata.name.clone())
+        .collect()
 }
 
 fn now(env: &Env) -> String {
