@@ -41,7 +41,8 @@ pub struct RunArgs {
     /// What the simulated workloads do (YAML; see the README).
     #[arg(long)]
     pub scenario: Option<PathBuf>,
-    /// Use a plugin for a slot: `outcome=my-policy.wasm`.
+    /// Use a plugin for a slot: `outcome=my-policy.wasm`, or an example
+    /// shipped in the binary: `outcome=preemption-aware`.
     #[arg(long = "plugin", value_name = "SLOT=PATH.wasm")]
     pub plugins: Vec<String>,
     /// Node layout: `default`, a compact spec like `pools=4,nodes=4,tpu=4`,
@@ -124,6 +125,16 @@ fn read_manifests(files: &[PathBuf]) -> Result<(Vec<JobSet>, Vec<Manifest>), Fai
     Ok((jobsets, others))
 }
 
+/// Example plugins shipped inside the binary, usable by name.
+const EMBEDDED_EXAMPLES: [&str; 1] = ["preemption-aware"];
+
+fn embedded_example(name: &str) -> Option<&'static [u8]> {
+    match name {
+        "preemption-aware" => Some(jobset_policy::builtin::EXAMPLE_PREEMPTION_AWARE),
+        _ => None,
+    }
+}
+
 fn registry(args: &RunArgs) -> Result<Arc<Registry>, Failure> {
     let runtime = Runtime::new(Default::default()).map_err(|e| Failure::Internal(e.to_string()))?;
     let mut config = RegistryConfig::new(CONTROLLER_NAMESPACE);
@@ -142,8 +153,16 @@ fn registry(args: &RunArgs) -> Result<Arc<Registry>, Failure> {
                 )));
             }
         };
-        let bytes = std::fs::read(path)
-            .map_err(|e| bad_input(format!("--plugin {spec:?}: {path}: {e}")))?;
+        let bytes = match (std::fs::read(path), embedded_example(path)) {
+            (Ok(bytes), _) => bytes,
+            (Err(_), Some(bytes)) => bytes.to_vec(),
+            (Err(e), None) => {
+                return Err(bad_input(format!(
+                    "--plugin {spec:?}: {path}: {e} (embedded examples: {})",
+                    EMBEDDED_EXAMPLES.join(", ")
+                )));
+            }
+        };
         let name = std::path::Path::new(path)
             .file_stem()
             .and_then(|s| s.to_str())

@@ -45,7 +45,5 @@ pub use gc::Propagation;
 pub use http::{SimBody, SimService};
 pub use rbac::UserInfo;
 pub use request::{ApiRequest, ApiResponse};
-pub use serve::{
-    ServeOptions, run_serve, run_serve_until, write_kubeconfig, write_tls_kubeconfig,
-};
+pub use serve::{ServeOptions, run_serve, run_serve_until, write_kubeconfig, write_tls_kubeconfig};
 pub use sim::{Sim, SimConfig};

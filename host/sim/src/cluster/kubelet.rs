@@ -355,7 +355,10 @@ impl Kubelet {
         if is_terminal(pod) {
             return;
         }
+        // A pod failed with a condition (a disruption) is gone, whatever its
+        // restart policy; an ordinary crash restarts the container in place.
         let restart = !stopped
+            && extra.is_none()
             && exit_code != 0
             && matches!(str_at(pod, "/spec/restartPolicy"), "OnFailure" | "Always");
         if restart {
@@ -410,7 +413,8 @@ impl Kubelet {
         }
     }
 
-    /// `restartPolicy: OnFailure`: the container starts again in place.
+    /// `restartPolicy: OnFailure`: the container starts again in place,
+    /// after the kubelet's crash-loop back-off.
     async fn restart(&mut self, key: &str, pod: &Value, exit_code: i32) {
         let now = self.clock.now_rfc3339();
         let restarts = self.runs.get(key).map_or(0, |r| r.restarts) + 1;
@@ -438,7 +442,7 @@ impl Kubelet {
                 r.restarts = restarts;
                 r.plan = Some(plan.clone());
             }
-            self.schedule(key, plan.run, Task::Finish);
+            self.schedule(key, crash_loop_backoff(restarts) + plan.run, Task::Finish);
         } else {
             self.schedule(key, Duration::from_secs(1), Task::Finish);
         }
@@ -607,4 +611,11 @@ fn pod_conditions(pod: &Value, ready: bool, now: &str) -> Value {
         }
     }
     json!(out)
+}
+
+/// The kubelet's back-off before restarting a crashed container: 10 s,
+/// doubling per restart, at most 5 minutes.
+fn crash_loop_backoff(restarts: u32) -> Duration {
+    let secs = 10u64.saturating_mul(1u64 << restarts.saturating_sub(1).min(5));
+    Duration::from_secs(secs.min(300))
 }

@@ -304,7 +304,9 @@ impl Scenario {
                 continue;
             }
             if let Some(at) = rule.fail_at {
-                if at.0 < started {
+                // A timed failure hits the pods running at that moment; a
+                // container started at or after it is not hit again.
+                if at.0 <= started && started > Duration::ZERO {
                     continue;
                 }
                 let run = rule.duration.map_or(default.run, |d| d.0);
