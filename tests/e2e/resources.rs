@@ -161,7 +161,6 @@ fn the_headless_service_is_created_with_the_jobset_selector() {
 }
 
 #[test]
-#[ignore = "controller bug: the Service watch marks a Service as present on its Delete event (no deletionTimestamp there), so it is never recreated"]
 fn a_deleted_headless_service_is_recreated() {
     runtime().block_on(async {
         let env = Env::start(Arc::new(NativeDefaults)).await;

@@ -82,6 +82,22 @@ fn parse_duration(text: &str) -> Result<Duration, Failure> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Manifests a workflow object creates in its steps (an Argo Workflow's
+/// `spec.templates[].resource.manifest`), so a JobSet launched from a
+/// workflow can be run on its own.
+fn embedded_manifests(doc: &serde_json::Value) -> Vec<String> {
+    if doc.get("kind").and_then(|k| k.as_str()) != Some("Workflow") {
+        return Vec::new();
+    }
+    doc.pointer("/spec/templates")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.pointer("/resource/manifest").and_then(|m| m.as_str()))
+        .map(str::to_string)
+        .collect()
+}
+
 /// A manifest read from the command line.
 struct Manifest {
     source: String,
@@ -96,8 +112,25 @@ fn read_manifests(files: &[PathBuf]) -> Result<(Vec<JobSet>, Vec<Manifest>), Fai
             .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
         let docs = jobset_api::split_documents(&text)
             .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+        let mut expanded = Vec::new();
         for (i, doc) in docs.into_iter().enumerate() {
             let source = format!("{} (document {})", file.display(), i + 1);
+            let embedded = embedded_manifests(&doc);
+            if embedded.is_empty() {
+                expanded.push((source, doc));
+            } else {
+                println!("note: {source}: running the manifests its workflow steps create");
+                for (j, text) in embedded.iter().enumerate() {
+                    let inner = jobset_api::split_documents(text).map_err(|e| {
+                        bad_input(format!("{source}, step manifest {}: {e}", j + 1))
+                    })?;
+                    for d in inner {
+                        expanded.push((format!("{source}, step manifest {}", j + 1), d));
+                    }
+                }
+            }
+        }
+        for (source, doc) in expanded {
             if doc.get("kind").and_then(|k| k.as_str()) == Some("JobSet") {
                 let text =
                     serde_json::to_string(&doc).map_err(|e| bad_input(format!("{source}: {e}")))?;
@@ -343,6 +376,25 @@ async fn simulate(
             .map_err(|e| internal(e.to_string()))?,
         )
         .await;
+    // The simulated cluster is a sandbox: namespaces the manifests use exist.
+    let mut wanted: std::collections::BTreeSet<String> = jobsets
+        .iter()
+        .filter_map(|j| j.metadata.namespace.clone())
+        .collect();
+    for m in &others {
+        if let Some(ns) = m
+            .value
+            .pointer("/metadata/namespace")
+            .and_then(|v| v.as_str())
+        {
+            wanted.insert(ns.to_string());
+        }
+    }
+    for ns in wanted {
+        let body = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+            .map_err(|e| internal(e.to_string()))?;
+        let _ = namespaces.create(&PostParams::default(), &body).await;
+    }
     for m in &others {
         create_other(&client, m).await?;
     }
@@ -479,14 +531,14 @@ async fn simulate(
             r.failed
         );
     }
-    if let Ok(d) = decisions.lock() {
-        if !d.is_empty() {
-            println!("\nPolicy decisions:");
-            for (js, lines) in d.iter() {
-                println!("  {js}:");
-                for l in lines {
-                    println!("    {l}");
-                }
+    if let Ok(d) = decisions.lock()
+        && !d.is_empty()
+    {
+        println!("\nPolicy decisions:");
+        for (js, lines) in d.iter() {
+            println!("  {js}:");
+            for l in lines {
+                println!("    {l}");
             }
         }
     }

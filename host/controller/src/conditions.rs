@@ -110,16 +110,15 @@ pub fn set_condition(
             existing.observed_generation = generation;
             true
         }
-        Some(existing) => {
-            if existing.reason != desired.reason || existing.message != desired.message {
-                existing.reason = desired.reason.clone();
-                existing.message = desired.message.clone();
-                existing.observed_generation = generation;
-                true
-            } else {
-                false
-            }
+        Some(existing)
+            if existing.reason != desired.reason || existing.message != desired.message =>
+        {
+            existing.reason = desired.reason.clone();
+            existing.message = desired.message.clone();
+            existing.observed_generation = generation;
+            true
         }
+        Some(_) => false,
         None if desired.status => {
             conditions.push(Condition {
                 type_: desired.type_.clone(),
@@ -133,16 +132,15 @@ pub fn set_condition(
         }
         None => false,
     };
-    if changed && desired.status {
-        if let Some(partner) = exclusive_partner(&desired.type_) {
-            if let Some(other) = conditions
-                .iter_mut()
-                .find(|c| c.type_ == partner && c.status == "True")
-            {
-                other.status = "False".to_string();
-                other.last_transition_time = Time(now);
-            }
-        }
+    if changed
+        && desired.status
+        && let Some(partner) = exclusive_partner(&desired.type_)
+        && let Some(other) = conditions
+            .iter_mut()
+            .find(|c| c.type_ == partner && c.status == "True")
+    {
+        other.status = "False".to_string();
+        other.last_transition_time = Time(now);
     }
     changed
 }

@@ -150,8 +150,15 @@ async fn watch_services(client: Client, index: Index, mut tx: Trigger) {
     let mut buffer = Vec::new();
     while let Some(ev) = stream.next().await {
         match ev {
-            Ok(Event::Apply(m)) | Ok(Event::Delete(m)) => {
-                let deleted = m.metadata.deletion_timestamp.is_some();
+            Ok(ev @ (Event::Apply(_) | Event::Delete(_))) => {
+                let (m, deleted) = match ev {
+                    Event::Delete(m) => (m, true),
+                    Event::Apply(m) => {
+                        let going = m.metadata.deletion_timestamp.is_some();
+                        (m, going)
+                    }
+                    _ => continue,
+                };
                 let ns = m.metadata.namespace.clone().unwrap_or_default();
                 let name = m.metadata.name.clone().unwrap_or_default();
                 let Some(owner) = owner_of_meta(&m.metadata) else {

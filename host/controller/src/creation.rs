@@ -123,15 +123,14 @@ pub(crate) fn plan_creation(
             };
             if let (p::Placement::Pin(pin), Some(key)) =
                 (&jp.placement, &pending.exclusive_topology)
+                && let Some(kv) = pin.node_selector.iter().find(|kv| &kv.key == key)
             {
-                if let Some(kv) = pin.node_selector.iter().find(|kv| &kv.key == key) {
-                    occupants.push(Occupant {
-                        topology_key: key.clone(),
-                        value: kv.value.clone(),
-                        job_key: pending.job_key.clone(),
-                        priority: pending.priority,
-                    });
-                }
+                occupants.push(Occupant {
+                    topology_key: key.clone(),
+                    value: kv.value.clone(),
+                    job_key: pending.job_key.clone(),
+                    priority: pending.priority,
+                });
             }
             verdicts.insert(jp.job.clone(), jp.placement.clone());
         }
@@ -148,6 +147,16 @@ pub(crate) fn plan_creation(
                 planner.requeue(crate::plan::POLICY_RETRY);
             }
             Some(p::Placement::Pin(pin)) => {
+                let at: Vec<String> = pin
+                    .node_selector
+                    .iter()
+                    .map(|kv| format!("{}={}", kv.key, kv.value))
+                    .collect();
+                planner.plan.decisions.push(format!(
+                    "placement by {plugin}: {} pinned to {}",
+                    pending.name,
+                    at.join(",")
+                ));
                 apply_pin(&mut job, pin);
                 jobs.push(job);
             }

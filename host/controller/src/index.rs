@@ -83,10 +83,10 @@ impl Index {
         let k = key(job.metadata.namespace.as_ref(), job.metadata.name.as_ref());
         let occupant = occupant_of(&job);
         let mut inner = self.write();
-        if let Some(old) = inner.job_owner.remove(&k) {
-            if let Some(m) = inner.jobs.get_mut(&old) {
-                m.remove(&k.1);
-            }
+        if let Some(old) = inner.job_owner.remove(&k)
+            && let Some(m) = inner.jobs.get_mut(&old)
+        {
+            m.remove(&k.1);
         }
         match occupant {
             Some(o) => {
@@ -111,12 +111,12 @@ impl Index {
         let k = (ns.to_string(), name.to_string());
         let mut inner = self.write();
         inner.occupants.remove(&k);
-        if let Some(uid) = inner.job_owner.remove(&k) {
-            if let Some(m) = inner.jobs.get_mut(&uid) {
-                m.remove(name);
-                if m.is_empty() {
-                    inner.jobs.remove(&uid);
-                }
+        if let Some(uid) = inner.job_owner.remove(&k)
+            && let Some(m) = inner.jobs.get_mut(&uid)
+        {
+            m.remove(name);
+            if m.is_empty() {
+                inner.jobs.remove(&uid);
             }
         }
     }

@@ -86,13 +86,13 @@ pub fn domains(
         }
     }
     for o in occupants {
-        if let Some(d) = out.get_mut(&(o.topology_key.clone(), o.value.clone())) {
-            if !d.occupied_by.iter().any(|x| x.job_key == o.job_key) {
-                d.occupied_by.push(p::Occupant {
-                    job_key: o.job_key.clone(),
-                    priority: o.priority,
-                });
-            }
+        if let Some(d) = out.get_mut(&(o.topology_key.clone(), o.value.clone()))
+            && !d.occupied_by.iter().any(|x| x.job_key == o.job_key)
+        {
+            d.occupied_by.push(p::Occupant {
+                job_key: o.job_key.clone(),
+                priority: o.priority,
+            });
         }
     }
     out.into_values().collect()

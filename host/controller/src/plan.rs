@@ -238,23 +238,23 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
         plugins_ok &= creation::plan_creation(&mut planner, &buckets, &snap, decided, policies);
     }
     plan_suspend_resume(&mut planner, &buckets, startup.as_ref().map(|d| &d.verdict));
-    if let Some(decided) = &startup {
-        if !suspended {
-            match decided.verdict.in_order {
-                p::InOrderCondition::InProgress => planner.condition(DesiredCondition::true_(
-                    types::STARTUP_IN_PROGRESS,
-                    "InOrderStartupPolicyInProgress",
-                    "in order startup policy is in progress",
-                    EventType::Normal,
-                )),
-                p::InOrderCondition::Completed => planner.condition(DesiredCondition::true_(
-                    types::STARTUP_COMPLETED,
-                    "InOrderStartupPolicyCompleted",
-                    "in order startup policy has completed",
-                    EventType::Normal,
-                )),
-                p::InOrderCondition::None => {}
-            }
+    if let Some(decided) = &startup
+        && !suspended
+    {
+        match decided.verdict.in_order {
+            p::InOrderCondition::InProgress => planner.condition(DesiredCondition::true_(
+                types::STARTUP_IN_PROGRESS,
+                "InOrderStartupPolicyInProgress",
+                "in order startup policy is in progress",
+                EventType::Normal,
+            )),
+            p::InOrderCondition::Completed => planner.condition(DesiredCondition::true_(
+                types::STARTUP_COMPLETED,
+                "InOrderStartupPolicyCompleted",
+                "in order startup policy has completed",
+                EventType::Normal,
+            )),
+            p::InOrderCondition::None => {}
         }
     }
     if plugins_ok {

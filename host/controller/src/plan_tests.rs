@@ -697,7 +697,7 @@ fn all_jobs_ready_clears_an_existing_restarting_condition() {
         (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
         ("False", "JobsReady", "all jobs are ready")
     );
-    assert!(is_true(&status(&p).conditions, types::RESTARTING) == false);
+    assert!(!is_true(&status(&p).conditions, types::RESTARTING));
 }
 
 #[test]

@@ -121,10 +121,10 @@ pub async fn reconcile(js: Arc<JobSet>, ctx: Arc<Context>) -> Result<Requeue, Co
         started.elapsed(),
         result.as_ref().err().map(|e| e.metric_label()),
     );
-    if result.is_ok() {
-        if let Ok(mut f) = ctx.failures.lock() {
-            f.remove(&key);
-        }
+    if result.is_ok()
+        && let Ok(mut f) = ctx.failures.lock()
+    {
+        f.remove(&key);
     }
     result
 }
