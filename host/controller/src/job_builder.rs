@@ -38,13 +38,22 @@ pub fn owner_reference(js: &JobSet) -> OwnerReference {
     }
 }
 
+/// The per-index restart counter of `rjob`'s Job `index` in the JobSet's
+/// status, if the status has one.
+pub fn recorded_job_restarts(js: &JobSet, rjob: &str, index: usize) -> Option<i32> {
+    js.status
+        .as_ref()?
+        .replicated_jobs_status
+        .iter()
+        .find(|r| r.name == rjob)?
+        .job_restarts
+        .get(index)
+        .copied()
+}
+
 /// The per-index restart counter of `rjob`'s Job `index` (0 when absent).
 pub fn job_restart_attempt(js: &JobSet, rjob: &str, index: usize) -> i32 {
-    js.status
-        .as_ref()
-        .and_then(|s| s.replicated_jobs_status.iter().find(|r| r.name == rjob))
-        .and_then(|r| r.job_restarts.get(index).copied())
-        .unwrap_or(0)
+    recorded_job_restarts(js, rjob, index).unwrap_or(0)
 }
 
 /// The exclusive-placement annotations a Job inherits: taken from the

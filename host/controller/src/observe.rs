@@ -11,6 +11,7 @@ use jobset_api::{JobSet, ReplicatedJobStatus};
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
 
 use crate::error::ControllerError;
+use crate::job_builder::recorded_job_restarts;
 
 /// The child Jobs of one JobSet, sorted into buckets.
 #[derive(Debug, Default)]
@@ -77,16 +78,11 @@ pub fn int_label(job: &Job, key: &str) -> Result<i64, ControllerError> {
         })
 }
 
-/// The per-index restart counter of the Job's replicated job, 0 when absent.
+/// The per-index restart counter recorded for this Job's index, if any.
 fn job_restarts_for(js: &JobSet, job: &Job) -> Option<i64> {
     let rjob = label(job, REPLICATED_JOB_NAME_KEY)?;
     let index: usize = label(job, JOB_INDEX_KEY)?.parse().ok()?;
-    let status = js.status.as_ref()?;
-    let entry = status
-        .replicated_jobs_status
-        .iter()
-        .find(|s| s.name == rjob)?;
-    entry.job_restarts.get(index).map(|v| i64::from(*v))
+    recorded_job_restarts(js, rjob, index).map(i64::from)
 }
 
 /// Sorts `jobs` (already filtered to this JobSet's UID) into buckets.

@@ -5,8 +5,9 @@
 
 use crate::actions::{EventSpec, Terminal};
 use crate::conditions::{DesiredCondition, EventType, types};
-use crate::plan::{COMPLETED, FAILED, Planner};
+use crate::plan::Planner;
 use crate::policy::{Decision, PolicyError, Slot, invalid_verdict, records as p};
+use jobset_api::status::{TERMINAL_STATE_COMPLETED, TERMINAL_STATE_FAILED};
 
 /// Appends which plugin decided to a condition or event message.
 pub fn attributed(message: &str, plugin: &str) -> String {
@@ -40,7 +41,7 @@ pub(crate) fn apply_outcome(
                 "JobSetCompleted",
                 "jobset completed successfully",
             ));
-            planner.finish(COMPLETED, Terminal::Completed);
+            planner.finish(TERMINAL_STATE_COMPLETED, Terminal::Completed);
             true
         }
         p::Action::Fail(t) => {
@@ -59,7 +60,7 @@ pub(crate) fn apply_outcome(
                 "JobSetFailed",
                 "jobset failed",
             ));
-            planner.finish(FAILED, Terminal::Failed);
+            planner.finish(TERMINAL_STATE_FAILED, Terminal::Failed);
             true
         }
         p::Action::RestartJobset(r) => {

@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jobset_api::labels::JOBSET_CONTROLLER_NAME;
-use jobset_api::status::{TERMINAL_STATE_COMPLETED, TERMINAL_STATE_FAILED};
 use jobset_api::{JobSet, JobSetStatus};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
@@ -334,7 +333,3 @@ fn finalize(mut planner: Planner<'_>, stored: &JobSetStatus) -> Plan {
     }
     planner.plan
 }
-
-/// The terminal states, for callers that set them.
-pub(crate) const COMPLETED: &str = TERMINAL_STATE_COMPLETED;
-pub(crate) const FAILED: &str = TERMINAL_STATE_FAILED;
