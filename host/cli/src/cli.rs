@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::outcome::Failure;
+use crate::output::Output;
 use crate::{policy_cmd, run, sim_cmd};
 
 /// JobSet controller with policies as WebAssembly plugins, and a simulated
@@ -42,7 +43,7 @@ pub fn main() -> ExitCode {
     };
     init_logs();
     let result: Result<(), Failure> = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args, &Output::stdout()),
         Command::Sim(cmd) => sim_cmd::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Crd => {
@@ -53,6 +54,31 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.report(),
+    }
+}
+
+/// Runs `jobset ARGS...` in-process with its output captured, as tests do:
+/// the exit code and everything the command wrote (error messages
+/// included). Only `run` is captured; other commands write to stdout.
+pub fn run_captured(args: &[&str]) -> (u8, String) {
+    let cli = match Cli::try_parse_from(std::iter::once("jobset").chain(args.iter().copied())) {
+        Ok(cli) => cli,
+        Err(e) => return (2, e.to_string()),
+    };
+    let (out, captured) = Output::buffer();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args, &out),
+        Command::Sim(cmd) => sim_cmd::run(cmd),
+        Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Crd => Ok(()),
+    };
+    match result {
+        Ok(()) => (0, captured.text()),
+        Err(f) => {
+            let code = f.code();
+            out.line(&f.message());
+            (code, captured.text())
+        }
     }
 }
 

@@ -1,12 +1,6 @@
 //! The `jobset` command. Parses arguments and hands over to the crates.
 #![forbid(unsafe_code)]
 
-mod cli;
-mod outcome;
-mod policy_cmd;
-mod run;
-mod sim_cmd;
-
 fn main() -> std::process::ExitCode {
-    cli::main()
+    jobset::cli::main()
 }

@@ -20,6 +20,22 @@ pub fn bad_input(message: String) -> Failure {
 }
 
 impl Failure {
+    /// The exit code this failure ends the command with.
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::BadInput(_) => 2,
+            Failure::Outcome(_) | Failure::Internal(_) => 1,
+        }
+    }
+
+    /// The message as `report` prints it.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::BadInput(m) | Failure::Internal(m) => format!("error: {m}"),
+            Failure::Outcome(m) => m.clone(),
+        }
+    }
+
     /// Prints the message and gives the exit code.
     pub fn report(self) -> ExitCode {
         match self {

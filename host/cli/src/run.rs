@@ -3,12 +3,11 @@
 //! a summary and the decisions each plugin made. Exit 0 when every JobSet
 //! completed, 1 when one failed or got stuck, 2 on bad input.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use jobset_api::{JobSet, ValidationContext};
+use jobset_api::JobSet;
 use jobset_controller::clock::Clock;
 use jobset_controller::metrics::Metrics;
 use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
@@ -17,14 +16,18 @@ use jobset_controller::{ControllerConfig, run as run_controller};
 use jobset_policy::{Registry, RegistryConfig, Runtime, Slot};
 use jobset_sim::cluster::{Cluster, ClusterConfig, NodeLayout, Scenario};
 use jobset_sim::{Sim, SimConfig};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube::{Client, discovery};
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
 
+use crate::history::History;
+use crate::manifests::{Manifest, create_other, read_manifests};
 use crate::outcome::{Failure, bad_input};
+use crate::output::Output;
+use crate::report::{Row, fmt_duration, key, print_summary, row, stuck_reasons};
 
 /// The namespace plugin ConfigMaps in it serve every JobSet.
 pub const CONTROLLER_NAMESPACE: &str = "jobset-system";
@@ -55,6 +58,9 @@ pub struct RunArgs {
     /// Seed for pod names and injected faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Write a picture of the run (one row per Job, over virtual time) here.
+    #[arg(long, value_name = "FILE.svg")]
+    pub timeline: Option<PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, Failure> {
@@ -82,82 +88,6 @@ fn parse_duration(text: &str) -> Result<Duration, Failure> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Manifests a workflow object creates in its steps (an Argo Workflow's
-/// `spec.templates[].resource.manifest`), so a JobSet launched from a
-/// workflow can be run on its own.
-fn embedded_manifests(doc: &serde_json::Value) -> Vec<String> {
-    if doc.get("kind").and_then(|k| k.as_str()) != Some("Workflow") {
-        return Vec::new();
-    }
-    doc.pointer("/spec/templates")
-        .and_then(|t| t.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.pointer("/resource/manifest").and_then(|m| m.as_str()))
-        .map(str::to_string)
-        .collect()
-}
-
-/// A manifest read from the command line.
-struct Manifest {
-    source: String,
-    value: serde_json::Value,
-}
-
-fn read_manifests(files: &[PathBuf]) -> Result<(Vec<JobSet>, Vec<Manifest>), Failure> {
-    let mut jobsets = Vec::new();
-    let mut others = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
-        let docs = jobset_api::split_documents(&text)
-            .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
-        let mut expanded = Vec::new();
-        for (i, doc) in docs.into_iter().enumerate() {
-            let source = format!("{} (document {})", file.display(), i + 1);
-            let embedded = embedded_manifests(&doc);
-            if embedded.is_empty() {
-                expanded.push((source, doc));
-            } else {
-                println!("note: {source}: running the manifests its workflow steps create");
-                for (j, text) in embedded.iter().enumerate() {
-                    let inner = jobset_api::split_documents(text).map_err(|e| {
-                        bad_input(format!("{source}, step manifest {}: {e}", j + 1))
-                    })?;
-                    for d in inner {
-                        expanded.push((format!("{source}, step manifest {}", j + 1), d));
-                    }
-                }
-            }
-        }
-        for (source, doc) in expanded {
-            if doc.get("kind").and_then(|k| k.as_str()) == Some("JobSet") {
-                let text =
-                    serde_json::to_string(&doc).map_err(|e| bad_input(format!("{source}: {e}")))?;
-                let mut js = jobset_api::parse_jobset_json(&text)
-                    .map_err(|e| bad_input(format!("{source}: {e}")))?;
-                if js.metadata.namespace.is_none() {
-                    js.metadata.namespace = Some("default".to_string());
-                }
-                jobset_api::default_jobset(&mut js);
-                jobset_api::validate_create(&js, &ValidationContext::default()).map_err(|e| {
-                    bad_input(format!(
-                        "{source}: JobSet {} is invalid:\n{e}",
-                        jobset_api::naming::effective_name(&js)
-                    ))
-                })?;
-                jobsets.push(js);
-            } else {
-                others.push(Manifest { source, value: doc });
-            }
-        }
-    }
-    if jobsets.is_empty() {
-        return Err(bad_input("no JobSet in the given files".to_string()));
-    }
-    Ok((jobsets, others))
-}
-
 /// Example plugins shipped inside the binary, usable by name.
 const EMBEDDED_EXAMPLES: [&str; 1] = ["preemption-aware"];
 
@@ -169,7 +99,10 @@ fn embedded_example(name: &str) -> Option<&'static [u8]> {
 }
 
 fn registry(args: &RunArgs) -> Result<Arc<Registry>, Failure> {
-    let runtime = Runtime::new(Default::default()).map_err(|e| Failure::Internal(e.to_string()))?;
+    // One runtime per process: its compile cache serves every run in it.
+    let runtime = Runtime::shared()
+        .map_err(|e| Failure::Internal(e.to_string()))?
+        .clone();
     let mut config = RegistryConfig::new(CONTROLLER_NAMESPACE);
     let mut packed = Vec::new();
     for spec in &args.plugins {
@@ -217,64 +150,33 @@ fn registry(args: &RunArgs) -> Result<Arc<Registry>, Failure> {
     Ok(Arc::new(registry))
 }
 
-async fn create_other(client: &Client, m: &Manifest) -> Result<(), Failure> {
-    let api_version = m
-        .value
-        .get("apiVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
-    let kind = m.value.get("kind").and_then(|v| v.as_str()).unwrap_or("");
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let gvk = GroupVersionKind::gvk(group, version, kind);
-    let (ar, caps) = match discovery::pinned_kind(client, &gvk).await {
-        Ok(found) => found,
-        Err(_) => {
-            println!(
-                "note: {}: {api_version} {kind} is not served by the simulated cluster; skipped",
-                m.source
-            );
-            return Ok(());
-        }
-    };
-    let obj: DynamicObject = serde_json::from_value(m.value.clone())
-        .map_err(|e| bad_input(format!("{}: {e}", m.source)))?;
-    let api: Api<DynamicObject> = match caps.scope {
-        discovery::Scope::Namespaced => {
-            let ns = obj
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_string());
-            Api::namespaced_with(client.clone(), &ns, &ar)
-        }
-        discovery::Scope::Cluster => Api::all_with(client.clone(), &ar),
-    };
-    match api.create(&PostParams::default(), &obj).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(bad_input(format!("{}: {kind} rejected: {e}", m.source))),
-    }
+/// How the wait for the JobSets ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ended {
+    /// Every JobSet reached a terminal state.
+    AllFinished,
+    /// Nothing was written to the cluster for [`IDLE_LIMIT`].
+    Idle,
+    /// `--until` came first.
+    TimeLimit,
 }
 
-/// The state of one JobSet at the end.
-struct Row {
-    name: String,
-    state: String,
-    restarts: i32,
-    duration: Duration,
-    succeeded: i32,
-    failed: i32,
+/// Everything a run needs, read from the command line.
+struct Inputs {
+    jobsets: Vec<JobSet>,
+    others: Vec<Manifest>,
+    nodes: NodeLayout,
+    scenario: Scenario,
+    seed: u64,
+    until: Duration,
+    registry: Arc<Registry>,
+    timeline: Option<PathBuf>,
 }
 
-fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
-}
-
-/// Runs the command; the error carries the exit code.
-pub fn run(args: RunArgs) -> Result<(), Failure> {
+/// Runs the command, writing to `out`; the error carries the exit code.
+pub fn run(args: RunArgs, out: &Output) -> Result<(), Failure> {
     let until = parse_duration(&args.until)?;
-    let (jobsets, others) = read_manifests(&args.files)?;
+    let (jobsets, others) = read_manifests(&args.files, out)?;
     let nodes = match std::fs::read_to_string(&args.nodes) {
         Ok(text) => NodeLayout::parse(&text),
         Err(_) => NodeLayout::parse(&args.nodes),
@@ -295,21 +197,89 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .start_paused(true)
         .build()
         .map_err(|e| Failure::Internal(e.to_string()))?;
-    rt.block_on(simulate(
-        jobsets, others, nodes, scenario, args.seed, until, registry,
-    ))
+    let inputs = Inputs {
+        jobsets,
+        others,
+        nodes,
+        scenario,
+        seed: args.seed,
+        until,
+        registry,
+        timeline: args.timeline,
+    };
+    rt.block_on(simulate(inputs, out))
 }
 
-async fn simulate(
-    jobsets: Vec<JobSet>,
-    others: Vec<Manifest>,
-    nodes: NodeLayout,
-    scenario: Scenario,
-    seed: u64,
-    until: Duration,
-    registry: Arc<Registry>,
+async fn create_namespaces(
+    client: &Client,
+    jobsets: &[JobSet],
+    others: &[Manifest],
 ) -> Result<(), Failure> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    // The simulated cluster is a sandbox: namespaces the manifests use exist.
+    let mut wanted: std::collections::BTreeSet<String> = jobsets
+        .iter()
+        .filter_map(|j| j.metadata.namespace.clone())
+        .collect();
+    wanted.insert(CONTROLLER_NAMESPACE.to_string());
+    for m in others {
+        if let Some(ns) = m
+            .value
+            .pointer("/metadata/namespace")
+            .and_then(|v| v.as_str())
+        {
+            wanted.insert(ns.to_string());
+        }
+    }
+    for ns in wanted {
+        let body = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        let _ = namespaces.create(&PostParams::default(), &body).await;
+    }
+    Ok(())
+}
+
+/// The live progress line of a JobSet.
+fn progress_line(js: &JobSet, at: Duration) -> String {
+    let status = js.status.clone().unwrap_or_default();
+    let total: i32 = js
+        .spec
+        .replicated_jobs
+        .iter()
+        .map(|r| r.replicas.unwrap_or(1))
+        .sum();
+    let (mut ok, mut active, mut failed) = (0, 0, 0);
+    for r in &status.replicated_jobs_status {
+        ok += r.succeeded;
+        active += r.active;
+        failed += r.failed;
+    }
+    let state = if status.terminal_state.is_empty() {
+        "Running"
+    } else {
+        status.terminal_state.as_str()
+    };
+    format!(
+        "[{}] {:<40} {:<9} restarts {:<3} jobs {ok}/{total} succeeded, {active} active, {failed} failed",
+        fmt_duration(at),
+        key(js.metadata.namespace.as_ref(), js.metadata.name.as_ref()),
+        state,
+        status.restarts,
+    )
+}
+
+async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
     let internal = |e: String| Failure::Internal(e);
+    let Inputs {
+        jobsets,
+        others,
+        nodes,
+        scenario,
+        seed,
+        until,
+        registry,
+        timeline,
+    } = inputs;
     let sim = Sim::new(SimConfig {
         graceful_pod_deletion: true,
         ..Default::default()
@@ -331,24 +301,30 @@ async fn simulate(
     .await
     .map_err(|e| internal(format!("starting the simulated cluster: {e}")))?;
 
-    let start = tokio::time::Instant::now();
-    let decisions: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
-    let sink = decisions.clone();
+    let history = History::new(tokio::time::Instant::now(), out.clone());
+    history.watch(&client).await;
+    let sink = history.clone();
+    let log = out.clone();
     let sim_clock = sim.clock().clone();
     let config = ControllerConfig {
         clock: Clock::from_fn(move || {
             Timestamp::from_second(sim_clock.now_secs()).unwrap_or(Timestamp::UNIX_EPOCH)
         }),
         observer: Some(Arc::new(move |r: &Report| {
-            let at = fmt_duration(start.elapsed());
+            let at = fmt_duration(sink.now());
+            let js = format!("{}/{}", r.namespace, r.name);
             for d in &r.plan.decisions {
-                println!("[{at}] {}/{}: {d}", r.namespace, r.name);
-                if let Ok(mut m) = sink.lock() {
-                    m.entry(format!("{}/{}", r.namespace, r.name))
-                        .or_default()
-                        .push(format!("[{at}] {d}"));
-                }
+                log.line(&format!("[{at}] {js}: {d}"));
+                sink.decision(&js, d);
             }
+            sink.waiting(
+                &js,
+                r.plan
+                    .waiting
+                    .iter()
+                    .map(|w| format!("{}: {}", w.job, w.reason))
+                    .collect(),
+            );
         })),
         ..Default::default()
     };
@@ -366,37 +342,9 @@ async fn simulate(
         },
     ));
 
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let _ = namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(
-                serde_json::json!({"metadata": {"name": CONTROLLER_NAMESPACE}}),
-            )
-            .map_err(|e| internal(e.to_string()))?,
-        )
-        .await;
-    // The simulated cluster is a sandbox: namespaces the manifests use exist.
-    let mut wanted: std::collections::BTreeSet<String> = jobsets
-        .iter()
-        .filter_map(|j| j.metadata.namespace.clone())
-        .collect();
+    create_namespaces(&client, &jobsets, &others).await?;
     for m in &others {
-        if let Some(ns) = m
-            .value
-            .pointer("/metadata/namespace")
-            .and_then(|v| v.as_str())
-        {
-            wanted.insert(ns.to_string());
-        }
-    }
-    for ns in wanted {
-        let body = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
-            .map_err(|e| internal(e.to_string()))?;
-        let _ = namespaces.create(&PostParams::default(), &body).await;
-    }
-    for m in &others {
-        create_other(&client, m).await?;
+        create_other(&client, m, out).await?;
     }
     for js in &jobsets {
         let ns = js
@@ -411,174 +359,121 @@ async fn simulate(
                 jobset_api::naming::effective_name(js)
             ))
         })?;
-        println!(
+        out.line(&format!(
             "[{}] {ns}/{}: created",
-            fmt_duration(start.elapsed()),
+            fmt_duration(history.now()),
             created.metadata.name.clone().unwrap_or_default()
-        );
+        ));
     }
 
     // Wait, in virtual time, until every JobSet finished or time runs out.
     let api: Api<JobSet> = Api::all(client.clone());
-    let mut finished_at: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut finished_at: std::collections::BTreeMap<String, Duration> = Default::default();
     let mut current: Vec<JobSet>;
     let mut last_rv = sim.resource_version();
-    let mut last_change = start.elapsed();
-    loop {
+    let mut last_change = history.now();
+    let ended = loop {
         current = api
             .list(&ListParams::default())
             .await
             .map_err(|e| internal(e.to_string()))?
             .items;
+        let now = history.now();
         for js in &current {
-            let key = format!(
-                "{}/{}",
-                js.metadata.namespace.clone().unwrap_or_default(),
-                js.metadata.name.clone().unwrap_or_default()
-            );
+            let key = key(js.metadata.namespace.as_ref(), js.metadata.name.as_ref());
             let state = js
                 .status
                 .as_ref()
                 .map(|s| s.terminal_state.clone())
                 .unwrap_or_default();
             if !state.is_empty() && !finished_at.contains_key(&key) {
-                finished_at.insert(key.clone(), start.elapsed());
-                println!("[{}] {key}: {state}", fmt_duration(start.elapsed()));
+                finished_at.insert(key.clone(), now);
+                out.line(&format!("[{}] {key}: {state}", fmt_duration(now)));
             }
         }
+        out.progress(
+            &current
+                .iter()
+                .map(|js| progress_line(js, now))
+                .collect::<Vec<_>>(),
+        );
         if !current.is_empty() && finished_at.len() >= current.len() {
-            break;
+            break Ended::AllFinished;
         }
-        if start.elapsed() >= until {
-            break;
+        if now >= until {
+            break Ended::TimeLimit;
         }
         // Nothing written to the cluster for a long while: nothing will.
         let rv = sim.resource_version();
         if rv != last_rv {
             last_rv = rv;
-            last_change = start.elapsed();
-        } else if start.elapsed() - last_change >= IDLE_LIMIT {
-            break;
+            last_change = now;
+        } else if now - last_change >= IDLE_LIMIT {
+            break Ended::Idle;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
-    }
+    };
+    out.end_progress();
+    let end = history.now();
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(30), controller).await;
 
-    let jobs_api: Api<k8s_openapi::api::batch::v1::Job> = Api::all(client.clone());
+    let jobs_api: Api<Job> = Api::all(client.clone());
     let all_jobs = jobs_api
         .list(&ListParams::default())
         .await
         .map_err(|e| internal(e.to_string()))?
         .items;
-    let mut rows = Vec::new();
-    for js in &current {
-        let name = js.metadata.name.clone().unwrap_or_default();
-        let ns = js.metadata.namespace.clone().unwrap_or_default();
-        let key = format!("{ns}/{name}");
-        let status = js.status.clone().unwrap_or_default();
-        let mine = all_jobs.iter().filter(|j| {
-            j.metadata.namespace.as_deref() == Some(ns.as_str())
-                && j.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(jobset_api::labels::JOBSET_NAME_KEY))
-                    .map(String::as_str)
-                    == Some(name.as_str())
-        });
-        let (mut ok, mut bad) = (0, 0);
-        for j in mine {
-            for c in j
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .into_iter()
-                .flatten()
-            {
-                if c.status == "True" && c.type_ == "Complete" {
-                    ok += 1;
-                } else if c.status == "True" && c.type_ == "Failed" {
-                    bad += 1;
-                }
-            }
-        }
-        rows.push(Row {
-            state: if status.terminal_state.is_empty() {
-                "Stuck".to_string()
-            } else {
-                status.terminal_state.clone()
-            },
-            restarts: status.restarts,
-            duration: finished_at.get(&key).copied().unwrap_or(start.elapsed()),
-            succeeded: ok,
-            failed: bad,
-            name: key,
-        });
+    let unfinished = if ended == Ended::TimeLimit {
+        "Running"
+    } else {
+        "Stuck"
+    };
+    let rows: Vec<Row> = current
+        .iter()
+        .map(|js| {
+            let k = key(js.metadata.namespace.as_ref(), js.metadata.name.as_ref());
+            let duration = finished_at.get(&k).copied().unwrap_or(end);
+            row(js, &all_jobs, unfinished, duration)
+        })
+        .collect();
+    let pods: Api<Pod> = Api::all(client.clone());
+    let pods = pods
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .items;
+    let record = history
+        .record
+        .lock()
+        .map_err(|_| internal("the run's record is unreadable".into()))?;
+    print_summary(out, &rows, &record);
+    if let Some(path) = &timeline {
+        let svg = crate::timeline::render(&record, end);
+        std::fs::write(path, svg)
+            .map_err(|e| bad_input(format!("--timeline {}: {e}", path.display())))?;
+        out.line(&format!("\nTimeline written to {}", path.display()));
     }
-    println!();
-    println!(
-        "{:<40} {:<10} {:>8} {:>10} {:>9} {:>6}",
-        "JOBSET", "STATE", "RESTARTS", "DURATION", "SUCCEEDED", "FAILED"
-    );
-    for r in &rows {
-        println!(
-            "{:<40} {:<10} {:>8} {:>10} {:>9} {:>6}",
-            r.name,
-            r.state,
-            r.restarts,
-            fmt_duration(r.duration),
-            r.succeeded,
-            r.failed
-        );
-    }
-    if let Ok(d) = decisions.lock()
-        && !d.is_empty()
-    {
-        println!("\nPolicy decisions:");
-        for (js, lines) in d.iter() {
-            println!("  {js}:");
-            for l in lines {
-                println!("    {l}");
+    let not_done: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.state == "Stuck" || r.state == "Running")
+        .collect();
+    if !not_done.is_empty() {
+        if ended == Ended::TimeLimit {
+            out.line(&format!(
+                "\nStill running at the --until limit ({} virtual):",
+                fmt_duration(end)
+            ));
+            for r in &not_done {
+                out.line(&format!("  {}", r.name));
             }
+            return Err(Failure::Outcome(
+                "some JobSets did not finish in time".to_string(),
+            ));
         }
-    }
-    let stuck: Vec<&Row> = rows.iter().filter(|r| r.state == "Stuck").collect();
-    if !stuck.is_empty() {
-        println!("\nStuck after {} (virtual):", fmt_duration(start.elapsed()));
-        let pods: Api<Pod> = Api::all(client.clone());
-        let pods = pods
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| internal(e.to_string()))?
-            .items;
-        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-        for p in &pods {
-            for c in p
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .into_iter()
-                .flatten()
-            {
-                if c.type_ == "PodScheduled" && c.status == "False" {
-                    *reasons
-                        .entry(
-                            c.message
-                                .clone()
-                                .unwrap_or_else(|| c.reason.clone().unwrap_or_default()),
-                        )
-                        .or_default() += 1;
-                }
-            }
-        }
-        for r in &stuck {
-            println!("  {}", r.name);
-        }
-        if reasons.is_empty() {
-            println!("  no pod is waiting for a node; the JobSets are waiting on their Jobs");
-        }
-        for (why, n) in reasons {
-            println!("  {n} pod(s) unschedulable: {why}");
+        out.line(&format!("\nStuck after {} (virtual):", fmt_duration(end)));
+        for l in stuck_reasons(&not_done, &pods, &record) {
+            out.line(&l);
         }
         return Err(Failure::Outcome("some JobSets did not finish".to_string()));
     }

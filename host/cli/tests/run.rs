@@ -1,7 +1,6 @@
 //! `jobset run` end to end: the simulated cluster, the controller and the
 //! plugins in one process, driven through the command line as a user would.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -9,8 +8,14 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The upstream examples: `shared/compat/upstream-examples` beside the
+/// checkout (or beside a directory above it, for worktrees).
 fn examples_dir() -> PathBuf {
-    repo().join("../shared/compat/upstream-examples")
+    repo()
+        .ancestors()
+        .map(|a| a.join("shared/compat/upstream-examples"))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| repo().join("../shared/compat/upstream-examples"))
 }
 
 fn jobset(args: &[&str]) -> Output {
@@ -31,23 +36,6 @@ fn text(out: &Output) -> String {
 
 fn example(name: &str) -> String {
     examples_dir().join(name).display().to_string()
-}
-
-#[test]
-fn the_seed_example_completes_with_each_job_in_its_own_node_pool() {
-    let out = jobset(&["run", &example("seed__multislice-jax-tpu.yaml")]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
-    assert!(
-        t.contains("default/multislice") && t.contains("Completed"),
-        "{t}"
-    );
-    let pools: BTreeSet<&str> = t
-        .lines()
-        .filter(|l| l.contains("pinned to cloud.google.com/gke-nodepool="))
-        .filter_map(|l| l.rsplit("gke-nodepool=").next())
-        .collect();
-    assert_eq!(pools.len(), 4, "four Jobs in four distinct pools: {t}");
 }
 
 #[test]
@@ -129,31 +117,4 @@ fn a_pod_that_fits_no_node_is_reported_as_stuck_with_the_reason() {
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("Stuck"), "{t}");
     assert!(t.contains("unschedulable") || t.contains("wait"), "{t}");
-}
-
-#[test]
-fn every_upstream_example_is_accepted_and_runs_to_an_outcome() {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(examples_dir())
-        .expect("the upstream examples are beside the repository")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    entries.sort();
-    assert!(entries.len() >= 30, "found {}", entries.len());
-    let mut report = Vec::new();
-    for path in entries {
-        let out = jobset(&["run", &path.display().to_string(), "--until", "3h"]);
-        let code = out.status.code();
-        assert!(
-            code == Some(0) || code == Some(1),
-            "{} was not accepted (exit {code:?}):\n{}",
-            path.display(),
-            text(&out)
-        );
-        report.push(format!(
-            "{} -> {code:?}",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ));
-    }
-    println!("{}", report.join("\n"));
 }

@@ -11,7 +11,7 @@ use super::job_pods::{
     INDEX_FAILURE_COUNT, TRACKING_FINALIZER, compress_indexes, is_indexed, parse_indexes, pod_index,
 };
 use super::pod_failure_policy::{Verdict, evaluate};
-use super::util::{annotation, condition_true, is_deleting, is_terminal, meta, phase};
+use super::util::{annotation, condition_true, is_deleting, is_terminal, meta, phase, str_at};
 use crate::clock::parse_rfc3339;
 
 /// What the controller remembers about a Job between reconciles.
@@ -75,6 +75,31 @@ fn cond(kind: &str, status: &str, reason: &str, message: &str, now: &str) -> Val
 }
 
 /// Seconds to wait before replacing a failed pod: 10 s doubling, at most 6 min.
+/// With `restartPolicy: OnFailure` a failing container restarts in place,
+/// and its restarts count against the backoff limit (kube's
+/// `pastBackoffLimitOnFailure`): any restart at all with a limit of 0.
+fn past_backoff_limit_on_failure(job: &Value, active: &[&Value], limit: i64) -> bool {
+    if str_at(job, "/spec/template/spec/restartPolicy") != "OnFailure" {
+        return false;
+    }
+    let restarts: i64 = active
+        .iter()
+        .filter(|p| matches!(phase(p), "Running" | "Pending"))
+        .flat_map(|p| {
+            ["/status/initContainerStatuses", "/status/containerStatuses"]
+                .into_iter()
+                .filter_map(|at| p.pointer(at).and_then(Value::as_array))
+                .flatten()
+        })
+        .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
+        .sum();
+    if limit == 0 {
+        restarts > 0
+    } else {
+        restarts >= limit
+    }
+}
+
 pub fn backoff_secs(consecutive_failures: u32) -> i64 {
     if consecutive_failures == 0 {
         return 0;
@@ -240,7 +265,9 @@ pub fn plan(
                                 .to_string(),
                         )
                     })
-            } else if failed > backoff_limit {
+            } else if failed > backoff_limit
+                || past_backoff_limit_on_failure(job, &active, backoff_limit)
+            {
                 Some((
                     "BackoffLimitExceeded".into(),
                     "Job has reached the specified backoff limit".into(),
@@ -519,6 +546,20 @@ mod tests {
                 "Failed=BackoffLimitExceeded"
             ]
         );
+    }
+
+    #[test]
+    fn with_restart_policy_on_failure_a_container_restart_spends_the_backoff_limit() {
+        let mut j = job(json!({}));
+        j["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
+        let mut restarted = pod("a", 0, "Running");
+        restarted["status"]["containerStatuses"] = json!([{"name": "main", "restartCount": 1}]);
+        let fresh = pod("b", 1, "Running");
+        let p = plan(&j, &[&restarted, &fresh], &JobMemory::default(), 0, "t", 0);
+        assert_eq!(types(&p), ["FailureTarget=BackoffLimitExceeded"]);
+        j["spec"]["backoffLimit"] = json!(2);
+        let p = plan(&j, &[&restarted, &fresh], &JobMemory::default(), 0, "t", 0);
+        assert!(types(&p).is_empty(), "one restart is under a limit of 2");
     }
 
     #[test]

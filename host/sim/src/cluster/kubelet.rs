@@ -297,6 +297,10 @@ impl Kubelet {
             return;
         }
         let node = str_at(pod, "/spec/nodeName").to_string();
+        if let Some((container, image)) = invalid_image(pod) {
+            self.refuse_image(key, pod, &container, &image).await;
+            return;
+        }
         let facts = PodFacts::of(pod, self.retry_of(pod));
         let plan = self.scenario.plan(&facts, self.rec.elapsed());
         let now = self.clock.now_rfc3339();
@@ -338,6 +342,34 @@ impl Kubelet {
                 r.plan = Some(plan.clone());
             }
             self.schedule(key, plan.run, Task::Finish);
+        } else {
+            self.schedule(key, Duration::from_secs(1), Task::Start);
+        }
+    }
+
+    /// Leaves the pod Pending with the container waiting, as a kubelet does
+    /// for an image reference it cannot parse.
+    async fn refuse_image(&mut self, key: &str, pod: &Value, container: &str, image: &str) {
+        let message = format!(
+            "Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": invalid reference format"
+        );
+        let field = if pod
+            .pointer("/spec/initContainers")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| str_at(c, "/name") == container))
+        {
+            "initContainerStatuses"
+        } else {
+            "containerStatuses"
+        };
+        let status = json!({"status": {
+            "phase": "Pending",
+            field: [{"name": container, "image": image, "ready": false, "restartCount": 0,
+                     "state": {"waiting": {"reason": "InvalidImageName", "message": message}}}],
+        }});
+        if self.write_status(pod, &status).await {
+            self.rec
+                .record(COMPONENT, "InvalidImageName", key, message.clone());
         } else {
             self.schedule(key, Duration::from_secs(1), Task::Start);
         }
@@ -560,6 +592,28 @@ impl Kubelet {
             }
         }
     }
+}
+
+/// The first container (init containers first) whose image is not a valid
+/// reference, such as a `<CHANGE ME>` placeholder.
+fn invalid_image(pod: &Value) -> Option<(String, String)> {
+    let valid = |image: &str| {
+        !image.is_empty()
+            && image
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
+    };
+    ["/spec/initContainers", "/spec/containers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .map(|c| {
+            (
+                str_at(c, "/name").to_string(),
+                str_at(c, "/image").to_string(),
+            )
+        })
+        .find(|(_, image)| !valid(image))
 }
 
 fn containers(pod: &Value) -> Vec<(String, String)> {

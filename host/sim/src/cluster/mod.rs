@@ -13,6 +13,7 @@ pub mod kubelet;
 pub mod nodes;
 pub mod pod_failure_policy;
 pub mod recorder;
+mod references;
 pub mod resources;
 pub mod scenario;
 pub mod scheduler;

@@ -2,7 +2,8 @@
 //! namespaces, tries pending pods in arrival order whenever the cluster
 //! changed since their last attempt, binds a fitting pod to the least
 //! allocated node (ties by name), and marks the rest `PodScheduled=False`
-//! with kube-scheduler's reason and message.
+//! with kube-scheduler's reason and message. Pods whose PodGroup or DRA
+//! claims nothing in the cluster provides wait with the reason why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use super::filters::{World, anti_holders, fit_error, reasons};
 use super::informer::{Change, Informer};
 use super::recorder::Recorder;
+use super::references::missing_reference;
 use super::resources::{allocatable, pod_requests};
 use super::util::{Timers, is_deleting, is_terminal, key_of, meta, sleep_until, str_at};
 use crate::client::{PatchKind, Resource, SimClient};
@@ -198,6 +200,12 @@ impl Scheduler {
                 "Scheduling is blocked due to non-empty scheduling gates",
             )
             .await;
+            return;
+        }
+        if let Some(why) = missing_reference(&self.client, pod).await {
+            let message = format!("0/{} nodes are available: {why}.", self.nodes.cache.len());
+            self.mark_unschedulable(key, pod, "Unschedulable", &message)
+                .await;
             return;
         }
         let (best, histogram) = {

@@ -1,0 +1,15 @@
+//! The `jobset` command as a library: argument parsing and every
+//! subcommand, so that tests run a command in-process exactly as the binary
+//! does (`cli::run_captured`).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod history;
+pub mod manifests;
+pub mod outcome;
+pub mod output;
+pub mod policy_cmd;
+pub mod report;
+pub mod run;
+pub mod sim_cmd;
+pub mod timeline;
