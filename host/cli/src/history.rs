@@ -224,7 +224,10 @@ impl History {
         }
         let status = pod.status.clone().unwrap_or_default();
         let uid = pod.uid().unwrap_or_default();
-        if status.phase.as_deref() == Some("Failed") && r.seen_failed_pods.insert(uid) {
+        // A pod stopped because it was deleted (a restart, a failed Job's
+        // other pods) did not fail on its own.
+        let stopped = pod.metadata.deletion_timestamp.is_some();
+        if status.phase.as_deref() == Some("Failed") && !stopped && r.seen_failed_pods.insert(uid) {
             let exit = status
                 .container_statuses
                 .iter()

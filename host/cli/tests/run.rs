@@ -118,3 +118,141 @@ fn a_pod_that_fits_no_node_is_reported_as_stuck_with_the_reason() {
     assert!(t.contains("Stuck"), "{t}");
     assert!(t.contains("unschedulable") || t.contains("wait"), "{t}");
 }
+
+/// A small XML well-formedness check: tags nest and close in order,
+/// attribute values are quoted, and `&` only starts a known entity.
+fn well_formed_xml(text: &str) -> Result<usize, String> {
+    let body = text
+        .strip_prefix("<?xml")
+        .and_then(|t| t.split_once("?>"))
+        .map(|(_, rest)| rest)
+        .ok_or("no XML declaration")?;
+    let mut stack: Vec<String> = Vec::new();
+    let mut elements = 0;
+    let mut rest = body;
+    while let Some(open) = rest.find('<') {
+        check_text(&rest[..open])?;
+        let close = rest[open..].find('>').ok_or("unclosed tag")? + open;
+        let tag = &rest[open + 1..close];
+        if let Some(name) = tag.strip_prefix('/') {
+            let top = stack.pop().ok_or(format!("stray </{name}>"))?;
+            if top != name.trim() {
+                return Err(format!("</{name}> closes <{top}>"));
+            }
+        } else {
+            let self_closing = tag.ends_with('/');
+            let tag = tag.trim_end_matches('/');
+            let name = tag.split_whitespace().next().ok_or("empty tag")?;
+            let attrs = &tag[name.len()..];
+            if attrs.matches('"').count() % 2 != 0 {
+                return Err(format!("unbalanced quotes in <{name}>"));
+            }
+            check_text(attrs)?;
+            elements += 1;
+            if !self_closing {
+                stack.push(name.to_string());
+            }
+        }
+        rest = &rest[close + 1..];
+    }
+    check_text(rest)?;
+    match stack.last() {
+        Some(open) => Err(format!("<{open}> never closed")),
+        None => Ok(elements),
+    }
+}
+
+fn check_text(text: &str) -> Result<(), String> {
+    for (i, _) in text.match_indices('&') {
+        let entity = &text[i..];
+        if !["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"]
+            .iter()
+            .any(|e| entity.starts_with(e))
+        {
+            return Err(format!(
+                "bad entity at {:?}",
+                &entity[..entity.len().min(10)]
+            ));
+        }
+    }
+    if text.contains('<') {
+        return Err("stray <".into());
+    }
+    Ok(())
+}
+
+#[test]
+fn the_timeline_has_a_row_per_job_failure_marks_and_the_deciding_restart() {
+    let dir = std::env::temp_dir().join(format!("jobset-timeline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let svg = dir.join("run.svg");
+    let svg_arg = svg.display().to_string();
+    let (code, out) = jobset::cli::run_captured(&[
+        "run",
+        &example("failure-policy__restartjob-action.yaml"),
+        "--scenario",
+        &repo()
+            .join("examples/scenarios/failure-policy__restartjob-action.scenario.yaml")
+            .display()
+            .to_string(),
+        "--timeline",
+        &svg_arg,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("Timeline written to {svg_arg}")),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&svg).expect("the timeline is written");
+    let elements = well_formed_xml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(elements > 10, "{text}");
+    // One row per Job: the leader and the worker.
+    assert_eq!(text.matches("<g class=\"job\"").count(), 2, "{text}");
+    assert!(text.contains("data-job=\"js-rj-leader-0\""), "{text}");
+    assert!(text.contains("data-job=\"js-rj-worker-0\""), "{text}");
+    // The scenario failed worker pod 1 at 2m and leader pod 0 at 5m.
+    assert_eq!(text.matches("<g class=\"failure\">").count(), 2, "{text}");
+    assert!(
+        text.contains("failed at 00:02:00: exit code 1")
+            && text.contains("failed at 00:05:00: exit code 1"),
+        "{text}"
+    );
+    // Each restart is labelled with the decision that caused it.
+    assert!(
+        text.contains("R1</tspan> 00:02:00 default/js: outcome by default-outcome@"),
+        "{text}"
+    );
+    assert!(
+        text.contains("R2</tspan> 00:05:00 default/js: outcome by default-outcome@"),
+        "{text}"
+    );
+    // The Job restart is marked on the worker's row only, the JobSet
+    // restart on both rows.
+    assert_eq!(text.matches("<title>R1 outcome by ").count(), 1, "{text}");
+    assert_eq!(text.matches("<title>R2 outcome by ").count(), 2, "{text}");
+    // Bars for attempts: the worker ran three times, the leader twice.
+    assert_eq!(text.matches("<rect class=\"").count(), 5, "{text}");
+}
+
+#[test]
+fn off_a_terminal_progress_is_plain_timestamped_log_lines() {
+    let (code, out) = jobset::cli::run_captured(&["run", &example("simple__paralleljobs.yaml")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains('\x1b'), "no terminal control codes: {out:?}");
+    let log: Vec<&str> = out.lines().take_while(|l| !l.is_empty()).collect();
+    assert!(log.len() >= 4, "{out}");
+    for line in &log {
+        let (stamp, rest) = line.split_at(10);
+        let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+        assert!(
+            stamp.starts_with('[') && stamp.ends_with(']') && digits.len() == 6,
+            "{line}"
+        );
+        assert!(rest.starts_with(" default/paralleljobs: "), "{line}");
+    }
+    assert_eq!(log[0], "[00:00:00] default/paralleljobs: created");
+    assert!(
+        log.last().is_some_and(|l| l.ends_with(": Completed")),
+        "{out}"
+    );
+}

@@ -1,0 +1,184 @@
+//! The README's policy tutorial, run as written: every `$` line of the
+//! ```console blocks marked `<!-- tutorial -->` runs through `sh` from the
+//! repository root with the `jobset` binary on PATH, and the lines shown
+//! under it must appear in its output, in order (`…` matches anything).
+//!
+//! Two things differ from a reader's machine, both to keep CI cheap and
+//! the paths right: the `cargo build` of the plugin uses the target
+//! directory (and path remapping) the workspace build already compiled the
+//! example plugins into (`host/policy/build.rs`), so it finds them fresh
+//! instead of building a second copy; and the paths `target/wasm32-wasip2/`
+//! and `../shared/compat/upstream-examples/` are pointed at that directory
+//! and at the examples beside this checkout.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists")
+}
+
+fn examples_dir() -> PathBuf {
+    repo()
+        .ancestors()
+        .map(|a| a.join("shared/compat/upstream-examples"))
+        .find(|p| p.is_dir())
+        .expect("the upstream examples are beside the checkout")
+}
+
+/// `<target>/wasm-plugins`, where the workspace build put the plugins.
+fn wasm_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_jobset"))
+        .ancestors()
+        .nth(2)
+        .map(|t| t.join("wasm-plugins"))
+        .expect("the binary sits in <target>/<profile>/")
+}
+
+/// One command and the lines it must print.
+struct Step {
+    command: String,
+    expected: Vec<String>,
+}
+
+fn tutorial_steps(readme: &str) -> Vec<Step> {
+    let mut steps: Vec<Step> = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "<!-- tutorial -->" {
+            continue;
+        }
+        assert_eq!(
+            lines.next().map(str::trim),
+            Some("```console"),
+            "a tutorial marker must precede a console block"
+        );
+        for l in lines.by_ref() {
+            if l.trim_start().starts_with("```") {
+                break;
+            }
+            if let Some(cmd) = l.strip_prefix("$ ") {
+                steps.push(Step {
+                    command: cmd.to_string(),
+                    expected: Vec::new(),
+                });
+            } else if let Some(step) = steps.last_mut() {
+                step.expected.push(l.to_string());
+            }
+        }
+    }
+    steps
+}
+
+/// Whether `line` matches `pattern`, where `…` matches any text.
+fn matches(pattern: &str, line: &str) -> bool {
+    let mut parts = pattern.split('…');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = line.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+fn remap_flags(target: &Path, root: &Path) -> String {
+    let cargo_home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|_| PathBuf::from("/nonexistent-cargo-home"));
+    [
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        format!("--remap-path-prefix={}=/target", target.display()),
+        format!("--remap-path-prefix={}=/src", root.display()),
+    ]
+    .join("\u{1f}")
+}
+
+#[test]
+fn the_readme_policy_tutorial_runs_as_written() {
+    let root = repo();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let steps = tutorial_steps(&readme);
+    assert!(steps.len() >= 5, "found {} tutorial commands", steps.len());
+    let wasm = wasm_target_dir();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_jobset"))
+        .parent()
+        .expect("the binary's directory")
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for step in &steps {
+        let command = step
+            .command
+            .replace(
+                "target/wasm32-wasip2/",
+                &format!("{}/wasm32-wasip2/", wasm.display()),
+            )
+            .replace(
+                "../shared/compat/upstream-examples/",
+                &format!("{}/", examples_dir().display()),
+            );
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(&command)
+            .current_dir(&root)
+            .env("PATH", &path);
+        // The outer cargo's settings must not leak into the nested build.
+        const KEPT: [&str; 3] = ["CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN"];
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            let cargo_or_rust = key.starts_with("CARGO_") || key.starts_with("RUST");
+            if cargo_or_rust && !KEPT.contains(&key.as_str()) {
+                sh.env_remove(&key);
+            }
+        }
+        sh.env("CARGO_TARGET_DIR", &wasm)
+            .env("CARGO_ENCODED_RUSTFLAGS", remap_flags(&wasm, &root));
+        let out = sh.output().expect("sh runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "`{}` failed:\n{text}\n{}",
+            step.command,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut actual = text.lines();
+        for want in step.expected.iter().filter(|w| !w.trim().is_empty()) {
+            let trimmed = want.trim_end();
+            let found = if trimmed == "…" {
+                true
+            } else {
+                actual.any(|l| matches(trimmed, l.trim_end()))
+            };
+            assert!(
+                found,
+                "`{}`: expected, in order, a line like\n  {want}\nin:\n{text}",
+                step.command
+            );
+        }
+    }
+}
+
+#[test]
+fn ellipsis_patterns_match_only_what_they_say() {
+    assert!(matches("a…c", "abbbc"));
+    assert!(matches("# decided by x@…", "# decided by x@12ab"));
+    assert!(!matches("a…c", "abbbd"));
+    assert!(!matches("abc", "abcd"));
+    assert!(matches("p-…-q: …", "p-1-q: z"));
+}
