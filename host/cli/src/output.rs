@@ -10,7 +10,13 @@ struct Inner {
     live: bool,
     /// How many progress lines are drawn below the log right now.
     drawn: usize,
+    /// When the progress block was last drawn (wall clock): virtual time
+    /// runs far faster than a terminal needs redrawing.
+    last_draw: Option<std::time::Instant>,
 }
+
+/// The least wall time between two progress redraws.
+const REDRAW: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A shared writer for a run's output; cheap to clone.
 #[derive(Clone)]
@@ -58,6 +64,7 @@ impl Output {
                 sink,
                 live,
                 drawn: 0,
+                last_draw: None,
             })),
         }
     }
@@ -83,12 +90,15 @@ impl Output {
         }
     }
 
-    /// Redraws the progress block; does nothing off a terminal.
-    pub fn progress(&self, lines: &[String]) {
+    /// Redraws the progress block (at most every 50 ms unless `force`);
+    /// does nothing off a terminal.
+    pub fn progress(&self, lines: &[String], force: bool) {
         if let Ok(mut i) = self.inner.lock() {
-            if !i.live {
+            let recent = i.last_draw.is_some_and(|t| t.elapsed() < REDRAW);
+            if !i.live || (recent && !force) {
                 return;
             }
+            i.last_draw = Some(std::time::Instant::now());
             let mut text = erase(i.drawn);
             for l in lines {
                 text.push_str("\x1b[2K");
@@ -125,7 +135,7 @@ mod tests {
     #[test]
     fn off_a_terminal_progress_is_not_written_and_lines_are_plain() {
         let (out, captured) = Output::buffer();
-        out.progress(&["default/a  Running".to_string()]);
+        out.progress(&["default/a  Running".to_string()], true);
         out.line("[00:00:05] default/a: created");
         assert_eq!(captured.text(), "[00:00:05] default/a: created\n");
     }
@@ -134,14 +144,16 @@ mod tests {
     fn on_a_terminal_a_log_line_erases_the_progress_block_first() {
         let captured = Captured::default();
         let out = Output::new(Box::new(captured.clone()), true);
-        out.progress(&["a".to_string(), "b".to_string()]);
+        out.progress(&["a".to_string(), "b".to_string()], true);
         out.line("log");
-        out.progress(&["a2".to_string(), "b2".to_string()]);
+        out.progress(&["x".to_string(), "y".to_string()], false);
+        out.progress(&["a2".to_string(), "b2".to_string()], true);
         let t = captured.text();
         assert!(
             t.starts_with("\x1b[2Ka\n\x1b[2Kb\n\x1b[2F\x1b[Jlog\n"),
             "{t:?}"
         );
         assert!(t.ends_with("\x1b[2Ka2\n\x1b[2Kb2\n"), "{t:?}");
+        assert!(!t.contains('x'), "a redraw within 50 ms is skipped: {t:?}");
     }
 }

@@ -391,13 +391,10 @@ async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
                 out.line(&format!("[{}] {key}: {state}", fmt_duration(now)));
             }
         }
-        out.progress(
-            &current
-                .iter()
-                .map(|js| progress_line(js, now))
-                .collect::<Vec<_>>(),
-        );
-        if !current.is_empty() && finished_at.len() >= current.len() {
+        let lines: Vec<String> = current.iter().map(|js| progress_line(js, now)).collect();
+        let all_finished = !current.is_empty() && finished_at.len() >= current.len();
+        out.progress(&lines, all_finished || now >= until);
+        if all_finished {
             break Ended::AllFinished;
         }
         if now >= until {
@@ -409,6 +406,7 @@ async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
             last_rv = rv;
             last_change = now;
         } else if now - last_change >= IDLE_LIMIT {
+            out.progress(&lines, true);
             break Ended::Idle;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
