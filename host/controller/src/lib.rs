@@ -12,6 +12,8 @@ pub mod conditions;
 pub mod controller;
 mod creation;
 pub mod error;
+pub mod health;
+pub mod http_server;
 pub mod index;
 pub mod job_builder;
 pub mod metrics;
