@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod controller_cmd;
 pub mod history;
 pub mod manifests;
 pub mod outcome;
