@@ -1,0 +1,392 @@
+//! Scale benchmark of the controller on the in-process simulator (no Job
+//! controller): 1,000 JobSets of 8 Jobs each created at once, reconciled
+//! by the controller with the default policies as Wasm plugins and linked
+//! natively; the same 8,000 Jobs created by a plain kube-rs loop; and the
+//! time to replace the Jobs of a 1,000-Job JobSet after one fails.
+//!
+//! Each scenario runs in a child process of its own so that its peak
+//! resident memory (`VmHWM`) is its own. The controller's memory is the
+//! controller run's peak minus the plain loop's peak (the plain loop
+//! leaves the same JobSets, Jobs and Services in the simulator).
+//!
+//! `cargo bench -p jobset-controller --bench scale` (release build).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jobset_api::JobSet;
+use jobset_controller::health::Health;
+use jobset_controller::metrics::Metrics;
+use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
+use jobset_controller::{ControllerConfig, job_builder, resources};
+use jobset_policy::{NativeDefaults, Registry, RegistryConfig, Runtime};
+use jobset_sim::{Sim, SimConfig};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+
+const NS: &str = "default";
+const JOBSETS: usize = 1_000;
+const JOBS_PER_JOBSET: usize = 8;
+const CONCURRENCY: u16 = 16;
+const BIG: usize = 1_000;
+
+fn template(name: &str, replicas: usize) -> JobSet {
+    let yaml = format!(
+        "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  failurePolicy: {{maxRestarts: 3}}\n  replicatedJobs:\n  - name: w\n    replicas: {replicas}\n    template: {{spec: {{parallelism: 4, completions: 4, template: {{spec: {{restartPolicy: Never, containers: [{{name: c, image: busybox}}]}}}}}}}}\n"
+    );
+    let mut js = jobset_api::parse_jobset_yaml(&yaml).expect("fixture parses");
+    jobset_api::defaulting::default_jobset(&mut js);
+    js
+}
+
+fn jobsets() -> Vec<JobSet> {
+    (0..JOBSETS)
+        .map(|i| template(&format!("js-{i}"), JOBS_PER_JOBSET))
+        .collect()
+}
+
+async fn setup() -> (Sim, Client) {
+    let sim = Sim::new(SimConfig::default());
+    let client = Client::new(sim.service(), NS);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &jobset_api::crd::crd())
+        .await
+        .expect("the CRD registers");
+    (sim, client)
+}
+
+/// Counts Jobs added (with `attempt` as restart attempt, if given) until
+/// `n`; resolves with the moment the n-th arrived.
+fn count_jobs(
+    client: &Client,
+    n: usize,
+    attempt: Option<&str>,
+) -> tokio::task::JoinHandle<Instant> {
+    let api: Api<Job> = Api::namespaced(client.clone(), NS);
+    let attempt = attempt.map(str::to_string);
+    tokio::spawn(async move {
+        let mut seen = 0usize;
+        let mut rv = "0".to_string();
+        loop {
+            let mut s = api
+                .watch(&WatchParams::default().timeout(290), &rv)
+                .await
+                .expect("watch")
+                .boxed();
+            while let Some(ev) = s.next().await {
+                let Ok(WatchEvent::Added(job)) = ev else {
+                    if let Ok(WatchEvent::Modified(j) | WatchEvent::Deleted(j)) = &ev {
+                        rv = j.metadata.resource_version.clone().unwrap_or(rv);
+                    }
+                    continue;
+                };
+                rv = job.metadata.resource_version.clone().unwrap_or(rv);
+                let matches = match &attempt {
+                    None => true,
+                    Some(a) => {
+                        job.metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(jobset_api::labels::RESTART_ATTEMPT_KEY))
+                            == Some(a)
+                    }
+                };
+                if matches {
+                    seen += 1;
+                    if seen == n {
+                        return Instant::now();
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn engine(wasm: bool) -> (Arc<dyn PolicyEngine>, Option<Arc<dyn PluginConfigMaps>>) {
+    if wasm {
+        let runtime = Runtime::new(Default::default()).expect("Wasm runtime");
+        let registry = Arc::new(
+            Registry::new(runtime, RegistryConfig::new("jobset-system")).expect("registry"),
+        );
+        (registry.clone(), Some(registry))
+    } else {
+        (Arc::new(NativeDefaults), None)
+    }
+}
+
+/// Starts the controller and waits until its watches have synced.
+async fn controller(client: &Client, wasm: bool) -> Arc<Metrics> {
+    let (engine, plugins) = engine(wasm);
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let config = ControllerConfig {
+        concurrency: CONCURRENCY,
+        health: health.clone(),
+        ..Default::default()
+    };
+    tokio::spawn(jobset_controller::run(
+        client.clone(),
+        config,
+        engine,
+        plugins,
+        metrics.clone(),
+        std::future::pending::<()>(),
+    ));
+    while health.ready().is_err() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    metrics
+}
+
+async fn create_all<T, I>(api: &Api<T>, items: I, concurrency: usize) -> Vec<T>
+where
+    T: Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    I: IntoIterator<Item = T>,
+{
+    futures::stream::iter(items)
+        .map(|o| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &o)
+                    .await
+                    .expect("create")
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// The controller creates every Job of 1,000 JobSets.
+async fn fan_out(wasm: bool) -> BTreeMap<&'static str, f64> {
+    let (_sim, client) = setup().await;
+    let metrics = controller(&client, wasm).await;
+    let done = count_jobs(&client, JOBSETS * JOBS_PER_JOBSET, None);
+    let api: Api<JobSet> = Api::namespaced(client.clone(), NS);
+    let start = Instant::now();
+    create_all(&api, jobsets(), 64).await;
+    let end = done.await.expect("counter");
+    let secs = (end - start).as_secs_f64();
+    BTreeMap::from([
+        ("seconds", secs),
+        ("jobs_per_second", (JOBSETS * JOBS_PER_JOBSET) as f64 / secs),
+        ("reconciles", metrics.reconcile_count() as f64),
+    ])
+}
+
+/// A plain kube-rs loop creates the same Jobs (and leaves the same
+/// Services), `CONCURRENCY` requests in flight.
+async fn plain_loop() -> BTreeMap<&'static str, f64> {
+    let (_sim, client) = setup().await;
+    let api: Api<JobSet> = Api::namespaced(client.clone(), NS);
+    let created = create_all(&api, jobsets(), 64).await;
+    // Built lazily and not kept, so that the plain run holds no more in
+    // this process than the simulator's store (its peak is the baseline).
+    let jobs = created.iter().flat_map(|js| {
+        (0..JOBS_PER_JOBSET)
+            .map(move |i| job_builder::build_job(js, &js.spec.replicated_jobs[0], i as i32))
+    });
+    let jobs_api: Api<Job> = Api::namespaced(client.clone(), NS);
+    let start = Instant::now();
+    futures::stream::iter(jobs)
+        .map(|o| {
+            let api = jobs_api.clone();
+            async move {
+                api.create(&PostParams::default(), &o)
+                    .await
+                    .expect("create");
+            }
+        })
+        .buffer_unordered(CONCURRENCY as usize)
+        .for_each(|()| async {})
+        .await;
+    let secs = start.elapsed().as_secs_f64();
+    let svc: Api<Service> = Api::namespaced(client.clone(), NS);
+    let services = created.iter().map(resources::headless_service);
+    create_all(&svc, services, CONCURRENCY as usize).await;
+    BTreeMap::from([
+        ("seconds", secs),
+        ("jobs_per_second", (JOBSETS * JOBS_PER_JOBSET) as f64 / secs),
+    ])
+}
+
+/// Removes the foreground-deletion finalizer from Jobs being deleted, as
+/// the garbage collector would once their (here absent) pods are gone.
+fn release_deleted_jobs(client: &Client) -> Arc<AtomicUsize> {
+    let api: Api<Job> = Api::namespaced(client.clone(), NS);
+    let released = Arc::new(AtomicUsize::new(0));
+    let count = released.clone();
+    tokio::spawn(async move {
+        let mut s = api
+            .watch(&WatchParams::default().timeout(290), "0")
+            .await
+            .expect("watch")
+            .boxed();
+        while let Some(ev) = s.next().await {
+            let (Ok(WatchEvent::Modified(job)) | Ok(WatchEvent::Added(job))) = ev else {
+                continue;
+            };
+            let deleting = job.metadata.deletion_timestamp.is_some();
+            let held = job
+                .metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| !f.is_empty());
+            if deleting && held {
+                let name = job.metadata.name.clone().unwrap_or_default();
+                let patch = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+                if api
+                    .patch(&name, &PatchParams::default(), &patch)
+                    .await
+                    .is_ok()
+                {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    released
+}
+
+/// One Job of a 1,000-Job JobSet fails: time until the last Job of the
+/// next attempt exists.
+async fn restart_big() -> BTreeMap<&'static str, f64> {
+    let (_sim, client) = setup().await;
+    let _metrics = controller(&client, true).await;
+    let released = release_deleted_jobs(&client);
+    let first = count_jobs(&client, BIG, Some("0"));
+    let api: Api<JobSet> = Api::namespaced(client.clone(), NS);
+    api.create(&PostParams::default(), &template("big", BIG))
+        .await
+        .expect("create");
+    first.await.expect("counter");
+    let second = count_jobs(&client, BIG, Some("1"));
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let status = json!({"status": {
+    "failed": 1, "startTime": "2026-01-01T00:00:00Z",
+    "conditions": [
+        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "bench", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "bench", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    ]}});
+    let start = Instant::now();
+    jobs.patch_status("big-w-0", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .expect("fail a Job");
+    let end = second.await.expect("counter");
+    BTreeMap::from([
+        ("seconds", (end - start).as_secs_f64()),
+        ("released", released.load(Ordering::Relaxed) as f64),
+    ])
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn child(scenario: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut out = rt.block_on(async {
+        let run = async {
+            match scenario {
+                "wasm" => fan_out(true).await,
+                "native" => fan_out(false).await,
+                "plain" => plain_loop().await,
+                "restart" => restart_big().await,
+                other => panic!("unknown scenario {other}"),
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(900), run)
+            .await
+            .expect("the scenario finishes within 15 minutes")
+    });
+    out.insert("peak_rss_mib", peak_rss_mib());
+    let line: Vec<String> = out.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("RESULT {}", line.join(" "));
+}
+
+fn spawn(scenario: &str) -> BTreeMap<String, f64> {
+    let exe = std::env::current_exe().expect("own path");
+    let out = Command::new(exe)
+        .args(["--scenario", scenario])
+        .output()
+        .expect("the scenario runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
+        panic!(
+            "scenario {scenario} failed: {}\n{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--scenario") {
+        child(args.get(i + 1).map(String::as_str).unwrap_or(""));
+        return;
+    }
+    let only = std::env::var("SCALE_SCENARIOS").unwrap_or_default();
+    let wanted = |s: &str| only.is_empty() || only.split(',').any(|o| o == s);
+    let mut results = BTreeMap::new();
+    for s in ["plain", "wasm", "native", "restart"] {
+        if wanted(s) {
+            let r = spawn(s);
+            println!("{s:8} {r:?}");
+            results.insert(s, r);
+        }
+    }
+    let get = |s: &str, k: &str| results.get(s).and_then(|r| r.get(k)).copied();
+    println!();
+    if let Some(t) = get("wasm", "seconds") {
+        println!(
+            "1,000 JobSets x 8 Jobs, Wasm policies: every Job exists after {t:.2} s ({:.0} Jobs/s)",
+            8000.0 / t
+        );
+    }
+    if let (Some(w), Some(p)) = (get("wasm", "peak_rss_mib"), get("plain", "peak_rss_mib")) {
+        println!(
+            "peak RSS: controller run {w:.0} MiB, plain loop {p:.0} MiB, controller's share {:.0} MiB",
+            w - p
+        );
+    }
+    if let (Some(w), Some(n)) = (
+        get("wasm", "jobs_per_second"),
+        get("native", "jobs_per_second"),
+    ) {
+        println!("Wasm / native throughput: {:.2}", w / n);
+    }
+    if let (Some(w), Some(p)) = (
+        get("wasm", "jobs_per_second"),
+        get("plain", "jobs_per_second"),
+    ) {
+        println!(
+            "controller / plain-loop Job creation rate: {:.2} ({p:.0} Jobs/s plain)",
+            w / p
+        );
+    }
+    if let Some(t) = get("restart", "seconds") {
+        println!("1,000-Job JobSet, one Job fails: last replacement Job after {t:.2} s");
+    }
+}
