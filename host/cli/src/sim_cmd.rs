@@ -102,6 +102,14 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
             );
             let engine: Arc<dyn PolicyEngine> = registry.clone();
             let plugins: Arc<dyn PluginConfigMaps> = registry;
+            // Defaulting and validation for kubectl users, as on a cluster.
+            jobset_controller::webhook::serve_on_loopback(
+                client.clone(),
+                jobset_api::FeatureGates::default(),
+                std::future::pending::<()>(),
+            )
+            .await
+            .map_err(|e| Failure::Internal(format!("starting the admission webhooks: {e}")))?;
             Some(tokio::spawn(run_controller(
                 client,
                 ControllerConfig::default(),
