@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jobset_controller::leader::{LeaderConfig, LeaderElector};
 use jobset_controller::policy::PluginConfigMaps;
 use jobset_controller::webhook::{CertStore, ManagedCerts, Renewal, WebhookState, server};
 use jobset_e2e::{Env, runtime};
@@ -278,9 +279,9 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
         other => failed.push(format!("rotation: {other:?}")),
     }
 
-    // What the sim cannot exercise, asked of the authorizer: child Jobs
-    // set blockOwnerDeletion (needs update on jobsets/finalizers where
-    // OwnerReferencesPermissionEnforcement is on), and leader election.
+    // What the simulator does not enforce, asked of the authorizer: child
+    // Jobs set blockOwnerDeletion, which needs update on jobsets/finalizers
+    // where OwnerReferencesPermissionEnforcement is on.
     let js = jobset_api::parse_jobset_yaml(FIXTURE).expect("fixture");
     let blocks = jobset_controller::job_builder::owner_reference(&js).block_owner_deletion;
     if blocks == Some(true)
@@ -288,10 +289,17 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
     {
         failed.push("child Jobs block owner deletion but jobsets/finalizers update is not granted".into());
     }
-    for verb in ["get", "create", "update"] {
-        if !can(&sa, verb, "coordination.k8s.io", "leases", "", SYSTEM).await {
-            failed.push(format!("leader election cannot {verb} leases"));
-        }
+    // Leader election: take the Lease (get, create), then hand it back (update).
+    let sim_clock = sim.clock().clone();
+    let clock = jobset_controller::clock::Clock::from_fn(move || {
+        k8s_openapi::jiff::Timestamp::from_second(sim_clock.now_secs())
+            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    });
+    let mut elector = LeaderElector::new(sa.clone(), LeaderConfig::new(SYSTEM, "replica-a"), clock);
+    if tokio::time::timeout(Duration::from_secs(60), elector.acquire()).await.is_err() {
+        failed.push("leader election could not take the Lease".into());
+    } else if let Err(e) = elector.release().await {
+        failed.push(format!("leader election could not release the Lease: {e}"));
     }
     env.stop().await;
     let mut out = forbidden.lock().map(|f| f.clone()).unwrap_or_default();

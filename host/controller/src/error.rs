@@ -27,6 +27,9 @@ pub enum ControllerError {
     /// The admission webhook server or its certificates.
     #[error("webhook: {0}")]
     Webhook(String),
+    /// This process stopped leading: it must not write any more.
+    #[error("Lease {lease}: leadership lost: {detail}")]
+    LeadershipLost { lease: String, detail: String },
 }
 
 impl ControllerError {
@@ -42,6 +45,7 @@ impl ControllerError {
             },
             ControllerError::Startup(_) => "startup",
             ControllerError::Webhook(_) => "webhook",
+            ControllerError::LeadershipLost { .. } => "leadership_lost",
         }
     }
 
