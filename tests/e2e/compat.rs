@@ -108,11 +108,7 @@ fn metadata_of(job: &Job) -> Value {
 
 async fn jobs(client: &Client) -> Vec<Job> {
     let api: Api<Job> = Api::namespaced(client.clone(), NS);
-    let mut items = api
-        .list(&ListParams::default())
-        .await
-        .expect("Jobs")
-        .items;
+    let mut items = api.list(&ListParams::default()).await.expect("Jobs").items;
     items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     items
 }

@@ -20,15 +20,17 @@ use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
 use kube::core::ApiResource;
+use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 
 const SYSTEM: &str = "jobset-system";
 const SA: &str = "jobset-controller";
 
 fn deploy_doc(file: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -71,8 +73,10 @@ fn client_as(sim: &Sim, token: String, forbidden: Arc<Mutex<Vec<String>>>) -> Cl
 }
 
 async fn apply(client: &Client, obj: &Value) {
-    let gvk = GroupVersionKind::try_from(&serde_json::from_value::<kube::core::TypeMeta>(obj.clone()).expect("types"))
-        .expect("gvk");
+    let gvk = GroupVersionKind::try_from(
+        &serde_json::from_value::<kube::core::TypeMeta>(obj.clone()).expect("types"),
+    )
+    .expect("gvk");
     let plural = match gvk.kind.as_str() {
         "ServiceAccount" => "serviceaccounts",
         "ClusterRole" => "clusterroles",
@@ -90,9 +94,13 @@ async fn apply(client: &Client, obj: &Value) {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),
     };
-    api.patch(name, &PatchParams::apply("rbac-test").force(), &Patch::Apply(obj))
-        .await
-        .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
+    api.patch(
+        name,
+        &PatchParams::apply("rbac-test").force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
 }
 
 /// Plugin ConfigMaps are watched but none is loaded in this test.
@@ -128,7 +136,14 @@ spec:
               volumeMounts: [{name: data, mountPath: /data}]
 "#;
 
-async fn can(client: &Client, verb: &str, group: &str, resource: &str, sub: &str, ns: &str) -> bool {
+async fn can(
+    client: &Client,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    sub: &str,
+    ns: &str,
+) -> bool {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let review: SelfSubjectAccessReview = serde_json::from_value(json!({
         "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource,
@@ -153,7 +168,11 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
     sim.add_token("admin", UserInfo::admin());
     let nobody = Arc::new(Mutex::new(Vec::new()));
     let admin = client_as(&sim, "admin".into(), nobody);
-    apply(&admin, &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM}})).await;
+    apply(
+        &admin,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM}}),
+    )
+    .await;
     for o in &objects {
         apply(&admin, o).await;
     }
@@ -175,15 +194,25 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
     // Running Jobs have a start time; resuming clears it.
     env.ready_job(&jobs[0]).await;
     env.patch_spec("rbac", json!({"suspend": true})).await;
-    env.wait_until("the Jobs are suspended", Duration::from_secs(120), || async {
-        env.jobs("rbac").await.iter().all(|j| j.spec.as_ref().and_then(|s| s.suspend) == Some(true))
-    })
+    env.wait_until(
+        "the Jobs are suspended",
+        Duration::from_secs(120),
+        || async {
+            env.jobs("rbac")
+                .await
+                .iter()
+                .all(|j| j.spec.as_ref().and_then(|s| s.suspend) == Some(true))
+        },
+    )
     .await;
     env.patch_spec("rbac", json!({"suspend": false})).await;
     env.wait_until("the Jobs are resumed", Duration::from_secs(120), || async {
         env.jobs("rbac").await.iter().all(|j| {
             j.spec.as_ref().and_then(|s| s.suspend) == Some(false)
-                && j.status.as_ref().and_then(|s| s.start_time.as_ref()).is_none()
+                && j.status
+                    .as_ref()
+                    .and_then(|s| s.start_time.as_ref())
+                    .is_none()
         })
     })
     .await;
@@ -194,9 +223,11 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
         env.complete_job(j).await;
     }
     env.wait_condition("rbac", "Completed").await;
-    env.wait_until("the TTL deletes the JobSet", Duration::from_secs(300), || async {
-        env.jobsets().get_opt("rbac").await.ok().flatten().is_none()
-    })
+    env.wait_until(
+        "the TTL deletes the JobSet",
+        Duration::from_secs(300),
+        || async { env.jobsets().get_opt("rbac").await.ok().flatten().is_none() },
+    )
     .await;
 
     // The validating webhook reads the claim the controller created.
@@ -216,7 +247,10 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
     };
     match server::fetch_claims(&state, &request).await {
         Ok(c) if c.len() == 1 => {}
-        Ok(c) => failed.push(format!("the webhook found {} claims, not the one created", c.len())),
+        Ok(c) => failed.push(format!(
+            "the webhook found {} claims, not the one created",
+            c.len()
+        )),
         Err(e) => failed.push(format!("the webhook could not read claims: {e}")),
     }
 
@@ -285,9 +319,19 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
     let js = jobset_api::parse_jobset_yaml(FIXTURE).expect("fixture");
     let blocks = jobset_controller::job_builder::owner_reference(&js).block_owner_deletion;
     if blocks == Some(true)
-        && !can(&sa, "update", "jobset.x-k8s.io", "jobsets", "finalizers", "default").await
+        && !can(
+            &sa,
+            "update",
+            "jobset.x-k8s.io",
+            "jobsets",
+            "finalizers",
+            "default",
+        )
+        .await
     {
-        failed.push("child Jobs block owner deletion but jobsets/finalizers update is not granted".into());
+        failed.push(
+            "child Jobs block owner deletion but jobsets/finalizers update is not granted".into(),
+        );
     }
     // Leader election: take the Lease (get, create), then hand it back (update).
     let sim_clock = sim.clock().clone();
@@ -296,7 +340,10 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
             .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
     });
     let mut elector = LeaderElector::new(sa.clone(), LeaderConfig::new(SYSTEM, "replica-a"), clock);
-    if tokio::time::timeout(Duration::from_secs(60), elector.acquire()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(60), elector.acquire())
+        .await
+        .is_err()
+    {
         failed.push("leader election could not take the Lease".into());
     } else if let Err(e) = elector.release().await {
         failed.push(format!("leader election could not release the Lease: {e}"));
@@ -376,5 +423,8 @@ fn removing_any_single_verb_from_the_deploy_roles_makes_the_run_fail() {
         .filter(|(_, outcome)| outcome.is_empty())
         .map(|(what, _)| what)
         .collect();
-    assert!(unnoticed.is_empty(), "removals nothing noticed: {unnoticed:#?}");
+    assert!(
+        unnoticed.is_empty(),
+        "removals nothing noticed: {unnoticed:#?}"
+    );
 }

@@ -23,7 +23,14 @@ impl Serve {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         let mut child = Command::new(env!("CARGO_BIN_EXE_jobset"))
-            .args(["sim", "serve", "--listen", "127.0.0.1:0", "--job-controller", "off"])
+            .args([
+                "sim",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--job-controller",
+                "off",
+            ])
             .arg("--kubeconfig-out")
             .arg(&kubeconfig)
             .args(extra)
@@ -133,20 +140,46 @@ fn the_kustomize_base_renders_every_part_and_applies_server_side_into_sim_serve(
     }
     let sim = Serve::start(&[]);
     let out = sim.ok(
-        &["apply", "--server-side", "--field-manager=deploy-test", "-f", "-"],
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=deploy-test",
+            "-f",
+            "-",
+        ],
         Some(&rendered),
     );
-    assert!(out.contains("deployment.apps/jobset-controller serverside-applied"), "{out}");
+    assert!(
+        out.contains("deployment.apps/jobset-controller serverside-applied"),
+        "{out}"
+    );
     let got = sim.ok(
-        &["get", "deployment", "-n", "jobset-system", "jobset-controller", "-o", "jsonpath={.spec.replicas}"],
+        &[
+            "get",
+            "deployment",
+            "-n",
+            "jobset-system",
+            "jobset-controller",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
         None,
     );
     assert_eq!(got, "2");
-    let crd = sim.ok(&["get", "crd", "jobsets.jobset.x-k8s.io", "-o", "name"], None);
+    let crd = sim.ok(
+        &["get", "crd", "jobsets.jobset.x-k8s.io", "-o", "name"],
+        None,
+    );
     assert!(crd.contains("jobsets.jobset.x-k8s.io"), "{crd}");
     // Applying again is a no-op, not a conflict.
     sim.ok(
-        &["apply", "--server-side", "--field-manager=deploy-test", "-f", "-"],
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=deploy-test",
+            "-f",
+            "-",
+        ],
         Some(&rendered),
     );
 }
@@ -164,11 +197,17 @@ fn kubectl_sees_defaulting_and_is_refused_invalid_jobsets_naming_each_field() {
     let sim = Serve::start(&["--controller"]);
     sim.ok(
         &["create", "-f", "-"],
-        Some(&jobset("good", &format!("  replicatedJobs:\n  - {{name: w, replicas: 2, {POD}}}"))),
+        Some(&jobset(
+            "good",
+            &format!("  replicatedJobs:\n  - {{name: w, replicas: 2, {POD}}}"),
+        )),
     );
     let got = sim.ok(&["get", "jobset", "good", "-o", "json"], None);
     let js: serde_json::Value = serde_json::from_str(&got).expect("JSON");
-    assert_eq!(js.pointer("/spec/successPolicy/operator"), Some(&"All".into()));
+    assert_eq!(
+        js.pointer("/spec/successPolicy/operator"),
+        Some(&"All".into())
+    );
     assert_eq!(
         js.pointer("/spec/startupPolicy/startupPolicyOrder"),
         Some(&"AnyOrder".into())
@@ -187,38 +226,153 @@ fn kubectl_sees_defaulting_and_is_refused_invalid_jobsets_naming_each_field() {
     );
 
     let indexed = |extra: &str| {
-        format!("template: {{spec: {{completionMode: Indexed, {extra} template: {{spec: {{containers: [{{name: c, image: i}}]}}}}}}}}")
+        format!(
+            "template: {{spec: {{completionMode: Indexed, {extra} template: {{spec: {{containers: [{{name: c, image: i}}]}}}}}}}}"
+        )
     };
     let cases: Vec<(String, &str)> = vec![
-        (format!("  replicatedJobs:\n  - {{name: a, dependsOn: [{{name: b, status: Ready}}], {POD}}}\n  - {{name: b, {POD}}}"), "spec.replicatedJobs[0].dependsOn"),
-        (format!("  replicatedJobs:\n  - {{name: a, {POD}}}\n  - {{name: b, dependsOn: [{{name: ghost, status: Ready}}], {POD}}}"), "spec.replicatedJobs[1].dependsOn[0].name"),
-        (format!("  replicatedJobs:\n  - {{name: a, {POD}}}\n  - {{name: a, {POD}}}"), "spec.replicatedJobs[1].name"),
-        (format!("  replicatedJobs:\n  - {{name: Bad_Name, {POD}}}"), "spec.replicatedJobs[0].name"),
-        (format!("  replicatedJobs:\n  - {{name: {}, {POD}}}", "w".repeat(70)), "spec.replicatedJobs[0].name"),
-        (format!("  replicatedJobs:\n  - {{name: w, groupName: Not_A_Label, {POD}}}"), "spec.replicatedJobs[0].groupName"),
-        (format!("  network: {{subdomain: Bad.Sub}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"), "spec.network.subdomain"),
-        (format!("  network: {{subdomain: {}}}\n  replicatedJobs:\n  - {{name: w, {POD}}}", "s".repeat(64)), "spec.network.subdomain"),
-        (format!("  managedBy: not-a-domain-path\n  replicatedJobs:\n  - {{name: w, {POD}}}"), "spec.managedBy"),
-        (format!("  managedBy: example.com/{}\n  replicatedJobs:\n  - {{name: w, {POD}}}", "m".repeat(60)), "spec.managedBy"),
-        (format!("  successPolicy: {{operator: All, targetReplicatedJobs: [w, ghost]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"), "spec.successPolicy.targetReplicatedJobs[1]"),
-        (format!("  failurePolicy: {{maxRestarts: 1, rules: [{{name: r, action: FailJobSet, targetReplicatedJobs: [w, ghost]}}]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"), "spec.failurePolicy.rules[0].targetReplicatedJobs[1]"),
-        (format!("  failurePolicy: {{maxRestarts: 1, rules: [{{name: r, action: FailJobSet, onJobFailureReasons: [NotAReason]}}]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"), "spec.failurePolicy.rules[0].onJobFailureReasons[0]"),
-        (format!("  failurePolicy: {{maxRestarts: 1, rules: [{{name: r, action: FailJobSet}}, {{name: r, action: FailJobSet}}]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"), "spec.failurePolicy.rules[1].name"),
-        (format!("  failurePolicy: {{maxRestarts: 1, rules: [{{name: '1 bad name', action: FailJobSet}}]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"), "spec.failurePolicy.rules[0].name"),
-        (format!("  failurePolicy: {{maxRestarts: 1, rules: [{{name: {}, action: FailJobSet}}]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}", "r".repeat(129)), "spec.failurePolicy.rules[0].name"),
-        (format!("  failurePolicy: {{maxRestarts: 1, rules: [{{name: r, action: RestartJob}}]}}\n  replicatedJobs:\n  - {{name: w, replicas: 1025, {POD}}}"), "spec.replicatedJobs[0].replicas"),
-        (format!("  coordinator: {{replicatedJob: ghost, jobIndex: 0, podIndex: 0}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"), "spec.coordinator.replicatedJob"),
-        (format!("  coordinator: {{replicatedJob: w, jobIndex: 5, podIndex: 0}}\n  replicatedJobs:\n  - {{name: w, replicas: 2, {POD}}}"), "spec.coordinator.jobIndex"),
-        (format!("  replicatedJobs:\n  - {{name: w, {}}}", indexed("parallelism: 2147483647,")).replace("name: w,", "name: w, replicas: 2,"), "spec.replicatedJobs[0]"),
-        (format!("  failurePolicy: {{maxRestarts: 1, restartStrategy: InPlaceRestart}}\n  replicatedJobs:\n  - {{name: w, {}}}", indexed("backoffLimit: 3, completions: 2, parallelism: 2,")), "spec.replicatedJobs[0].template.spec.backoffLimit"),
-        (format!("  replicatedJobs:\n  - {{name: w, replicas: -1, {POD}}}"), "spec.replicatedJobs[0].replicas"),
-        (format!("  startupPolicy: {{startupPolicyOrder: InOrder}}\n  replicatedJobs:\n  - {{name: a, {POD}}}\n  - {{name: b, dependsOn: [{{name: a, status: Ready}}], {POD}}}"), "spec.startupPolicy.startupPolicyOrder"),
-        ("  replicatedJobs:\n  - {name: w, replicas: two, template: {}}".to_string(), "spec.replicatedJobs[0].replicas"),
+        (
+            format!(
+                "  replicatedJobs:\n  - {{name: a, dependsOn: [{{name: b, status: Ready}}], {POD}}}\n  - {{name: b, {POD}}}"
+            ),
+            "spec.replicatedJobs[0].dependsOn",
+        ),
+        (
+            format!(
+                "  replicatedJobs:\n  - {{name: a, {POD}}}\n  - {{name: b, dependsOn: [{{name: ghost, status: Ready}}], {POD}}}"
+            ),
+            "spec.replicatedJobs[1].dependsOn[0].name",
+        ),
+        (
+            format!("  replicatedJobs:\n  - {{name: a, {POD}}}\n  - {{name: a, {POD}}}"),
+            "spec.replicatedJobs[1].name",
+        ),
+        (
+            format!("  replicatedJobs:\n  - {{name: Bad_Name, {POD}}}"),
+            "spec.replicatedJobs[0].name",
+        ),
+        (
+            format!("  replicatedJobs:\n  - {{name: {}, {POD}}}", "w".repeat(70)),
+            "spec.replicatedJobs[0].name",
+        ),
+        (
+            format!("  replicatedJobs:\n  - {{name: w, groupName: Not_A_Label, {POD}}}"),
+            "spec.replicatedJobs[0].groupName",
+        ),
+        (
+            format!("  network: {{subdomain: Bad.Sub}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"),
+            "spec.network.subdomain",
+        ),
+        (
+            format!(
+                "  network: {{subdomain: {}}}\n  replicatedJobs:\n  - {{name: w, {POD}}}",
+                "s".repeat(64)
+            ),
+            "spec.network.subdomain",
+        ),
+        (
+            format!("  managedBy: not-a-domain-path\n  replicatedJobs:\n  - {{name: w, {POD}}}"),
+            "spec.managedBy",
+        ),
+        (
+            format!(
+                "  managedBy: example.com/{}\n  replicatedJobs:\n  - {{name: w, {POD}}}",
+                "m".repeat(60)
+            ),
+            "spec.managedBy",
+        ),
+        (
+            format!(
+                "  successPolicy: {{operator: All, targetReplicatedJobs: [w, ghost]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"
+            ),
+            "spec.successPolicy.targetReplicatedJobs[1]",
+        ),
+        (
+            format!(
+                "  failurePolicy: {{maxRestarts: 1, rules: [{{name: r, action: FailJobSet, targetReplicatedJobs: [w, ghost]}}]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"
+            ),
+            "spec.failurePolicy.rules[0].targetReplicatedJobs[1]",
+        ),
+        (
+            format!(
+                "  failurePolicy: {{maxRestarts: 1, rules: [{{name: r, action: FailJobSet, onJobFailureReasons: [NotAReason]}}]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"
+            ),
+            "spec.failurePolicy.rules[0].onJobFailureReasons[0]",
+        ),
+        (
+            format!(
+                "  failurePolicy: {{maxRestarts: 1, rules: [{{name: r, action: FailJobSet}}, {{name: r, action: FailJobSet}}]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"
+            ),
+            "spec.failurePolicy.rules[1].name",
+        ),
+        (
+            format!(
+                "  failurePolicy: {{maxRestarts: 1, rules: [{{name: '1 bad name', action: FailJobSet}}]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"
+            ),
+            "spec.failurePolicy.rules[0].name",
+        ),
+        (
+            format!(
+                "  failurePolicy: {{maxRestarts: 1, rules: [{{name: {}, action: FailJobSet}}]}}\n  replicatedJobs:\n  - {{name: w, {POD}}}",
+                "r".repeat(129)
+            ),
+            "spec.failurePolicy.rules[0].name",
+        ),
+        (
+            format!(
+                "  failurePolicy: {{maxRestarts: 1, rules: [{{name: r, action: RestartJob}}]}}\n  replicatedJobs:\n  - {{name: w, replicas: 1025, {POD}}}"
+            ),
+            "spec.replicatedJobs[0].replicas",
+        ),
+        (
+            format!(
+                "  coordinator: {{replicatedJob: ghost, jobIndex: 0, podIndex: 0}}\n  replicatedJobs:\n  - {{name: w, {POD}}}"
+            ),
+            "spec.coordinator.replicatedJob",
+        ),
+        (
+            format!(
+                "  coordinator: {{replicatedJob: w, jobIndex: 5, podIndex: 0}}\n  replicatedJobs:\n  - {{name: w, replicas: 2, {POD}}}"
+            ),
+            "spec.coordinator.jobIndex",
+        ),
+        (
+            format!(
+                "  replicatedJobs:\n  - {{name: w, {}}}",
+                indexed("parallelism: 2147483647,")
+            )
+            .replace("name: w,", "name: w, replicas: 2,"),
+            "spec.replicatedJobs[0]",
+        ),
+        (
+            format!(
+                "  failurePolicy: {{maxRestarts: 1, restartStrategy: InPlaceRestart}}\n  replicatedJobs:\n  - {{name: w, {}}}",
+                indexed("backoffLimit: 3, completions: 2, parallelism: 2,")
+            ),
+            "spec.replicatedJobs[0].template.spec.backoffLimit",
+        ),
+        (
+            format!("  replicatedJobs:\n  - {{name: w, replicas: -1, {POD}}}"),
+            "spec.replicatedJobs[0].replicas",
+        ),
+        (
+            format!(
+                "  startupPolicy: {{startupPolicyOrder: InOrder}}\n  replicatedJobs:\n  - {{name: a, {POD}}}\n  - {{name: b, dependsOn: [{{name: a, status: Ready}}], {POD}}}"
+            ),
+            "spec.startupPolicy.startupPolicyOrder",
+        ),
+        (
+            "  replicatedJobs:\n  - {name: w, replicas: two, template: {}}".to_string(),
+            "spec.replicatedJobs[0].replicas",
+        ),
     ];
     assert!(cases.len() >= 20);
     let mut failures = Vec::new();
     for (i, (spec, path)) in cases.iter().enumerate() {
-        let out = sim.run(&["create", "-f", "-"], Some(&jobset(&format!("bad-{i}"), spec)));
+        let out = sim.run(
+            &["create", "-f", "-"],
+            Some(&jobset(&format!("bad-{i}"), spec)),
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() || !stderr.contains(path) {
             failures.push(format!("case {i} ({path}): {stderr}"));
@@ -226,22 +380,47 @@ fn kubectl_sees_defaulting_and_is_refused_invalid_jobsets_naming_each_field() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let listed = sim.ok(&["get", "jobsets", "-o", "name"], None);
-    assert_eq!(listed.trim(), "jobset.jobset.x-k8s.io/good", "nothing invalid got in");
+    assert_eq!(
+        listed.trim(),
+        "jobset.jobset.x-k8s.io/good",
+        "nothing invalid got in"
+    );
 
     // An update touching an immutable field is refused, naming it.
     let err = sim.fails(
-        &["patch", "jobset", "good", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicatedJobs/0/replicas","value":5}]"#],
+        &[
+            "patch",
+            "jobset",
+            "good",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/replicatedJobs/0/replicas","value":5}]"#,
+        ],
         None,
     );
     assert!(err.contains("spec.replicatedJobs"), "{err}");
     let err = sim.fails(
-        &["patch", "jobset", "good", "--type=merge", "-p", r#"{"spec":{"managedBy":"example.com/other"}}"#],
+        &[
+            "patch",
+            "jobset",
+            "good",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"managedBy":"example.com/other"}}"#,
+        ],
         None,
     );
     assert!(err.contains("spec.managedBy"), "{err}");
     // A mutable field still changes.
     sim.ok(
-        &["patch", "jobset", "good", "--type=merge", "-p", r#"{"spec":{"suspend":true}}"#],
+        &[
+            "patch",
+            "jobset",
+            "good",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
         None,
     );
 }
@@ -265,7 +444,10 @@ fn a_webhook_that_is_down_blocks_admission_with_a_clear_message() {
             continue;
         }
         for h in v["webhooks"].as_array_mut().into_iter().flatten() {
-            let path = h["clientConfig"]["service"]["path"].as_str().unwrap_or("/").to_string();
+            let path = h["clientConfig"]["service"]["path"]
+                .as_str()
+                .unwrap_or("/")
+                .to_string();
             h["clientConfig"] = serde_json::json!({"url": format!("http://{closed}{path}")});
         }
         docs.push(serde_json::to_string(&v).expect("JSON"));
@@ -275,7 +457,10 @@ fn a_webhook_that_is_down_blocks_admission_with_a_clear_message() {
     }
     let err = sim.fails(
         &["create", "-f", "-"],
-        Some(&jobset("blocked", &format!("  replicatedJobs:\n  - {{name: w, {POD}}}"))),
+        Some(&jobset(
+            "blocked",
+            &format!("  replicatedJobs:\n  - {{name: w, {POD}}}"),
+        )),
     );
     assert!(
         err.contains("failed calling webhook \"mjobset.kb.io\""),

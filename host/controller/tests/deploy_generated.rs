@@ -33,7 +33,11 @@ fn the_kustomization_references_every_generated_part() {
         "webhook/webhooks.yaml".to_string(),
     ];
     for entry in std::fs::read_dir(deploy().join("plugins")).expect("deploy/plugins") {
-        let name = entry.expect("entry").file_name().to_string_lossy().to_string();
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .to_string();
         if name.ends_with(".yaml") {
             wanted.push(format!("plugins/{name}"));
         }

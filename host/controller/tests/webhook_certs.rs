@@ -9,7 +9,9 @@ use std::time::Duration;
 use jobset_api::{FeatureGates, JobSet};
 use jobset_controller::webhook::configurations::{self, Target};
 use jobset_controller::webhook::rotation::{DNS_NAMES_ANNOTATION, NOT_AFTER_ANNOTATION};
-use jobset_controller::webhook::{CertBundle, CertStore, ManagedCerts, Renewal, WebhookState, server};
+use jobset_controller::webhook::{
+    CertBundle, CertStore, ManagedCerts, Renewal, WebhookState, server,
+};
 use jobset_sim::{Sim, SimConfig};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
@@ -132,7 +134,12 @@ async fn a_missing_secret_is_generated_and_the_ca_bundle_patched_so_admission_wo
     let r = m.ensure(&client, &store, now()).await.expect("ensure");
     assert_eq!(r, Renewal::Loaded);
     assert_eq!(
-        secrets.get(SECRET).await.expect("secret").metadata.resource_version,
+        secrets
+            .get(SECRET)
+            .await
+            .expect("secret")
+            .metadata
+            .resource_version,
         rv
     );
 
@@ -160,9 +167,18 @@ async fn an_expired_certificate_blocks_admission_until_it_is_regenerated_without
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let mut s = secrets.get(SECRET).await.expect("secret");
     let data = s.data.get_or_insert_with(Default::default);
-    data.insert("ca.crt".into(), ByteString(expired.ca_pem.clone().into_bytes()));
-    data.insert("tls.crt".into(), ByteString(expired.cert_pem.clone().into_bytes()));
-    data.insert("tls.key".into(), ByteString(expired.key_pem.clone().into_bytes()));
+    data.insert(
+        "ca.crt".into(),
+        ByteString(expired.ca_pem.clone().into_bytes()),
+    );
+    data.insert(
+        "tls.crt".into(),
+        ByteString(expired.cert_pem.clone().into_bytes()),
+    );
+    data.insert(
+        "tls.key".into(),
+        ByteString(expired.key_pem.clone().into_bytes()),
+    );
     let ann = s.metadata.annotations.get_or_insert_with(Default::default);
     ann.insert(NOT_AFTER_ANNOTATION.into(), expired.not_after.to_string());
     ann.insert(DNS_NAMES_ANNOTATION.into(), names().join(","));
@@ -185,16 +201,14 @@ async fn an_expired_certificate_blocks_admission_until_it_is_regenerated_without
         .create(&PostParams::default(), &jobset("while-expired"))
         .await
         .expect_err("an expired certificate fails the call, and failurePolicy Fail blocks");
-    assert!(
-        err.to_string().contains("failed calling webhook"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("failed calling webhook"), "{err}");
 
     let r = m.ensure(&client, &store, now()).await.expect("ensure");
     assert_eq!(r, Renewal::Generated("the certificate has expired".into()));
     let bundle = String::from_utf8(ca_bundle(&client).await).expect("PEM");
     let fresh = secrets.get(SECRET).await.expect("secret");
-    let fresh_ca = String::from_utf8(fresh.data.unwrap_or_default()["ca.crt"].0.clone()).expect("PEM");
+    let fresh_ca =
+        String::from_utf8(fresh.data.unwrap_or_default()["ca.crt"].0.clone()).expect("PEM");
     assert!(bundle.contains(fresh_ca.trim()), "the new CA is trusted");
     assert!(
         !bundle.contains(expired.ca_pem.trim()),
@@ -217,7 +231,10 @@ async fn a_certificate_due_for_renewal_is_rotated_while_the_old_ca_stays_trusted
     assert_eq!(r, Renewal::Generated("the certificate expires soon".into()));
     let bundle = String::from_utf8(ca_bundle(&client).await).expect("PEM");
     let old = String::from_utf8(old).expect("PEM");
-    assert!(bundle.contains(old.trim()), "replicas still serving the old certificate stay trusted");
+    assert!(
+        bundle.contains(old.trim()),
+        "replicas still serving the old certificate stay trusted"
+    );
     assert!(bundle.matches("BEGIN CERTIFICATE").count() == 2, "{bundle}");
     let api: Api<JobSet> = Api::namespaced(client.clone(), "default");
     api.create(&PostParams::default(), &jobset("rotated"))

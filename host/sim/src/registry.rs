@@ -132,7 +132,15 @@ pub fn builtins() -> Vec<ResourceInfo> {
             false,
         ),
         builtin("batch", "v1", "jobs", "Job", true, &[], true),
-        builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"], true),
+        builtin(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            true,
+            &["deploy"],
+            true,
+        ),
         builtin(
             "rbac.authorization.k8s.io",
             "v1",

@@ -18,7 +18,10 @@ pub struct CertDir {
 
 fn read(path: &Path) -> Result<String, ControllerError> {
     std::fs::read_to_string(path).map_err(|e| {
-        ControllerError::Webhook(format!("webhook certificate: cannot read {}: {e}", path.display()))
+        ControllerError::Webhook(format!(
+            "webhook certificate: cannot read {}: {e}",
+            path.display()
+        ))
     })
 }
 
@@ -59,7 +62,9 @@ impl CertDir {
             match self.reload_if_changed(&store) {
                 Ok(true) => tracing::info!(dir = %self.dir.display(), "webhook certificate loaded"),
                 Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "webhook certificate not reloaded; the last good one stays"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook certificate not reloaded; the last good one stays")
+                }
             }
             tokio::select! {
                 _ = &mut shutdown => return,

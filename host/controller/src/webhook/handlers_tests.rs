@@ -48,6 +48,15 @@ fn patched(response: &AdmissionResponse, original: &Value) -> Value {
     doc
 }
 
+/// The object as the API server stores it after the mutating webhook.
+fn defaulted(obj: Value) -> Value {
+    let resp = mutate(&request("CREATE", obj.clone(), Value::Null));
+    match resp.patch {
+        Some(_) => patched(&resp, &obj),
+        None => obj,
+    }
+}
+
 #[test]
 fn mutate_defaults_a_created_jobset_with_a_patch_that_applies_to_the_object_as_sent() {
     let obj = jobset(json!({"replicatedJobs": [workers(2)],
@@ -55,7 +64,10 @@ fn mutate_defaults_a_created_jobset_with_a_patch_that_applies_to_the_object_as_s
     let resp = mutate(&request("CREATE", obj.clone(), Value::Null));
     assert!(resp.allowed);
     let out = patched(&resp, &obj);
-    assert_eq!(out.pointer("/spec/successPolicy/operator"), Some(&json!("All")));
+    assert_eq!(
+        out.pointer("/spec/successPolicy/operator"),
+        Some(&json!("All"))
+    );
     assert_eq!(
         out.pointer("/spec/startupPolicy/startupPolicyOrder"),
         Some(&json!("AnyOrder"))
@@ -78,7 +90,9 @@ fn mutate_defaults_a_created_jobset_with_a_patch_that_applies_to_the_object_as_s
     );
     // A field the typed view does not know is neither dropped nor rewritten.
     assert_eq!(
-        out.pointer("/spec/replicatedJobs/0/template/spec/template/spec/containers/0/someFutureField"),
+        out.pointer(
+            "/spec/replicatedJobs/0/template/spec/template/spec/containers/0/someFutureField"
+        ),
         Some(&json!(1))
     );
 }
@@ -131,19 +145,26 @@ fn validate_denies_a_create_with_every_error_and_its_field_path() {
     assert_eq!(resp.result.reason, "Invalid");
     let msg = &resp.result.message;
     assert!(msg.contains("spec.replicatedJobs[0].dependsOn"), "{msg}");
-    assert!(msg.contains("spec.successPolicy.targetReplicatedJobs"), "{msg}");
+    assert!(
+        msg.contains("spec.successPolicy.targetReplicatedJobs"),
+        "{msg}"
+    );
     let causes = resp
         .result
         .details
         .as_ref()
         .map(|d| d.causes.len())
         .unwrap_or(0);
-    assert!(causes >= 2, "one cause per error: {:?}", resp.result.details);
+    assert!(
+        causes >= 2,
+        "one cause per error: {:?}",
+        resp.result.details
+    );
 }
 
 #[test]
 fn validate_admits_a_valid_create() {
-    let obj = jobset(json!({"replicatedJobs": [workers(3)]}));
+    let obj = defaulted(jobset(json!({"replicatedJobs": [workers(3)]})));
     let resp = validate(
         &request("CREATE", obj, Value::Null),
         FeatureGates::default(),
@@ -154,8 +175,9 @@ fn validate_admits_a_valid_create() {
 
 #[test]
 fn validate_names_the_immutable_field_an_update_touches() {
-    let old = jobset(json!({"replicatedJobs": [workers(1)]}));
-    let new = jobset(json!({"replicatedJobs": [workers(4)]}));
+    let old = defaulted(jobset(json!({"replicatedJobs": [workers(1)]})));
+    let mut new = old.clone();
+    new["spec"]["replicatedJobs"][0]["replicas"] = json!(4);
     let resp = validate(
         &request("UPDATE", new, old),
         FeatureGates::default(),
@@ -171,8 +193,11 @@ fn validate_names_the_immutable_field_an_update_touches() {
 
 #[test]
 fn validate_admits_an_update_that_only_changes_suspend() {
-    let old = jobset(json!({"replicatedJobs": [workers(1)], "suspend": false}));
-    let new = jobset(json!({"replicatedJobs": [workers(1)], "suspend": true}));
+    let old = defaulted(jobset(
+        json!({"replicatedJobs": [workers(1)], "suspend": false}),
+    ));
+    let mut new = old.clone();
+    new["spec"]["suspend"] = json!(true);
     let resp = validate(
         &request("UPDATE", new, old),
         FeatureGates::default(),
@@ -191,7 +216,9 @@ fn validate_reports_a_field_of_the_wrong_type_with_its_path() {
     );
     assert!(!resp.allowed);
     assert!(
-        resp.result.message.contains("spec.replicatedJobs[0].replicas"),
+        resp.result
+            .message
+            .contains("spec.replicatedJobs[0].replicas"),
         "{}",
         resp.result.message
     );
@@ -208,7 +235,10 @@ fn validate_compares_claim_templates_with_the_claims_that_exist() {
     let req = request("CREATE", obj, Value::Null);
     let js = requested_jobset(&req).expect("parses");
     let wanted = claims_to_fetch(&js);
-    assert_eq!(wanted, vec![("default".to_string(), "data-train".to_string())]);
+    assert_eq!(
+        wanted,
+        vec![("default".to_string(), "data-train".to_string())]
+    );
     let clash: PersistentVolumeClaim = serde_json::from_value(json!({
         "metadata": {"name": "data-train"}, "spec": {"accessModes": ["ReadOnlyMany"]}}))
     .expect("a claim");
@@ -216,7 +246,9 @@ fn validate_compares_claim_templates_with_the_claims_that_exist() {
     let resp = validate(&req, FeatureGates::default(), &claims);
     assert!(!resp.allowed);
     assert!(
-        resp.result.message.contains("spec.volumeClaimPolicies[0].templates[0].spec"),
+        resp.result
+            .message
+            .contains("spec.volumeClaimPolicies[0].templates[0].spec"),
         "{}",
         resp.result.message
     );
@@ -255,5 +287,9 @@ fn an_encoded_patch_is_base64_json_patch() {
         .decode(text)
         .expect("base64");
     let ops: Vec<Value> = serde_json::from_slice(&raw).expect("JSON");
-    assert!(ops.iter().any(|o| o["path"] == json!("/spec/successPolicy")), "{ops:?}");
+    assert!(
+        ops.iter()
+            .any(|o| o["path"] == json!("/spec/successPolicy")),
+        "{ops:?}"
+    );
 }

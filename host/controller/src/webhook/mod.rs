@@ -35,7 +35,10 @@ pub const DEFAULT_SECRET: &str = "jobset-webhook-server-cert";
 #[derive(Clone, Debug)]
 pub enum CertSource {
     /// `tls.crt` and `tls.key` in a mounted directory, re-read periodically.
-    Dir { path: PathBuf, reload_every: Duration },
+    Dir {
+        path: PathBuf,
+        reload_every: Duration,
+    },
     /// Generated, stored in a Secret, rotated; `caBundle` patched.
     Managed(ManagedCerts),
 }
@@ -87,11 +90,9 @@ pub async fn serve(
         }
     };
     let certs = match config.certs {
-        CertSource::Dir { path, reload_every } => tokio::spawn(CertDir::new(path).run(
-            store.clone(),
-            reload_every,
-            stopped(),
-        )),
+        CertSource::Dir { path, reload_every } => {
+            tokio::spawn(CertDir::new(path).run(store.clone(), reload_every, stopped()))
+        }
         CertSource::Managed(m) => tokio::spawn(m.run(client.clone(), store.clone(), stopped())),
     };
     let state = Arc::new(WebhookState {
@@ -143,7 +144,11 @@ pub async fn serve_on_loopback(
             tracing::warn!(error = %e, "webhook server stopped");
         }
     });
-    configurations::register(&client, &Target::Url(format!("https://{addr}")), &bundle.ca_pem)
-        .await?;
+    configurations::register(
+        &client,
+        &Target::Url(format!("https://{addr}")),
+        &bundle.ca_pem,
+    )
+    .await?;
     Ok(addr)
 }

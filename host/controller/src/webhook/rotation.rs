@@ -160,8 +160,7 @@ impl ManagedCerts {
         };
         let why = why.unwrap_or_default();
         tracing::info!(secret = %self.secret, reason = %why, "generating the webhook certificate");
-        let fresh =
-            CertBundle::generate(&self.dns_names, now, self.validity.as_secs() as i64)?;
+        let fresh = CertBundle::generate(&self.dns_names, now, self.validity.as_secs() as i64)?;
         // Trust the new CA before anyone serves a certificate it signed,
         // and keep trusting the old one while other replicas still serve it.
         let previous_ca = current
@@ -170,7 +169,12 @@ impl ManagedCerts {
             .and_then(|d| text(d, CA_FILE))
             .filter(|ca| ca.contains("BEGIN CERTIFICATE"));
         let bundle = match &previous_ca {
-            Some(old) if current.as_ref().and_then(|s| bundle_of(s, &self.dns_names).ok()).is_some_and(|b| b.not_after > now) => {
+            Some(old)
+                if current
+                    .as_ref()
+                    .and_then(|s| bundle_of(s, &self.dns_names).ok())
+                    .is_some_and(|b| b.not_after > now) =>
+            {
                 format!("{}{}", fresh.ca_pem, old)
             }
             _ => fresh.ca_pem.clone(),

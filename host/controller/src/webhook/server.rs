@@ -109,7 +109,10 @@ pub async fn handle(
     };
     let request = serde_json::from_slice::<AdmissionReview<DynamicObject>>(&body)
         .map_err(|e| e.to_string())
-        .and_then(|r| AdmissionRequest::try_from(r).map_err(|e| e.to_string()));
+        .and_then(|r| {
+            let req: Result<AdmissionRequest<DynamicObject>, _> = r.try_into();
+            req.map_err(|e| e.to_string())
+        });
     let request = match request {
         Ok(r) => r,
         Err(why) => {
