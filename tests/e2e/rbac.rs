@@ -191,6 +191,30 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
     .await;
     env.create(FIXTURE).await;
     let jobs = env.wait_jobs("rbac", 2).await;
+    // The validating webhook reads the claim the controller created.
+    let review: kube::core::admission::AdmissionReview<DynamicObject> = serde_json::from_value(json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "1", "kind": {"group": "jobset.x-k8s.io", "version": "v1alpha2", "kind": "JobSet"},
+            "resource": {"group": "jobset.x-k8s.io", "version": "v1alpha2", "resource": "jobsets"},
+            "name": "rbac", "namespace": "default", "operation": "CREATE", "userInfo": {},
+            "object": serde_yaml::from_str::<Value>(FIXTURE).expect("fixture")}
+    }))
+    .expect("review");
+    let request = review.try_into().expect("request");
+    let state = WebhookState {
+        client: Some(sa.clone()),
+        gates: Default::default(),
+        store: Arc::new(CertStore::default()),
+    };
+    match server::fetch_claims(&state, &request).await {
+        Ok(c) if c.len() == 1 => {}
+        Ok(c) => failed.push(format!(
+            "the webhook found {} claims, not the one created",
+            c.len()
+        )),
+        Err(e) => failed.push(format!("the webhook could not read claims: {e}")),
+    }
+
     // Running Jobs have a start time; resuming clears it.
     env.ready_job(&jobs[0]).await;
     env.patch_spec("rbac", json!({"suspend": true})).await;
@@ -229,30 +253,6 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
         || async { env.jobsets().get_opt("rbac").await.ok().flatten().is_none() },
     )
     .await;
-
-    // The validating webhook reads the claim the controller created.
-    let review: kube::core::admission::AdmissionReview<DynamicObject> = serde_json::from_value(json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "1", "kind": {"group": "jobset.x-k8s.io", "version": "v1alpha2", "kind": "JobSet"},
-            "resource": {"group": "jobset.x-k8s.io", "version": "v1alpha2", "resource": "jobsets"},
-            "name": "rbac", "namespace": "default", "operation": "CREATE", "userInfo": {},
-            "object": serde_yaml::from_str::<Value>(FIXTURE).expect("fixture")}
-    }))
-    .expect("review");
-    let request = review.try_into().expect("request");
-    let state = WebhookState {
-        client: Some(sa.clone()),
-        gates: Default::default(),
-        store: Arc::new(CertStore::default()),
-    };
-    match server::fetch_claims(&state, &request).await {
-        Ok(c) if c.len() == 1 => {}
-        Ok(c) => failed.push(format!(
-            "the webhook found {} claims, not the one created",
-            c.len()
-        )),
-        Err(e) => failed.push(format!("the webhook could not read claims: {e}")),
-    }
 
     // A repeated event becomes a series (create, then patch).
     let recorder = kube::runtime::events::Recorder::new(

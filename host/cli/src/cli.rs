@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::outcome::Failure;
-use crate::{policy_cmd, run, sim_cmd};
+use crate::{controller_cmd, policy_cmd, run, sim_cmd};
 
 /// JobSet controller with policies as WebAssembly plugins, and a simulated
 /// cluster to run it on.
@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run JobSet manifests on the embedded simulated cluster, in virtual time.
     Run(run::RunArgs),
+    /// Run the controller against a cluster (kubeconfig or in-cluster).
+    Controller(controller_cmd::ControllerArgs),
     /// The simulated cluster.
     #[command(subcommand)]
     Sim(sim_cmd::SimCommand),
@@ -40,8 +42,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logs();
+    match &cli.command {
+        Command::Controller(args) => init_logs("info", args.log_json),
+        _ => init_logs("warn", false),
+    }
     let result: Result<(), Failure> = match cli.command {
+        Command::Controller(args) => controller_cmd::run(args),
         Command::Run(args) => run::run(args),
         Command::Sim(cmd) => sim_cmd::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
@@ -56,15 +62,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (warnings by default), as
-/// JSON when `JOBSET_LOG_FORMAT=json`.
-fn init_logs() {
+/// Logs go to stderr, filtered by `RUST_LOG` (else `level`), as JSON when
+/// asked or when `JOBSET_LOG_FORMAT=json`.
+fn init_logs(level: &str, json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("JOBSET_LOG_FORMAT").as_deref() == Ok("json") {
+    if json || std::env::var("JOBSET_LOG_FORMAT").as_deref() == Ok("json") {
         let _ = builder.json().try_init();
     } else {
         let _ = builder.try_init();

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod controller_cmd;
 mod outcome;
 mod policy_cmd;
 mod run;

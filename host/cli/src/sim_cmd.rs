@@ -6,10 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use jobset_controller::ControllerConfig;
 use jobset_controller::metrics::Metrics;
-use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
-use jobset_controller::{ControllerConfig, run as run_controller};
-use jobset_policy::{Registry, RegistryConfig, Runtime};
 use jobset_sim::cluster::{Cluster, ClusterConfig, NodeLayout, Scenario};
 use jobset_sim::{Sim, SimConfig};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -91,17 +89,6 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
             crds.create(&PostParams::default(), &jobset_api::crd())
                 .await
                 .map_err(|e| Failure::Internal(format!("registering the JobSet CRD: {e}")))?;
-            let runtime =
-                Runtime::new(Default::default()).map_err(|e| Failure::Internal(e.to_string()))?;
-            let registry = Arc::new(
-                Registry::new(
-                    runtime,
-                    RegistryConfig::new(crate::run::CONTROLLER_NAMESPACE),
-                )
-                .map_err(|e| Failure::Internal(e.to_string()))?,
-            );
-            let engine: Arc<dyn PolicyEngine> = registry.clone();
-            let plugins: Arc<dyn PluginConfigMaps> = registry;
             // Defaulting and validation for kubectl users, as on a cluster.
             jobset_controller::webhook::serve_on_loopback(
                 client.clone(),
@@ -110,11 +97,12 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
             )
             .await
             .map_err(|e| Failure::Internal(format!("starting the admission webhooks: {e}")))?;
-            Some(tokio::spawn(run_controller(
+            let registry =
+                crate::controller_cmd::plugin_registry(crate::run::CONTROLLER_NAMESPACE)?;
+            Some(tokio::spawn(crate::controller_cmd::run_wired(
                 client,
                 ControllerConfig::default(),
-                engine,
-                Some(plugins),
+                registry,
                 Arc::new(Metrics::default()),
                 std::future::pending::<()>(),
             )))

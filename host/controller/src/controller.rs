@@ -360,17 +360,25 @@ pub async fn run(
             all_tx,
         )));
     }
+    // The JobSet watch is built here rather than by `Controller::new` so
+    // that its first full list can be reported to `/readyz`.
     let jobsets: Api<JobSet> = Api::all(client);
-    let controller = Controller::new(jobsets, watcher::Config::default())
-        .with_config(RuntimeConfig::default().concurrency(config.concurrency))
-        .trigger_backoff(steady());
-    let store = controller.store();
+    let writer = kube::runtime::reflector::store::Writer::<JobSet>::default();
+    let reader = writer.as_reader();
     let synced = health.clone();
-    tasks.push(tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
+    let trigger = kube::runtime::reflector(
+        writer,
+        watcher::watcher(jobsets, watcher::Config::default()),
+    )
+    .inspect(move |ev| {
+        if matches!(ev, Ok(Event::InitDone)) {
             synced.watch_synced("jobsets");
         }
-    }));
+    })
+    .applied_objects();
+    let controller = Controller::for_stream(trigger, reader)
+        .with_config(RuntimeConfig::default().concurrency(config.concurrency))
+        .trigger_backoff(steady());
     let _guard = AbortOnDrop(tasks, health);
     controller
         .reconcile_on(rx)

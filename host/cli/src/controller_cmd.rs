@@ -1,0 +1,269 @@
+//! `jobset controller`: the controller against a real cluster (a kubeconfig
+//! or the in-cluster service account), with the default plugins built in
+//! and plugin ConfigMaps from the plugin namespace, `/metrics`, `/healthz`,
+//! `/readyz`, optional leader election, and a clean stop on SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobset_controller::health::Health;
+use jobset_controller::http_server::{self, Endpoints};
+use jobset_controller::leader::{self, LeaderConfig, LeaderElector};
+use jobset_controller::metrics::Metrics;
+use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
+use jobset_controller::{ControllerConfig, run as run_controller, run_with_leader_election};
+use jobset_policy::{Registry, RegistryConfig, Runtime};
+use kube::Client;
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+
+use crate::outcome::{Failure, bad_input};
+
+fn default_namespace() -> String {
+    std::env::var("POD_NAMESPACE").unwrap_or_else(|_| crate::run::CONTROLLER_NAMESPACE.to_string())
+}
+
+/// Options of `jobset controller`. Further groups of flags (webhooks, ...)
+/// join as `#[command(flatten)]` fields of their own struct.
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// Kubeconfig to use; without it, `KUBECONFIG`, `~/.kube/config`, or the
+    /// in-cluster service account.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// JobSets reconciled at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+    /// Where `/metrics` is served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Where `/healthz` and `/readyz` are served (may equal --metrics-addr).
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub health_addr: SocketAddr,
+    /// Act only while holding the leader Lease (run several replicas).
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE or jobset-system).
+    #[arg(long, default_value_t = default_namespace())]
+    pub lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = leader::DEFAULT_LEASE_NAME)]
+    pub lease_name: String,
+    /// Namespace whose plugin ConfigMaps serve every JobSet.
+    #[arg(long, default_value_t = default_namespace())]
+    pub plugin_namespace: String,
+    /// Feature gates: `Name=true|false,...` (upstream names).
+    #[arg(long, value_delimiter = ',')]
+    pub feature_gates: Vec<String>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// The default plugins from the builtins, plus whatever ConfigMaps in
+/// `namespace` (and JobSet namespaces) add; shared with `jobset sim serve`.
+pub fn plugin_registry(namespace: &str) -> Result<Arc<Registry>, Failure> {
+    let runtime = Runtime::new(Default::default())
+        .map_err(|e| Failure::Internal(format!("starting the Wasm runtime: {e}")))?;
+    let registry = Registry::new(runtime, RegistryConfig::new(namespace))
+        .map_err(|e| Failure::Internal(format!("loading the default plugins: {e}")))?;
+    Ok(Arc::new(registry))
+}
+
+/// Applies `Name=true|false` switches to the default gates.
+pub fn feature_gates(switches: &[String]) -> Result<Vec<String>, Failure> {
+    let mut gates = ControllerConfig::default().feature_gates;
+    for s in switches.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (name, on) = match s.split_once('=') {
+            Some((n, "true")) => (n, true),
+            Some((n, "false")) => (n, false),
+            None => (s, true),
+            Some((_, v)) => {
+                return Err(bad_input(format!(
+                    "--feature-gates {s:?}: value {v:?} is not true or false"
+                )));
+            }
+        };
+        gates.retain(|g| g != name);
+        if on {
+            gates.push(name.to_string());
+        }
+    }
+    Ok(gates)
+}
+
+/// Runs the controller with the default plugins and the plugin registry
+/// on `client` until `shutdown`; shared by `jobset controller` and
+/// `jobset sim serve --controller`.
+pub async fn run_wired(
+    client: Client,
+    config: ControllerConfig,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let engine: Arc<dyn PolicyEngine> = registry.clone();
+    let plugins: Arc<dyn PluginConfigMaps> = registry;
+    run_controller(client, config, engine, Some(plugins), metrics, shutdown).await;
+}
+
+async fn load_config(path: &Option<PathBuf>) -> Result<Config, Failure> {
+    match path {
+        Some(p) => {
+            let shown = p.display();
+            let kc = Kubeconfig::read_from(p)
+                .map_err(|e| bad_input(format!("--kubeconfig {shown}: {e}")))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| bad_input(format!("--kubeconfig {shown}: {e}")))
+        }
+        None => Config::infer().await.map_err(|e| {
+            bad_input(format!(
+                "no cluster to talk to (KUBECONFIG, ~/.kube/config, in-cluster): {e}"
+            ))
+        }),
+    }
+}
+
+/// Waits until the API server answers, retrying with backoff (1 s doubling
+/// to 30 s) and logging each failure; `false` if told to stop first.
+async fn wait_for_api(
+    client: &Client,
+    url: &str,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        if *stop.borrow() {
+            return false;
+        }
+        match client.apiserver_version().await {
+            Ok(v) => {
+                tracing::info!(server = %url, version = %v.git_version, "API server reachable");
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(server = %url, error = %e, retry_in = ?pause, "API server unreachable; retrying");
+            }
+        }
+        let mut stop = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|v| *v) => return false,
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; ctrl-c only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("stop requested");
+}
+
+/// Runs `jobset controller`.
+pub fn run(args: ControllerArgs) -> Result<(), Failure> {
+    let gates = feature_gates(&args.feature_gates)?;
+    if args.concurrency == 0 {
+        return Err(bad_input("--concurrency must be at least 1".to_string()));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    rt.block_on(async move {
+        let config = load_config(&args.kubeconfig).await?;
+        let url = config.cluster_url.to_string();
+        let client = Client::try_from(config)
+            .map_err(|e| bad_input(format!("cannot build a client for {url}: {e}")))?;
+        let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(Health::default());
+        if args.metrics_addr == args.health_addr {
+            let both = Endpoints {
+                metrics: Some(metrics.clone()),
+                health: Some(health.clone()),
+            };
+            bind(args.metrics_addr, "--metrics-addr", both).await?;
+        } else {
+            let m = Endpoints {
+                metrics: Some(metrics.clone()),
+                health: None,
+            };
+            let h = Endpoints {
+                metrics: None,
+                health: Some(health.clone()),
+            };
+            bind(args.metrics_addr, "--metrics-addr", m).await?;
+            bind(args.health_addr, "--health-addr", h).await?;
+        }
+        // Compiling the default plugins takes a moment: after the
+        // endpoints are up, so that /healthz answers meanwhile.
+        let registry = plugin_registry(&args.plugin_namespace)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal().await;
+            stop_tx.send_replace(true);
+        });
+        let rx = stop_rx.clone();
+        let stopped = move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }
+        };
+        if !wait_for_api(&client, &url, &stop_rx).await {
+            return Ok(());
+        }
+        let controller_config = ControllerConfig {
+            concurrency: args.concurrency,
+            feature_gates: gates,
+            health: health.clone(),
+            ..Default::default()
+        };
+        if !args.leader_elect {
+            run_wired(client, controller_config, registry, metrics, stopped()).await;
+            tracing::info!("controller stopped");
+            return Ok(());
+        }
+        let identity = leader::default_identity();
+        let mut lc = LeaderConfig::new(&args.lease_namespace, &identity);
+        lc.lease_name = args.lease_name.clone();
+        let mut elector = LeaderElector::new(client.clone(), lc, controller_config.clock.clone())
+            .with_health(health);
+        tracing::info!(%identity, lease = %args.lease_name, namespace = %args.lease_namespace, "waiting for the leader Lease");
+        run_with_leader_election(&mut elector, stopped(), move |stop| {
+            run_wired(client, controller_config, registry, metrics, stop)
+        })
+        .await
+        .map_err(|e| Failure::Internal(format!("{e}; exiting so that a fresh process stands again")))?;
+        tracing::info!("controller stopped");
+        Ok(())
+    })
+}
+
+async fn bind(addr: SocketAddr, flag: &str, endpoints: Endpoints) -> Result<(), Failure> {
+    let bound = http_server::serve(addr, endpoints)
+        .await
+        .map_err(|e| bad_input(format!("{flag} {addr}: {e}")))?;
+    tracing::info!(address = %bound, "{} listening", flag.trim_start_matches("--"));
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! `jobset controller` as an operator runs it: a separate process talking
+//! to `jobset sim serve` over HTTP through a kubeconfig, with metrics,
+//! health, leader election and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+
+const JOBSET: &str = r#"
+apiVersion: jobset.x-k8s.io/v1alpha2
+kind: JobSet
+metadata: {name: hello, namespace: default}
+spec:
+  replicatedJobs:
+  - name: workers
+    replicas: 3
+    template: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}}
+"#;
+
+/// Kills the child when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn jobset() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_jobset"))
+}
+
+fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("addr")
+}
+
+/// Starts `jobset sim serve` and waits for its ready line.
+fn sim(kubeconfig: &Path) -> Proc {
+    let mut child = jobset()
+        .args([
+            "sim",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--job-controller",
+            "off",
+        ])
+        .arg("--kubeconfig-out")
+        .arg(kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("jobset sim serve starts");
+    let out = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("ready line");
+    assert!(line.contains("ready on"), "{line}");
+    Proc(child)
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn client(kubeconfig: &Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn the_controller_creates_jobs_serves_metrics_and_releases_its_lease_on_sigterm() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let kc = dir.join("kubeconfig");
+    let _sim = sim(&kc);
+    let rt = runtime();
+    let client = rt.block_on(client(&kc));
+    rt.block_on(async {
+        let crds: Api<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        > = Api::all(client.clone());
+        crds.create(&PostParams::default(), &jobset_api::crd::crd())
+            .await
+            .expect("CRD registered");
+    });
+    let (metrics, health) = (free_addr(), free_addr());
+    let mut ctl = Proc(
+        jobset()
+            .args([
+                "controller",
+                "--leader-elect",
+                "--lease-namespace",
+                "default",
+            ])
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["--metrics-addr", &metrics.to_string()])
+            .args(["--health-addr", &health.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("jobset controller starts"),
+    );
+    wait_for("/healthz answers", Duration::from_secs(60), || {
+        get(health, "/healthz").0 == 200
+    });
+    wait_for("/readyz is ok", Duration::from_secs(60), || {
+        get(health, "/readyz").0 == 200
+    });
+    rt.block_on(async {
+        let js = jobset_api::parse_jobset_yaml(JOBSET).expect("fixture");
+        let api: Api<jobset_api::JobSet> = Api::namespaced(client.clone(), "default");
+        api.create(&PostParams::default(), &js)
+            .await
+            .expect("JobSet created");
+    });
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    wait_for("the JobSet's 3 Jobs exist", Duration::from_secs(30), || {
+        rt.block_on(jobs.list(&ListParams::default()))
+            .map(|l| l.items.len() == 3)
+            .unwrap_or(false)
+    });
+    let (code, text) = get(metrics, "/metrics");
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+    assert!(text.contains("jobset_reconcile_total"), "{text}");
+    assert!(
+        text.contains("jobset_policy_decision_duration_seconds_count{plugin=\"default-"),
+        "{text}"
+    );
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let held = rt
+        .block_on(leases.get("jobset-controller-leader"))
+        .expect("the Lease exists");
+    assert!(held.spec.and_then(|s| s.holder_identity).is_some());
+    let pid = ctl.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = ctl.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut logs = String::new();
+    if let Some(mut e) = ctl.0.stderr.take() {
+        let _ = e.read_to_string(&mut logs);
+    }
+    assert_eq!(status.code(), Some(0), "{logs}");
+    let released = rt
+        .block_on(leases.get("jobset-controller-leader"))
+        .expect("the Lease exists");
+    assert_eq!(
+        released.spec.and_then(|s| s.holder_identity),
+        None,
+        "released on SIGTERM; logs: {logs}"
+    );
+}
+
+#[test]
+fn a_missing_or_broken_kubeconfig_is_bad_input_naming_the_file() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let missing = dir.join("no-such-kubeconfig");
+    let out = jobset()
+        .arg("controller")
+        .arg("--kubeconfig")
+        .arg(&missing)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no-such-kubeconfig"), "{err}");
+
+    let broken = dir.join("broken-kubeconfig");
+    std::fs::write(&broken, "apiVersion: v1\nkind: Config\nclusters: [oops\n").expect("write");
+    let out = jobset()
+        .arg("controller")
+        .arg("--kubeconfig")
+        .arg(&broken)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("broken-kubeconfig"), "{err}");
+}
+
+#[test]
+fn an_unreachable_server_is_retried_and_logged_without_a_panic() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let kc = dir.join("kubeconfig");
+    let nobody = free_addr();
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://{nobody}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
+        ),
+    )
+    .expect("write");
+    let health = free_addr();
+    let mut ctl = Proc(
+        jobset()
+            .arg("controller")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["--metrics-addr", &free_addr().to_string()])
+            .args(["--health-addr", &health.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts"),
+    );
+    wait_for("/healthz answers", Duration::from_secs(60), || {
+        get(health, "/healthz").0 == 200
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get(health, "/readyz").0, 503, "not ready without a server");
+    assert!(ctl.0.try_wait().expect("wait").is_none(), "still running");
+    let _ = Command::new("kill")
+        .args(["-TERM", &ctl.0.id().to_string()])
+        .status();
+    let _ = ctl.0.wait();
+    let mut logs = String::new();
+    if let Some(mut e) = ctl.0.stderr.take() {
+        let _ = e.read_to_string(&mut logs);
+    }
+    assert!(logs.matches("unreachable; retrying").count() >= 2, "{logs}");
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
