@@ -7,6 +7,7 @@ mod outcome;
 mod policy_cmd;
 mod run;
 mod sim_cmd;
+mod webhook_args;
 
 fn main() -> std::process::ExitCode {
     cli::main()
