@@ -209,7 +209,7 @@ fn jobs_left_by_the_upstream_controller_are_adopted_and_switching_back_is_clean(
             if js
                 .status
                 .as_ref()
-                .is_some_and(|s| s.terminal_state.as_deref() == Some("Completed"))
+                .is_some_and(|s| s.terminal_state == "Completed")
             {
                 done = Some(js);
                 break;

@@ -179,20 +179,34 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
     let token = sim.mint_service_account_token(SYSTEM, SA);
     let forbidden = Arc::new(Mutex::new(Vec::new()));
     let sa = client_as(&sim, token, forbidden.clone());
-    let mut failed = Vec::new();
+    // A forbidden request fails the run at once: no need to wait for the
+    // scenario's timeouts.
+    let first_forbidden = {
+        let forbidden = forbidden.clone();
+        async move {
+            loop {
+                if forbidden.lock().map(|f| !f.is_empty()).unwrap_or(false) {
+                    return Vec::new();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let body = async {
+        let mut failed = Vec::new();
 
-    let env = Env::start_on(
-        sim.clone(),
-        admin.clone(),
-        sa.clone(),
-        Arc::new(NativeDefaults),
-        Some(Arc::new(NoPlugins)),
-    )
-    .await;
-    env.create(FIXTURE).await;
-    let jobs = env.wait_jobs("rbac", 2).await;
-    // The validating webhook reads the claim the controller created.
-    let review: kube::core::admission::AdmissionReview<DynamicObject> = serde_json::from_value(json!({
+        let env = Env::start_on(
+            sim.clone(),
+            admin.clone(),
+            sa.clone(),
+            Arc::new(NativeDefaults),
+            Some(Arc::new(NoPlugins)),
+        )
+        .await;
+        env.create(FIXTURE).await;
+        let jobs = env.wait_jobs("rbac", 2).await;
+        // The validating webhook reads the claim the controller created.
+        let review: kube::core::admission::AdmissionReview<DynamicObject> = serde_json::from_value(json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {"uid": "1", "kind": {"group": "jobset.x-k8s.io", "version": "v1alpha2", "kind": "JobSet"},
             "resource": {"group": "jobset.x-k8s.io", "version": "v1alpha2", "resource": "jobsets"},
@@ -200,155 +214,163 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
             "object": serde_yaml::from_str::<Value>(FIXTURE).expect("fixture")}
     }))
     .expect("review");
-    let request = review.try_into().expect("request");
-    let state = WebhookState {
-        client: Some(sa.clone()),
-        gates: Default::default(),
-        store: Arc::new(CertStore::default()),
-    };
-    match server::fetch_claims(&state, &request).await {
-        Ok(c) if c.len() == 1 => {}
-        Ok(c) => failed.push(format!(
-            "the webhook found {} claims, not the one created",
-            c.len()
-        )),
-        Err(e) => failed.push(format!("the webhook could not read claims: {e}")),
-    }
-
-    // Running Jobs have a start time; resuming clears it.
-    env.ready_job(&jobs[0]).await;
-    env.patch_spec("rbac", json!({"suspend": true})).await;
-    env.wait_until(
-        "the Jobs are suspended",
-        Duration::from_secs(120),
-        || async {
-            env.jobs("rbac")
-                .await
-                .iter()
-                .all(|j| j.spec.as_ref().and_then(|s| s.suspend) == Some(true))
-        },
-    )
-    .await;
-    env.patch_spec("rbac", json!({"suspend": false})).await;
-    env.wait_until("the Jobs are resumed", Duration::from_secs(120), || async {
-        env.jobs("rbac").await.iter().all(|j| {
-            j.spec.as_ref().and_then(|s| s.suspend) == Some(false)
-                && j.status
-                    .as_ref()
-                    .and_then(|s| s.start_time.as_ref())
-                    .is_none()
-        })
-    })
-    .await;
-    let jobs = env.jobs("rbac").await;
-    env.fail_job(&jobs[0], "BackoffLimitExceeded", "boom").await;
-    let jobs = env.wait_attempt("rbac", 1, 2).await;
-    for j in &jobs {
-        env.complete_job(j).await;
-    }
-    env.wait_condition("rbac", "Completed").await;
-    env.wait_until(
-        "the TTL deletes the JobSet",
-        Duration::from_secs(300),
-        || async { env.jobsets().get_opt("rbac").await.ok().flatten().is_none() },
-    )
-    .await;
-
-    // A repeated event becomes a series (create, then patch).
-    let recorder = kube::runtime::events::Recorder::new(
-        sa.clone(),
-        kube::runtime::events::Reporter {
-            controller: "jobset-controller".into(),
-            instance: None,
-        },
-    );
-    let reference = k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some("jobset.x-k8s.io/v1alpha2".into()),
-        kind: Some("JobSet".into()),
-        name: Some("rbac".into()),
-        namespace: Some("default".into()),
-        ..Default::default()
-    };
-    let ev = kube::runtime::events::Event {
-        type_: kube::runtime::events::EventType::Warning,
-        reason: "Repeated".into(),
-        note: Some("again".into()),
-        action: "Reconciling".into(),
-        secondary: None,
-    };
-    for _ in 0..2 {
-        if let Err(e) = recorder.publish(&ev, &reference).await {
-            failed.push(format!("event: {e}"));
+        let request = review.try_into().expect("request");
+        let state = WebhookState {
+            client: Some(sa.clone()),
+            gates: Default::default(),
+            store: Arc::new(CertStore::default()),
+        };
+        match server::fetch_claims(&state, &request).await {
+            Ok(c) if c.len() == 1 => {}
+            Ok(c) => failed.push(format!(
+                "the webhook found {} claims, not the one created",
+                c.len()
+            )),
+            Err(e) => failed.push(format!("the webhook could not read claims: {e}")),
         }
-    }
 
-    // Certificates: first generation, then a rotation, as the SA.
-    let hooks = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/webhook/webhooks.yaml"),
-    )
-    .expect("webhooks.yaml");
-    for doc in hooks.split("\n---\n") {
-        let v: Value = serde_yaml::from_str(doc).unwrap_or(Value::Null);
-        if v.get("webhooks").is_some() {
-            apply(&admin, &v).await;
-        }
-    }
-    let mut certs = match jobset_controller::webhook::CertSource::managed(
-        SYSTEM,
-        jobset_controller::webhook::DEFAULT_SERVICE,
-        jobset_controller::webhook::DEFAULT_SECRET,
-    ) {
-        jobset_controller::webhook::CertSource::Managed(m) => m,
-        other => panic!("{other:?}"),
-    };
-    let store = CertStore::default();
-    let now = 1_790_000_000;
-    match certs.ensure(&sa, &store, now).await {
-        Ok(Renewal::Generated(_)) => {}
-        other => failed.push(format!("first certificate: {other:?}")),
-    }
-    certs.renew_before = Duration::from_secs(400 * 86_400);
-    match ManagedCerts::ensure(&certs, &sa, &store, now).await {
-        Ok(Renewal::Generated(_)) => {}
-        other => failed.push(format!("rotation: {other:?}")),
-    }
-
-    // What the simulator does not enforce, asked of the authorizer: child
-    // Jobs set blockOwnerDeletion, which needs update on jobsets/finalizers
-    // where OwnerReferencesPermissionEnforcement is on.
-    let js = jobset_api::parse_jobset_yaml(FIXTURE).expect("fixture");
-    let blocks = jobset_controller::job_builder::owner_reference(&js).block_owner_deletion;
-    if blocks == Some(true)
-        && !can(
-            &sa,
-            "update",
-            "jobset.x-k8s.io",
-            "jobsets",
-            "finalizers",
-            "default",
+        // Running Jobs have a start time; resuming clears it.
+        env.ready_job(&jobs[0]).await;
+        env.patch_spec("rbac", json!({"suspend": true})).await;
+        env.wait_until(
+            "the Jobs are suspended",
+            Duration::from_secs(120),
+            || async {
+                env.jobs("rbac")
+                    .await
+                    .iter()
+                    .all(|j| j.spec.as_ref().and_then(|s| s.suspend) == Some(true))
+            },
         )
-        .await
-    {
-        failed.push(
-            "child Jobs block owner deletion but jobsets/finalizers update is not granted".into(),
+        .await;
+        env.patch_spec("rbac", json!({"suspend": false})).await;
+        env.wait_until("the Jobs are resumed", Duration::from_secs(120), || async {
+            env.jobs("rbac").await.iter().all(|j| {
+                j.spec.as_ref().and_then(|s| s.suspend) == Some(false)
+                    && j.status
+                        .as_ref()
+                        .and_then(|s| s.start_time.as_ref())
+                        .is_none()
+            })
+        })
+        .await;
+        let jobs = env.jobs("rbac").await;
+        env.fail_job(&jobs[0], "BackoffLimitExceeded", "boom").await;
+        let jobs = env.wait_attempt("rbac", 1, 2).await;
+        for j in &jobs {
+            env.complete_job(j).await;
+        }
+        env.wait_condition("rbac", "Completed").await;
+        env.wait_until(
+            "the TTL deletes the JobSet",
+            Duration::from_secs(300),
+            || async { env.jobsets().get_opt("rbac").await.ok().flatten().is_none() },
+        )
+        .await;
+
+        // A repeated event becomes a series (create, then patch).
+        let recorder = kube::runtime::events::Recorder::new(
+            sa.clone(),
+            kube::runtime::events::Reporter {
+                controller: "jobset-controller".into(),
+                instance: None,
+            },
         );
-    }
-    // Leader election: take the Lease (get, create), then hand it back (update).
-    let sim_clock = sim.clock().clone();
-    let clock = jobset_controller::clock::Clock::from_fn(move || {
-        k8s_openapi::jiff::Timestamp::from_second(sim_clock.now_secs())
-            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
-    });
-    let mut elector = LeaderElector::new(sa.clone(), LeaderConfig::new(SYSTEM, "replica-a"), clock);
-    if tokio::time::timeout(Duration::from_secs(60), elector.acquire())
-        .await
-        .is_err()
-    {
-        failed.push("leader election could not take the Lease".into());
-    } else if let Err(e) = elector.release().await {
-        failed.push(format!("leader election could not release the Lease: {e}"));
-    }
-    env.stop().await;
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("jobset.x-k8s.io/v1alpha2".into()),
+            kind: Some("JobSet".into()),
+            name: Some("rbac".into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        };
+        let ev = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Warning,
+            reason: "Repeated".into(),
+            note: Some("again".into()),
+            action: "Reconciling".into(),
+            secondary: None,
+        };
+        for _ in 0..2 {
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                failed.push(format!("event: {e}"));
+            }
+        }
+
+        // Certificates: first generation, then a rotation, as the SA.
+        let hooks = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/webhook/webhooks.yaml"),
+        )
+        .expect("webhooks.yaml");
+        for doc in hooks.split("\n---\n") {
+            let v: Value = serde_yaml::from_str(doc).unwrap_or(Value::Null);
+            if v.get("webhooks").is_some() {
+                apply(&admin, &v).await;
+            }
+        }
+        let mut certs = match jobset_controller::webhook::CertSource::managed(
+            SYSTEM,
+            jobset_controller::webhook::DEFAULT_SERVICE,
+            jobset_controller::webhook::DEFAULT_SECRET,
+        ) {
+            jobset_controller::webhook::CertSource::Managed(m) => m,
+            other => panic!("{other:?}"),
+        };
+        let store = CertStore::default();
+        let now = 1_790_000_000;
+        match certs.ensure(&sa, &store, now).await {
+            Ok(Renewal::Generated(_)) => {}
+            other => failed.push(format!("first certificate: {other:?}")),
+        }
+        certs.renew_before = Duration::from_secs(400 * 86_400);
+        match ManagedCerts::ensure(&certs, &sa, &store, now).await {
+            Ok(Renewal::Generated(_)) => {}
+            other => failed.push(format!("rotation: {other:?}")),
+        }
+
+        // What the simulator does not enforce, asked of the authorizer: child
+        // Jobs set blockOwnerDeletion, which needs update on jobsets/finalizers
+        // where OwnerReferencesPermissionEnforcement is on.
+        let js = jobset_api::parse_jobset_yaml(FIXTURE).expect("fixture");
+        let blocks = jobset_controller::job_builder::owner_reference(&js).block_owner_deletion;
+        if blocks == Some(true)
+            && !can(
+                &sa,
+                "update",
+                "jobset.x-k8s.io",
+                "jobsets",
+                "finalizers",
+                "default",
+            )
+            .await
+        {
+            failed.push(
+                "child Jobs block owner deletion but jobsets/finalizers update is not granted"
+                    .into(),
+            );
+        }
+        // Leader election: take the Lease (get, create), then hand it back (update).
+        let sim_clock = sim.clock().clone();
+        let clock = jobset_controller::clock::Clock::from_fn(move || {
+            k8s_openapi::jiff::Timestamp::from_second(sim_clock.now_secs())
+                .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+        });
+        let mut elector =
+            LeaderElector::new(sa.clone(), LeaderConfig::new(SYSTEM, "replica-a"), clock);
+        if tokio::time::timeout(Duration::from_secs(60), elector.acquire())
+            .await
+            .is_err()
+        {
+            failed.push("leader election could not take the Lease".into());
+        } else if let Err(e) = elector.release().await {
+            failed.push(format!("leader election could not release the Lease: {e}"));
+        }
+        env.stop().await;
+        failed
+    };
+    let failed = tokio::select! {
+        f = body => f,
+        f = first_forbidden => f,
+    };
     let mut out = forbidden.lock().map(|f| f.clone()).unwrap_or_default();
     out.extend(failed);
     out
