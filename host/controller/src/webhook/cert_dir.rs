@@ -119,8 +119,7 @@ mod tests {
         let store = CertStore::default();
         let err = CertDir::new("/nonexistent/certs")
             .reload_if_changed(&store)
-            .err()
-            .expect("fails");
+            .expect_err("fails");
         assert!(err.to_string().contains("tls.crt"), "{err}");
     }
 }

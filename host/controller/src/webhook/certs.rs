@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn garbage_pem_is_an_error_naming_the_file() {
-        let err = certified_key("nope", "nope").err().expect("fails");
+        let err = certified_key("nope", "nope").expect_err("fails");
         assert!(err.to_string().contains(CERT_FILE), "{err}");
     }
 
