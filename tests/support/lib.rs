@@ -42,6 +42,20 @@ impl Env {
     pub async fn start(engine: Arc<dyn PolicyEngine>) -> Env {
         let sim = Sim::new(SimConfig::default());
         let client = Client::new(sim.service(), NS);
+        Env::start_on(sim, client.clone(), client, engine, None).await
+    }
+
+    /// Like [`Env::start`] on a given simulator: `client` registers the CRD
+    /// and drives the test, the controller talks through
+    /// `controller_client` (e.g. as a ServiceAccount under RBAC) and
+    /// watches plugin ConfigMaps when `plugins` is given.
+    pub async fn start_on(
+        sim: Sim,
+        client: Client,
+        controller_client: Client,
+        engine: Arc<dyn PolicyEngine>,
+        plugins: Option<Arc<dyn jobset_controller::policy::PluginConfigMaps>>,
+    ) -> Env {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &jobset_api::crd::crd())
             .await
@@ -64,10 +78,10 @@ impl Env {
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run(
-            client.clone(),
+            controller_client,
             config,
             engine,
-            None,
+            plugins,
             metrics.clone(),
             async move {
                 let _ = rx.await;

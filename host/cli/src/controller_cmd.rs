@@ -59,6 +59,8 @@ pub struct ControllerArgs {
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,
+    #[command(flatten)]
+    pub webhook: crate::webhook_args::WebhookArgs,
 }
 
 /// The default plugins from the builtins, plus whatever ConfigMaps in
@@ -232,6 +234,16 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
         };
         if !wait_for_api(&client, &url, &stop_rx).await {
             return Ok(());
+        }
+        // Every replica serves the webhooks, leader or not.
+        if let Some(hooks) = args.webhook.config(&gates) {
+            let hook_client = client.clone();
+            let stop = stopped();
+            tokio::spawn(async move {
+                if let Err(e) = jobset_controller::webhook::serve(hooks, hook_client, stop).await {
+                    tracing::error!(error = %e, "admission webhooks not served");
+                }
+            });
         }
         let controller_config = ControllerConfig {
             concurrency: args.concurrency,

@@ -14,3 +14,4 @@ pub mod report;
 pub mod run;
 pub mod sim_cmd;
 pub mod timeline;
+pub mod webhook_args;

@@ -89,6 +89,14 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
             crds.create(&PostParams::default(), &jobset_api::crd())
                 .await
                 .map_err(|e| Failure::Internal(format!("registering the JobSet CRD: {e}")))?;
+            // Defaulting and validation for kubectl users, as on a cluster.
+            jobset_controller::webhook::serve_on_loopback(
+                client.clone(),
+                jobset_api::FeatureGates::default(),
+                std::future::pending::<()>(),
+            )
+            .await
+            .map_err(|e| Failure::Internal(format!("starting the admission webhooks: {e}")))?;
             let registry =
                 crate::controller_cmd::plugin_registry(crate::run::CONTROLLER_NAMESPACE)?;
             Some(tokio::spawn(crate::controller_cmd::run_wired(

@@ -24,6 +24,9 @@ pub enum ControllerError {
     /// The controller could not start (a watch, a server, the lease).
     #[error("controller start-up: {0}")]
     Startup(String),
+    /// The admission webhook server or its certificates.
+    #[error("webhook: {0}")]
+    Webhook(String),
     /// This process stopped leading: it must not write any more.
     #[error("Lease {lease}: leadership lost: {detail}")]
     LeadershipLost { lease: String, detail: String },
@@ -41,6 +44,7 @@ impl ControllerError {
                 _ => "transport",
             },
             ControllerError::Startup(_) => "startup",
+            ControllerError::Webhook(_) => "webhook",
             ControllerError::LeadershipLost { .. } => "leadership_lost",
         }
     }

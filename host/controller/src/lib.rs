@@ -28,6 +28,7 @@ pub mod resources;
 pub mod snapshot;
 pub mod suspend;
 mod ttl;
+pub mod webhook;
 
 pub use controller::{ControllerConfig, run};
 pub use error::ControllerError;

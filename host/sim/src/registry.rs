@@ -133,6 +133,15 @@ pub fn builtins() -> Vec<ResourceInfo> {
         ),
         builtin("batch", "v1", "jobs", "Job", true, &[], true),
         builtin(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            true,
+            &["deploy"],
+            true,
+        ),
+        builtin(
             "rbac.authorization.k8s.io",
             "v1",
             "roles",
