@@ -107,8 +107,8 @@ fn main() {
     let sdk_req: jobset_policy_sdk::types::PlacementRequest = to_host(&req);
     println!("64-Job snapshot, {ROUNDS} decisions each, fresh instance per Wasm decision");
     println!(
-        "{:<18} {:>9} {:>10} {:>10} {:>12} {:>12} {:>8}",
-        "plugin", "size", "compile", "wasm p50", "wasm p99", "native p50", "ratio"
+        "{:<18} {:>9} {:>10} {:>10} {:>12} {:>12} {:>12} {:>8}",
+        "plugin", "size", "compile", "empty p50", "wasm p50", "wasm p99", "native p50", "ratio"
     );
     for slot in Slot::ALL {
         let bytes = builtin::default_bytes(slot);
@@ -123,6 +123,11 @@ fn main() {
         let plugin = runtime
             .load(builtin::default_name(slot), bytes)
             .expect("loads");
+        // Instantiation plus the smallest call the plugin exports: what a
+        // decision costs before any snapshot is lowered.
+        let (empty50, _) = time(|| {
+            plugin.validate_config("").expect("accepts an empty config");
+        });
         let (wasm50, wasm99, native50) = match slot {
             Slot::Startup => {
                 let (a, b) = time(|| {
@@ -156,10 +161,11 @@ fn main() {
         // Keep the trait implementation exercised too (conversion included).
         let _ = NativeDefaults.decide_startup(&snapshot);
         println!(
-            "{:<18} {:>8}K {:>8.1}ms {:>8.1}µs {:>10.1}µs {:>10.2}µs {:>7.0}x",
+            "{:<18} {:>8}K {:>8.1}ms {:>9.1}µs {:>10.1}µs {:>10.1}µs {:>10.2}µs {:>7.0}x",
             builtin::default_name(slot),
             bytes.len() / 1024,
             compile.as_secs_f64() * 1e3,
+            empty50.as_secs_f64() * 1e6,
             wasm50.as_secs_f64() * 1e6,
             wasm99.as_secs_f64() * 1e6,
             native50.as_secs_f64() * 1e6,

@@ -73,7 +73,12 @@ impl Runtime {
             .max_memories_per_component(2)
             .max_tables_per_component(8)
             .max_memory_size(limits.memory_bytes)
-            .table_elements(limits.table_elements);
+            .table_elements(limits.table_elements)
+            // A decision touches little memory: resetting the first pages
+            // with memset and keeping them mapped is cheaper than handing
+            // them back to the kernel and faulting them in again next time.
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(16 << 10);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
