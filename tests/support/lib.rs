@@ -3,6 +3,9 @@
 //! that drive Job status by hand the way upstream's integration suites do
 //! (no Job controller: complete, fail, ready).
 
+pub mod agent;
+pub mod chaos;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -294,7 +294,7 @@ pub async fn run(
     ));
     let (tx, rx) = mpsc::unbounded();
     let (all_tx, all_rx) = mpsc::unbounded();
-    let mut tasks = vec![
+    let mut tasks = WatchTasks(vec![
         tokio::spawn(watch_jobs(client.clone(), index.clone(), tx.clone())),
         tokio::spawn(watch_services(client.clone(), index.clone(), tx.clone())),
         tokio::spawn(watch_nodes(
@@ -303,9 +303,9 @@ pub async fn run(
             ctx.clone(),
             tx.clone(),
         )),
-    ];
+    ]);
     if let Some(plugins) = plugins {
-        tasks.push(tokio::spawn(watch_plugins(
+        tasks.0.push(tokio::spawn(watch_plugins(
             client.clone(),
             plugins,
             recorder,
@@ -322,7 +322,18 @@ pub async fn run(
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
-    for t in tasks {
-        t.abort();
+    drop(tasks);
+}
+
+/// The watch tasks of one run. They stop with it, also when the run is
+/// dropped half-way (its task aborted): a controller that crashed must not
+/// leave watches behind feeding an index nobody reads.
+struct WatchTasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for WatchTasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }
