@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod chaos;
+pub mod runs;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
