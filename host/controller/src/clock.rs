@@ -21,6 +21,11 @@ impl Clock {
         Clock(Arc::new(f))
     }
 
+    /// Now, as precise as the source (for Lease `MicroTime`s).
+    pub fn now_precise(&self) -> Timestamp {
+        (self.0)()
+    }
+
     /// Now, to the second (as Kubernetes stores condition times).
     pub fn now(&self) -> Timestamp {
         let t = (self.0)();

@@ -23,6 +23,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
 
 use crate::clock::Clock;
+use crate::health::Health;
 use crate::index::{Index, controller_name};
 use crate::job_builder::JOBSET_KIND;
 use crate::metrics::Metrics;
@@ -43,6 +44,8 @@ pub struct ControllerConfig {
     pub reporter: String,
     pub clock: Clock,
     pub observer: Option<Observer>,
+    /// Where the watches report that they have synced (for `/readyz`).
+    pub health: Arc<Health>,
 }
 
 impl Default for ControllerConfig {
@@ -57,6 +60,7 @@ impl Default for ControllerConfig {
             reporter: "jobset-controller".to_string(),
             clock: Clock::wall(),
             observer: None,
+            health: Arc::new(Health::default()),
         }
     }
 }
@@ -103,7 +107,7 @@ fn owner_of_meta(meta: &kube::api::ObjectMeta) -> Option<ObjectRef<JobSet>> {
 
 type Trigger = mpsc::UnboundedSender<ObjectRef<JobSet>>;
 
-async fn watch_jobs(client: Client, index: Index, mut tx: Trigger) {
+async fn watch_jobs(client: Client, index: Index, health: Arc<Health>, mut tx: Trigger) {
     let api: Api<Job> = Api::all(client);
     let cfg = watcher::Config::default().labels(JOBSET_NAME_KEY);
     let mut stream = watcher::watcher(api, cfg)
@@ -133,6 +137,7 @@ async fn watch_jobs(client: Client, index: Index, mut tx: Trigger) {
             Ok(Event::InitDone) => {
                 let owners: Vec<_> = buffer.iter().filter_map(owner_of_job).collect();
                 index.reset_jobs(std::mem::take(&mut buffer));
+                health.watch_synced("jobs");
                 for o in owners {
                     let _ = tx.send(o).await;
                 }
@@ -142,7 +147,7 @@ async fn watch_jobs(client: Client, index: Index, mut tx: Trigger) {
     }
 }
 
-async fn watch_services(client: Client, index: Index, mut tx: Trigger) {
+async fn watch_services(client: Client, index: Index, health: Arc<Health>, mut tx: Trigger) {
     let api: Api<PartialObjectMeta<Service>> = Api::all(client);
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .backoff(steady())
@@ -177,13 +182,22 @@ async fn watch_services(client: Client, index: Index, mut tx: Trigger) {
                     ));
                 }
             }
-            Ok(Event::InitDone) => index.reset_services(std::mem::take(&mut buffer)),
+            Ok(Event::InitDone) => {
+                index.reset_services(std::mem::take(&mut buffer));
+                health.watch_synced("services");
+            }
             Err(e) => tracing::warn!(error = %e, "Service watch failed; retrying"),
         }
     }
 }
 
-async fn watch_nodes(client: Client, index: Index, ctx: Arc<Context>, mut tx: Trigger) {
+async fn watch_nodes(
+    client: Client,
+    index: Index,
+    ctx: Arc<Context>,
+    health: Arc<Health>,
+    mut tx: Trigger,
+) {
     let api: Api<Node> = Api::all(client);
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .backoff(steady())
@@ -209,6 +223,7 @@ async fn watch_nodes(client: Client, index: Index, ctx: Arc<Context>, mut tx: Tr
             }
             Ok(Event::InitDone) => {
                 index.reset_nodes(&std::mem::take(&mut buffer));
+                health.watch_synced("nodes");
                 true
             }
             Err(e) => {
@@ -228,6 +243,7 @@ async fn watch_plugins(
     client: Client,
     plugins: Arc<dyn PluginConfigMaps>,
     recorder: Recorder,
+    health: Arc<Health>,
     mut all: mpsc::UnboundedSender<()>,
 ) {
     let api: Api<ConfigMap> = Api::all(client);
@@ -257,13 +273,28 @@ async fn watch_plugins(
                 );
                 let _ = all.send(()).await;
             }
-            Ok(Event::Init) | Ok(Event::InitDone) => {}
+            Ok(Event::InitDone) => health.watch_synced("plugins"),
+            Ok(Event::Init) => {}
             Err(e) => tracing::warn!(error = %e, "plugin ConfigMap watch failed; retrying"),
         }
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Aborts the spawned watch tasks when the controller's future ends or is
+/// dropped (leadership lost), so that nothing of it keeps running.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>, Arc<Health>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+        self.1.watches_stopped();
+    }
+}
+
+/// Runs the controller until `shutdown` resolves. Dropping the returned
+/// future stops every task it started at once (nothing keeps writing).
 pub async fn run(
     client: Client,
     config: ControllerConfig,
@@ -273,6 +304,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let index = Index::default();
+    let health = config.health.clone();
     let reporter = Reporter {
         controller: config.reporter.clone(),
         instance: None,
@@ -294,46 +326,57 @@ pub async fn run(
     ));
     let (tx, rx) = mpsc::unbounded();
     let (all_tx, all_rx) = mpsc::unbounded();
-    let mut tasks = WatchTasks(vec![
-        tokio::spawn(watch_jobs(client.clone(), index.clone(), tx.clone())),
-        tokio::spawn(watch_services(client.clone(), index.clone(), tx.clone())),
+    for w in ["jobsets", "jobs", "services", "nodes"] {
+        health.watch_started(w);
+    }
+    let mut tasks = vec![
+        tokio::spawn(watch_jobs(
+            client.clone(),
+            index.clone(),
+            health.clone(),
+            tx.clone(),
+        )),
+        tokio::spawn(watch_services(
+            client.clone(),
+            index.clone(),
+            health.clone(),
+            tx.clone(),
+        )),
         tokio::spawn(watch_nodes(
             client.clone(),
             index.clone(),
             ctx.clone(),
+            health.clone(),
             tx.clone(),
         )),
-    ]);
+    ];
     if let Some(plugins) = plugins {
-        tasks.0.push(tokio::spawn(watch_plugins(
+        health.watch_started("plugins");
+        tasks.push(tokio::spawn(watch_plugins(
             client.clone(),
             plugins,
             recorder,
+            health.clone(),
             all_tx,
         )));
     }
     let jobsets: Api<JobSet> = Api::all(client);
-    Controller::new(jobsets, watcher::Config::default())
+    let controller = Controller::new(jobsets, watcher::Config::default())
         .with_config(RuntimeConfig::default().concurrency(config.concurrency))
-        .trigger_backoff(steady())
+        .trigger_backoff(steady());
+    let store = controller.store();
+    let synced = health.clone();
+    tasks.push(tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            synced.watch_synced("jobsets");
+        }
+    }));
+    let _guard = AbortOnDrop(tasks, health);
+    controller
         .reconcile_on(rx)
         .reconcile_all_on(all_rx)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
-    drop(tasks);
-}
-
-/// The watch tasks of one run. They stop with it, also when the run is
-/// dropped half-way (its task aborted): a controller that crashed must not
-/// leave watches behind feeding an index nobody reads.
-struct WatchTasks(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for WatchTasks {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
 }

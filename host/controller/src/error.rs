@@ -24,6 +24,9 @@ pub enum ControllerError {
     /// The controller could not start (a watch, a server, the lease).
     #[error("controller start-up: {0}")]
     Startup(String),
+    /// This process stopped leading: it must not write any more.
+    #[error("Lease {lease}: leadership lost: {detail}")]
+    LeadershipLost { lease: String, detail: String },
 }
 
 impl ControllerError {
@@ -38,6 +41,7 @@ impl ControllerError {
                 _ => "transport",
             },
             ControllerError::Startup(_) => "startup",
+            ControllerError::LeadershipLost { .. } => "leadership_lost",
         }
     }
 

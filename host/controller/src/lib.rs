@@ -12,8 +12,11 @@ pub mod conditions;
 pub mod controller;
 mod creation;
 pub mod error;
+pub mod health;
+pub mod http_server;
 pub mod index;
 pub mod job_builder;
+pub mod leader;
 pub mod metrics;
 pub mod observe;
 mod outcome;
@@ -28,5 +31,6 @@ mod ttl;
 
 pub use controller::{ControllerConfig, run};
 pub use error::ControllerError;
+pub use leader::{LeaderConfig, LeaderElector, run_with_leader_election};
 #[cfg(test)]
 mod plan_tests;
