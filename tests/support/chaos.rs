@@ -5,11 +5,11 @@
 //! reliability suites compare every chaos run with the fault-free run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobset_controller::clock::Clock;
+use jobset_controller::leader::{LeaderConfig, LeaderElector, run_with_leader_election};
 use jobset_controller::metrics::Metrics;
 use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
 use jobset_controller::{ControllerConfig, run};
@@ -230,14 +230,18 @@ struct Armed {
     seen: u32,
 }
 
-/// Records what the simulator served and freezes the controller's requests
-/// once an armed kill point is reached (a crashed process sends nothing).
+/// Records what the simulator served and, once an armed kill point is
+/// reached, holds every further request of the client that reached it (a
+/// crashed process sends nothing).
 #[derive(Default)]
 pub struct Recorder {
     created: Mutex<Vec<Created>>,
     writes: Mutex<Vec<Write>>,
     armed: Mutex<Armed>,
-    frozen: AtomicBool,
+    /// The user agent whose requests are held (the killed controller).
+    frozen: Mutex<Option<String>>,
+    /// When the last kill point was reached (virtual ms since the start).
+    killed_at_ms: Mutex<Option<u64>>,
     /// Woken when a kill point is reached.
     pub killed: Notify,
     /// When the recorder was made (write times count from here).
@@ -258,7 +262,14 @@ impl Recorder {
         if let Ok(mut a) = self.armed.lock() {
             *a = Armed { kill, seen: 0 };
         }
-        self.frozen.store(false, Ordering::SeqCst);
+        if let Ok(mut f) = self.frozen.lock() {
+            *f = None;
+        }
+    }
+
+    /// When the last kill point was reached (virtual ms since the start).
+    pub fn killed_at_ms(&self) -> Option<u64> {
+        self.killed_at_ms.lock().ok().and_then(|k| *k)
     }
 
     /// Every Job create answered 201, in order.
@@ -291,11 +302,11 @@ fn label(obj: &Value, key: &str) -> String {
 
 impl Interceptor for Recorder {
     fn before(&self, req: &Seen) -> Gate {
-        if req.user_agent != DRIVER && self.frozen.load(Ordering::SeqCst) {
-            Gate::Hold
-        } else {
-            Gate::Pass
-        }
+        let frozen = self
+            .frozen
+            .lock()
+            .is_ok_and(|f| f.as_deref() == Some(req.user_agent.as_str()));
+        if frozen { Gate::Hold } else { Gate::Pass }
     }
 
     fn after(&self, req: &Seen, status: u16, body: Option<&Value>) {
@@ -342,7 +353,12 @@ impl Interceptor for Recorder {
             Err(_) => false,
         };
         if fire {
-            self.frozen.store(true, Ordering::SeqCst);
+            if let Ok(mut f) = self.frozen.lock() {
+                *f = Some(req.user_agent.clone());
+            }
+            if let Ok(mut k) = self.killed_at_ms.lock() {
+                *k = Some(self.now_ms());
+            }
             self.killed.notify_one();
         }
     }
@@ -531,6 +547,12 @@ pub fn duplicate_creates(recorder: &Recorder) -> Vec<Created> {
         .collect()
 }
 
+/// The simulator's clock as the controller reads it.
+fn sim_clock(sim: &Sim) -> Clock {
+    let c = sim.clock().clone();
+    Clock::from_fn(move || Timestamp::from_second(c.now_secs()).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
 /// A controller identified by its user agent, on an in-process client.
 pub struct Controller {
     task: tokio::task::JoinHandle<()>,
@@ -546,12 +568,9 @@ impl Controller {
         plugins: Option<Arc<dyn PluginConfigMaps>>,
     ) -> Controller {
         let client = Client::new(crate::agent::Tagged::new(sim.service(), agent), NS);
-        let sim_clock = sim.clock().clone();
         let config = ControllerConfig {
             concurrency: 8,
-            clock: Clock::from_fn(move || {
-                Timestamp::from_second(sim_clock.now_secs()).unwrap_or(Timestamp::UNIX_EPOCH)
-            }),
+            clock: sim_clock(sim),
             ..Default::default()
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -565,6 +584,43 @@ impl Controller {
                 let _ = rx.await;
             },
         ));
+        Controller {
+            task,
+            stop: Some(tx),
+        }
+    }
+
+    /// Starts a candidate that runs the controller only while it holds the
+    /// Lease (`identity` is both its holder identity and its user agent).
+    pub fn start_elected(sim: &Sim, identity: &str, engine: Arc<dyn PolicyEngine>) -> Controller {
+        let client = Client::new(crate::agent::Tagged::new(sim.service(), identity), NS);
+        let config = ControllerConfig {
+            concurrency: 8,
+            clock: sim_clock(sim),
+            ..Default::default()
+        };
+        let mut elector = LeaderElector::new(
+            client.clone(),
+            LeaderConfig::new(NS, identity),
+            sim_clock(sim),
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            let _ = run_with_leader_election(&mut elector, stop, move |signal| {
+                run(
+                    client,
+                    config,
+                    engine,
+                    None,
+                    Arc::new(Metrics::default()),
+                    signal,
+                )
+            })
+            .await;
+        });
         Controller {
             task,
             stop: Some(tx),

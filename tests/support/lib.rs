@@ -13,7 +13,7 @@ use std::time::Duration;
 use jobset_api::JobSet;
 use jobset_controller::clock::Clock;
 use jobset_controller::metrics::Metrics;
-use jobset_controller::policy::PolicyEngine;
+use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
 use jobset_controller::reconcile::Report;
 use jobset_controller::{ControllerConfig, run};
 use jobset_sim::{Sim, SimConfig};
@@ -44,6 +44,15 @@ impl Env {
     /// with `engine` deciding. Call inside a current-thread runtime with a
     /// paused clock.
     pub async fn start(engine: Arc<dyn PolicyEngine>) -> Env {
+        Env::start_with_plugins(engine, None).await
+    }
+
+    /// As [`Env::start`], with the controller's plugin ConfigMap watch
+    /// handing ConfigMaps to `plugins` (usually the same registry as `engine`).
+    pub async fn start_with_plugins(
+        engine: Arc<dyn PolicyEngine>,
+        plugins: Option<Arc<dyn PluginConfigMaps>>,
+    ) -> Env {
         let sim = Sim::new(SimConfig::default());
         let client = Client::new(sim.service(), NS);
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -71,7 +80,7 @@ impl Env {
             client.clone(),
             config,
             engine,
-            None,
+            plugins,
             metrics.clone(),
             async move {
                 let _ = rx.await;
