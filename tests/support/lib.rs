@@ -3,13 +3,17 @@
 //! that drive Job status by hand the way upstream's integration suites do
 //! (no Job controller: complete, fail, ready).
 
+pub mod agent;
+pub mod chaos;
+pub mod runs;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobset_api::JobSet;
 use jobset_controller::clock::Clock;
 use jobset_controller::metrics::Metrics;
-use jobset_controller::policy::PolicyEngine;
+use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
 use jobset_controller::reconcile::Report;
 use jobset_controller::{ControllerConfig, run};
 use jobset_sim::{Sim, SimConfig};
@@ -40,9 +44,18 @@ impl Env {
     /// with `engine` deciding. Call inside a current-thread runtime with a
     /// paused clock.
     pub async fn start(engine: Arc<dyn PolicyEngine>) -> Env {
+        Env::start_with_plugins(engine, None).await
+    }
+
+    /// As [`Env::start`], with the controller's plugin ConfigMap watch
+    /// handing ConfigMaps to `plugins` (usually the same registry as `engine`).
+    pub async fn start_with_plugins(
+        engine: Arc<dyn PolicyEngine>,
+        plugins: Option<Arc<dyn PluginConfigMaps>>,
+    ) -> Env {
         let sim = Sim::new(SimConfig::default());
         let client = Client::new(sim.service(), NS);
-        Env::start_on(sim, client.clone(), client, engine, None).await
+        Env::start_on(sim, client.clone(), client, engine, plugins).await
     }
 
     /// Like [`Env::start`] on a given simulator: `client` registers the CRD
@@ -54,7 +67,7 @@ impl Env {
         client: Client,
         controller_client: Client,
         engine: Arc<dyn PolicyEngine>,
-        plugins: Option<Arc<dyn jobset_controller::policy::PluginConfigMaps>>,
+        plugins: Option<Arc<dyn PluginConfigMaps>>,
     ) -> Env {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &jobset_api::crd::crd())

@@ -67,6 +67,14 @@ impl Breakers {
         }
     }
 
+    /// Closes the circuit of `plugin`: a ConfigMap put a new version or a
+    /// new configuration in force, so its past failures say nothing now.
+    pub(crate) fn reset(&self, plugin: &str) {
+        if let Ok(mut states) = self.states.lock() {
+            states.remove(plugin);
+        }
+    }
+
     pub(crate) fn record(&self, plugin: &str, ok: bool) {
         let Ok(mut states) = self.states.lock() else {
             return;
@@ -99,6 +107,18 @@ mod tests {
         assert_eq!(b.check("p@1").map_err(|e| e.0), Err(2));
         assert!(b.check("other@2").is_ok());
         b.record("p@1", true);
+        assert!(b.check("p@1").is_ok());
+    }
+
+    #[test]
+    fn a_reset_closes_an_open_circuit_at_once() {
+        let b = Breakers::new(BreakerConfig {
+            threshold: 1,
+            cooldown: Duration::from_secs(3600),
+        });
+        b.record("p@1", false);
+        assert!(b.check("p@1").is_err());
+        b.reset("p@1");
         assert!(b.check("p@1").is_ok());
     }
 

@@ -241,9 +241,39 @@ fn rejected(e: crate::snapshot::PluginError) -> ErrorKind {
 #[error("interface not exported")]
 struct NotExported;
 
+/// Runs a decision via [`run_here`]. Called from a thread that drives a
+/// tokio runtime (the controller's), it runs on a thread of its own:
+/// wasmtime-wasi's blocking stream calls (a plugin flushing stdout or
+/// stderr, as `println!` and every Rust panic message do) enter tokio with
+/// `block_on`, which panics on a thread already driving a runtime.
+fn run<R: Send>(
+    plugin: &PluginInner,
+    slot: Slot,
+    call: impl FnOnce(&mut Store<HostState>, &Instance, &Exports) -> wasmtime::Result<R> + Send,
+) -> Result<R, PolicyError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return run_here(plugin, slot, call);
+    }
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            tracing::dispatcher::with_default(&dispatch, || run_here(plugin, slot, call))
+        });
+        worker.join().unwrap_or_else(|_| {
+            Err(PolicyError {
+                plugin: plugin.id.clone(),
+                slot,
+                kind: ErrorKind::Trap {
+                    message: "the host thread running the plugin failed".to_string(),
+                },
+            })
+        })
+    })
+}
+
 /// Instantiates the plugin in a fresh Store, runs `call`, logs what the
 /// plugin printed, and turns any failure into a [`PolicyError`].
-fn run<R>(
+fn run_here<R>(
     plugin: &PluginInner,
     slot: Slot,
     call: impl FnOnce(&mut Store<HostState>, &Instance, &Exports) -> wasmtime::Result<R>,

@@ -205,6 +205,9 @@ impl Registry {
         if let Ok(mut sources) = self.sources.write() {
             sources.insert(format!("{namespace}/{cm_name}"), key);
         }
+        // A fixed configuration keeps the plugin's id (its bytes did not
+        // change): without this the fix would wait out the open circuit.
+        self.breakers.reset(&applied.id);
         tracing::info!(plugin = %applied.id, "policy plugin in force");
         Ok(applied)
     }

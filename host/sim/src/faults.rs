@@ -18,6 +18,10 @@ pub struct Faults {
     pub latency: Duration,
     /// End every watch after this long (the client re-watches).
     pub drop_watches_after: Option<Duration>,
+    /// The chance (0..=1) that a watch resuming from a resourceVersion is
+    /// told 410 Gone (the client must list again), as when a real server's
+    /// watch cache has moved past it.
+    pub gone_on_resume: f64,
 }
 
 /// Faults plus their generator state.
@@ -41,6 +45,11 @@ impl FaultState {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Draws whether a watch resuming from a resourceVersion is told 410 Gone.
+    pub fn draw_gone(&mut self) -> bool {
+        self.faults.gone_on_resume > 0.0 && self.next_f64() < self.faults.gone_on_resume
     }
 
     /// Draws whether this request of `verb` fails, and how.
@@ -88,6 +97,17 @@ mod tests {
         assert_ne!(draws(7), draws(8));
         let hits = draws(7).iter().filter(|b| **b).count();
         assert!((16..48).contains(&hits), "{hits} of 64 at rate 0.5");
+    }
+
+    #[test]
+    fn gone_on_resume_is_drawn_only_when_set() {
+        let mut off = FaultState::new(Faults::default());
+        assert!((0..100).all(|_| !off.draw_gone()));
+        let mut always = FaultState::new(Faults {
+            gone_on_resume: 1.0,
+            ..Faults::default()
+        });
+        assert!((0..100).all(|_| always.draw_gone()));
     }
 
     #[test]

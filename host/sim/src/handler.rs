@@ -8,6 +8,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use crate::errors::ApiError;
+use crate::observe::{Gate, Seen};
 use crate::rbac::{Attributes, UserInfo};
 use crate::registry::ResourceInfo;
 use crate::request::{ApiBody, ApiRequest, ApiResponse, ResTarget, Target, parse_path};
@@ -130,6 +131,43 @@ impl Sim {
         if t.sub.is_some() && !matches!(verb, "get" | "update" | "patch") {
             return Err(ApiError::method_not_allowed());
         }
+        let Some(hook) = self.shared.config.interceptor.clone() else {
+            return self.serve_resource(req, t, info, user, verb).await;
+        };
+        let seen = Seen {
+            verb,
+            group: info.group.clone(),
+            resource: info.resource.clone(),
+            sub: t.sub.clone(),
+            namespace: t.namespace.clone().unwrap_or_default(),
+            name: t.name.clone().unwrap_or_default(),
+            user_agent: req.user_agent.clone(),
+        };
+        if hook.0.before(&seen) == Gate::Hold {
+            std::future::pending::<()>().await;
+        }
+        let result = self.serve_resource(req, t, info, user, verb).await;
+        match &result {
+            Ok(r) => {
+                let body = match &r.body {
+                    ApiBody::Json(v) => Some(v.as_ref()),
+                    _ => None,
+                };
+                hook.0.after(&seen, r.status, body);
+            }
+            Err(e) => hook.0.after(&seen, e.code, None),
+        }
+        result
+    }
+
+    async fn serve_resource(
+        &self,
+        req: ApiRequest,
+        t: ResTarget,
+        info: Arc<ResourceInfo>,
+        user: UserInfo,
+        verb: &'static str,
+    ) -> Result<ApiResponse, ApiError> {
         self.inject_faults(verb).await?;
         let ns = t.namespace.clone().unwrap_or_default();
         let name = t.name.clone().unwrap_or_default();

@@ -32,6 +32,8 @@ pub struct SimConfig {
     /// and wait for their kubelet to delete them with grace period 0. Off (pods
     /// go at once) when no kubelet runs.
     pub graceful_pod_deletion: bool,
+    /// Sees every resource request and its outcome (reliability tests).
+    pub interceptor: Option<crate::observe::SharedInterceptor>,
 }
 
 impl Default for SimConfig {
@@ -44,6 +46,7 @@ impl Default for SimConfig {
             bookmark_interval: Duration::from_secs(60),
             faults: Faults::default(),
             graceful_pod_deletion: false,
+            interceptor: None,
         }
     }
 }

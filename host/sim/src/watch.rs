@@ -220,7 +220,21 @@ impl Sim {
             rx,
             done: false,
         };
+        let gone = requested.is_some()
+            && !send_initial
+            && self
+                .shared
+                .faults
+                .lock()
+                .map(|mut f| f.draw_gone())
+                .unwrap_or(false);
         match requested {
+            Some(rv) if gone => {
+                let oldest = self.lock().rv;
+                w.pending
+                    .push_back(line("ERROR", ApiError::gone(rv, oldest).to_status()));
+                w.done = true;
+            }
             Some(rv) if !send_initial => w.last_rv = rv,
             _ => {
                 let state = self.lock();

@@ -176,6 +176,26 @@ fn a_chatty_plugin_is_truncated_not_stopped() {
 }
 
 #[test]
+fn printing_and_panicking_plugins_decide_inside_a_tokio_runtime_too() {
+    // The controller calls plugins from a thread driving a tokio runtime;
+    // flushing the plugin's stdout or stderr there must not panic the host.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        let d = hostile_plugin()
+            .decide_outcome(&snapshot("print"))
+            .expect("printing is allowed");
+        assert_eq!(d.verdict.action, Action::Continue);
+        let err = hostile_plugin()
+            .decide_outcome(&snapshot("trap"))
+            .expect_err("the plugin panics");
+        assert!(matches!(err.kind, ErrorKind::Trap { .. }), "{err}");
+    });
+}
+
+#[test]
 fn a_component_exporting_the_wrong_interface_is_refused_at_load() {
     let err = runtime()
         .load("wrong-export", builtin::EXAMPLE_WRONG_EXPORT)

@@ -345,6 +345,7 @@ impl Scenario {
                 .collect(),
             latency: api.latency.map_or(Duration::ZERO, |d| d.0),
             drop_watches_after: api.drop_watches_after.map(|d| d.0),
+            ..Default::default()
         })
     }
 }

@@ -1,0 +1,214 @@
+//! Hostile plugins end to end: each misbehaviour of the hostile example
+//! plugin (and a component with the wrong exports) is selected, through a
+//! plugin ConfigMap and the `policy.jobset.dev/startup` annotation, by one
+//! JobSet among healthy ones. The controller stays up, the healthy JobSets
+//! finish, each affected JobSet shows `PolicyFailed` naming the plugin and
+//! the error, and it recovers once its ConfigMap is fixed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
+use jobset_e2e::{Env, NS, runtime};
+use jobset_policy::{Registry, RegistryConfig, Runtime, builtin};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+/// Mode (the plugin's configuration), and what the failure must say.
+const MODES: &[(&str, &str)] = &[
+    ("loop", "timed out"),
+    ("memory", "ran out of memory"),
+    ("trap", "trapped"),
+    ("recursion", "trapped"),
+    ("huge", "invalid verdict"),
+    ("unknown-name", "no-such-replicated-job"),
+    ("snoop", "net=denied"),
+    // Rejected by validate-config: never in force, so unknown to the JobSet.
+    ("reject", "is not a known plugin"),
+];
+
+/// A component that does not export what a plugin must.
+const WRONG_EXPORT: &str = "wrong-export";
+
+fn plugin_configmap(name: &str, wasm: &[u8], config: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(NS.to_string()),
+            labels: Some(BTreeMap::from([(
+                jobset_policy::registry::PLUGIN_LABEL.to_string(),
+                name.to_string(),
+            )])),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            jobset_policy::registry::CONFIG_KEY.to_string(),
+            config.to_string(),
+        )])),
+        binary_data: Some(BTreeMap::from([(
+            jobset_policy::registry::WASM_KEY.to_string(),
+            ByteString(wasm.to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
+fn jobset(name: &str, plugin: Option<&str>) -> String {
+    let annotations = plugin
+        .map(|p| format!("annotations: {{policy.jobset.dev/startup: {p}}}, "))
+        .unwrap_or_default();
+    format!(
+        r#"
+apiVersion: jobset.x-k8s.io/v1alpha2
+kind: JobSet
+metadata: {{name: {name}, {annotations}namespace: default}}
+spec:
+  replicatedJobs:
+  - name: workers
+    replicas: 2
+    template: {{spec: {{template: {{spec: {{containers: [{{name: c, image: busybox}}]}}}}}}}}
+"#
+    )
+}
+
+async fn finish(env: &Env, name: &str) {
+    for job in env.wait_jobs(name, 2).await {
+        env.complete_job(&job).await;
+    }
+    env.wait_condition(name, "Completed").await;
+}
+
+#[test]
+fn hostile_plugins_hold_only_their_own_jobset_and_a_fixed_configmap_releases_it() {
+    runtime().block_on(async {
+        let rt = Runtime::shared()
+            .expect("the policy runtime starts")
+            .clone();
+        let registry =
+            Arc::new(Registry::new(rt, RegistryConfig::new(NS)).expect("the registry starts"));
+        let engine: Arc<dyn PolicyEngine> = registry.clone();
+        let plugins: Arc<dyn PluginConfigMaps> = registry.clone();
+        let env = Env::start_with_plugins(engine, Some(plugins)).await;
+        let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), NS);
+        let mut affected = Vec::new();
+        for (mode, _) in MODES {
+            let name = format!("hostile-{mode}");
+            cms.create(
+                &PostParams::default(),
+                &plugin_configmap(&name, builtin::EXAMPLE_HOSTILE, mode),
+            )
+            .await
+            .expect("the plugin ConfigMap is stored");
+            affected.push(name);
+        }
+        let wrong = format!("hostile-{WRONG_EXPORT}");
+        cms.create(
+            &PostParams::default(),
+            &plugin_configmap(&wrong, builtin::EXAMPLE_WRONG_EXPORT, ""),
+        )
+        .await
+        .expect("the plugin ConfigMap is stored");
+        // A plugin that writes a lot to stdout and stderr still decides.
+        cms.create(
+            &PostParams::default(),
+            &plugin_configmap("hostile-print", builtin::EXAMPLE_HOSTILE, "print"),
+        )
+        .await
+        .expect("the plugin ConfigMap is stored");
+        env.settle().await;
+
+        for name in affected.iter().chain([&wrong]) {
+            env.create(&jobset(name, Some(name))).await;
+        }
+        env.create(&jobset("printer", Some("hostile-print"))).await;
+        for i in 0..3 {
+            env.create(&jobset(&format!("healthy-{i}"), None)).await;
+        }
+
+        // The healthy JobSets (and the noisy but well-formed plugin's) finish.
+        let started = tokio::time::Instant::now();
+        for name in ["healthy-0", "healthy-1", "healthy-2", "printer"] {
+            finish(&env, name).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "healthy JobSets took {:?} among hostile ones",
+            started.elapsed()
+        );
+
+        // Each affected JobSet is held with PolicyFailed naming its plugin
+        // and what went wrong, and has no Jobs.
+        let expected = MODES
+            .iter()
+            .map(|(mode, says)| (format!("hostile-{mode}"), *says))
+            .chain([(wrong.clone(), "is not a known plugin")]);
+        for (name, says) in expected {
+            let js = env.wait_condition(&name, "PolicyFailed").await;
+            let cond = js
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "PolicyFailed"))
+                .cloned()
+                .expect("PolicyFailed is set");
+            assert_eq!(cond.reason, "StartupPluginFailed", "{name}");
+            assert!(cond.message.contains(&name), "{name}: {}", cond.message);
+            let decided = env.decisions(&name);
+            assert!(
+                decided
+                    .iter()
+                    .any(|d| d.contains(&name) && d.contains(says)),
+                "{name}: no decision says {says:?}: {decided:?}"
+            );
+            assert!(env.jobs(&name).await.is_empty(), "{name} created Jobs");
+        }
+
+        // Fixing each ConfigMap (a well-behaved configuration, or the right
+        // component) releases its JobSet.
+        for name in &affected {
+            cms.replace(
+                name,
+                &PostParams::default(),
+                &fixed(&cms.get(name).await.expect("the ConfigMap exists"), None),
+            )
+            .await
+            .expect("the ConfigMap is fixed");
+        }
+        cms.replace(
+            &wrong,
+            &PostParams::default(),
+            &fixed(
+                &cms.get(&wrong).await.expect("the ConfigMap exists"),
+                Some(builtin::EXAMPLE_HOSTILE),
+            ),
+        )
+        .await
+        .expect("the ConfigMap is fixed");
+        for name in affected.iter().chain([&wrong]) {
+            finish(&env, name).await;
+            let cond = env.condition(name, "PolicyFailed").await;
+            assert!(
+                cond.as_ref().is_none_or(|c| c.status == "False"),
+                "{name} still shows {cond:?}"
+            );
+        }
+        env.stop().await;
+    });
+}
+
+/// The ConfigMap with a well-behaved configuration (and `wasm`, if given).
+fn fixed(cm: &ConfigMap, wasm: Option<&[u8]>) -> ConfigMap {
+    let mut cm = cm.clone();
+    cm.data = Some(BTreeMap::from([(
+        jobset_policy::registry::CONFIG_KEY.to_string(),
+        "behave".to_string(),
+    )]));
+    if let Some(w) = wasm {
+        cm.binary_data = Some(BTreeMap::from([(
+            jobset_policy::registry::WASM_KEY.to_string(),
+            ByteString(w.to_vec()),
+        )]));
+    }
+    cm
+}
