@@ -5,7 +5,7 @@
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
@@ -143,11 +143,6 @@ pub async fn register(
     Ok(())
 }
 
-/// Whether every webhook of a configuration already trusts `bundle`.
-fn trusted(bundles: &[Option<&ByteString>], bundle: &[u8]) -> bool {
-    bundles.iter().all(|b| b.is_some_and(|b| b.0 == bundle))
-}
-
 /// Sets `caBundle` on every webhook of both configurations to `bundle_pem`
 /// (a merge patch guarded by the resourceVersion read, so a concurrent
 /// edit is never overwritten). Writes nothing when it is already in place.
@@ -159,58 +154,61 @@ pub async fn patch_ca_bundle(
     bundle_pem: &str,
 ) -> Result<usize, ControllerError> {
     let bundle = bundle_pem.as_bytes();
-    let mut patched = 0;
-    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let cfg = m
-        .get(mutating_name)
-        .await
-        .map_err(|e| api_error("read", mutating_name, e))?;
-    let hooks = cfg.webhooks.clone().unwrap_or_default();
-    if !trusted(
-        &hooks
-            .iter()
-            .map(|h| h.client_config.ca_bundle.as_ref())
-            .collect::<Vec<_>>(),
+    let mutating = patch_one(
+        &Api::<MutatingWebhookConfiguration>::all(client.clone()),
+        mutating_name,
         bundle,
-    ) {
-        let mut hooks = hooks;
-        for h in &mut hooks {
-            h.client_config.ca_bundle = Some(ByteString(bundle.to_vec()));
-        }
-        let patch = json!({"metadata": {"resourceVersion": cfg.metadata.resource_version}, "webhooks": hooks});
-        m.patch(mutating_name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map_err(|e| api_error("patch caBundle of", mutating_name, e))?;
-        patched += 1;
-    }
-    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let cfg = v
-        .get(validating_name)
-        .await
-        .map_err(|e| api_error("read", validating_name, e))?;
-    let hooks = cfg.webhooks.clone().unwrap_or_default();
-    if !trusted(
-        &hooks
-            .iter()
-            .map(|h| h.client_config.ca_bundle.as_ref())
-            .collect::<Vec<_>>(),
+        |c| c.webhooks.clone().unwrap_or_default(),
+        |h| &mut h.client_config,
+    )
+    .await?;
+    let validating = patch_one(
+        &Api::<ValidatingWebhookConfiguration>::all(client.clone()),
+        validating_name,
         bundle,
-    ) {
-        let mut hooks = hooks;
-        for h in &mut hooks {
-            h.client_config.ca_bundle = Some(ByteString(bundle.to_vec()));
-        }
-        let patch = json!({"metadata": {"resourceVersion": cfg.metadata.resource_version}, "webhooks": hooks});
-        v.patch(
-            validating_name,
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
+        |c| c.webhooks.clone().unwrap_or_default(),
+        |h| &mut h.client_config,
+    )
+    .await?;
+    Ok(usize::from(mutating) + usize::from(validating))
+}
+
+/// Sets `caBundle` on every webhook of one configuration unless all of
+/// them already trust `bundle`; whether it wrote.
+async fn patch_one<K, H>(
+    api: &Api<K>,
+    name: &str,
+    bundle: &[u8],
+    webhooks: impl Fn(&K) -> Vec<H>,
+    client_config: impl Fn(&mut H) -> &mut WebhookClientConfig,
+) -> Result<bool, ControllerError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    H: serde::Serialize,
+{
+    let cfg = api
+        .get(name)
         .await
-        .map_err(|e| api_error("patch caBundle of", validating_name, e))?;
-        patched += 1;
+        .map_err(|e| api_error("read", name, e))?;
+    let mut hooks = webhooks(&cfg);
+    let trusted = hooks.iter_mut().all(|h| {
+        client_config(h)
+            .ca_bundle
+            .as_ref()
+            .is_some_and(|b| b.0 == bundle)
+    });
+    if trusted {
+        return Ok(false);
     }
-    Ok(patched)
+    for h in &mut hooks {
+        client_config(h).ca_bundle = Some(ByteString(bundle.to_vec()));
+    }
+    let patch =
+        json!({"metadata": {"resourceVersion": cfg.meta().resource_version}, "webhooks": hooks});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|e| api_error("patch caBundle of", name, e))?;
+    Ok(true)
 }
 
 #[cfg(test)]
