@@ -261,3 +261,32 @@ fn a_never_suspended_jobset_has_no_suspended_condition() {
         env.stop().await;
     });
 }
+
+#[test]
+fn pod_fields_newer_than_the_compiled_types_survive_creation_and_resume() {
+    runtime().block_on(async {
+        let env = Env::start(Arc::new(NativeDefaults)).await;
+        let yaml = fixture("newer", true).replace(
+            "            nodeSelector:",
+            "            schedulingGroup: {podGroupName: workers}\n            nodeSelector:",
+        );
+        env.create(&yaml).await;
+        env.wait_jobs("newer", 2).await;
+        resume_with_kueue_changes(&env, "newer").await;
+        let jobs = wait_all(&env, "newer", false).await;
+        let raw = env.sim.client("test");
+        let res = jobset_sim::Resource::new("batch", "v1", "jobs");
+        for job in &jobs {
+            let name = job.metadata.name.as_deref().unwrap();
+            let stored = raw.get(&res, Some("default"), name).await.unwrap();
+            let pod = &stored["spec"]["template"]["spec"];
+            assert_eq!(
+                pod["schedulingGroup"]["podGroupName"], "workers",
+                "{name}: {stored}"
+            );
+            assert_eq!(pod["nodeSelector"]["cloud/flavor"], "tpu-v5", "{name}");
+            assert_eq!(stored["spec"]["suspend"], false, "{name}");
+        }
+        env.stop().await;
+    });
+}

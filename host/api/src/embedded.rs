@@ -48,6 +48,18 @@ impl<T> Embedded<T> {
     pub fn into_inner(self) -> T {
         self.value
     }
+
+    /// Wraps `value` with the fields `source` preserved, for an object built
+    /// from another of the same shape (a Job from a JobSet's Job template:
+    /// both have `metadata` and `spec`), so that fields from a newer
+    /// Kubernetes in the template reach the object built from it.
+    pub fn with_preserved_from<U>(value: T, source: &Embedded<U>) -> Self {
+        Self {
+            value,
+            unknown: source.unknown.clone(),
+            added: Vec::new(),
+        }
+    }
 }
 
 impl<T: Serialize> Embedded<T> {
@@ -346,6 +358,29 @@ mod tests {
         let mut e: Embedded<Small> = serde_json::from_value(json!({"a": 1, "b": 2})).unwrap();
         e.a = Some(5);
         assert_eq!(serde_json::to_value(&e).unwrap(), json!({"a": 5, "b": 2}));
+    }
+
+    #[test]
+    fn an_object_built_from_another_carries_its_preserved_fields() {
+        let template: Embedded<Small> =
+            serde_json::from_value(json!({"a": 1, "items": [{"a": 2, "group": "g"}]})).unwrap();
+        let built = Embedded::with_preserved_from(
+            Small {
+                a: Some(7),
+                items: vec![Small {
+                    a: Some(2),
+                    items: vec![],
+                }],
+            },
+            &template,
+        );
+        assert_eq!(
+            serde_json::to_value(&built).unwrap(),
+            json!({"a": 7, "items": [{"a": 2, "group": "g"}]})
+        );
+        let plain =
+            Embedded::with_preserved_from(Small::default(), &Embedded::new(Small::default()));
+        assert_eq!(serde_json::to_value(&plain).unwrap(), json!({}));
     }
 
     #[test]

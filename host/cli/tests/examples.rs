@@ -121,11 +121,45 @@ completes! {
     parallel_jobs_complete: "simple__paralleljobs", "default/paralleljobs";
     the_ttl_example_completes: "simple__ttl-after-finished", "default/jobset-with-ttl";
     tensorflow_mnist_completes: "tensorflow__mnist", "default/tensorflow";
-    // The schedulingGroup field is not in the Kubernetes 1.35 pod API the
-    // controller builds Jobs with, so it is dropped as a 1.35 API server
-    // would drop it, and the pods schedule normally.
-    workload_aware_scheduling_without_the_field_schedules_normally: "workload-aware-scheduling__jobset", "default/js";
-    topology_aware_scheduling_without_the_field_schedules_normally: "workload-aware-scheduling__tas__jobset", "default/js";
+}
+
+/// The workload-aware scheduling examples: the pod template's
+/// `schedulingGroup` (a field newer than the compiled Kubernetes types)
+/// reaches the pods, and with no PodGroup served the pods wait for one.
+fn stuck_on_pod_group(name: &str, jobset: &str, pods: usize, group: &str) -> String {
+    run_example(
+        name,
+        &Expect {
+            code: 1,
+            rows: &[(jobset, "Stuck", 0, 0, 0)],
+            contains: &[
+                &format!("{jobset}: stuck: {pods} pod(s): pod unschedulable: 0/"),
+                &format!(
+                    "waiting for pod group \"{group}\": no PodGroup of that name in namespace \"default\""
+                ),
+            ],
+        },
+    )
+}
+
+#[test]
+fn the_workload_aware_example_is_stuck_without_its_pod_group() {
+    stuck_on_pod_group(
+        "workload-aware-scheduling__jobset",
+        "default/js",
+        6,
+        "js-abc-workers-def",
+    );
+}
+
+#[test]
+fn the_topology_aware_example_is_stuck_without_its_pod_group() {
+    stuck_on_pod_group(
+        "workload-aware-scheduling__tas__jobset",
+        "default/js",
+        4,
+        "js-abc-workers-def",
+    );
 }
 
 #[test]
@@ -434,7 +468,7 @@ fn the_volume_claim_example_runs_the_nodes_after_the_initializer() {
 }
 
 #[test]
-fn the_dra_example_is_stuck_on_its_missing_resource_claim_template() {
+fn the_dra_example_is_stuck_on_its_pod_group_and_resource_claim_template() {
     run_example(
         "workload-aware-scheduling__dra__jobset",
         &Expect {
@@ -442,6 +476,7 @@ fn the_dra_example_is_stuck_on_its_missing_resource_claim_template() {
             rows: &[("default/training-job", "Stuck", 0, 0, 0)],
             contains: &[
                 "default/training-job: stuck: 6 pod(s): pod unschedulable: 0/",
+                "waiting for pod group \"training-workers\"",
                 "cannot allocate resource claim \"shared-gpu\": ResourceClaimTemplate \"gpu-claim-template\" does not exist",
             ],
         },
@@ -449,28 +484,28 @@ fn the_dra_example_is_stuck_on_its_missing_resource_claim_template() {
 }
 
 #[test]
-fn the_preemption_examples_note_the_unserved_workload_objects_and_run() {
-    for (name, jobset) in [
+fn the_preemption_examples_note_the_unserved_workload_objects_and_are_stuck() {
+    for (name, jobset, group) in [
         (
             "workload-aware-scheduling__preemption__high-priority-jobset",
             "default/hp-js",
+            "hp-abc-workers-def",
         ),
         (
             "workload-aware-scheduling__preemption__low-priority-jobset",
             "default/lp-js",
+            "lp-abc-workers-def",
         ),
     ] {
-        let out = run_example(
-            name,
-            &Expect {
-                rows: &[(jobset, "Completed", 0, 0, 0)],
-                contains: &[
-                    "scheduling.k8s.io/v1alpha2 Workload is not served by the simulated cluster; skipped",
-                    "scheduling.k8s.io/v1alpha2 PodGroup is not served by the simulated cluster; skipped",
-                ],
-                ..COMPLETED
-            },
-        );
+        let out = stuck_on_pod_group(name, jobset, 4, group);
+        for kind in ["Workload", "PodGroup"] {
+            assert!(
+                out.contains(&format!(
+                    "scheduling.k8s.io/v1alpha2 {kind} is not served by the simulated cluster; skipped"
+                )),
+                "{out}"
+            );
+        }
         assert!(!out.contains("error"), "{out}");
     }
 }

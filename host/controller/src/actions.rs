@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use jobset_api::Embedded;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 
@@ -18,8 +19,9 @@ pub enum Action {
     /// Create these PVCs (AlreadyExists is fine).
     CreatePvcs(Vec<PersistentVolumeClaim>),
     /// Create these Jobs (AlreadyExists is fine: a Job name is only ever
-    /// built for one attempt).
-    CreateJobs(Vec<Job>),
+    /// built for one attempt). Each carries the fields of its template that
+    /// the compiled Kubernetes types do not know (e.g. a newer pod field).
+    CreateJobs(Vec<Embedded<Job>>),
     /// Set `spec.suspend=true` on these Jobs.
     SuspendJobs(Vec<String>),
     /// Resume one Job: clear `status.startTime` first when it is set, then

@@ -5,10 +5,13 @@
 //! Warning event at once (spec 4.11).
 
 use futures::{StreamExt, TryStreamExt, stream};
-use jobset_api::JobSet;
+use jobset_api::{Embedded, JobSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams,
+    PropagationPolicy,
+};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource};
 use serde_json::json;
@@ -141,7 +144,7 @@ impl Applier<'_> {
         Ok(())
     }
 
-    async fn create_jobs(&self, jobs: &[Job]) -> Result<(), ControllerError> {
+    async fn create_jobs(&self, jobs: &[Embedded<Job>]) -> Result<(), ControllerError> {
         let ns = self.ns();
         for job in jobs {
             if let Some(o) = occupant_of(job) {
@@ -149,13 +152,19 @@ impl Applier<'_> {
                     .reserve(&ns, job.metadata.name.as_deref().unwrap_or(""), o);
             }
         }
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
+        // Sent untyped, so that template fields the compiled Kubernetes
+        // types do not know (a newer pod field) reach the API server.
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &ns, &ApiResource::erase::<Job>(&()));
         let results: Vec<Result<(), (String, kube::Error)>> = stream::iter(jobs.to_vec())
             .map(|job| {
                 let api = api.clone();
                 async move {
                     let name = job.metadata.name.clone().unwrap_or_default();
-                    match api.create(&PostParams::default(), &job).await {
+                    let body = serde_json::to_value(&job)
+                        .and_then(serde_json::from_value::<DynamicObject>)
+                        .map_err(|e| (name.clone(), kube::Error::SerdeError(e)))?;
+                    match api.create(&PostParams::default(), &body).await {
                         Ok(_) => Ok(()),
                         Err(e) if is_status(&e, 409) => Ok(()),
                         Err(e) => Err((name, e)),
@@ -208,8 +217,8 @@ impl Applier<'_> {
                 .map_err(|e| api_error("clear startTime of Job", &name, e))?;
             job.metadata.resource_version = updated.metadata.resource_version;
         }
-        job.status = None;
-        api.replace(&name, &PostParams::default(), &job)
+        let patch = Patch::Merge(crate::suspend::resume_patch(&job));
+        api.patch(&name, &PatchParams::default(), &patch)
             .await
             .map_err(|e| api_error("resume Job", &name, e))?;
         Ok(())

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jobset_api::RestartStrategy;
+use jobset_api::{Embedded, RestartStrategy};
 use k8s_openapi::api::batch::v1::Job;
 
 use crate::actions::{Action, Waiting};
@@ -51,13 +51,13 @@ pub(crate) fn plan_creation(
         .all()
         .filter_map(|j| j.metadata.name.as_deref())
         .collect();
-    let mut to_create: Vec<(Job, p::PendingJob)> = Vec::new();
+    let mut to_create: Vec<(Embedded<Job>, p::PendingJob)> = Vec::new();
     for rjob in &js.spec.replicated_jobs {
         if !startup.verdict.create.contains(&rjob.name) {
             continue;
         }
         for index in 0..rjob.replicas() {
-            let job = build_job(js, rjob, index);
+            let job = Embedded::with_preserved_from(build_job(js, rjob, index), &rjob.template);
             let exists = job
                 .metadata
                 .name

@@ -206,6 +206,46 @@ fn a_new_jobset_creates_its_service_and_every_job() {
 }
 
 #[test]
+fn pod_fields_of_a_newer_kubernetes_reach_the_created_jobs() {
+    let js: JobSet = serde_yaml::from_str(
+        r#"
+apiVersion: jobset.x-k8s.io/v1alpha2
+kind: JobSet
+metadata: {name: js, namespace: ns, uid: uid-1, generation: 1}
+spec:
+  replicatedJobs:
+  - name: w
+    replicas: 2
+    template:
+      spec:
+        template:
+          spec:
+            schedulingGroup: {podGroupName: workers}
+            containers: [{name: c, image: i, futureKnob: 3}]
+"#,
+    )
+    .unwrap();
+    let p = run(&js, &[]);
+    let jobs: Vec<serde_json::Value> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateJobs(j) => Some(j.iter().map(|j| serde_json::to_value(j).unwrap())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(jobs.len(), 2);
+    for job in &jobs {
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["schedulingGroup"]["podGroupName"], "workers", "{job}");
+        assert_eq!(pod["containers"][0]["futureKnob"], 3, "{job}");
+        // The JobSet's own labels are still written over the template.
+        assert_eq!(job["metadata"]["labels"][JOBSET_NAME_KEY], "js", "{job}");
+    }
+}
+
+#[test]
 fn existing_jobs_are_not_created_again() {
     let js = jobset("");
     let jobs = all_jobs(&js);
@@ -221,7 +261,7 @@ fn a_suspended_jobset_creates_suspended_jobs_and_says_so() {
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::CreateJobs(j) => Some(j.iter()),
+            Action::CreateJobs(j) => Some(j.iter().map(|j| &**j)),
             _ => None,
         })
         .flatten()
@@ -423,7 +463,7 @@ fn previous_attempt_jobs_are_deleted_and_recreated_once_gone() {
         .actions
         .iter()
         .find_map(|a| match a {
-            Action::CreateJobs(j) => Some(j[0].clone()),
+            Action::CreateJobs(j) => Some(j[0].clone().into_inner()),
             _ => None,
         })
         .unwrap();
@@ -748,7 +788,7 @@ fn exclusive_jobs_get_distinct_free_domains_or_wait() {
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::CreateJobs(j) => Some(j.clone()),
+            Action::CreateJobs(j) => Some(j.iter().map(|j| (**j).clone())),
             _ => None,
         })
         .flatten()
@@ -797,7 +837,7 @@ fn the_node_selector_strategy_pins_by_namespaced_job() {
         .actions
         .iter()
         .find_map(|a| match a {
-            Action::CreateJobs(j) => Some(j[0].clone()),
+            Action::CreateJobs(j) => Some(j[0].clone().into_inner()),
             _ => None,
         })
         .unwrap();

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use jobset_api::ReplicatedJob;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Map, Value, json};
 
 fn merge_map(
     target: &mut Option<BTreeMap<String, String>>,
@@ -67,6 +68,51 @@ pub fn resumed(job: &Job, rjob: &ReplicatedJob) -> Job {
         }
     }
     job
+}
+
+/// The JSON merge patch that writes a [`resumed`] Job: `suspend=false` and
+/// the merged pod-template labels, annotations, node selector, tolerations
+/// and scheduling gates, guarded by the Job's resourceVersion. A patch and
+/// not a full replace, so that fields of the stored Job which the compiled
+/// Kubernetes types do not know (a newer pod field) are left as they are.
+pub fn resume_patch(job: &Job) -> Value {
+    let mut template = Map::new();
+    let spec = job.spec.as_ref();
+    if let Some(meta) = spec.and_then(|s| s.template.metadata.as_ref()) {
+        let mut m = Map::new();
+        if let Some(labels) = &meta.labels {
+            m.insert("labels".into(), json!(labels));
+        }
+        if let Some(annotations) = &meta.annotations {
+            m.insert("annotations".into(), json!(annotations));
+        }
+        if !m.is_empty() {
+            template.insert("metadata".into(), Value::Object(m));
+        }
+    }
+    if let Some(pod) = spec.and_then(|s| s.template.spec.as_ref()) {
+        let mut m = Map::new();
+        if let Some(sel) = &pod.node_selector {
+            m.insert("nodeSelector".into(), json!(sel));
+        }
+        if let Some(tols) = &pod.tolerations {
+            m.insert("tolerations".into(), json!(tols));
+        }
+        if let Some(gates) = &pod.scheduling_gates {
+            m.insert("schedulingGates".into(), json!(gates));
+        }
+        if !m.is_empty() {
+            template.insert("spec".into(), Value::Object(m));
+        }
+    }
+    let mut patch = json!({"spec": {"suspend": false}});
+    if !template.is_empty() {
+        patch["spec"]["template"] = Value::Object(template);
+    }
+    if let Some(rv) = &job.metadata.resource_version {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    patch
 }
 
 /// Whether the Job has started, so its start time must be cleared before
@@ -134,5 +180,36 @@ template:
             .collect();
         assert_eq!(tols, ["t1", "t2"]);
         assert_eq!(pod.scheduling_gates.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_resume_patch_writes_only_what_resuming_changes() {
+        let job: Job = serde_yaml::from_str(
+            r#"
+metadata: {name: js-w-0, resourceVersion: "42"}
+spec:
+  suspend: false
+  parallelism: 3
+  template:
+    metadata: {labels: {a: new}}
+    spec:
+      containers: [{name: c, image: i}]
+      nodeSelector: {flavor: f}
+      tolerations: [{key: t1, operator: Exists}]
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            resume_patch(&job),
+            json!({
+                "metadata": {"resourceVersion": "42"},
+                "spec": {"suspend": false, "template": {
+                    "metadata": {"labels": {"a": "new"}},
+                    "spec": {"nodeSelector": {"flavor": "f"},
+                             "tolerations": [{"key": "t1", "operator": "Exists"}]}}}
+            })
+        );
+        let bare: Job = serde_yaml::from_str("metadata: {name: j}\nspec: {template: {}}").unwrap();
+        assert_eq!(resume_patch(&bare), json!({"spec": {"suspend": false}}));
     }
 }
