@@ -98,6 +98,26 @@ fn embedded_example(name: &str) -> Option<&'static [u8]> {
     }
 }
 
+/// The node layout of `--nodes`: a YAML file if `spec` names one, else a
+/// named layout or compact spec.
+pub fn load_nodes(spec: &str) -> Result<NodeLayout, Failure> {
+    match std::fs::read_to_string(spec) {
+        Ok(text) => NodeLayout::parse(&text),
+        Err(_) => NodeLayout::parse(spec),
+    }
+    .map_err(|e| bad_input(format!("--nodes: {e}")))
+}
+
+/// The scenario of `--scenario`, or the default (pods run and succeed).
+pub fn load_scenario(path: Option<&std::path::Path>) -> Result<Scenario, Failure> {
+    let Some(path) = path else {
+        return Ok(Scenario::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad_input(format!("--scenario {}: {e}", path.display())))?;
+    Scenario::from_yaml(&text).map_err(|e| bad_input(format!("--scenario {}: {e}", path.display())))
+}
+
 fn registry(args: &RunArgs) -> Result<Arc<Registry>, Failure> {
     // One runtime per process: its compile cache serves every run in it.
     let runtime = Runtime::shared()
@@ -177,20 +197,8 @@ struct Inputs {
 pub fn run(args: RunArgs, out: &Output) -> Result<(), Failure> {
     let until = parse_duration(&args.until)?;
     let (jobsets, others) = read_manifests(&args.files, out)?;
-    let nodes = match std::fs::read_to_string(&args.nodes) {
-        Ok(text) => NodeLayout::parse(&text),
-        Err(_) => NodeLayout::parse(&args.nodes),
-    }
-    .map_err(|e| bad_input(format!("--nodes: {e}")))?;
-    let scenario = match &args.scenario {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| bad_input(format!("--scenario {}: {e}", path.display())))?;
-            Scenario::from_yaml(&text)
-                .map_err(|e| bad_input(format!("--scenario {}: {e}", path.display())))?
-        }
-        None => Scenario::default(),
-    };
+    let nodes = load_nodes(&args.nodes)?;
+    let scenario = load_scenario(args.scenario.as_deref())?;
     let registry = registry(&args)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use jobset_controller::ControllerConfig;
 use jobset_controller::metrics::Metrics;
-use jobset_sim::cluster::{Cluster, ClusterConfig, NodeLayout, Scenario};
+use jobset_sim::cluster::{Cluster, ClusterConfig};
 use jobset_sim::{Sim, SimConfig};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
@@ -44,6 +46,10 @@ pub struct ServeArgs {
     /// Node layout (see `jobset run --nodes`).
     #[arg(long, default_value = "default")]
     pub nodes: String,
+    /// What the simulated workloads do (see `jobset run --scenario`); time
+    /// runs at wall-clock speed here, so keep durations short.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
 }
 
 /// The sim subcommands.
@@ -61,7 +67,8 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
             "--controller with --rbac: run the controller separately with a service-account kubeconfig".to_string(),
         ));
     }
-    let nodes = NodeLayout::parse(&args.nodes).map_err(|e| bad_input(format!("--nodes: {e}")))?;
+    let nodes = crate::run::load_nodes(&args.nodes)?;
+    let scenario = crate::run::load_scenario(args.scenario.as_deref())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -76,7 +83,7 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
             &sim,
             ClusterConfig {
                 nodes,
-                scenario: Scenario::default(),
+                scenario,
                 seed: 1,
                 job_controller: args.job_controller == OnOff::On,
             },
@@ -89,6 +96,25 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
             crds.create(&PostParams::default(), &jobset_api::crd())
                 .await
                 .map_err(|e| Failure::Internal(format!("registering the JobSet CRD: {e}")))?;
+            // The controller's namespace, where plugin ConfigMaps that serve
+            // every namespace are installed (as deploy/ creates it).
+            let namespaces: Api<Namespace> = Api::all(client.clone());
+            let ns = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(crate::run::CONTROLLER_NAMESPACE.to_string()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            namespaces
+                .create(&PostParams::default(), &ns)
+                .await
+                .map_err(|e| {
+                    Failure::Internal(format!(
+                        "creating namespace {}: {e}",
+                        crate::run::CONTROLLER_NAMESPACE
+                    ))
+                })?;
             // Defaulting and validation for kubectl users, as on a cluster.
             jobset_controller::webhook::serve_on_loopback(
                 client.clone(),

@@ -106,6 +106,34 @@ fn an_invalid_jobset_is_bad_input_naming_the_field() {
 }
 
 #[test]
+fn sim_serve_refuses_a_bad_scenario_or_node_layout_before_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.scenario.yaml");
+    std::fs::write(&bad, "defaultDuration: forever\n").expect("written");
+    let kubeconfig = dir.path().join("kubeconfig");
+    for (flag, value, named) in [
+        ("--scenario", bad.display().to_string(), "--scenario"),
+        ("--scenario", "/no/such.yaml".to_string(), "/no/such.yaml"),
+        ("--nodes", "pools=x".to_string(), "--nodes"),
+    ] {
+        let out = jobset(&[
+            "sim",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--kubeconfig-out",
+            &kubeconfig.display().to_string(),
+            flag,
+            &value,
+        ]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {t}");
+        assert!(t.contains(named), "{flag} {value}: {t}");
+        assert!(!kubeconfig.exists(), "nothing served for {flag} {value}");
+    }
+}
+
+#[test]
 fn a_pod_that_fits_no_node_is_reported_as_stuck_with_the_reason() {
     let out = jobset(&[
         "run",

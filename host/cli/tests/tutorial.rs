@@ -3,6 +3,11 @@
 //! repository root with the `jobset` binary on PATH, and the lines shown
 //! under it must appear in its output, in order (`…` matches anything).
 //!
+//! A line ending in ` &` starts a background process, as a shell would: the
+//! test waits for the lines shown under it to appear on its output and
+//! stops it at the end; `export NAME=VALUE` sets a variable for the lines
+//! after it.
+//!
 //! Two things differ from a reader's machine, both to keep CI cheap and
 //! the paths right: the `cargo build` of the plugin uses the target
 //! directory (and path remapping) the workspace build already compiled the
@@ -11,8 +16,11 @@
 //! and `../shared/compat/upstream-examples/` are pointed at that directory
 //! and at the examples beside this checkout.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -122,6 +130,8 @@ fn the_readme_policy_tutorial_runs_as_written() {
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let mut background = Background(Vec::new());
+    let mut exported: Vec<(String, String)> = Vec::new();
     for step in &steps {
         let command = step
             .command
@@ -133,6 +143,17 @@ fn the_readme_policy_tutorial_runs_as_written() {
                 "../shared/compat/upstream-examples/",
                 &format!("{}/", examples_dir().display()),
             );
+        if let Some((name, value)) = command
+            .strip_prefix("export ")
+            .and_then(|a| a.split_once('='))
+        {
+            exported.push((name.to_string(), value.to_string()));
+            continue;
+        }
+        let (command, in_background) = match command.strip_suffix(" &") {
+            Some(c) => (c.to_string(), true),
+            None => (command, false),
+        };
         let mut sh = Command::new("sh");
         sh.arg("-c")
             .arg(&command)
@@ -148,7 +169,12 @@ fn the_readme_policy_tutorial_runs_as_written() {
             }
         }
         sh.env("CARGO_TARGET_DIR", &wasm)
-            .env("CARGO_ENCODED_RUSTFLAGS", remap_flags(&wasm, &root));
+            .env("CARGO_ENCODED_RUSTFLAGS", remap_flags(&wasm, &root))
+            .envs(exported.iter().map(|(k, v)| (k, v)));
+        if in_background {
+            background.start(sh, step);
+            continue;
+        }
         let out = sh.output().expect("sh runs");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -170,6 +196,62 @@ fn the_readme_policy_tutorial_runs_as_written() {
                 "`{}`: expected, in order, a line like\n  {want}\nin:\n{text}",
                 step.command
             );
+        }
+    }
+}
+
+/// The processes started by ` &` lines, each in a process group of its own,
+/// stopped (group and all) when the test ends, passed or not.
+struct Background(Vec<Child>);
+
+impl Background {
+    /// Starts `sh` and waits until the lines `step` shows have appeared, in
+    /// order, on its output.
+    fn start(&mut self, mut sh: Command, step: &Step) {
+        use std::os::unix::process::CommandExt;
+        sh.process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = sh.spawn().expect("sh starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.0.push(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        for want in step.expected.iter().filter(|w| !w.trim().is_empty()) {
+            loop {
+                let line = rx
+                    .recv_timeout(Duration::from_secs(60))
+                    .unwrap_or_else(|_| {
+                        panic!(
+                            "`{}`: no line like\n  {want}\nwithin a minute; it printed:\n{}",
+                            step.command,
+                            seen.join("\n")
+                        )
+                    });
+                let found = matches(want.trim_end(), line.trim_end());
+                seen.push(line);
+                if found {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            let _ = child.wait();
         }
     }
 }
