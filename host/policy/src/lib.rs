@@ -20,6 +20,7 @@ mod sandbox;
 pub mod snapshot;
 pub mod tools;
 pub mod validate;
+mod workers;
 
 pub use bindings::SUPPORTED_VERSIONS;
 pub use breaker::BreakerConfig;

@@ -161,10 +161,12 @@ impl WasmPlugin {
     /// The startup decision.
     pub fn startup(&self, snapshot: &Snapshot) -> Result<StartupVerdict, PolicyError> {
         let slot = Slot::Startup;
-        let verdict = run(
+        let verdict = decide(
             &self.inner,
             slot,
-            |store, instance, exports| match &exports.startup {
+            snapshot,
+            None,
+            |store, instance, exports, snapshot, _| match &exports.startup {
                 Some(ix) => ix
                     .load(&mut *store, instance)?
                     .call_decide(&mut *store, snapshot),
@@ -179,10 +181,12 @@ impl WasmPlugin {
     /// The outcome decision.
     pub fn outcome(&self, snapshot: &Snapshot) -> Result<OutcomeVerdict, PolicyError> {
         let slot = Slot::Outcome;
-        let verdict = run(
+        let verdict = decide(
             &self.inner,
             slot,
-            |store, instance, exports| match &exports.outcome {
+            snapshot,
+            None,
+            |store, instance, exports, snapshot, _| match &exports.outcome {
                 Some(ix) => ix
                     .load(&mut *store, instance)?
                     .call_decide(&mut *store, snapshot),
@@ -201,15 +205,17 @@ impl WasmPlugin {
         request: &PlacementRequest,
     ) -> Result<Vec<JobPlacement>, PolicyError> {
         let slot = Slot::Placement;
-        let verdict = run(
+        let verdict = decide(
             &self.inner,
             slot,
-            |store, instance, exports| match &exports.placement {
-                Some(ix) => {
+            snapshot,
+            Some(request),
+            |store, instance, exports, snapshot, request| match (&exports.placement, request) {
+                (Some(ix), Some(request)) => {
                     ix.load(&mut *store, instance)?
                         .call_decide(&mut *store, snapshot, request)
                 }
-                None => Err(wasmtime::Error::new(NotExported)),
+                _ => Err(wasmtime::Error::new(NotExported)),
             },
         )?;
         let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
@@ -241,6 +247,60 @@ fn rejected(e: crate::snapshot::PluginError) -> ErrorKind {
 #[error("interface not exported")]
 struct NotExported;
 
+/// A decision call: the snapshot and, for placement, the request.
+type DecisionCall<R> = fn(
+    &mut Store<HostState>,
+    &Instance,
+    &Exports,
+    &Snapshot,
+    Option<&PlacementRequest>,
+) -> wasmtime::Result<R>;
+
+/// Runs a decision via [`run_here`]: on this thread, or, called from a
+/// thread that drives a tokio runtime (the controller's), on one of the
+/// runtime's reusable worker threads (see `workers`) with copies of the
+/// inputs, inside the caller's tracing span.
+fn decide<R: Send + 'static>(
+    plugin: &Arc<PluginInner>,
+    slot: Slot,
+    snapshot: &Snapshot,
+    request: Option<&PlacementRequest>,
+    call: DecisionCall<R>,
+) -> Result<R, PolicyError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return run_here(plugin, slot, |store, instance, exports| {
+            call(store, instance, exports, snapshot, request)
+        });
+    }
+    let (snapshot, request) = (snapshot.clone(), request.cloned());
+    let owned = plugin.clone();
+    let span = tracing::Span::current();
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    plugin
+        .runtime
+        .workers
+        .run(move || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                span.in_scope(|| {
+                    run_here(&owned, slot, |store, instance, exports| {
+                        call(store, instance, exports, &snapshot, request.as_ref())
+                    })
+                })
+            })
+        })
+        .unwrap_or_else(|| Err(host_thread_failed(plugin, slot)))
+}
+
+fn host_thread_failed(plugin: &PluginInner, slot: Slot) -> PolicyError {
+    PolicyError {
+        plugin: plugin.id.clone(),
+        slot,
+        kind: ErrorKind::Trap {
+            message: "the host thread running the plugin failed".to_string(),
+        },
+    }
+}
+
 /// Runs a decision via [`run_here`]. Called from a thread that drives a
 /// tokio runtime (the controller's), it runs on a thread of its own:
 /// wasmtime-wasi's blocking stream calls (a plugin flushing stdout or
@@ -259,15 +319,9 @@ fn run<R: Send>(
         let worker = s.spawn(|| {
             tracing::dispatcher::with_default(&dispatch, || run_here(plugin, slot, call))
         });
-        worker.join().unwrap_or_else(|_| {
-            Err(PolicyError {
-                plugin: plugin.id.clone(),
-                slot,
-                kind: ErrorKind::Trap {
-                    message: "the host thread running the plugin failed".to_string(),
-                },
-            })
-        })
+        worker
+            .join()
+            .unwrap_or_else(|_| Err(host_thread_failed(plugin, slot)))
     })
 }
 
