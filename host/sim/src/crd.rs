@@ -78,6 +78,7 @@ pub fn infos_of(crd: &Value) -> Vec<ResourceInfo> {
                 .unwrap_or_default(),
             custom: true,
             storage_version: storage.clone(),
+            storage_group: group.clone(),
         })
         .collect()
 }

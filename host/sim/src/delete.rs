@@ -127,10 +127,11 @@ impl Sim {
             &opts.rv,
             meta(&current, "resourceVersion"),
         )?;
-        self.admit(&call, "DELETE", (*current).clone(), Some(&current))
+        let shown = present(&call.info, &current);
+        self.admit(&call, "DELETE", shown.clone(), Some(&shown))
             .await?;
         if call.dry_run() {
-            return Ok(ApiResponse::ok(present(&call.info, &current)));
+            return Ok(ApiResponse::ok(shown));
         }
         let policy = opts.policy.unwrap_or_else(|| gc::default_policy(&key.res));
         let now = self.clock().now_rfc3339();

@@ -47,22 +47,15 @@ pub fn form_of(accept: &str, include_object: Option<&str>) -> Form {
     Form::Object
 }
 
-/// The object as served in the requested version (CRD versions share storage).
+/// The stored object as served in the requested version (CRD versions and
+/// the two Event APIs share storage).
 pub fn present(info: &ResourceInfo, obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if info.custom && info.version != info.storage_version {
-        o["apiVersion"] = json!(info.api_version());
-    }
-    o
+    crate::conversion::from_storage(info, obj)
 }
 
 /// Like `present`, sharing the stored object when no change is needed.
 pub fn present_shared(info: &ResourceInfo, obj: &Arc<Value>) -> Arc<Value> {
-    if info.custom && info.version != info.storage_version {
-        Arc::new(present(info, obj))
-    } else {
-        obj.clone()
-    }
+    crate::conversion::from_storage_shared(info, obj)
 }
 
 /// Strips an object to `PartialObjectMetadata`.
@@ -81,7 +74,10 @@ impl Filters {
     pub fn from_call(call: &Call) -> Result<Self, ApiError> {
         Ok(Filters {
             labels: LabelSelector::parse(call.req.param("labelSelector").unwrap_or_default())?,
-            fields: FieldSelector::parse(call.req.param("fieldSelector").unwrap_or_default())?,
+            fields: FieldSelector::parse_for(
+                &call.info,
+                call.req.param("fieldSelector").unwrap_or_default(),
+            )?,
         })
     }
 

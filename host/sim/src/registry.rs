@@ -39,6 +39,9 @@ pub struct ResourceInfo {
     pub custom: bool,
     /// The version objects are stored in (CRDs: the storage version).
     pub storage_version: String,
+    /// The group whose store holds the objects: the resource's own group,
+    /// except for a kind served by two groups from one store (Events).
+    pub storage_group: String,
 }
 
 impl ResourceInfo {
@@ -51,9 +54,10 @@ impl ResourceInfo {
         }
     }
 
-    /// The key objects of this resource are stored under, whatever version is asked.
+    /// The key objects of this resource are stored under, whatever version
+    /// (or, for Events, whichever group) is asked.
     pub fn store_key(&self) -> String {
-        format!("{}/{}", self.group, self.resource)
+        format!("{}/{}", self.storage_group, self.resource)
     }
 }
 
@@ -81,6 +85,7 @@ fn builtin(
         printer_columns: Vec::new(),
         custom: false,
         storage_version: version.into(),
+        storage_group: group.into(),
     }
 }
 
@@ -113,15 +118,19 @@ pub fn builtins() -> Vec<ResourceInfo> {
             true,
         ),
         builtin("", "v1", "endpoints", "Endpoints", true, &["ep"], false),
-        builtin(
-            "events.k8s.io",
-            "v1",
-            "events",
-            "Event",
-            true,
-            &["ev"],
-            false,
-        ),
+        // Stored once with the core Events and converted on the way in and out.
+        ResourceInfo {
+            storage_group: String::new(),
+            ..builtin(
+                "events.k8s.io",
+                "v1",
+                "events",
+                "Event",
+                true,
+                &["ev"],
+                false,
+            )
+        },
         builtin(
             "coordination.k8s.io",
             "v1",

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::errors::ApiError;
+use crate::registry::ResourceInfo;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Req {
@@ -191,21 +192,30 @@ const FIELDS: &[&str] = &[
     "status.podIP",
     "status.nominatedNodeName",
     "spec.unschedulable",
-    "involvedObject.kind",
-    "involvedObject.name",
-    "involvedObject.namespace",
-    "involvedObject.uid",
-    "regarding.kind",
-    "regarding.name",
-    "regarding.namespace",
-    "regarding.uid",
-    "reason",
     "type",
     "status.successful",
 ];
 
 impl FieldSelector {
+    /// Parses a selector over the fields most kinds support.
     pub fn parse(sel: &str) -> Result<Self, ApiError> {
+        Self::parse_with(sel, |f| FIELDS.contains(&f).then(|| f.to_string()))
+    }
+
+    /// Parses a selector in the field names of `info`'s API, matching the
+    /// stored fields they stand for (Events name them per API).
+    pub fn parse_for(info: &ResourceInfo, sel: &str) -> Result<Self, ApiError> {
+        if crate::events::is_event(info) {
+            Self::parse_with(sel, |f| {
+                crate::events::selector_field(info, f).map(String::from)
+            })
+        } else {
+            Self::parse(sel)
+        }
+    }
+
+    /// `stored` maps a field name to the stored field it reads, or None if unsupported.
+    fn parse_with(sel: &str, stored: impl Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
         let mut out = Vec::new();
         if sel.trim().is_empty() {
             return Ok(FieldSelector(out));
@@ -223,12 +233,12 @@ impl FieldSelector {
                 )));
             };
             let field = field.trim();
-            if !FIELDS.contains(&field) {
+            let Some(path) = stored(field) else {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
                 )));
-            }
-            out.push((field.to_string(), eq, value.trim().to_string()));
+            };
+            out.push((path, eq, value.trim().to_string()));
         }
         Ok(FieldSelector(out))
     }

@@ -188,20 +188,6 @@ fn node_cells(o: &Value) -> Vec<Value> {
     vec![json!(status), json!(roles)]
 }
 
-fn event_cells(o: &Value) -> Vec<Value> {
-    let s = |p: &str| json!(o.pointer(p).and_then(Value::as_str).unwrap_or_default());
-    let kind = o
-        .pointer("/involvedObject/kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let name = o
-        .pointer("/involvedObject/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let object = json!(format!("{}/{name}", kind.to_lowercase()));
-    vec![s("/type"), s("/reason"), object, s("/message")]
-}
-
 fn column(name: &str, ty: &str) -> Value {
     let format = if name == "Name" { "name" } else { "" };
     json!({"name": name, "type": ty, "format": format, "description": "", "priority": 0})
@@ -217,6 +203,9 @@ impl Sim {
         rv: Option<u64>,
     ) -> Value {
         let now = self.clock().now_secs();
+        if crate::events::is_event(info) {
+            return self.event_table(info, objs, include, rv, now);
+        }
         let mut cols = vec![column("Name", "string")];
         let custom: Vec<Value> = info.printer_columns.clone();
         match (info.group.as_str(), info.kind.as_str()) {
@@ -244,12 +233,6 @@ impl Sim {
                 cols.extend([column("Status", "string"), column("Completions", "string")])
             }
             ("", "Node") => cols.extend([column("Status", "string"), column("Roles", "string")]),
-            ("", "Event") => cols.extend([
-                column("Type", "string"),
-                column("Reason", "string"),
-                column("Object", "string"),
-                column("Message", "string"),
-            ]),
             _ => {}
         }
         let custom_has_age = custom.iter().any(|c| {
@@ -277,26 +260,49 @@ impl Sim {
                     cells.extend(job_cells(o));
                 } else if info.kind == "Node" && info.group.is_empty() {
                     cells.extend(node_cells(o));
-                } else if info.kind == "Event" && info.group.is_empty() {
-                    cells.extend(event_cells(o));
                 }
                 if !custom_has_age {
                     cells.push(cell(o.pointer("/metadata/creationTimestamp"), "date", now));
                 }
-                let object = match include {
-                    "None" => Value::Null,
-                    "Object" => present(info, o),
-                    _ => partial_metadata(o),
-                };
-                json!({"cells": cells, "object": object})
+                row(info, o, cells, include)
             })
             .collect();
-        let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "columnDefinitions": cols, "rows": rows});
-        if let Some(rv) = rv {
-            t["metadata"]["resourceVersion"] = json!(rv.to_string());
-        }
-        t
+        table_of(cols, rows, rv)
     }
+
+    /// Events (either API; stored alike) print as `kubectl get events` shows them.
+    fn event_table(
+        &self,
+        info: &ResourceInfo,
+        objs: &[Arc<Value>],
+        include: &str,
+        rv: Option<u64>,
+        now: i64,
+    ) -> Value {
+        let rows = objs
+            .iter()
+            .map(|o| row(info, o, crate::events::cells(o, now), include))
+            .collect();
+        table_of(crate::events::columns(), rows, rv)
+    }
+}
+
+/// One table row: its cells and the object as `include` asks.
+fn row(info: &ResourceInfo, o: &Value, cells: Vec<Value>, include: &str) -> Value {
+    let object = match include {
+        "None" => Value::Null,
+        "Object" => present(info, o),
+        _ => partial_metadata(o),
+    };
+    json!({"cells": cells, "object": object})
+}
+
+fn table_of(cols: Vec<Value>, rows: Vec<Value>, rv: Option<u64>) -> Value {
+    let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "columnDefinitions": cols, "rows": rows});
+    if let Some(rv) = rv {
+        t["metadata"]["resourceVersion"] = json!(rv.to_string());
+    }
+    t
 }
 
 #[cfg(test)]

@@ -107,8 +107,8 @@ impl Watch {
                 k => now.then_some(k.as_str()),
             };
             if let Some(k) = kind {
-                let relabel = self.info.custom && self.info.version != self.info.storage_version;
-                let l = if self.form == Form::Object && !relabel {
+                let reshape = crate::conversion::converts(&self.info);
+                let l = if self.form == Form::Object && !reshape {
                     shared_line(k, &e.obj)
                 } else {
                     line(k, self.sim.render_one(&self.info, &e.obj, &self.form))

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 pub use crate::body::{check_namespace, check_type, decode_body};
 use crate::errors::ApiError;
 use crate::handler::Call;
-use crate::read::{meta, present, present_shared};
+use crate::read::{meta, present_shared};
 use crate::registry::ResourceInfo;
 use crate::request::ApiResponse;
 use crate::sim::Sim;
@@ -233,7 +233,7 @@ impl Sim {
         let obj = self.admit(&call, "CREATE", obj, None).await?;
         validate_object(&call.info, &obj, None)?;
         if call.dry_run() {
-            return Ok(ApiResponse::json(201, present(&call.info, &obj)));
+            return Ok(ApiResponse::json(201, obj));
         }
         let stored = self.commit_create(&call.info, obj)?;
         let mut r = ApiResponse::shared(201, present_shared(&call.info, &stored));
@@ -241,12 +241,14 @@ impl Sim {
         Ok(r)
     }
 
-    /// Stores a new object, failing if it exists or its namespace does not.
+    /// Stores a new object (given in `info`'s version), failing if it exists
+    /// or its namespace does not.
     pub(crate) fn commit_create(
         &self,
         info: &ResourceInfo,
         obj: Value,
     ) -> Result<Arc<Value>, ApiError> {
+        let obj = crate::conversion::to_storage(info, obj);
         let ns = meta(&obj, "namespace").to_string();
         let name = meta(&obj, "name").to_string();
         let mut state = self.lock();
@@ -277,13 +279,14 @@ impl Sim {
         Ok(stored)
     }
 
-    /// Replaces an object if it is still at `expected_rv`.
+    /// Replaces an object (given in `info`'s version) if it is still at `expected_rv`.
     pub(crate) fn commit_update(
         &self,
         info: &ResourceInfo,
         expected_rv: &str,
-        mut obj: Value,
+        obj: Value,
     ) -> Result<Commit, ApiError> {
+        let mut obj = crate::conversion::to_storage(info, obj);
         let ns = meta(&obj, "namespace").to_string();
         let name = meta(&obj, "name").to_string();
         let mut state = self.lock();
@@ -360,7 +363,7 @@ impl Sim {
             let new = self.admit(&call, "UPDATE", new, Some(&current)).await?;
             validate_object(&call.info, &new, Some(&current))?;
             if call.dry_run() {
-                return Ok(ApiResponse::ok(present(&call.info, &new)));
+                return Ok(ApiResponse::ok(new));
             }
             if let Commit::Done(stored) = self.commit_update(&call.info, &cur_rv, new)? {
                 let mut r = ApiResponse::shared(200, present_shared(&call.info, &stored));
@@ -382,10 +385,15 @@ impl Sim {
         ))
     }
 
+    /// The stored object as the request's version presents it.
     fn current(&self, call: &Call) -> Result<Arc<Value>, ApiError> {
-        self.lock()
+        let stored = self
+            .lock()
             .get(&call.info.store_key(), &call.ns, &call.name)
-            .ok_or_else(|| ApiError::not_found(&call.info.group, &call.info.resource, &call.name))
+            .ok_or_else(|| {
+                ApiError::not_found(&call.info.group, &call.info.resource, &call.name)
+            })?;
+        Ok(present_shared(&call.info, &stored))
     }
 
     pub(crate) async fn patch(&self, call: Call) -> Result<ApiResponse, ApiError> {
@@ -475,7 +483,7 @@ impl Sim {
             let new = self.admit(&call, "UPDATE", new, Some(&current)).await?;
             validate_object(&call.info, &new, Some(&current))?;
             if call.dry_run() {
-                return Ok(ApiResponse::ok(present(&call.info, &new)));
+                return Ok(ApiResponse::ok(new));
             }
             if let Commit::Done(stored) = self.commit_update(&call.info, &cur_rv, new)? {
                 let mut r = ApiResponse::shared(200, present_shared(&call.info, &stored));
@@ -516,7 +524,7 @@ impl Sim {
         let obj = self.admit(call, "CREATE", obj, None).await?;
         validate_object(&call.info, &obj, None)?;
         if call.dry_run() {
-            return Ok(ApiResponse::json(201, present(&call.info, &obj)));
+            return Ok(ApiResponse::json(201, obj));
         }
         let stored = self.commit_create(&call.info, obj)?;
         let mut r = ApiResponse::shared(201, present_shared(&call.info, &stored));
