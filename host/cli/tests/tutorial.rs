@@ -81,8 +81,12 @@ fn tutorial_steps(readme: &str) -> Vec<Step> {
     steps
 }
 
-/// Whether `line` matches `pattern`, where `…` matches any text.
+/// Whether `line` matches `pattern`, where `…` matches any text and a run
+/// of spaces matches any run (table columns widen with their contents).
 fn matches(pattern: &str, line: &str) -> bool {
+    let squeeze = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (pattern, line) = (squeeze(pattern), squeeze(line));
+    let (pattern, line) = (pattern.as_str(), line.as_str());
     let mut parts = pattern.split('…');
     let first = parts.next().unwrap_or_default();
     let Some(mut rest) = line.strip_prefix(first) else {
@@ -263,4 +267,9 @@ fn ellipsis_patterns_match_only_what_they_say() {
     assert!(!matches("a…c", "abbbd"));
     assert!(!matches("abc", "abcd"));
     assert!(matches("p-…-q: …", "p-1-q: z"));
+    assert!(matches(
+        "…           Warning   Reason   x",
+        "12s   Warning Reason      x"
+    ));
+    assert!(!matches("… Warning Reason", "12s Normal Reason"));
 }
