@@ -133,6 +133,9 @@ impl<T> DerefMut for Embedded<T> {
 
 impl<T: Serialize> Serialize for Embedded<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.unknown.is_none() && self.added.is_empty() {
+            return self.value.serialize(serializer);
+        }
         let mut typed = serde_json::to_value(&self.value).map_err(serde::ser::Error::custom)?;
         if let Some(u) = &self.unknown {
             overlay(&mut typed, u);

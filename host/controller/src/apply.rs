@@ -8,10 +8,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use jobset_api::{Embedded, JobSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams,
-    PropagationPolicy,
-};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource};
 use serde_json::json;
@@ -152,19 +149,24 @@ impl Applier<'_> {
                     .reserve(&ns, job.metadata.name.as_deref().unwrap_or(""), o);
             }
         }
-        // Sent untyped, so that template fields the compiled Kubernetes
-        // types do not know (a newer pod field) reach the API server.
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &ns, &ApiResource::erase::<Job>(&()));
+        // Sent as the bytes of the Job with its preserved fields, so that
+        // template fields the compiled Kubernetes types do not know (a newer
+        // pod field) reach the API server.
+        let path = <Job as Resource>::url_path(&(), Some(&ns));
         let results: Vec<Result<(), (String, kube::Error)>> = stream::iter(jobs.to_vec())
             .map(|job| {
-                let api = api.clone();
+                let path = path.clone();
                 async move {
                     let name = job.metadata.name.clone().unwrap_or_default();
-                    let body = serde_json::to_value(&job)
-                        .and_then(serde_json::from_value::<DynamicObject>)
-                        .map_err(|e| (name.clone(), kube::Error::SerdeError(e)))?;
-                    match api.create(&PostParams::default(), &body).await {
+                    let request = serde_json::to_vec(&job)
+                        .map_err(kube::Error::SerdeError)
+                        .and_then(|body| {
+                            kube::core::Request::new(path)
+                                .create(&PostParams::default(), body)
+                                .map_err(kube::Error::BuildRequest)
+                        })
+                        .map_err(|e| (name.clone(), e))?;
+                    match self.client.request_text(request).await {
                         Ok(_) => Ok(()),
                         Err(e) if is_status(&e, 409) => Ok(()),
                         Err(e) => Err((name, e)),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::clock::Clock;
 use crate::faults::{FaultState, Faults};
@@ -138,6 +138,24 @@ impl Sim {
     /// Number of stored objects.
     pub fn object_count(&self) -> usize {
         self.lock().count()
+    }
+
+    /// Number of stored objects of one resource (`group` empty for the core
+    /// group) for which `matches` holds: read in-process, without a request.
+    pub fn count_matching(
+        &self,
+        group: &str,
+        resource: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> usize {
+        let state = self.lock();
+        let Some(info) = state.registry.by_store_key(group, resource) else {
+            return 0;
+        };
+        state
+            .list(&info.store_key(), None)
+            .filter(|o| matches(o))
+            .count()
     }
 
     /// Replaces the injected faults (takes effect for the next request).

@@ -25,6 +25,22 @@ fn cm(name: &str) -> ConfigMap {
 }
 
 #[tokio::test]
+async fn objects_can_be_counted_in_process_by_resource_and_content() {
+    let sim = Sim::new(SimConfig::default());
+    let api: Api<ConfigMap> = Api::default_namespaced(client(&sim));
+    for name in ["a", "b", "c"] {
+        api.create(&PostParams::default(), &cm(name)).await.unwrap();
+    }
+    assert_eq!(sim.count_matching("", "configmaps", |_| true), 3);
+    assert_eq!(
+        sim.count_matching("", "configmaps", |o| o["metadata"]["name"] != "b"),
+        2
+    );
+    assert_eq!(sim.count_matching("batch", "jobs", |_| true), 0);
+    assert_eq!(sim.count_matching("nowhere", "things", |_| true), 0);
+}
+
+#[tokio::test]
 async fn a_watch_resumes_from_a_resource_version() {
     let sim = Sim::new(SimConfig::default());
     let api: Api<ConfigMap> = Api::default_namespaced(client(&sim));
