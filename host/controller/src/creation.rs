@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jobset_api::{Embedded, RestartStrategy};
+use jobset_api::{Embedded, RestartStrategy, naming};
 use k8s_openapi::api::batch::v1::Job;
 
 use crate::actions::{Action, Waiting};
@@ -51,22 +51,22 @@ pub(crate) fn plan_creation(
         .all()
         .filter_map(|j| j.metadata.name.as_deref())
         .collect();
+    let jobset_name = js.metadata.name.as_deref().unwrap_or_default();
     let mut to_create: Vec<(Embedded<Job>, p::PendingJob)> = Vec::new();
     for rjob in &js.spec.replicated_jobs {
         if !startup.verdict.create.contains(&rjob.name) {
             continue;
         }
         for index in 0..rjob.replicas() {
-            let job = Embedded::with_preserved_from(build_job(js, rjob, index), &rjob.template);
-            let exists = job
-                .metadata
-                .name
-                .as_deref()
-                .is_some_and(|n| present.contains(n));
-            if !exists {
-                let pending = pending_job(&job, &rjob.name, index);
-                to_create.push((job, pending));
+            // The name alone says whether the Job exists; build only the
+            // missing ones.
+            let name = naming::job_name(jobset_name, &rjob.name, i64::from(index));
+            if present.contains(name.as_str()) {
+                continue;
             }
+            let job = Embedded::with_preserved_from(build_job(js, rjob, index), &rjob.template);
+            let pending = pending_job(&job, &rjob.name, index);
+            to_create.push((job, pending));
         }
     }
     if to_create.is_empty() {

@@ -134,12 +134,12 @@ impl Index {
         }
     }
 
-    /// The Jobs a JobSet (by UID) controls.
-    pub fn jobs_of(&self, uid: &str) -> Vec<Job> {
+    /// The Jobs a JobSet (by UID) controls, shared, not copied.
+    pub fn jobs_of(&self, uid: &str) -> Vec<Arc<Job>> {
         self.read()
             .jobs
             .get(uid)
-            .map(|m| m.values().map(|j| (**j).clone()).collect())
+            .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
     }
 

@@ -2,6 +2,8 @@
 //! per-replicated-job counters of its status (spec 4.1 steps 3-4, 2.6).
 //! Pure: it reads objects handed to it and never calls the API.
 
+use std::borrow::Borrow;
+
 use std::collections::BTreeMap;
 
 use jobset_api::labels::{
@@ -88,10 +90,14 @@ fn job_restarts_for(js: &JobSet, job: &Job) -> Option<i64> {
 /// Sorts `jobs` (already filtered to this JobSet's UID) into buckets.
 /// A missing or unparseable `restart-attempt` label is an error; a missing
 /// `job-restart-attempt` label only means the Job predates per-Job restarts.
-pub fn bucket_jobs<'a>(js: &JobSet, jobs: &'a [Job]) -> Result<Buckets<'a>, ControllerError> {
+pub fn bucket_jobs<'a, J: Borrow<Job>>(
+    js: &JobSet,
+    jobs: &'a [J],
+) -> Result<Buckets<'a>, ControllerError> {
     let restarts = i64::from(js.status.as_ref().map(|s| s.restarts).unwrap_or(0));
     let mut buckets = Buckets::default();
     for job in jobs {
+        let job: &Job = job.borrow();
         let attempt = int_label(job, RESTART_ATTEMPT_KEY)?;
         let mut previous = attempt < restarts;
         if !previous && label(job, JOB_RESTART_ATTEMPT_KEY).is_some() {

@@ -5,6 +5,7 @@
 //! the API; the policy plugins are called here and only here.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jobset_api::labels::JOBSET_CONTROLLER_NAME;
@@ -27,8 +28,9 @@ pub const POLICY_RETRY: Duration = Duration::from_secs(5);
 #[derive(Clone, Copy)]
 pub struct Inputs<'a> {
     pub jobset: &'a JobSet,
-    /// The Jobs whose controller owner is this JobSet (by UID).
-    pub jobs: &'a [Job],
+    /// The Jobs whose controller owner is this JobSet (by UID), shared with
+    /// the index rather than copied per reconcile.
+    pub jobs: &'a [Arc<Job>],
     pub service_exists: bool,
     /// Names of the PVCs that exist in the JobSet's namespace.
     pub existing_pvcs: &'a BTreeSet<String>,

@@ -129,9 +129,10 @@ fn gates() -> Vec<String> {
 
 fn run_with(js: &JobSet, jobs: &[Job], world: &World, engine: &dyn PolicyEngine) -> Plan {
     let g = gates();
+    let jobs: Vec<std::sync::Arc<Job>> = jobs.iter().cloned().map(std::sync::Arc::new).collect();
     let inputs = Inputs {
         jobset: js,
-        jobs,
+        jobs: &jobs,
         service_exists: world.service,
         existing_pvcs: &world.pvcs,
         nodes: &world.nodes,
