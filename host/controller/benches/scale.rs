@@ -154,11 +154,27 @@ async fn fan_out(wasm: bool) -> BTreeMap<&'static str, f64> {
     create_all(&api, jobsets(), 64).await;
     let end = done.await.expect("counter");
     let secs = (end - start).as_secs_f64();
+    let (decisions, decision_seconds) = decision_totals(&metrics.render());
     BTreeMap::from([
         ("seconds", secs),
         ("jobs_per_second", (JOBSETS * JOBS_PER_JOBSET) as f64 / secs),
         ("reconciles", metrics.reconcile_count() as f64),
+        ("decisions", decisions),
+        ("decision_seconds", decision_seconds),
     ])
+}
+
+/// How many plugin decisions the controller made and the time they took,
+/// summed over plugins and slots, from its own metrics.
+fn decision_totals(metrics: &str) -> (f64, f64) {
+    let sum_of = |suffix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("jobset_policy_decision_duration_seconds_{suffix}")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    (sum_of("count"), sum_of("sum"))
 }
 
 /// A plain kube-rs loop creates the same Jobs (and leaves the same
@@ -355,6 +371,14 @@ fn main() {
         get("native", "jobs_per_second"),
     ) {
         println!("Wasm / native throughput: {:.2}", w / n);
+    }
+    for run in ["wasm", "native"] {
+        if let (Some(n), Some(t)) = (get(run, "decisions"), get(run, "decision_seconds")) {
+            println!(
+                "{run}: {n:.0} decisions, {:.0} µs each on average ({t:.2} s in all)",
+                t / n.max(1.0) * 1e6
+            );
+        }
     }
     if let (Some(w), Some(p)) = (
         get("wasm", "jobs_per_second"),

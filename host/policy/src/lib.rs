@@ -20,7 +20,6 @@ mod sandbox;
 pub mod snapshot;
 pub mod tools;
 pub mod validate;
-mod workers;
 
 pub use bindings::SUPPORTED_VERSIONS;
 pub use breaker::BreakerConfig;

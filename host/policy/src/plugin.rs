@@ -11,7 +11,7 @@ use crate::snapshot::{
     JobPlacement, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
 };
 use crate::validate;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
@@ -161,12 +161,10 @@ impl WasmPlugin {
     /// The startup decision.
     pub fn startup(&self, snapshot: &Snapshot) -> Result<StartupVerdict, PolicyError> {
         let slot = Slot::Startup;
-        let verdict = decide(
+        let verdict = run(
             &self.inner,
             slot,
-            snapshot,
-            None,
-            |store, instance, exports, snapshot, _| match &exports.startup {
+            |store, instance, exports| match &exports.startup {
                 Some(ix) => ix
                     .load(&mut *store, instance)?
                     .call_decide(&mut *store, snapshot),
@@ -181,12 +179,10 @@ impl WasmPlugin {
     /// The outcome decision.
     pub fn outcome(&self, snapshot: &Snapshot) -> Result<OutcomeVerdict, PolicyError> {
         let slot = Slot::Outcome;
-        let verdict = decide(
+        let verdict = run(
             &self.inner,
             slot,
-            snapshot,
-            None,
-            |store, instance, exports, snapshot, _| match &exports.outcome {
+            |store, instance, exports| match &exports.outcome {
                 Some(ix) => ix
                     .load(&mut *store, instance)?
                     .call_decide(&mut *store, snapshot),
@@ -205,17 +201,15 @@ impl WasmPlugin {
         request: &PlacementRequest,
     ) -> Result<Vec<JobPlacement>, PolicyError> {
         let slot = Slot::Placement;
-        let verdict = decide(
+        let verdict = run(
             &self.inner,
             slot,
-            snapshot,
-            Some(request),
-            |store, instance, exports, snapshot, request| match (&exports.placement, request) {
-                (Some(ix), Some(request)) => {
+            |store, instance, exports| match &exports.placement {
+                Some(ix) => {
                     ix.load(&mut *store, instance)?
                         .call_decide(&mut *store, snapshot, request)
                 }
-                _ => Err(wasmtime::Error::new(NotExported)),
+                None => Err(wasmtime::Error::new(NotExported)),
             },
         )?;
         let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
@@ -247,50 +241,6 @@ fn rejected(e: crate::snapshot::PluginError) -> ErrorKind {
 #[error("interface not exported")]
 struct NotExported;
 
-/// A decision call: the snapshot and, for placement, the request.
-type DecisionCall<R> = fn(
-    &mut Store<HostState>,
-    &Instance,
-    &Exports,
-    &Snapshot,
-    Option<&PlacementRequest>,
-) -> wasmtime::Result<R>;
-
-/// Runs a decision via [`run_here`]: on this thread, or, called from a
-/// thread that drives a tokio runtime (the controller's), on one of the
-/// runtime's reusable worker threads (see `workers`) with copies of the
-/// inputs, inside the caller's tracing span.
-fn decide<R: Send + 'static>(
-    plugin: &Arc<PluginInner>,
-    slot: Slot,
-    snapshot: &Snapshot,
-    request: Option<&PlacementRequest>,
-    call: DecisionCall<R>,
-) -> Result<R, PolicyError> {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return run_here(plugin, slot, |store, instance, exports| {
-            call(store, instance, exports, snapshot, request)
-        });
-    }
-    let (snapshot, request) = (snapshot.clone(), request.cloned());
-    let owned = plugin.clone();
-    let span = tracing::Span::current();
-    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-    plugin
-        .runtime
-        .workers
-        .run(move || {
-            tracing::dispatcher::with_default(&dispatch, || {
-                span.in_scope(|| {
-                    run_here(&owned, slot, |store, instance, exports| {
-                        call(store, instance, exports, &snapshot, request.as_ref())
-                    })
-                })
-            })
-        })
-        .unwrap_or_else(|| Err(host_thread_failed(plugin, slot)))
-}
-
 fn host_thread_failed(plugin: &PluginInner, slot: Slot) -> PolicyError {
     PolicyError {
         plugin: plugin.id.clone(),
@@ -301,11 +251,13 @@ fn host_thread_failed(plugin: &PluginInner, slot: Slot) -> PolicyError {
     }
 }
 
-/// Runs a decision via [`run_here`]. Called from a thread that drives a
-/// tokio runtime (the controller's), it runs on a thread of its own:
+/// Runs a call via [`run_here`]. Called from a thread that drives a tokio
+/// runtime (the controller's), it runs on a thread outside any runtime:
 /// wasmtime-wasi's blocking stream calls (a plugin flushing stdout or
 /// stderr, as `println!` and every Rust panic message do) enter tokio with
-/// `block_on`, which panics on a thread already driving a runtime.
+/// `block_on`, which panics on a thread already driving a runtime. Those
+/// threads are kept (see [`offload_pool`]) and borrow the caller's inputs,
+/// so a decision pays neither for a new thread nor for copies.
 fn run<R: Send>(
     plugin: &PluginInner,
     slot: Slot,
@@ -315,14 +267,42 @@ fn run<R: Send>(
         return run_here(plugin, slot, call);
     }
     let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-    std::thread::scope(|s| {
-        let worker = s.spawn(|| {
-            tracing::dispatcher::with_default(&dispatch, || run_here(plugin, slot, call))
-        });
-        worker
-            .join()
-            .unwrap_or_else(|_| Err(host_thread_failed(plugin, slot)))
+    let span = tracing::Span::current();
+    let job = || {
+        // A panic in the host (never in the guest: that is a trap) fails
+        // this call only.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tracing::dispatcher::with_default(&dispatch, || {
+                span.in_scope(|| run_here(plugin, slot, call))
+            })
+        }))
+        .unwrap_or_else(|_| Err(host_thread_failed(plugin, slot)))
+    };
+    match offload_pool() {
+        Some(pool) => pool.install(job),
+        None => std::thread::scope(|s| {
+            s.spawn(job)
+                .join()
+                .unwrap_or_else(|_| Err(host_thread_failed(plugin, slot)))
+        }),
+    }
+}
+
+/// The threads that run plugin calls for callers on a tokio runtime thread:
+/// as many as the machine runs at once (at least two), started once. `None`
+/// if they could not be started; calls then start a thread each.
+fn offload_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("jobset-policy-{i}"))
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "no plugin thread pool; a thread per call"))
+            .ok()
     })
+    .as_ref()
 }
 
 /// Instantiates the plugin in a fresh Store, runs `call`, logs what the

@@ -51,8 +51,6 @@ pub(crate) struct RuntimeInner {
     /// Epoch ticks that make up the deadline.
     pub(crate) deadline_ticks: u64,
     compiled: Mutex<HashMap<String, Component>>,
-    /// Threads for decisions asked for from a tokio runtime thread.
-    pub(crate) workers: crate::workers::Workers,
 }
 
 /// The Wasm runtime: cheap to clone, shared by every plugin it loads.
@@ -103,7 +101,6 @@ impl Runtime {
                 limits,
                 deadline_ticks,
                 compiled: Mutex::new(HashMap::new()),
-                workers: Default::default(),
             }),
         })
     }
