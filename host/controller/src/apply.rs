@@ -153,24 +153,29 @@ impl Applier<'_> {
         // template fields the compiled Kubernetes types do not know (a newer
         // pod field) reach the API server.
         let path = <Job as Resource>::url_path(&(), Some(&ns));
-        let results: Vec<Result<(), (String, kube::Error)>> = stream::iter(jobs.to_vec())
+        // Each request is built up front from the Job it sends, so the Jobs
+        // themselves are not copied into the requests' futures.
+        let requests: Vec<_> = jobs
+            .iter()
             .map(|job| {
-                let path = path.clone();
-                async move {
-                    let name = job.metadata.name.clone().unwrap_or_default();
-                    let request = serde_json::to_vec(&job)
-                        .map_err(kube::Error::SerdeError)
-                        .and_then(|body| {
-                            kube::core::Request::new(path)
-                                .create(&PostParams::default(), body)
-                                .map_err(kube::Error::BuildRequest)
-                        })
-                        .map_err(|e| (name.clone(), e))?;
-                    match self.client.request_text(request).await {
-                        Ok(_) => Ok(()),
-                        Err(e) if is_status(&e, 409) => Ok(()),
-                        Err(e) => Err((name, e)),
-                    }
+                let name = job.metadata.name.clone().unwrap_or_default();
+                let request = serde_json::to_vec(job)
+                    .map_err(kube::Error::SerdeError)
+                    .and_then(|body| {
+                        kube::core::Request::new(path.clone())
+                            .create(&PostParams::default(), body)
+                            .map_err(kube::Error::BuildRequest)
+                    });
+                (name, request)
+            })
+            .collect();
+        let results: Vec<Result<(), (String, kube::Error)>> = stream::iter(requests)
+            .map(|(name, request)| async move {
+                let request = request.map_err(|e| (name.clone(), e))?;
+                match self.client.request_text(request).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_status(&e, 409) => Ok(()),
+                    Err(e) => Err((name, e)),
                 }
             })
             .buffer_unordered(MAX_PARALLELISM)
