@@ -2,10 +2,10 @@
 //! to `jobset sim serve` over HTTP through a kubeconfig, with metrics,
 //! health, leader election and a clean stop on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -13,6 +13,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+
+mod common;
+use common::{Proc, serve_sim};
 
 const JOBSET: &str = r#"
 apiVersion: jobset.x-k8s.io/v1alpha2
@@ -25,16 +28,6 @@ spec:
     template: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}}
 "#;
 
-/// Kills the child when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn jobset() -> Command {
     Command::new(env!("CARGO_BIN_EXE_jobset"))
 }
@@ -42,32 +35,6 @@ fn jobset() -> Command {
 fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
     l.local_addr().expect("addr")
-}
-
-/// Starts `jobset sim serve` and waits for its ready line.
-fn sim(kubeconfig: &Path) -> Proc {
-    let mut child = jobset()
-        .args([
-            "sim",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--job-controller",
-            "off",
-        ])
-        .arg("--kubeconfig-out")
-        .arg(kubeconfig)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("jobset sim serve starts");
-    let out = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .expect("ready line");
-    assert!(line.contains("ready on"), "{line}");
-    Proc(child)
 }
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -115,7 +82,7 @@ fn the_controller_creates_jobs_serves_metrics_and_releases_its_lease_on_sigterm(
     let dir = tempdir();
     let dir = dir.path();
     let kc = dir.join("kubeconfig");
-    let _sim = sim(&kc);
+    let _sim = serve_sim(&kc, &[]);
     let rt = runtime();
     let client = rt.block_on(client(&kc));
     rt.block_on(async {

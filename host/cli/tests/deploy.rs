@@ -3,9 +3,12 @@
 //! applies server-side; with `--controller` the webhooks default and
 //! validate JobSets; with the webhook down, admission fails closed.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+
+mod common;
+use common::{Proc, serve_sim};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -13,7 +16,7 @@ fn repo() -> PathBuf {
 
 /// A `jobset sim serve` subprocess, stopped on drop.
 struct Serve {
-    child: Child,
+    _process: Proc,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
 }
@@ -22,30 +25,8 @@ impl Serve {
     fn start(extra: &[&str]) -> Serve {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jobset"))
-            .args([
-                "sim",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--job-controller",
-                "off",
-            ])
-            .arg("--kubeconfig-out")
-            .arg(&kubeconfig)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("jobset sim serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("a ready line");
-        assert!(line.contains("ready on"), "{line}");
         Serve {
-            child,
+            _process: serve_sim(&kubeconfig, extra),
             dir,
             kubeconfig,
         }
@@ -92,13 +73,6 @@ impl Serve {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8_lossy(&out.stderr).to_string()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,45 @@
+//! What the tests that run `jobset` as a process share: a child stopped
+//! when the test ends, and `jobset sim serve` started and ready.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Kills the child when the test ends, however it ends.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `jobset sim serve` on a free loopback port without the Job
+/// controller, writing its kubeconfig to `kubeconfig`, with `extra`
+/// options, and waits for its ready line.
+pub fn serve_sim(kubeconfig: &Path, extra: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobset"))
+        .args([
+            "sim",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--job-controller",
+            "off",
+        ])
+        .arg("--kubeconfig-out")
+        .arg(kubeconfig)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("jobset sim serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("a ready line");
+    assert!(line.contains("ready on"), "{line}");
+    Proc(child)
+}
