@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jobset_api::labels::*;
-use jobset_api::{JobSet, JobSetStatus, ReplicatedJobStatus};
+use jobset_api::{Embedded, JobSet, JobSetStatus, ReplicatedJobStatus};
 use jobset_policy::NativeDefaults;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -147,18 +147,22 @@ fn run(js: &JobSet, jobs: &[Job]) -> Plan {
     run_with(js, jobs, &World::default(), &NativeDefaults)
 }
 
-fn created(plan: &Plan) -> Vec<String> {
+/// Every Job the plan creates, in plan order.
+fn created_jobs(plan: &Plan) -> Vec<&Embedded<Job>> {
     plan.actions
         .iter()
         .filter_map(|a| match a {
-            Action::CreateJobs(jobs) => Some(
-                jobs.iter()
-                    .filter_map(|j| j.metadata.name.clone())
-                    .collect::<Vec<_>>(),
-            ),
+            Action::CreateJobs(jobs) => Some(jobs.iter()),
             _ => None,
         })
         .flatten()
+        .collect()
+}
+
+fn created(plan: &Plan) -> Vec<String> {
+    created_jobs(plan)
+        .iter()
+        .filter_map(|j| j.metadata.name.clone())
         .collect()
 }
 
@@ -227,14 +231,9 @@ spec:
     )
     .unwrap();
     let p = run(&js, &[]);
-    let jobs: Vec<serde_json::Value> = p
-        .actions
+    let jobs: Vec<serde_json::Value> = created_jobs(&p)
         .iter()
-        .filter_map(|a| match a {
-            Action::CreateJobs(j) => Some(j.iter().map(|j| serde_json::to_value(j).unwrap())),
-            _ => None,
-        })
-        .flatten()
+        .map(|j| serde_json::to_value(j).unwrap())
         .collect();
     assert_eq!(jobs.len(), 2);
     for job in &jobs {
@@ -258,15 +257,7 @@ fn existing_jobs_are_not_created_again() {
 fn a_suspended_jobset_creates_suspended_jobs_and_says_so() {
     let js = jobset("suspend: true");
     let p = run(&js, &[]);
-    let jobs: Vec<&Job> = p
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::CreateJobs(j) => Some(j.iter().map(|j| &**j)),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let jobs = created_jobs(&p);
     assert_eq!(jobs.len(), 4);
     assert!(
         jobs.iter()
@@ -460,14 +451,7 @@ fn previous_attempt_jobs_are_deleted_and_recreated_once_gone() {
     // Two of the old Jobs are gone: exactly those two come back, attempt 1.
     let p = run(&js, &old[2..]);
     assert_eq!(created(&p), ["js-a-0", "js-b-0"]);
-    let new_job = p
-        .actions
-        .iter()
-        .find_map(|a| match a {
-            Action::CreateJobs(j) => Some(j[0].clone().into_inner()),
-            _ => None,
-        })
-        .unwrap();
+    let new_job = created_jobs(&p)[0].clone().into_inner();
     assert_eq!(new_job.metadata.labels.unwrap()[RESTART_ATTEMPT_KEY], "1");
 }
 
@@ -785,15 +769,7 @@ fn exclusive_jobs_get_distinct_free_domains_or_wait() {
         ..Default::default()
     };
     let p = run_with(&js, &[], &world, &NativeDefaults);
-    let jobs: Vec<Job> = p
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::CreateJobs(j) => Some(j.iter().map(|j| (**j).clone())),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let jobs = created_jobs(&p);
     let pinned: BTreeSet<String> = jobs
         .iter()
         .map(|j| {
@@ -834,14 +810,7 @@ fn the_node_selector_strategy_pins_by_namespaced_job() {
         .into(),
     );
     let p = run(&js, &[]);
-    let job = p
-        .actions
-        .iter()
-        .find_map(|a| match a {
-            Action::CreateJobs(j) => Some(j[0].clone().into_inner()),
-            _ => None,
-        })
-        .unwrap();
+    let job = created_jobs(&p)[0].clone().into_inner();
     let pod = job.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.node_selector.unwrap()[NAMESPACED_JOB_KEY], "ns_js-a-0");
     assert_eq!(
