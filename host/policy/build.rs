@@ -136,6 +136,8 @@ fn build_group(root: &Path, wasm_target_dir: &Path, group: u8) {
         format!("--remap-path-prefix={}=/src", root.display()),
     ];
     cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
+    cmd.env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
 
     let status = cmd
         .status()

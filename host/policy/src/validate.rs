@@ -6,7 +6,7 @@
 use crate::snapshot::{
     Action, JobPlacement, OutcomeVerdict, Placement, PlacementRequest, Snapshot, StartupVerdict,
 };
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 /// Longest condition or event message accepted (the API's own limit).
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
@@ -19,12 +19,8 @@ pub const MAX_PIN_ITEMS: usize = 32;
 
 /// Startup: names must be replicated jobs, each listed at most once.
 pub fn startup(snapshot: &Snapshot, verdict: &StartupVerdict) -> Result<(), String> {
-    let known: HashSet<&str> = snapshot
-        .jobset
-        .replicated_jobs
-        .iter()
-        .map(|r| r.name.as_str())
-        .collect();
+    // A JobSet has a handful of replicated jobs: scanning beats hashing.
+    let known = &snapshot.jobset.replicated_jobs;
     for (field, names) in [("create", &verdict.create), ("resume", &verdict.resume)] {
         if names.len() > known.len() {
             return Err(format!(
@@ -33,9 +29,8 @@ pub fn startup(snapshot: &Snapshot, verdict: &StartupVerdict) -> Result<(), Stri
                 known.len()
             ));
         }
-        let mut seen = HashSet::new();
-        for name in names {
-            if !known.contains(name.as_str()) {
+        for (i, name) in names.iter().enumerate() {
+            if !known.iter().any(|r| &r.name == name) {
                 return Err(format!(
                     "{field}: {:?} is not a replicated job of {}/{}",
                     clip(name),
@@ -43,7 +38,7 @@ pub fn startup(snapshot: &Snapshot, verdict: &StartupVerdict) -> Result<(), Stri
                     snapshot.jobset.name
                 ));
             }
-            if !seen.insert(name.as_str()) {
+            if names[..i].contains(name) {
                 return Err(format!("{field}: {name:?} is listed twice"));
             }
         }
@@ -100,13 +95,30 @@ pub fn placement(request: &PlacementRequest, verdict: &[JobPlacement]) -> Result
             request.jobs.len()
         ));
     }
-    let pending: HashSet<&str> = request.jobs.iter().map(|j| j.name.as_str()).collect();
-    let mut seen = HashSet::new();
+    // Plugins usually answer in request order: check the next pending Job
+    // first and index the request by name only when that guess misses.
+    let mut placed = vec![false; request.jobs.len()];
+    let mut by_name: Option<HashMap<&str, usize>> = None;
+    let mut next = 0;
     for p in verdict {
-        if !pending.contains(p.job.as_str()) {
-            return Err(format!("{:?} is not a pending Job", clip(&p.job)));
-        }
-        if !seen.insert(p.job.as_str()) {
+        let at = match request.jobs.get(next) {
+            Some(j) if j.name == p.job => next,
+            _ => {
+                let index = by_name.get_or_insert_with(|| {
+                    let mut index = HashMap::with_capacity(request.jobs.len());
+                    for (i, j) in request.jobs.iter().enumerate() {
+                        index.entry(j.name.as_str()).or_insert(i);
+                    }
+                    index
+                });
+                match index.get(p.job.as_str()) {
+                    Some(&i) => i,
+                    None => return Err(format!("{:?} is not a pending Job", clip(&p.job))),
+                }
+            }
+        };
+        next = at + 1;
+        if std::mem::replace(&mut placed[at], true) {
             return Err(format!("{:?} is placed twice", p.job));
         }
         match &p.placement {
@@ -184,6 +196,121 @@ mod tests {
         for bad in ["", "1abc", "has space", "ends,", "dash-ed"] {
             assert!(reason("reason", bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn request(names: &[&str]) -> PlacementRequest {
+        PlacementRequest {
+            jobs: names
+                .iter()
+                .map(|n| crate::snapshot::PendingJob {
+                    name: n.to_string(),
+                    replicated_job: "w".into(),
+                    job_index: 0,
+                    job_key: n.to_string(),
+                    exclusive_topology: None,
+                    node_selector_strategy: false,
+                    priority: None,
+                    pods: 1,
+                })
+                .collect(),
+            domains: Vec::new(),
+        }
+    }
+
+    fn waits(names: &[&str]) -> Vec<JobPlacement> {
+        names
+            .iter()
+            .map(|n| JobPlacement {
+                job: n.to_string(),
+                placement: Placement::Wait("no room".into()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn placements_in_any_order_and_subset_are_accepted() {
+        let r = request(&["a", "b", "c"]);
+        for order in [
+            &["a", "b", "c"][..],
+            &["c", "a"],
+            &["b"],
+            &["b", "a", "c"],
+            &[],
+        ] {
+            assert_eq!(placement(&r, &waits(order)), Ok(()), "{order:?}");
+        }
+    }
+
+    #[test]
+    fn a_job_placed_twice_or_not_pending_is_refused() {
+        let r = request(&["a", "b", "c"]);
+        for (order, why) in [
+            (&["a", "a"][..], "\"a\" is placed twice"),
+            (&["b", "a", "b"], "\"b\" is placed twice"),
+            (&["c", "c"], "\"c\" is placed twice"),
+            (&["a", "x"], "\"x\" is not a pending Job"),
+            (&["x"], "\"x\" is not a pending Job"),
+        ] {
+            assert_eq!(
+                placement(&r, &waits(order)),
+                Err(why.to_string()),
+                "{order:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn startup_names_must_be_replicated_jobs_listed_once() {
+        let snapshot = crate::snapshot::Snapshot {
+            jobset: crate::snapshot::Jobset {
+                name: "js".into(),
+                namespace: "ns".into(),
+                replicated_jobs: ["leader", "workers"]
+                    .iter()
+                    .map(|n| crate::snapshot::ReplicatedJob {
+                        name: n.to_string(),
+                        group_name: "default".into(),
+                        replicas: 1,
+                        parallelism: 1,
+                        completions: None,
+                        depends_on: Vec::new(),
+                    })
+                    .collect(),
+                uid: "u".into(),
+                labels: Vec::new(),
+                annotations: Vec::new(),
+                suspended: false,
+                success_policy: crate::snapshot::SuccessPolicy {
+                    operator: crate::snapshot::SuccessOperator::All,
+                    target_replicated_jobs: Vec::new(),
+                },
+                failure_policy: None,
+                startup_order: crate::snapshot::StartupOrder::AnyOrder,
+                status: crate::snapshot::JobsetStatus {
+                    restarts: 0,
+                    restarts_count_towards_max: 0,
+                    replicated_jobs: Vec::new(),
+                },
+            },
+            jobs: Vec::new(),
+            now: 0,
+            feature_gates: Vec::new(),
+            config: String::new(),
+        };
+        let verdict = |create: &[&str]| StartupVerdict {
+            create: create.iter().map(|n| n.to_string()).collect(),
+            resume: Vec::new(),
+            in_order: crate::snapshot::InOrderCondition::None,
+        };
+        assert_eq!(startup(&snapshot, &verdict(&["workers", "leader"])), Ok(()));
+        assert_eq!(
+            startup(&snapshot, &verdict(&["workers", "workers"])),
+            Err("create: \"workers\" is listed twice".to_string())
+        );
+        assert_eq!(
+            startup(&snapshot, &verdict(&["ps"])),
+            Err("create: \"ps\" is not a replicated job of ns/js".to_string())
+        );
     }
 
     #[test]
