@@ -27,6 +27,10 @@ pub enum ControllerError {
     /// The admission webhook server or its certificates.
     #[error("webhook: {0}")]
     Webhook(String),
+    /// Planning a JobSet's reconcile panicked (a bug in the controller, not
+    /// in a plugin: a plugin's failure is a `PolicyFailed` condition).
+    #[error("JobSet {jobset}: planning failed: {detail}")]
+    Planning { jobset: String, detail: String },
     /// This process stopped leading: it must not write any more.
     #[error("Lease {lease}: leadership lost: {detail}")]
     LeadershipLost { lease: String, detail: String },
@@ -46,6 +50,7 @@ impl ControllerError {
             ControllerError::Startup(_) => "startup",
             ControllerError::Webhook(_) => "webhook",
             ControllerError::LeadershipLost { .. } => "leadership_lost",
+            ControllerError::Planning { .. } => "planning",
         }
     }
 

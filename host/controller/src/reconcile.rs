@@ -129,7 +129,8 @@ pub async fn reconcile(js: Arc<JobSet>, ctx: Arc<Context>) -> Result<Requeue, Co
     result
 }
 
-async fn reconcile_inner(js: &JobSet, ctx: &Context) -> Result<Requeue, ControllerError> {
+/// Observes the index and plans one reconcile (with its plugin calls).
+fn plan_now(js: &JobSet, ctx: &Context) -> Result<Plan, ControllerError> {
     let uid = js.metadata.uid.clone().unwrap_or_default();
     let namespace = js.metadata.namespace.clone().unwrap_or_default();
     let jobs = ctx.index.jobs_of(&uid);
@@ -147,7 +148,26 @@ async fn reconcile_inner(js: &JobSet, ctx: &Context) -> Result<Requeue, Controll
         now: ctx.clock.now(),
         feature_gates: &ctx.feature_gates,
     };
-    let plan = plan(inputs, ctx.policies.as_ref())?;
+    plan(inputs, ctx.policies.as_ref())
+}
+
+async fn reconcile_inner(js: &Arc<JobSet>, ctx: &Arc<Context>) -> Result<Requeue, ControllerError> {
+    let namespace = js.metadata.namespace.clone().unwrap_or_default();
+    // Planning makes the plugin calls: it runs off the async runtime, so
+    // the runtime's thread serves other reconciles (and, in-process, the
+    // simulator) while plugins decide.
+    let planned = {
+        let (js, ctx) = (Arc::clone(js), Arc::clone(ctx));
+        jobset_policy::off_runtime(move || plan_now(&js, &ctx)).await
+    };
+    let plan = planned.map_err(|e| ControllerError::Planning {
+        jobset: format!(
+            "{namespace}/{}",
+            js.metadata.name.as_deref().unwrap_or_default()
+        ),
+        detail: e.0,
+    })??;
+    let js: &JobSet = js;
     for d in &plan.decisions {
         tracing::info!(decision = %d, "policy decision");
     }

@@ -10,8 +10,8 @@ use crate::sandbox::{HostState, Limiter};
 use crate::snapshot::{
     JobPlacement, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
 };
-use crate::validate;
-use std::sync::{Arc, OnceLock};
+use crate::{offload, validate};
+use std::sync::Arc;
 use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
@@ -251,19 +251,16 @@ fn host_thread_failed(plugin: &PluginInner, slot: Slot) -> PolicyError {
     }
 }
 
-/// Runs a call via [`run_here`]. Called from a thread that drives a tokio
-/// runtime (the controller's), it runs on a thread outside any runtime:
-/// wasmtime-wasi's blocking stream calls (a plugin flushing stdout or
-/// stderr, as `println!` and every Rust panic message do) enter tokio with
-/// `block_on`, which panics on a thread already driving a runtime. Those
-/// threads are kept (see [`offload_pool`]) and borrow the caller's inputs,
-/// so a decision pays neither for a new thread nor for copies.
+/// Runs a call via [`run_here`]: in place where that is safe (see
+/// [`crate::offload`]), else on one of the kept threads outside the
+/// runtime, which borrow the caller's inputs, so a decision pays neither
+/// for a new thread nor for copies.
 fn run<R: Send>(
     plugin: &PluginInner,
     slot: Slot,
     call: impl FnOnce(&mut Store<HostState>, &Instance, &Exports) -> wasmtime::Result<R> + Send,
 ) -> Result<R, PolicyError> {
-    if tokio::runtime::Handle::try_current().is_err() {
+    if offload::in_place() {
         return run_here(plugin, slot, call);
     }
     let dispatch = tracing::dispatcher::get_default(|d| d.clone());
@@ -278,7 +275,7 @@ fn run<R: Send>(
         }))
         .unwrap_or_else(|_| Err(host_thread_failed(plugin, slot)))
     };
-    match offload_pool() {
+    match offload::pool() {
         Some(pool) => pool.install(job),
         None => std::thread::scope(|s| {
             s.spawn(job)
@@ -286,23 +283,6 @@ fn run<R: Send>(
                 .unwrap_or_else(|_| Err(host_thread_failed(plugin, slot)))
         }),
     }
-}
-
-/// The threads that run plugin calls for callers on a tokio runtime thread:
-/// as many as the machine runs at once (at least two), started once. `None`
-/// if they could not be started; calls then start a thread each.
-fn offload_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("jobset-policy-{i}"))
-            .build()
-            .map_err(|e| tracing::warn!(error = %e, "no plugin thread pool; a thread per call"))
-            .ok()
-    })
-    .as_ref()
 }
 
 /// Instantiates the plugin in a fresh Store, runs `call`, logs what the
@@ -314,6 +294,8 @@ fn run_here<R>(
 ) -> Result<R, PolicyError> {
     let rt = &plugin.runtime;
     let limits = &rt.limits;
+    // No more decisions at once than the instance pool has slots.
+    let _permit = rt.permits.acquire();
     let state = HostState::new(
         Limiter {
             memory_bytes: limits.memory_bytes,

@@ -9,7 +9,7 @@ use crate::plugin::WasmPlugin;
 use crate::sandbox::HostState;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -51,6 +51,43 @@ pub(crate) struct RuntimeInner {
     /// Epoch ticks that make up the deadline.
     pub(crate) deadline_ticks: u64,
     compiled: Mutex<HashMap<String, Component>>,
+    /// One per instance the pool holds; a decision takes one.
+    pub(crate) permits: Permits,
+}
+
+/// A counting semaphore for threads (decisions are synchronous).
+pub(crate) struct Permits {
+    free: Mutex<u32>,
+    released: Condvar,
+}
+
+impl Permits {
+    fn new(n: u32) -> Permits {
+        Permits {
+            free: Mutex::new(n),
+            released: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free permit; it is given back when the guard drops.
+    pub(crate) fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.released.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+pub(crate) struct Permit<'a>(&'a Permits);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
+        *free += 1;
+        self.0.released.notify_one();
+    }
 }
 
 /// The Wasm runtime: cheap to clone, shared by every plugin it loads.
@@ -87,6 +124,7 @@ impl Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
+                permits: Permits::new(limits.max_concurrent.max(1)),
                 limits,
                 deadline_ticks,
                 compiled: Mutex::new(HashMap::new()),

@@ -192,6 +192,27 @@ fn printing_and_panicking_plugins_decide_inside_a_tokio_runtime_too() {
             .decide_outcome(&snapshot("trap"))
             .expect_err("the plugin panics");
         assert!(matches!(err.kind, ErrorKind::Trap { .. }), "{err}");
+
+        // The same, handed off the runtime thread as the controller's plan
+        // is: the calls run in place on a blocking-pool thread.
+        let (printed, panicked) = jobset_policy::off_runtime(|| {
+            (
+                hostile_plugin().decide_outcome(&snapshot("print")),
+                hostile_plugin().decide_outcome(&snapshot("trap")),
+            )
+        })
+        .await
+        .expect("the hand-off works");
+        assert_eq!(
+            printed.expect("printing is allowed").verdict.action,
+            Action::Continue
+        );
+        match panicked.expect_err("the plugin panics").kind {
+            ErrorKind::Trap { message } => {
+                assert!(message.contains("panics on purpose"), "{message}")
+            }
+            other => panic!("expected a trap, got {other:?}"),
+        }
     });
 }
 

@@ -121,3 +121,30 @@ fn in_order_starts_over_after_a_restart() {
     assert_eq!(names(&v.create), ["a"]);
     assert_eq!(v.in_order, InOrderCondition::InProgress);
 }
+
+#[test]
+fn more_callers_than_pooled_instances_wait_their_turn() {
+    // One instance slot, four threads deciding at once: each decision waits
+    // for the slot instead of failing to instantiate.
+    let rt = jobset_policy::Runtime::new(jobset_policy::Limits {
+        max_concurrent: 1,
+        ..Default::default()
+    })
+    .expect("a runtime");
+    let plugin = rt
+        .load("default-startup", jobset_policy::builtin::DEFAULT_STARTUP)
+        .expect("loads");
+    let s = snap(SnapshotBuilder::new("js").rjob("a", 2).rjob("b", 1));
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..25 {
+                    let d = plugin
+                        .decide_startup(&s)
+                        .expect("every decision gets a slot");
+                    assert_eq!(names(&d.verdict.create), ["a", "b"]);
+                }
+            });
+        }
+    });
+}
