@@ -52,33 +52,30 @@ pub fn fields_of(obj: &Value, cursor: Cursor<'_>, part: Part) -> FieldSet {
             ) => continue,
             _ => {}
         }
-        let path = vec![format!("f:{k}")];
+        let mut path = vec![format!("f:{k}")];
         if k == "metadata" {
             if let Some(mm) = v.as_object() {
                 for (mk, mv) in mm
                     .iter()
                     .filter(|(mk, _)| !SKIP_META.contains(&mk.as_str()))
                 {
-                    walk(
-                        mv,
-                        &[path.clone(), vec![format!("f:{mk}")]].concat(),
-                        mk,
-                        true,
-                        cursor.field(k).field(mk),
-                        &mut out,
-                    );
+                    path.push(format!("f:{mk}"));
+                    walk(mv, &mut path, mk, true, cursor.field(k).field(mk), &mut out);
+                    path.pop();
                 }
             }
             continue;
         }
-        walk(v, &path, k, false, cursor.field(k), &mut out);
+        walk(v, &mut path, k, false, cursor.field(k), &mut out);
     }
     out
 }
 
+/// Adds the owned paths under `v`, which sits at `path`. The path is one
+/// stack pushed and popped on the way down; only owned paths are copied.
 fn walk(
     v: &Value,
-    path: &Path,
+    path: &mut Path,
     field: &str,
     in_meta: bool,
     cursor: Cursor<'_>,
@@ -87,25 +84,25 @@ fn walk(
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, child) in m {
-                let mut p = path.clone();
-                p.push(format!("f:{k}"));
-                walk(child, &p, k, false, cursor.field(k), out);
+                path.push(format!("f:{k}"));
+                walk(child, path, k, false, cursor.field(k), out);
+                path.pop();
             }
         }
         Value::Array(items) if !items.is_empty() => match cursor.list_kind(field, in_meta, items) {
             ListKind::Map(keys) => {
                 for item in items {
-                    let mut p = path.clone();
-                    p.push(key_elem(&keys, item));
-                    out.insert(p.clone());
-                    walk(item, &p, "", false, cursor.items(), out);
+                    path.push(key_elem(&keys, item));
+                    out.insert(path.clone());
+                    walk(item, path, "", false, cursor.items(), out);
+                    path.pop();
                 }
             }
             ListKind::Set => {
                 for item in items {
-                    let mut p = path.clone();
-                    p.push(format!("v:{item}"));
-                    out.insert(p);
+                    path.push(format!("v:{item}"));
+                    out.insert(path.clone());
+                    path.pop();
                 }
             }
             ListKind::Atomic => {
