@@ -148,14 +148,16 @@ impl Sim {
         resource: &str,
         matches: impl Fn(&Value) -> bool,
     ) -> usize {
-        let state = self.lock();
-        let Some(info) = state.registry.by_store_key(group, resource) else {
-            return 0;
+        // The objects are shared: the lock is held only to take references,
+        // and `matches` runs after it is released.
+        let objects: Vec<Arc<Value>> = {
+            let state = self.lock();
+            let Some(info) = state.registry.by_store_key(group, resource) else {
+                return 0;
+            };
+            state.list(&info.store_key(), None).cloned().collect()
         };
-        state
-            .list(&info.store_key(), None)
-            .filter(|o| matches(o))
-            .count()
+        objects.iter().filter(|o| matches(o)).count()
     }
 
     /// Replaces the injected faults (takes effect for the next request).
