@@ -35,6 +35,10 @@ pub struct ControllerArgs {
     /// JobSets reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// Async worker threads (watches, reconciles, HTTP); 0 means one per
+    /// CPU core. Plugin decisions run on threads of their own either way.
+    #[arg(long, default_value_t = 0)]
+    pub worker_threads: usize,
     /// Where `/metrics` is served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -188,10 +192,7 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
     if args.concurrency == 0 {
         return Err(bad_input("--concurrency must be at least 1".to_string()));
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Internal(e.to_string()))?;
+    let rt = crate::threads::server_runtime(args.worker_threads)?;
     rt.block_on(async move {
         let config = load_config(&args.kubeconfig).await?;
         let url = config.cluster_url.to_string();

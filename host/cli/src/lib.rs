@@ -13,5 +13,6 @@ pub mod policy_cmd;
 pub mod report;
 pub mod run;
 pub mod sim_cmd;
+pub mod threads;
 pub mod timeline;
 pub mod webhook_args;

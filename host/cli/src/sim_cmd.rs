@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// runs at wall-clock speed here, so keep durations short.
     #[arg(long)]
     pub scenario: Option<PathBuf>,
+    /// Async worker threads for the simulator (and the in-process
+    /// controller); 0 means one per CPU core.
+    #[arg(long, default_value_t = 0)]
+    pub worker_threads: usize,
 }
 
 /// The sim subcommands.
@@ -69,10 +73,7 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
     }
     let nodes = crate::run::load_nodes(&args.nodes)?;
     let scenario = crate::run::load_scenario(args.scenario.as_deref())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Internal(e.to_string()))?;
+    let rt = crate::threads::server_runtime(args.worker_threads)?;
     rt.block_on(async move {
         let sim = Sim::new(SimConfig {
             rbac: args.rbac,

@@ -4,6 +4,12 @@
 //! natively; the same 8,000 Jobs created by a plain kube-rs loop; and the
 //! time to replace the Jobs of a 1,000-Job JobSet after one fails.
 //!
+//! Every scenario runs on a multi-thread runtime with one worker per core,
+//! as the `jobset` commands do. The plain loop does the least work that
+//! gets the same Jobs: it creates the JobSets as the controller run does
+//! and, as each is stored, its 8 Jobs from 16 tasks; both runs are timed
+//! from the first JobSet sent until the simulator holds every Job.
+//!
 //! Each scenario runs in a child process of its own so that its peak
 //! resident memory (`VmHWM`) is its own. The controller's memory is the
 //! controller run's peak minus the plain loop's peak (the plain loop
@@ -125,23 +131,56 @@ async fn controller(client: &Client, wasm: bool) -> Arc<Metrics> {
     metrics
 }
 
-async fn create_all<T, I>(api: &Api<T>, items: I, concurrency: usize) -> Vec<T>
+/// Runs `work` on every item with `tasks` runtime tasks, each handling one
+/// item at a time, so that the requests (and the simulator's work for
+/// them, which in process runs in the caller's task) spread over the
+/// runtime's worker threads.
+async fn spread<I, F, Fut>(items: I, tasks: usize, work: F)
 where
-    T: Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-    I: IntoIterator<Item = T>,
+    I: Iterator + Send + 'static,
+    I::Item: Send,
+    F: Fn(I::Item) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
 {
-    futures::stream::iter(items)
-        .map(|o| {
-            let api = api.clone();
-            async move {
-                api.create(&PostParams::default(), &o)
-                    .await
-                    .expect("create")
+    let items = Arc::new(std::sync::Mutex::new(items));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let (items, work) = (items.clone(), work.clone());
+        set.spawn(async move {
+            loop {
+                let next = items.lock().expect("no panic holds the lock").next();
+                let Some(item) = next else { break };
+                work(item).await;
             }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.expect("a task of the run");
+    }
+}
+
+/// Creates every item (responses decoded and dropped), `tasks` at a time.
+async fn create_spread<T, I>(api: &Api<T>, items: I, tasks: usize)
+where
+    T: Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    I: Iterator<Item = T> + Send + 'static,
+{
+    let api = api.clone();
+    spread(items, tasks, move |o: T| {
+        let api = api.clone();
+        async move {
+            api.create(&PostParams::default(), &o)
+                .await
+                .expect("create");
+        }
+    })
+    .await;
 }
 
 /// The controller creates every Job of 1,000 JobSets.
@@ -151,7 +190,7 @@ async fn fan_out(wasm: bool) -> BTreeMap<&'static str, f64> {
     let done = count_jobs(&sim, JOBSETS * JOBS_PER_JOBSET, None);
     let api: Api<JobSet> = Api::namespaced(client.clone(), NS);
     let start = Instant::now();
-    create_all(&api, jobsets(), 64).await;
+    create_spread(&api, jobsets().into_iter(), 64).await;
     let end = done.await.expect("counter");
     let secs = (end - start).as_secs_f64();
     let (decisions, decision_seconds) = decision_totals(&metrics.render());
@@ -177,36 +216,69 @@ fn decision_totals(metrics: &str) -> (f64, f64) {
     (sum_of("count"), sum_of("sum"))
 }
 
-/// A plain kube-rs loop creates the same Jobs (and leaves the same
-/// Services), `CONCURRENCY` requests in flight.
+/// A plain kube-rs loop creates the same JobSets and Jobs, `CONCURRENCY`
+/// Job requests in flight, and afterwards (untimed) the same Services, so
+/// that it leaves the simulator holding what the controller run leaves.
 async fn plain_loop() -> BTreeMap<&'static str, f64> {
-    let (_sim, client) = setup().await;
+    let (sim, client) = setup().await;
     let api: Api<JobSet> = Api::namespaced(client.clone(), NS);
-    let created = create_all(&api, jobsets(), 64).await;
-    // Built lazily and not kept, so that the plain run holds no more in
-    // this process than the simulator's store (its peak is the baseline).
-    let jobs = created.iter().flat_map(|js| {
-        (0..JOBS_PER_JOBSET)
-            .map(move |i| job_builder::build_job(js, &js.spec.replicated_jobs[0], i as i32))
-    });
     let jobs_api: Api<Job> = Api::namespaced(client.clone(), NS);
+    let done = count_jobs(&sim, JOBSETS * JOBS_PER_JOBSET, None);
+    // JobSets go in as in the controller run; each created JobSet (with its
+    // UID) hands its Jobs to the Job creators through a short queue, so the
+    // run holds no more in this process than the simulator's store.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Job>(64);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let start = Instant::now();
-    futures::stream::iter(jobs)
-        .map(|o| {
-            let api = jobs_api.clone();
-            async move {
-                api.create(&PostParams::default(), &o)
+    let mut creators = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let (api, rx) = (jobs_api.clone(), rx.clone());
+        creators.spawn(async move {
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some(job) = next else { break };
+                api.create(&PostParams::default(), &job)
                     .await
                     .expect("create");
             }
-        })
-        .buffer_unordered(CONCURRENCY as usize)
-        .for_each(|()| async {})
-        .await;
-    let secs = start.elapsed().as_secs_f64();
+        });
+    }
+    let queued = jobsets().into_iter().map(move |js| (js, tx.clone()));
+    let jobsets_api = api.clone();
+    spread(queued, 64, move |(js, tx)| {
+        let api = jobsets_api.clone();
+        async move {
+            let js = api
+                .create(&PostParams::default(), &js)
+                .await
+                .expect("create");
+            for i in 0..JOBS_PER_JOBSET {
+                let job = job_builder::build_job(&js, &js.spec.replicated_jobs[0], i as i32);
+                tx.send(job).await.expect("the Job creators run");
+            }
+        }
+    })
+    .await;
+    while let Some(r) = creators.join_next().await {
+        r.expect("a Job creator");
+    }
+    let secs = (done.await.expect("counter") - start).as_secs_f64();
     let svc: Api<Service> = Api::namespaced(client.clone(), NS);
-    let services = created.iter().map(resources::headless_service);
-    create_all(&svc, services, CONCURRENCY as usize).await;
+    let created = api
+        .list(&Default::default())
+        .await
+        .expect("the JobSets list")
+        .items;
+    create_spread(
+        &svc,
+        created
+            .iter()
+            .map(resources::headless_service)
+            .collect::<Vec<_>>()
+            .into_iter(),
+        CONCURRENCY as usize,
+    )
+    .await;
     BTreeMap::from([
         ("seconds", secs),
         ("jobs_per_second", (JOBSETS * JOBS_PER_JOBSET) as f64 / secs),
@@ -293,7 +365,9 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn child(scenario: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // One worker per core, as `jobset controller` and `jobset sim serve`
+    // run by default; every scenario gets the same runtime.
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
