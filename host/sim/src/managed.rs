@@ -318,11 +318,18 @@ fn record_with(
     let mut list = old.map(entries).unwrap_or_else(|| entries(new));
     let mut found = false;
     for e in list.iter_mut() {
-        let mut set = from_fields_v1(e.get("fieldsV1").unwrap_or(&Value::Null));
-        let before = set.len();
         let mine = e.get("manager").and_then(Value::as_str) == Some(manager)
             && e.get("operation").and_then(Value::as_str) == Some("Update")
             && e.get("subresource").and_then(Value::as_str) == sub;
+        // Another manager's entry with nothing in the written part keeps
+        // every path (the write neither removes nor takes any of them):
+        // a status write leaves a spec owner's entry as it is without
+        // decoding it.
+        if !mine && !touches_part(e.get("fieldsV1"), part) {
+            continue;
+        }
+        let mut set = from_fields_v1(e.get("fieldsV1").unwrap_or(&Value::Null));
+        let before = set.len();
         set.retain(|p| new_fields.contains(p) || !in_part(p, part));
         if mine {
             found = true;
@@ -348,6 +355,18 @@ fn record_with(
         list.push(e);
     }
     set_entries(new, list);
+}
+
+/// Whether an encoded set has any path in `part` (judged by its top-level
+/// fields).
+fn touches_part(fields_v1: Option<&Value>, part: Part) -> bool {
+    let Some(m) = fields_v1.and_then(Value::as_object) else {
+        return false;
+    };
+    match part {
+        Part::Status => m.contains_key("f:status"),
+        Part::Main { .. } => m.keys().any(|k| k != "f:status"),
+    }
 }
 
 fn in_part(p: &Path, part: Part) -> bool {
@@ -404,6 +423,43 @@ mod tests {
         assert!(owner("bob").contains(&a));
         assert!(!owner("alice").contains(&a));
         assert!(owner("alice").contains(&vec!["f:data".to_string(), "f:b".into()]));
+    }
+
+    #[test]
+    fn a_status_write_leaves_the_spec_owner_alone_and_takes_status() {
+        let mut v1 = json!({"metadata": {"name": "x"}, "spec": {"a": 1}, "status": {"n": 0}});
+        record_update(None, &mut v1, "creator", "v1", None, "t0");
+        let mut v2 = v1.clone();
+        v2["status"]["n"] = json!(1);
+        record_update(Some(&v1), &mut v2, "ctl", "v1", Some("status"), "t1");
+        let list = entries(&v2);
+        let set = |m: &str| {
+            list.iter()
+                .find(|e| e["manager"] == m)
+                .map(|e| from_fields_v1(&e["fieldsV1"]))
+                .unwrap_or_default()
+        };
+        let n: Path = vec!["f:status".into(), "f:n".into()];
+        // The creator's entry covered status too (a plain create owns it
+        // all); the status write moves the changed field only.
+        assert!(set("ctl").contains(&n));
+        assert!(!set("creator").contains(&n));
+        assert!(set("creator").contains(&vec!["f:spec".to_string(), "f:a".into()]));
+        assert_eq!(entries(&v1)[0]["time"], list[0]["time"]);
+
+        // A second status write by a third manager: the creator's entry no
+        // longer has status paths and stays byte for byte as it was.
+        let mut v3 = v2.clone();
+        v3["status"]["n"] = json!(2);
+        record_update(Some(&v2), &mut v3, "other", "v1", Some("status"), "t2");
+        let after = entries(&v3);
+        assert_eq!(after[0], list[0], "the creator's entry is untouched");
+        let holders: Vec<&Value> = after
+            .iter()
+            .filter(|e| from_fields_v1(&e["fieldsV1"]).contains(&n))
+            .map(|e| &e["manager"])
+            .collect();
+        assert_eq!(holders, vec![&json!("other")]);
     }
 
     #[test]
