@@ -390,6 +390,16 @@ fn child(scenario: &str) {
     println!("RESULT {}", line.join(" "));
 }
 
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn spawn(scenario: &str) -> BTreeMap<String, f64> {
     let exe = std::env::current_exe().expect("own path");
     let out = Command::new(exe)
@@ -418,16 +428,59 @@ fn main() {
     }
     let only = std::env::var("SCALE_SCENARIOS").unwrap_or_default();
     let wanted = |s: &str| only.is_empty() || only.split(',').any(|o| o == s);
-    let mut results = BTreeMap::new();
-    for s in ["plain", "wasm", "native", "restart"] {
-        if wanted(s) {
-            let r = spawn(s);
-            println!("{s:8} {r:?}");
-            results.insert(s, r);
+    let rounds: usize = std::env::var("SCALE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(5);
+    // Rounds of every scenario, one after the other, so that the ratios
+    // compare runs made close together; the summary takes medians.
+    let mut runs: BTreeMap<&str, Vec<BTreeMap<String, f64>>> = BTreeMap::new();
+    for round in 1..=rounds {
+        for s in ["plain", "wasm", "native", "restart"] {
+            if wanted(s) {
+                let r = spawn(s);
+                println!("round {round} {s:8} {r:?}");
+                runs.entry(s).or_default().push(r);
+            }
         }
     }
+    let per_round = |a: &str, b: &str| -> Vec<f64> {
+        let (Some(x), Some(y)) = (runs.get(a), runs.get(b)) else {
+            return Vec::new();
+        };
+        x.iter()
+            .zip(y)
+            .filter_map(|(x, y)| Some(x.get("jobs_per_second")? / y.get("jobs_per_second")?))
+            .collect()
+    };
+    let ratios = [
+        ("Wasm / native throughput", per_round("wasm", "native")),
+        (
+            "controller / plain-loop Job creation rate",
+            per_round("wasm", "plain"),
+        ),
+    ];
+    let results: BTreeMap<&str, BTreeMap<String, f64>> = runs
+        .iter()
+        .map(|(s, rs)| {
+            let keys: std::collections::BTreeSet<&String> =
+                rs.iter().flat_map(|r| r.keys()).collect();
+            let medians = keys
+                .into_iter()
+                .map(|k| {
+                    (
+                        k.clone(),
+                        median(rs.iter().filter_map(|r| r.get(k).copied()).collect()),
+                    )
+                })
+                .collect();
+            (*s, medians)
+        })
+        .collect();
     let get = |s: &str, k: &str| results.get(s).and_then(|r| r.get(k)).copied();
     println!();
+    println!("medians of {rounds} rounds unless said otherwise");
     if let Some(t) = get("wasm", "seconds") {
         println!(
             "1,000 JobSets x 8 Jobs, Wasm policies: every Job exists after {t:.2} s ({:.0} Jobs/s)",
@@ -435,16 +488,28 @@ fn main() {
         );
     }
     if let (Some(w), Some(p)) = (get("wasm", "peak_rss_mib"), get("plain", "peak_rss_mib")) {
+        let shares: Vec<f64> = match (runs.get("wasm"), runs.get("plain")) {
+            (Some(w), Some(p)) => w
+                .iter()
+                .zip(p)
+                .filter_map(|(w, p)| Some(w.get("peak_rss_mib")? - p.get("peak_rss_mib")?))
+                .collect(),
+            _ => Vec::new(),
+        };
         println!(
-            "peak RSS: controller run {w:.0} MiB, plain loop {p:.0} MiB, controller's share {:.0} MiB",
-            w - p
+            "peak RSS: controller run {w:.0} MiB, plain loop {p:.0} MiB; the controller's share {:.0} MiB at most over the rounds",
+            shares.iter().copied().fold(f64::NAN, f64::max)
         );
     }
-    if let (Some(w), Some(n)) = (
-        get("wasm", "jobs_per_second"),
-        get("native", "jobs_per_second"),
-    ) {
-        println!("Wasm / native throughput: {:.2}", w / n);
+    for (what, rs) in &ratios {
+        if !rs.is_empty() {
+            let each: Vec<String> = rs.iter().map(|r| format!("{r:.2}")).collect();
+            println!(
+                "{what}: median {:.2} (rounds: {})",
+                median(rs.clone()),
+                each.join(", ")
+            );
+        }
     }
     for run in ["wasm", "native"] {
         if let (Some(n), Some(t)) = (get(run, "decisions"), get(run, "decision_seconds")) {
@@ -454,14 +519,8 @@ fn main() {
             );
         }
     }
-    if let (Some(w), Some(p)) = (
-        get("wasm", "jobs_per_second"),
-        get("plain", "jobs_per_second"),
-    ) {
-        println!(
-            "controller / plain-loop Job creation rate: {:.2} ({p:.0} Jobs/s plain)",
-            w / p
-        );
+    if let Some(p) = get("plain", "jobs_per_second") {
+        println!("plain loop: {p:.0} Jobs/s");
     }
     if let Some(t) = get("restart", "seconds") {
         println!("1,000-Job JobSet, one Job fails: last replacement Job after {t:.2} s");
