@@ -405,6 +405,15 @@ mod tests {
         ]));
     }
 
+    /// The paths `manager`'s entry owns (none without an entry).
+    fn owned_by(entries: &[Value], manager: &str) -> FieldSet {
+        entries
+            .iter()
+            .find(|e| e["manager"] == manager)
+            .map(|e| from_fields_v1(&e["fieldsV1"]))
+            .unwrap_or_default()
+    }
+
     #[test]
     fn an_update_moves_the_changed_field_to_its_manager() {
         let mut v1 = json!({"metadata": {"name": "x"}, "data": {"a": "1", "b": "2"}});
@@ -413,16 +422,10 @@ mod tests {
         v2["data"]["a"] = json!("changed");
         record_update(Some(&v1), &mut v2, "bob", "v1", None, "t1");
         let list = entries(&v2);
-        let owner = |m: &str| {
-            list.iter()
-                .find(|e| e["manager"] == m)
-                .map(|e| from_fields_v1(&e["fieldsV1"]))
-                .unwrap_or_default()
-        };
         let a: Path = vec!["f:data".into(), "f:a".into()];
-        assert!(owner("bob").contains(&a));
-        assert!(!owner("alice").contains(&a));
-        assert!(owner("alice").contains(&vec!["f:data".to_string(), "f:b".into()]));
+        assert!(owned_by(&list, "bob").contains(&a));
+        assert!(!owned_by(&list, "alice").contains(&a));
+        assert!(owned_by(&list, "alice").contains(&vec!["f:data".to_string(), "f:b".into()]));
     }
 
     #[test]
@@ -433,18 +436,12 @@ mod tests {
         v2["status"]["n"] = json!(1);
         record_update(Some(&v1), &mut v2, "ctl", "v1", Some("status"), "t1");
         let list = entries(&v2);
-        let set = |m: &str| {
-            list.iter()
-                .find(|e| e["manager"] == m)
-                .map(|e| from_fields_v1(&e["fieldsV1"]))
-                .unwrap_or_default()
-        };
         let n: Path = vec!["f:status".into(), "f:n".into()];
         // The creator's entry covered status too (a plain create owns it
         // all); the status write moves the changed field only.
-        assert!(set("ctl").contains(&n));
-        assert!(!set("creator").contains(&n));
-        assert!(set("creator").contains(&vec!["f:spec".to_string(), "f:a".into()]));
+        assert!(owned_by(&list, "ctl").contains(&n));
+        assert!(!owned_by(&list, "creator").contains(&n));
+        assert!(owned_by(&list, "creator").contains(&vec!["f:spec".to_string(), "f:a".into()]));
         assert_eq!(entries(&v1)[0]["time"], list[0]["time"]);
 
         // A second status write by a third manager: the creator's entry no
