@@ -243,10 +243,10 @@ async fn plain_loop() -> BTreeMap<&'static str, f64> {
             }
         });
     }
-    let queued = jobsets().into_iter().map(move |js| (js, tx.clone()));
     let jobsets_api = api.clone();
-    spread(queued, 64, move |(js, tx)| {
-        let api = jobsets_api.clone();
+    // The last sender goes with `spread`'s tasks, which closes the queue.
+    spread(jobsets().into_iter(), 64, move |js| {
+        let (api, tx) = (jobsets_api.clone(), tx.clone());
         async move {
             let js = api
                 .create(&PostParams::default(), &js)
@@ -269,16 +269,10 @@ async fn plain_loop() -> BTreeMap<&'static str, f64> {
         .await
         .expect("the JobSets list")
         .items;
-    create_spread(
-        &svc,
-        created
-            .iter()
-            .map(resources::headless_service)
-            .collect::<Vec<_>>()
-            .into_iter(),
-        CONCURRENCY as usize,
-    )
-    .await;
+    let services = created
+        .into_iter()
+        .map(|js| resources::headless_service(&js));
+    create_spread(&svc, services, CONCURRENCY as usize).await;
     BTreeMap::from([
         ("seconds", secs),
         ("jobs_per_second", (JOBSETS * JOBS_PER_JOBSET) as f64 / secs),
