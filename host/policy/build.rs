@@ -10,15 +10,17 @@ use std::process::{Command, exit};
 const TARGET: &str = "wasm32-wasip2";
 
 /// (package, const name, build group) of every component the host embeds.
-/// Plugins that reuse a default plugin's logic as a library build in a
-/// group of their own, so feature unification does not switch the default
-/// plugin's export glue on inside them.
+/// Cargo unifies features within one build, so the groups keep two things
+/// apart: the default plugins are `#![no_std]` and bring their own panic
+/// handler (the SDK's `bare` feature), which must not reach a plugin that
+/// links `std`; and a plugin that reuses a default plugin's logic as a
+/// library must not get that plugin's export glue switched on.
 const PLUGINS: &[(&str, &str, u8)] = &[
     ("default-startup", "DEFAULT_STARTUP", 0),
     ("default-outcome", "DEFAULT_OUTCOME", 0),
     ("default-placement", "DEFAULT_PLACEMENT", 0),
-    ("example-hostile", "EXAMPLE_HOSTILE", 0),
-    ("example-wrong-export", "EXAMPLE_WRONG_EXPORT", 0),
+    ("example-hostile", "EXAMPLE_HOSTILE", 1),
+    ("example-wrong-export", "EXAMPLE_WRONG_EXPORT", 1),
     ("example-preemption-aware", "EXAMPLE_PREEMPTION_AWARE", 1),
 ];
 
@@ -130,11 +132,20 @@ fn build_group(root: &Path, wasm_target_dir: &Path, group: u8) {
         .map(PathBuf::from)
         .or_else(|_| env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .unwrap_or_else(|_| PathBuf::from("/nonexistent-cargo-home"));
-    let flags = [
+    let mut flags = vec![
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
         format!("--remap-path-prefix={}=/target", wasm_target_dir.display()),
         format!("--remap-path-prefix={}=/src", root.display()),
     ];
+    if group == 0 {
+        // The default plugins' heap starts in their initial memory (see the
+        // SDK's `bare`): 2 MiB holds the 1 MiB stack, the static data and
+        // about 1 MiB of heap, far more than a decision over a 64-Job
+        // snapshot takes. A decision that fits does not grow memory, so the
+        // host does not have to re-protect the grown pages before the next
+        // instance; larger ones grow as usual.
+        flags.push(format!("-Clink-arg=--initial-memory={}", 2 << 20));
+    }
     cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
     cmd.env("CARGO_PROFILE_RELEASE_LTO", "true")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");

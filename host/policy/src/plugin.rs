@@ -12,14 +12,57 @@ use crate::snapshot::{
 };
 use crate::{offload, validate};
 use std::sync::Arc;
-use wasmtime::component::{Instance, InstancePre};
+use wasmtime::component::{
+    ComponentExportIndex, ComponentNamedList, Instance, InstancePre, Lift, Lower, TypedFunc,
+};
 use wasmtime::{Store, Trap};
 
 pub(crate) struct Exports {
     pub(crate) meta: meta::GuestIndices,
-    pub(crate) startup: Option<startup::GuestIndices>,
-    pub(crate) outcome: Option<outcome::GuestIndices>,
-    pub(crate) placement: Option<placement::GuestIndices>,
+    pub(crate) startup: Option<SlotExport<startup::GuestIndices>>,
+    pub(crate) outcome: Option<SlotExport<outcome::GuestIndices>>,
+    pub(crate) placement: Option<SlotExport<placement::GuestIndices>>,
+}
+
+type StartupResult = Result<StartupVerdict, crate::snapshot::PluginError>;
+type OutcomeResult = Result<OutcomeVerdict, crate::snapshot::PluginError>;
+type PlacementResult = Result<Vec<JobPlacement>, crate::snapshot::PluginError>;
+
+/// A slot's interface as the plugin exports it: the generated indices,
+/// whose `load` type-checks the export (done once per plugin, in
+/// [`WasmPlugin::prepare`]), and the index of its `decide` function, which
+/// every decision then calls without checking the types again.
+pub(crate) struct SlotExport<G> {
+    pub(crate) indices: G,
+    pub(crate) decide: ComponentExportIndex,
+}
+
+/// Calls a slot's `decide`.
+///
+/// Checking a function's type walks the whole snapshot record tree, a few
+/// percent of a decision; it was done when the plugin was loaded, and every
+/// instance comes from the same component, so it is not done again.
+#[allow(unsafe_code)]
+fn call_decide<P, R>(
+    store: &mut Store<HostState>,
+    instance: &Instance,
+    decide: ComponentExportIndex,
+    params: P,
+) -> wasmtime::Result<R>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
+    let func = instance
+        .get_func(&mut *store, decide)
+        .ok_or_else(|| wasmtime::Error::new(NotExported))?;
+    // SAFETY: `new_unchecked` requires `func` to have the type `P -> R`.
+    // `WasmPlugin::prepare` loaded this slot through the generated bindings,
+    // which check exactly these types, against an instance of the same
+    // component as `instance`; and the callers below use the bindings' own
+    // parameter and result types.
+    let typed = unsafe { TypedFunc::<P, R>::new_unchecked(func) };
+    typed.call(&mut *store, params)
 }
 
 /// What `meta.info()` said, plus what the host measured.
@@ -102,13 +145,13 @@ impl WasmPlugin {
         };
         let info = run(&plugin, Slot::Outcome, |store, instance, exports| {
             if let Some(ix) = &exports.startup {
-                ix.load(&mut *store, instance)?;
+                ix.indices.load(&mut *store, instance)?;
             }
             if let Some(ix) = &exports.outcome {
-                ix.load(&mut *store, instance)?;
+                ix.indices.load(&mut *store, instance)?;
             }
             if let Some(ix) = &exports.placement {
-                ix.load(&mut *store, instance)?;
+                ix.indices.load(&mut *store, instance)?;
             }
             exports
                 .meta
@@ -165,9 +208,10 @@ impl WasmPlugin {
             &self.inner,
             slot,
             |store, instance, exports| match &exports.startup {
-                Some(ix) => ix
-                    .load(&mut *store, instance)?
-                    .call_decide(&mut *store, snapshot),
+                Some(ix) => {
+                    call_decide::<_, (StartupResult,)>(store, instance, ix.decide, (snapshot,))
+                        .map(|(r,)| r)
+                }
                 None => Err(wasmtime::Error::new(NotExported)),
             },
         )?;
@@ -183,9 +227,10 @@ impl WasmPlugin {
             &self.inner,
             slot,
             |store, instance, exports| match &exports.outcome {
-                Some(ix) => ix
-                    .load(&mut *store, instance)?
-                    .call_decide(&mut *store, snapshot),
+                Some(ix) => {
+                    call_decide::<_, (OutcomeResult,)>(store, instance, ix.decide, (snapshot,))
+                        .map(|(r,)| r)
+                }
                 None => Err(wasmtime::Error::new(NotExported)),
             },
         )?;
@@ -205,10 +250,13 @@ impl WasmPlugin {
             &self.inner,
             slot,
             |store, instance, exports| match &exports.placement {
-                Some(ix) => {
-                    ix.load(&mut *store, instance)?
-                        .call_decide(&mut *store, snapshot, request)
-                }
+                Some(ix) => call_decide::<_, (PlacementResult,)>(
+                    store,
+                    instance,
+                    ix.decide,
+                    (snapshot, request),
+                )
+                .map(|(r,)| r),
                 None => Err(wasmtime::Error::new(NotExported)),
             },
         )?;

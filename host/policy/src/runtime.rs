@@ -5,13 +5,14 @@
 
 use crate::bindings::v0_1_0;
 use crate::error::LoadError;
+use crate::plugin::SlotExport;
 use crate::plugin::WasmPlugin;
 use crate::sandbox::HostState;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// The caps applied to every decision. Set in one place.
@@ -57,25 +58,37 @@ pub(crate) struct RuntimeInner {
 
 /// A counting semaphore for threads (decisions are synchronous).
 pub(crate) struct Permits {
-    free: Mutex<u32>,
+    state: Mutex<PermitCount>,
     released: Condvar,
+}
+
+struct PermitCount {
+    free: u32,
+    /// Threads blocked in `acquire`: a release wakes one only when there is
+    /// one, since waking costs a system call on every decision otherwise.
+    waiting: u32,
 }
 
 impl Permits {
     fn new(n: u32) -> Permits {
         Permits {
-            free: Mutex::new(n),
+            state: Mutex::new(PermitCount {
+                free: n,
+                waiting: 0,
+            }),
             released: Condvar::new(),
         }
     }
 
     /// Waits for a free permit; it is given back when the guard drops.
     pub(crate) fn acquire(&self) -> Permit<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.released.wait(free).unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.free == 0 {
+            state.waiting += 1;
+            state = self.released.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.waiting -= 1;
         }
-        *free -= 1;
+        state.free -= 1;
         Permit(self)
     }
 }
@@ -84,9 +97,11 @@ pub(crate) struct Permit<'a>(&'a Permits);
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
-        *free += 1;
-        self.0.released.notify_one();
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.free += 1;
+        if state.waiting > 0 {
+            self.0.released.notify_one();
+        }
     }
 }
 
@@ -114,6 +129,11 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        crate::bindings::v0_1_0::jobset::policy::regex::add_to_linker::<_, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(engine_error)?;
 
         // Ten ticks per deadline, at least one millisecond apart.
         let tick = (limits.deadline / 10).max(Duration::from_millis(1));
@@ -174,9 +194,22 @@ impl Runtime {
         };
         let meta = v0_1_0::exports::jobset::policy::meta::GuestIndices::new(&pre)
             .map_err(|_| missing("jobset:policy/meta"))?;
-        let startup = v0_1_0::exports::jobset::policy::startup::GuestIndices::new(&pre).ok();
-        let outcome = v0_1_0::exports::jobset::policy::outcome::GuestIndices::new(&pre).ok();
-        let placement = v0_1_0::exports::jobset::policy::placement::GuestIndices::new(&pre).ok();
+        use v0_1_0::exports::jobset::policy::{outcome, placement, startup};
+        let startup = slot_export(
+            &pre,
+            startup::GuestIndices::new(&pre),
+            "jobset:policy/startup@0.1.0",
+        );
+        let outcome = slot_export(
+            &pre,
+            outcome::GuestIndices::new(&pre),
+            "jobset:policy/outcome@0.1.0",
+        );
+        let placement = slot_export(
+            &pre,
+            placement::GuestIndices::new(&pre),
+            "jobset:policy/placement@0.1.0",
+        );
         if startup.is_none() && outcome.is_none() && placement.is_none() {
             return Err(missing(
                 "jobset:policy/startup, jobset:policy/outcome or jobset:policy/placement",
@@ -236,6 +269,20 @@ impl Runtime {
                 message: format!("{e:#}"),
             })
     }
+}
+
+/// A slot's export, when the component has the interface and its `decide`.
+fn slot_export<G>(
+    pre: &InstancePre<HostState>,
+    indices: wasmtime::Result<G>,
+    interface: &str,
+) -> Option<SlotExport<G>> {
+    let component = pre.component();
+    let instance = component.get_export_index(None, interface)?;
+    Some(SlotExport {
+        indices: indices.ok()?,
+        decide: component.get_export_index(Some(&instance), "decide")?,
+    })
 }
 
 /// Lowercase hex sha256 of the bytes.
@@ -310,6 +357,34 @@ fn spawn_ticker(engine: &Engine, tick: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A waiter is held back while no permit is free and woken when one is
+    /// given back (a release only signals when someone waits).
+    #[test]
+    fn a_released_permit_wakes_the_thread_waiting_for_it() {
+        let permits = Arc::new(Permits::new(1));
+        let held = permits.acquire();
+        let (got, got_rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let permits = permits.clone();
+            std::thread::spawn(move || {
+                let _permit = permits.acquire();
+                got.send(()).expect("the test waits");
+            })
+        };
+        assert!(
+            got_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "a second permit was handed out while the only one was held"
+        );
+        drop(held);
+        got_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the waiter was not woken");
+        waiter.join().expect("the waiter ends");
+        // Both permits are back: two acquisitions in a row do not block.
+        drop(permits.acquire());
+        drop(permits.acquire());
+    }
 
     /// Both ways of resetting memory give a working engine, so a kernel
     /// without PAGEMAP_SCAN still gets one.

@@ -189,7 +189,9 @@ impl ResourceLimiter for Limiter {
 
 /// Everything one Store holds.
 pub(crate) struct HostState {
-    wasi: WasiCtx,
+    /// Built on the plugin's first WASI call: a plugin without `std` (the
+    /// default plugins) imports no WASI, and its decisions skip the cost.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
     pub(crate) stdout: CappedPipe,
@@ -199,8 +201,18 @@ pub(crate) struct HostState {
 impl HostState {
     /// A fresh sandbox with no capabilities.
     pub(crate) fn new(limiter: Limiter, output_cap: usize) -> Self {
-        let stdout = CappedPipe::new(output_cap);
-        let stderr = CappedPipe::new(output_cap);
+        HostState {
+            wasi: None,
+            table: ResourceTable::new(),
+            limiter,
+            stdout: CappedPipe::new(output_cap),
+            stderr: CappedPipe::new(output_cap),
+        }
+    }
+
+    /// The no-capability WASI context: captured output, frozen clocks,
+    /// fixed randomness, no network, no files, no environment.
+    fn wasi_ctx(stdout: &CappedPipe, stderr: &CappedPipe) -> WasiCtx {
         let mut builder = WasiCtx::builder();
         builder
             .stdout(stdout.clone())
@@ -213,20 +225,31 @@ impl HostState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        HostState {
-            wasi: builder.build(),
-            table: ResourceTable::new(),
-            limiter,
-            stdout,
-            stderr,
+        builder.build()
+    }
+}
+
+/// `jobset:policy/regex`: the SDK's matcher, which compiles each pattern
+/// once for every plugin and Store (see `jobset_policy_sdk::regex`). A
+/// pattern that does not compile goes back to the plugin as an error and is
+/// logged, as upstream logs and skips it.
+impl crate::bindings::v0_1_0::jobset::policy::regex::Host for HostState {
+    fn is_match(&mut self, pattern: String, text: String) -> Result<bool, String> {
+        let matched = jobset_policy_sdk::regex::is_match(&pattern, &text);
+        if let Err(e) = &matched {
+            tracing::warn!(error = %e, "a policy plugin's regex was rejected");
         }
+        matched
     }
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (stdout, stderr) = (&self.stdout, &self.stderr);
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self
+                .wasi
+                .get_or_insert_with(|| HostState::wasi_ctx(stdout, stderr)),
             table: &mut self.table,
         }
     }

@@ -4,9 +4,14 @@
 wit_bindgen::generate!({
     world: "outcome-plugin",
     path: "../../wit",
-    with: { "jobset:policy/types@0.1.0": jobset_policy_sdk::types },
+    with: {
+            "jobset:policy/types@0.1.0": jobset_policy_sdk::types,
+            "jobset:policy/regex@0.1.0": jobset_policy_sdk::regex::import,
+        },
 });
 
+use alloc::string::{String, ToString};
+use alloc::vec;
 use exports::jobset::policy::{meta, outcome};
 use jobset_policy_sdk::types::{OutcomeVerdict, PolicyError, Snapshot};
 

@@ -3,12 +3,15 @@
 //! policy fails the JobSet at once; no matching rule restarts the JobSet.
 //! Reasons and messages are upstream's, word for word.
 
-use jobset_policy_sdk::gates;
+use alloc::format;
+use alloc::string::{String, ToString};
+
 use jobset_policy_sdk::types::{
     Action, FailureAction, FailurePolicy, FailurePolicyRule, FinishedCondition, Job, JobRestart,
     JobsetRestart, OutcomeVerdict, PolicyError, Snapshot, Terminal,
 };
 use jobset_policy_sdk::view::SnapshotView;
+use jobset_policy_sdk::{gates, regex};
 
 /// `Failed` reason without a failure policy.
 pub const REASON_FAILED_JOBS: &str = "FailedJobs";
@@ -62,7 +65,8 @@ pub fn find_rule_and_job<'a>(
 
 /// Whether a rule matches one failed Job: reason listed (or no reasons),
 /// some pattern found in the message (or no patterns), rjob targeted (or
-/// no targets). A pattern that does not compile never matches.
+/// no targets). A pattern that does not compile never matches (as upstream,
+/// which logs and skips it; the host logs it here).
 pub fn rule_applies(rule: &FailurePolicyRule, job: &Job, cond: &FinishedCondition) -> bool {
     let reason_ok = rule.on_job_failure_reasons.is_empty()
         || rule.on_job_failure_reasons.contains(&cond.reason);
@@ -72,7 +76,7 @@ pub fn rule_applies(rule: &FailurePolicyRule, job: &Job, cond: &FinishedConditio
         || rule
             .on_job_failure_message_patterns
             .iter()
-            .any(|p| regex_lite::Regex::new(p).is_ok_and(|re| re.is_match(&cond.message)));
+            .any(|p| regex::is_match(p, &cond.message).unwrap_or(false));
     reason_ok && target_ok && pattern_ok
 }
 

@@ -6,9 +6,17 @@
 
 // The generated export glue needs unsafe; the policy logic does not.
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
+// No `std`: the component is smaller and imports only the host's regex
+// matcher (see the SDK's `bare` feature). Tests run natively with `std`.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
 
 pub mod failure_policy;
 pub mod success_policy;
+
+use alloc::format;
+use alloc::string::String;
 
 use jobset_policy_sdk::types::{Action, OutcomeVerdict, PolicyError, Snapshot};
 use jobset_policy_sdk::view::SnapshotView;

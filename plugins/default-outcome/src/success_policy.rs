@@ -2,6 +2,8 @@
 //! replicated jobs to succeed, `Any` needs one; only evaluated once some
 //! current-attempt Job has succeeded.
 
+use alloc::string::ToString;
+
 use jobset_policy_sdk::types::{Action, OutcomeVerdict, Snapshot, SuccessOperator, Terminal};
 use jobset_policy_sdk::view::SnapshotView;
 

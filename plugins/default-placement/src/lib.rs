@@ -7,8 +7,17 @@
 
 // The generated export glue needs unsafe; the policy logic does not.
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
+// No `std`: the component is smaller and imports nothing (see the SDK's
+// `bare` feature). Tests run natively with `std`.
+#![cfg_attr(not(test), no_std)]
 
-use std::collections::BTreeMap;
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
 
 use jobset_policy_sdk::types::{
     JobPlacement, KeyValue, PendingJob, Pin, Placement, PlacementRequest, PolicyError, Snapshot,
@@ -167,9 +176,15 @@ mod component {
     wit_bindgen::generate!({
         world: "placement-plugin",
         path: "../../wit",
-        with: { "jobset:policy/types@0.1.0": jobset_policy_sdk::types },
+        with: {
+            "jobset:policy/types@0.1.0": jobset_policy_sdk::types,
+            "jobset:policy/regex@0.1.0": jobset_policy_sdk::regex::import,
+        },
     });
 
+    use alloc::string::{String, ToString};
+    use alloc::vec;
+    use alloc::vec::Vec;
     use exports::jobset::policy::{meta, placement};
     use jobset_policy_sdk::types::{JobPlacement, PlacementRequest, PolicyError, Snapshot};
 

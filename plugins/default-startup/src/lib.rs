@@ -5,6 +5,15 @@
 
 // The generated export glue needs unsafe; the policy logic does not.
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
+// No `std`: the component is smaller and imports nothing (see the SDK's
+// `bare` feature). Tests run natively with `std`.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 use jobset_policy_sdk::types::{
     DependencyStatus, InOrderCondition, PolicyError, ReplicatedJob, Snapshot, StartupOrder,
@@ -92,9 +101,14 @@ mod component {
     wit_bindgen::generate!({
         world: "startup-plugin",
         path: "../../wit",
-        with: { "jobset:policy/types@0.1.0": jobset_policy_sdk::types },
+        with: {
+            "jobset:policy/types@0.1.0": jobset_policy_sdk::types,
+            "jobset:policy/regex@0.1.0": jobset_policy_sdk::regex::import,
+        },
     });
 
+    use alloc::string::{String, ToString};
+    use alloc::vec;
     use exports::jobset::policy::{meta, startup};
     use jobset_policy_sdk::types::{PolicyError, Snapshot, StartupVerdict};
 

@@ -3,6 +3,10 @@
 //! way the host computes them. For tests only; the host builds real
 //! snapshots from the cluster.
 
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
 use crate::types::{
     Dependency, DependencyStatus, FailurePolicy, FailurePolicyRule, FinishedCondition,
     FinishedType, Job, Jobset, JobsetStatus, KeyValue, ReplicatedJob, RestartStrategy, Snapshot,

@@ -2,14 +2,24 @@
 //!
 //! [`types`] holds the records of `wit/types.wit` (generated, with serde
 //! derives so snapshots can be read from YAML in tests); [`view`] adds
-//! read-only helpers over a snapshot; [`harness`] builds snapshots for
-//! native unit tests. A plugin crate generates its own world with
-//! `with: { "jobset:policy/types@0.1.0": jobset_policy_sdk::types }`, so
-//! its policy logic is plain Rust over these types and also runs natively.
+//! read-only helpers over a snapshot; [`regex`] matches patterns through
+//! the host; [`harness`] builds snapshots for native unit tests. A plugin
+//! crate generates its own world with
+//! `with: { "jobset:policy/types@0.1.0": jobset_policy_sdk::types,
+//! "jobset:policy/regex@0.1.0": jobset_policy_sdk::regex::import }`, so its
+//! policy logic is plain Rust over these types and also runs natively.
+//!
+//! The SDK needs only `alloc`, so a plugin may be `#![no_std]`: the
+//! `bare` feature then supplies the panic handler and the allocator such a
+//! component needs (module `bare`). Plugins that use `std` leave it off.
+
+#![no_std]
+
+extern crate alloc;
 
 mod generated {
     wit_bindgen::generate!({
-        world: "types-only",
+        world: "sdk",
         path: "../../wit",
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
     });
@@ -20,7 +30,10 @@ pub mod types {
     pub use crate::generated::jobset::policy::types::*;
 }
 
+#[cfg(all(target_arch = "wasm32", feature = "bare"))]
+mod bare;
 pub mod harness;
+pub mod regex;
 pub mod view;
 
 /// Re-exported so plugin crates use the same wit-bindgen as the SDK.

@@ -2,6 +2,8 @@
 //! (which Jobs failed and in what order, counts per replicated job, gates).
 //! Nothing here decides anything.
 
+use alloc::vec::Vec;
+
 use crate::types::{
     FinishedCondition, FinishedType, Job, ReplicatedJob, ReplicatedJobStatus, Snapshot,
 };

@@ -28,6 +28,35 @@ fn inspect_names_the_plugin_its_exports_and_imports() {
     );
 }
 
+/// The default plugins are built without `std`: they import no WASI at
+/// all, only the shared record types, and the outcome plugin the host's
+/// regex matcher. A
+/// dependency that pulls `std` back in would show up here (and in their
+/// size and compile time).
+#[test]
+fn default_plugins_import_nothing_but_the_hosts_regex() {
+    const TYPES: &str = "jobset:policy/types@0.1.0";
+    for (bytes, expected) in [
+        (builtin::DEFAULT_STARTUP, &[TYPES][..]),
+        (
+            builtin::DEFAULT_OUTCOME,
+            &["jobset:policy/regex@0.1.0", TYPES][..],
+        ),
+        (builtin::DEFAULT_PLACEMENT, &[TYPES][..]),
+    ] {
+        let mut imports = inspect(runtime(), bytes).expect("inspects").imports;
+        imports.sort();
+        assert_eq!(imports, expected);
+    }
+    // A plugin written with `std` imports WASI, and still loads.
+    let hostile = inspect(runtime(), builtin::EXAMPLE_HOSTILE).expect("inspects");
+    assert!(
+        hostile.imports.iter().any(|n| n.starts_with("wasi:")),
+        "{:?}",
+        hostile.imports
+    );
+}
+
 #[test]
 fn test_runs_a_yaml_scenario_and_prints_the_verdict() {
     let snapshot = crate::common::snap(

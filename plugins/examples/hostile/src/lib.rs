@@ -200,7 +200,10 @@ mod component {
     wit_bindgen::generate!({
         world: "policy-plugin",
         path: "../../../wit",
-        with: { "jobset:policy/types@0.1.0": jobset_policy_sdk::types },
+        with: {
+            "jobset:policy/types@0.1.0": jobset_policy_sdk::types,
+            "jobset:policy/regex@0.1.0": jobset_policy_sdk::regex::import,
+        },
     });
 
     use exports::jobset::policy::{meta, outcome, placement, startup};
