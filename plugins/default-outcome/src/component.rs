@@ -33,7 +33,7 @@ impl meta::Guest for Plugin {
 
 impl outcome::Guest for Plugin {
     fn decide(snapshot: Snapshot) -> Result<OutcomeVerdict, PolicyError> {
-        crate::decide(&snapshot)
+        jobset_policy_sdk::decide_once(snapshot, crate::decide)
     }
 }
 

@@ -209,7 +209,7 @@ mod component {
             snapshot: Snapshot,
             request: PlacementRequest,
         ) -> Result<Vec<JobPlacement>, PolicyError> {
-            crate::decide(&snapshot, &request)
+            jobset_policy_sdk::decide_once((snapshot, request), |(s, r)| crate::decide(s, r))
         }
     }
 

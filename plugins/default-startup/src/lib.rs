@@ -130,7 +130,7 @@ mod component {
 
     impl startup::Guest for Plugin {
         fn decide(snapshot: Snapshot) -> Result<StartupVerdict, PolicyError> {
-            crate::decide(&snapshot)
+            jobset_policy_sdk::decide_once(snapshot, crate::decide)
         }
     }
 

@@ -11,7 +11,7 @@
 /// The longest pattern accepted, in bytes.
 pub const MAX_PATTERN_BYTES: usize = 1 << 10;
 /// The most a pattern may compile to, in bytes (the engine's size limit).
-pub const MAX_COMPILED_BYTES: usize = 256 << 10;
+pub const MAX_COMPILED_BYTES: usize = 1 << 20;
 /// The longest text accepted, in bytes.
 pub const MAX_TEXT_BYTES: usize = 64 << 10;
 
@@ -153,7 +153,7 @@ mod tests {
         assert!(e.contains("64 KiB"), "{e}");
         assert_eq!(is_match("a", &text[..MAX_TEXT_BYTES]), Ok(true));
         let e = is_match(r"\w{1000}", "x").expect_err("compiles too big");
-        assert!(e.contains("more than 256 KiB"), "{e}");
+        assert!(e.contains("more than 1024 KiB"), "{e}");
     }
 
     #[test]

@@ -51,6 +51,15 @@ fn endless_loop_times_out_at_the_deadline() {
     assert!(err.to_string().contains("timed out"), "{err}");
 }
 
+/// Host calls do not escape the deadline: a plugin that keeps the host's
+/// regex matcher compiling large patterns is still stopped at the next
+/// return to Wasm, within the bound.
+#[test]
+fn a_flood_of_regex_calls_times_out_at_the_deadline() {
+    let err = outcome_error("regex");
+    assert!(matches!(err.kind, ErrorKind::Timeout { .. }), "{err}");
+}
+
 #[test]
 fn memory_bomb_hits_the_memory_cap() {
     let err = outcome_error("memory");

@@ -2,7 +2,8 @@
 //! configuration text picks the misbehaviour, in every slot: `loop`,
 //! `memory`, `trap`, `recursion`, `huge`, `unknown-name`, `snoop` (tries the
 //! filesystem, network, environment and clock, and reports what it saw in
-//! the verdict), `print` (writes a lot to stdout and stderr), or anything
+//! the verdict), `print` (writes a lot to stdout and stderr), `regex`
+//! (keeps the host compiling and matching large patterns), or anything
 //! else to behave. `validate-config` rejects `reject`.
 
 use jobset_policy_sdk::types::{
@@ -24,6 +25,7 @@ pub enum Mischief {
     UnknownName,
     Snoop,
     Print,
+    Regex,
     Behave,
 }
 
@@ -38,6 +40,7 @@ pub fn mischief(config: &str) -> Mischief {
         "unknown-name" => Mischief::UnknownName,
         "snoop" => Mischief::Snoop,
         "print" => Mischief::Print,
+        "regex" => Mischief::Regex,
         _ => Mischief::Behave,
     }
 }
@@ -61,6 +64,18 @@ fn misbehave(config: &str) -> Mischief {
             }
         }
         Mischief::Trap => panic!("hostile plugin panics on purpose"),
+        Mischief::Regex => {
+            // A new pattern each time, so the host compiles every one (Unicode
+            // classes make them large), matched against the longest text
+            // accepted. Only the deadline ends this.
+            let text = "a".repeat(jobset_policy_sdk::regex::MAX_TEXT_BYTES);
+            let mut i: u64 = 0;
+            loop {
+                let pattern = format!(r"[\w\s]{{20}}{i}");
+                std::hint::black_box(jobset_policy_sdk::regex::is_match(&pattern, &text).is_ok());
+                i += 1;
+            }
+        }
         Mischief::Recursion => {
             std::hint::black_box(recurse(std::hint::black_box(1)));
             m
