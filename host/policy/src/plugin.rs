@@ -3,12 +3,12 @@
 //! decision), the epoch deadline and the memory cap; a failure comes back
 //! as a [`PolicyError`] naming the plugin and slot.
 
-use crate::bindings::v0_1_0::exports::jobset::policy::{meta, outcome, placement, startup};
+use crate::bindings::v0_1_0::exports::jobset::policy::meta;
 use crate::error::{ErrorKind, LoadError, PolicyError};
 use crate::runtime::RuntimeInner;
 use crate::sandbox::{HostState, Limiter};
 use crate::snapshot::{
-    JobPlacement, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
+    JobPlacement, OutcomeVerdict, PlacementRequest, PluginError, Slot, Snapshot, StartupVerdict,
 };
 use crate::{offload, validate};
 use std::sync::Arc;
@@ -19,28 +19,43 @@ use wasmtime::{Store, Trap};
 
 pub(crate) struct Exports {
     pub(crate) meta: meta::GuestIndices,
-    pub(crate) startup: Option<SlotExport<startup::GuestIndices>>,
-    pub(crate) outcome: Option<SlotExport<outcome::GuestIndices>>,
-    pub(crate) placement: Option<SlotExport<placement::GuestIndices>>,
+    /// Each slot's `decide`, when the plugin exports the slot.
+    pub(crate) startup: Option<ComponentExportIndex>,
+    pub(crate) outcome: Option<ComponentExportIndex>,
+    pub(crate) placement: Option<ComponentExportIndex>,
 }
 
-type StartupResult = Result<StartupVerdict, crate::snapshot::PluginError>;
-type OutcomeResult = Result<OutcomeVerdict, crate::snapshot::PluginError>;
-type PlacementResult = Result<Vec<JobPlacement>, crate::snapshot::PluginError>;
+// The Rust types of each slot's `decide`, the ones the host bindings
+// generate from the WIT. `WasmPlugin::prepare` checks the component's
+// exports against exactly these, and `call_decide` relies on that check.
+type StartupParams<'a> = (&'a Snapshot,);
+type StartupResults = (Result<StartupVerdict, PluginError>,);
+type OutcomeParams<'a> = (&'a Snapshot,);
+type OutcomeResults = (Result<OutcomeVerdict, PluginError>,);
+type PlacementParams<'a> = (&'a Snapshot, &'a PlacementRequest);
+type PlacementResults = (Result<Vec<JobPlacement>, PluginError>,);
 
-/// A slot's interface as the plugin exports it: the generated indices,
-/// whose `load` type-checks the export (done once per plugin, in
-/// [`WasmPlugin::prepare`]), and the index of its `decide` function, which
-/// every decision then calls without checking the types again.
-pub(crate) struct SlotExport<G> {
-    pub(crate) indices: G,
-    pub(crate) decide: ComponentExportIndex,
+/// Type-checks a slot's `decide` against `P -> R`, as `call_decide` will
+/// call it.
+fn check_decide<P, R>(
+    store: &mut Store<HostState>,
+    instance: &Instance,
+    decide: Option<ComponentExportIndex>,
+) -> wasmtime::Result<()>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
+    if let Some(decide) = decide {
+        instance.get_typed_func::<P, R>(&mut *store, decide)?;
+    }
+    Ok(())
 }
 
 /// Calls a slot's `decide`.
 ///
-/// Checking a function's type walks the whole snapshot record tree, a few
-/// percent of a decision; it was done when the plugin was loaded, and every
+/// Checking a function's type walks the whole snapshot record tree, about
+/// 5% of a decision; it was done when the plugin was loaded, and every
 /// instance comes from the same component, so it is not done again.
 #[allow(unsafe_code)]
 fn call_decide<P, R>(
@@ -57,10 +72,10 @@ where
         .get_func(&mut *store, decide)
         .ok_or_else(|| wasmtime::Error::new(NotExported))?;
     // SAFETY: `new_unchecked` requires `func` to have the type `P -> R`.
-    // `WasmPlugin::prepare` loaded this slot through the generated bindings,
-    // which check exactly these types, against an instance of the same
-    // component as `instance`; and the callers below use the bindings' own
-    // parameter and result types.
+    // Every caller passes a slot's `*Params` and `*Results` aliases above,
+    // and `WasmPlugin::prepare` checked the same export with the same
+    // aliases (`check_decide`) on an instance of the same component, so
+    // its type is `P -> R` in every instance.
     let typed = unsafe { TypedFunc::<P, R>::new_unchecked(func) };
     typed.call(&mut *store, params)
 }
@@ -138,21 +153,19 @@ impl WasmPlugin {
             pre,
             exports,
         };
-        // Calling info() once also type-checks every export it has.
+        // One instance to type-check every slot's `decide` and call info().
         let reject = |message: String| LoadError::Rejected {
             name: name.to_string(),
             message,
         };
         let info = run(&plugin, Slot::Outcome, |store, instance, exports| {
-            if let Some(ix) = &exports.startup {
-                ix.indices.load(&mut *store, instance)?;
-            }
-            if let Some(ix) = &exports.outcome {
-                ix.indices.load(&mut *store, instance)?;
-            }
-            if let Some(ix) = &exports.placement {
-                ix.indices.load(&mut *store, instance)?;
-            }
+            check_decide::<StartupParams<'_>, StartupResults>(store, instance, exports.startup)?;
+            check_decide::<OutcomeParams<'_>, OutcomeResults>(store, instance, exports.outcome)?;
+            check_decide::<PlacementParams<'_>, PlacementResults>(
+                store,
+                instance,
+                exports.placement,
+            )?;
             exports
                 .meta
                 .load(&mut *store, instance)?
@@ -207,11 +220,14 @@ impl WasmPlugin {
         let verdict = run(
             &self.inner,
             slot,
-            |store, instance, exports| match &exports.startup {
-                Some(ix) => {
-                    call_decide::<_, (StartupResult,)>(store, instance, ix.decide, (snapshot,))
-                        .map(|(r,)| r)
-                }
+            |store, instance, exports| match exports.startup {
+                Some(decide) => call_decide::<StartupParams<'_>, StartupResults>(
+                    store,
+                    instance,
+                    decide,
+                    (snapshot,),
+                )
+                .map(|(r,)| r),
                 None => Err(wasmtime::Error::new(NotExported)),
             },
         )?;
@@ -226,11 +242,14 @@ impl WasmPlugin {
         let verdict = run(
             &self.inner,
             slot,
-            |store, instance, exports| match &exports.outcome {
-                Some(ix) => {
-                    call_decide::<_, (OutcomeResult,)>(store, instance, ix.decide, (snapshot,))
-                        .map(|(r,)| r)
-                }
+            |store, instance, exports| match exports.outcome {
+                Some(decide) => call_decide::<OutcomeParams<'_>, OutcomeResults>(
+                    store,
+                    instance,
+                    decide,
+                    (snapshot,),
+                )
+                .map(|(r,)| r),
                 None => Err(wasmtime::Error::new(NotExported)),
             },
         )?;
@@ -249,11 +268,11 @@ impl WasmPlugin {
         let verdict = run(
             &self.inner,
             slot,
-            |store, instance, exports| match &exports.placement {
-                Some(ix) => call_decide::<_, (PlacementResult,)>(
+            |store, instance, exports| match exports.placement {
+                Some(decide) => call_decide::<PlacementParams<'_>, PlacementResults>(
                     store,
                     instance,
-                    ix.decide,
+                    decide,
                     (snapshot, request),
                 )
                 .map(|(r,)| r),

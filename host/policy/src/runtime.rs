@@ -5,14 +5,13 @@
 
 use crate::bindings::v0_1_0;
 use crate::error::LoadError;
-use crate::plugin::SlotExport;
 use crate::plugin::WasmPlugin;
 use crate::sandbox::HostState;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// The caps applied to every decision. Set in one place.
@@ -194,22 +193,9 @@ impl Runtime {
         };
         let meta = v0_1_0::exports::jobset::policy::meta::GuestIndices::new(&pre)
             .map_err(|_| missing("jobset:policy/meta"))?;
-        use v0_1_0::exports::jobset::policy::{outcome, placement, startup};
-        let startup = slot_export(
-            &pre,
-            startup::GuestIndices::new(&pre),
-            "jobset:policy/startup@0.1.0",
-        );
-        let outcome = slot_export(
-            &pre,
-            outcome::GuestIndices::new(&pre),
-            "jobset:policy/outcome@0.1.0",
-        );
-        let placement = slot_export(
-            &pre,
-            placement::GuestIndices::new(&pre),
-            "jobset:policy/placement@0.1.0",
-        );
+        let startup = decide_export(&pre, "jobset:policy/startup@0.1.0");
+        let outcome = decide_export(&pre, "jobset:policy/outcome@0.1.0");
+        let placement = decide_export(&pre, "jobset:policy/placement@0.1.0");
         if startup.is_none() && outcome.is_none() && placement.is_none() {
             return Err(missing(
                 "jobset:policy/startup, jobset:policy/outcome or jobset:policy/placement",
@@ -271,18 +257,12 @@ impl Runtime {
     }
 }
 
-/// A slot's export, when the component has the interface and its `decide`.
-fn slot_export<G>(
-    pre: &InstancePre<HostState>,
-    indices: wasmtime::Result<G>,
-    interface: &str,
-) -> Option<SlotExport<G>> {
+/// A slot's `decide` function, when the component exports the slot's
+/// interface with one (its type is checked when the plugin is prepared).
+fn decide_export(pre: &InstancePre<HostState>, interface: &str) -> Option<ComponentExportIndex> {
     let component = pre.component();
     let instance = component.get_export_index(None, interface)?;
-    Some(SlotExport {
-        indices: indices.ok()?,
-        decide: component.get_export_index(Some(&instance), "decide")?,
-    })
+    component.get_export_index(Some(&instance), "decide")
 }
 
 /// Lowercase hex sha256 of the bytes.
