@@ -34,11 +34,18 @@ pub fn is_match(pattern: &str, text: &str) -> Result<bool, alloc::string::String
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-mod native {
+pub(crate) mod native {
     extern crate std;
 
+    use alloc::boxed::Box;
     use alloc::format;
     use alloc::string::{String, ToString};
+    use alloc::vec;
+    use regex_syntax::ast::{
+        AssertionKind, Ast, ClassBracketed, ClassPerl, ClassPerlKind, ClassSet, ClassSetItem,
+        ClassSetRange, ClassSetUnion, Flag, Flags, FlagsItem, FlagsItemKind, Group, GroupKind,
+        HexLiteralKind, Literal, LiteralKind, Span,
+    };
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};
 
@@ -56,7 +63,9 @@ mod native {
     }
 
     fn compile(pattern: &str) -> Compiled {
-        regex::RegexBuilder::new(pattern)
+        let invalid = |e: &dyn core::fmt::Display| format!("pattern {pattern:?} is not valid: {e}");
+        let translated = as_in_go(pattern).map_err(|e| invalid(&e))?;
+        regex::RegexBuilder::new(&translated)
             .size_limit(MAX_COMPILED_BYTES)
             .dfa_size_limit(MAX_COMPILED_BYTES)
             .build()
@@ -66,8 +75,126 @@ mod native {
                     "pattern {pattern:?} compiles to more than {} KiB",
                     MAX_COMPILED_BYTES >> 10
                 ),
-                other => format!("pattern {pattern:?} is not valid: {other}"),
+                other => invalid(&other),
             })
+    }
+
+    /// The pattern with Go's meaning of `\d`, `\w`, `\s` and `\b`: ASCII
+    /// only (`[0-9]`, `[0-9A-Za-z_]`, `[\t\n\f\r ]`), where this engine's
+    /// are Unicode-aware. The rest of Unicode mode stays, as in Go: `.` is
+    /// a character, `(?i)` folds case across Unicode, `\pL` works. Besides
+    /// matching like upstream, ASCII classes keep counted repetitions such
+    /// as `[\w.-]{3,64}` small (a Unicode `\w` compiles to tens of KB).
+    /// A pattern that does not parse is an error with the parser's reason.
+    pub(super) fn as_in_go(pattern: &str) -> Result<String, String> {
+        let mut ast = regex_syntax::ast::parse::Parser::new()
+            .parse(pattern)
+            .map_err(|e| e.to_string())?;
+        go_ast(&mut ast);
+        let mut out = String::new();
+        // Printing into a String cannot fail.
+        let _ = regex_syntax::ast::print::Printer::new().print(&ast, &mut out);
+        Ok(out)
+    }
+
+    fn go_ast(ast: &mut Ast) {
+        match ast {
+            Ast::ClassPerl(class) => {
+                let ascii = ascii_class(class);
+                *ast = Ast::class_bracketed(ascii);
+            }
+            Ast::Assertion(a)
+                if matches!(
+                    a.kind,
+                    AssertionKind::WordBoundary | AssertionKind::NotWordBoundary
+                ) =>
+            {
+                let span = a.span;
+                let assertion = core::mem::replace(ast, Ast::empty(span));
+                *ast = ascii_group(span, assertion);
+            }
+            Ast::ClassBracketed(class) => go_set(&mut class.kind),
+            Ast::Repetition(r) => go_ast(&mut r.ast),
+            Ast::Group(g) => go_ast(&mut g.ast),
+            Ast::Alternation(a) => a.asts.iter_mut().for_each(go_ast),
+            Ast::Concat(c) => c.asts.iter_mut().for_each(go_ast),
+            _ => {}
+        }
+    }
+
+    fn go_set(set: &mut ClassSet) {
+        match set {
+            ClassSet::Item(item) => go_set_item(item),
+            ClassSet::BinaryOp(op) => {
+                go_set(&mut op.lhs);
+                go_set(&mut op.rhs);
+            }
+        }
+    }
+
+    fn go_set_item(item: &mut ClassSetItem) {
+        match item {
+            ClassSetItem::Perl(class) => {
+                *item = ClassSetItem::Bracketed(Box::new(ascii_class(class)))
+            }
+            ClassSetItem::Bracketed(class) => go_set(&mut class.kind),
+            ClassSetItem::Union(union) => union.items.iter_mut().for_each(go_set_item),
+            _ => {}
+        }
+    }
+
+    /// `[0-9]`, `[0-9A-Z_a-z]` or `[\t\n\f\r ]` (negated for `\D`, `\W`,
+    /// `\S`), written with `\x` escapes so that `(?x)` cannot drop the space.
+    fn ascii_class(class: &ClassPerl) -> ClassBracketed {
+        let ranges: &[(char, char)] = match class.kind {
+            ClassPerlKind::Digit => &[('0', '9')],
+            ClassPerlKind::Word => &[('0', '9'), ('A', 'Z'), ('_', '_'), ('a', 'z')],
+            ClassPerlKind::Space => &[('\t', '\n'), ('\x0C', '\r'), (' ', ' ')],
+        };
+        let span = class.span;
+        let literal = |c| Literal {
+            span,
+            kind: LiteralKind::HexFixed(HexLiteralKind::X),
+            c,
+        };
+        ClassBracketed {
+            span,
+            negated: class.negated,
+            kind: ClassSet::Item(ClassSetItem::Union(ClassSetUnion {
+                span,
+                items: ranges
+                    .iter()
+                    .map(|&(start, end)| {
+                        ClassSetItem::Range(ClassSetRange {
+                            span,
+                            start: literal(start),
+                            end: literal(end),
+                        })
+                    })
+                    .collect(),
+            })),
+        }
+    }
+
+    /// `(?-u:…)`: an ASCII word boundary.
+    fn ascii_group(span: Span, inner: Ast) -> Ast {
+        Ast::group(Group {
+            span,
+            kind: GroupKind::NonCapturing(Flags {
+                span,
+                items: vec![
+                    FlagsItem {
+                        span,
+                        kind: FlagsItemKind::Negation,
+                    },
+                    FlagsItem {
+                        span,
+                        kind: FlagsItemKind::Flag(Flag::Unicode),
+                    },
+                ],
+            }),
+            ast: Box::new(inner),
+        })
     }
 
     pub(super) fn is_match(pattern: &str, text: &str) -> Result<bool, String> {
@@ -119,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn re2_syntax_with_unicode_classes() {
+    fn re2_syntax_with_unicode_where_go_has_it() {
         assert_eq!(is_match(r"exit code \d+", "exit code 137"), Ok(true));
         assert_eq!(is_match(r"\p{Greek}", "σφάλμα"), Ok(true));
         assert_eq!(is_match(r"(?i)ΣΦΆΛΜΑ", "σφάλμα"), Ok(true));
@@ -127,6 +254,43 @@ mod tests {
             is_match(r"^.{6}$", "σφάλμα"),
             Ok(true),
             "`.` is a character"
+        );
+    }
+
+    /// Go's `\d`, `\w`, `\s` and `\b` are ASCII; so are these.
+    #[test]
+    fn perl_classes_and_word_boundaries_are_ascii_as_in_go() {
+        assert_eq!(is_match(r"\d", "٣"), Ok(false), "Arabic-Indic digit");
+        assert_eq!(is_match(r"\D", "٣"), Ok(true));
+        assert_eq!(is_match(r"^\w+$", "node_7"), Ok(true));
+        assert_eq!(is_match(r"\w", "é"), Ok(false));
+        assert_eq!(is_match(r"^\W$", "é"), Ok(true), "any other character");
+        assert_eq!(is_match(r"\s", "\u{a0}"), Ok(false), "no-break space");
+        assert_eq!(is_match(r"\s", "\x0b"), Ok(false), "Go's class has no VT");
+        assert_eq!(is_match(r"a\sb", "a\x0cb"), Ok(true));
+        assert_eq!(
+            is_match(r"[^\d\s]", "1 2"),
+            Ok(false),
+            "inside brackets too"
+        );
+        assert_eq!(is_match(r"[\w.-]+\.local", "node-1.local"), Ok(true));
+        assert_eq!(is_match(r"\bpreempted\b", "was preempted."), Ok(true));
+        assert_eq!(is_match(r"é\b", "éa"), Ok(true), "é is no word character");
+        assert_eq!(is_match(r"\Bempt\B", "preempted"), Ok(true));
+        assert_eq!(
+            is_match(r"(?x) a \s b ", "a b"),
+            Ok(true),
+            "(?x) keeps the class"
+        );
+        // ASCII classes stay small where Unicode ones would not fit.
+        assert_eq!(is_match(r"[\w.-]{3,64}", "node-1.zone"), Ok(true));
+    }
+
+    #[test]
+    fn a_translated_pattern_reads_as_written() {
+        assert_eq!(
+            native::as_in_go(r"\d[\W]\b").expect("parses"),
+            r"[\x30-\x39][[^\x30-\x39\x41-\x5A\x5F-\x5F\x61-\x7A]](?-u:\b)"
         );
     }
 
@@ -152,7 +316,7 @@ mod tests {
         let e = is_match("a", &text).expect_err("text too long");
         assert!(e.contains("64 KiB"), "{e}");
         assert_eq!(is_match("a", &text[..MAX_TEXT_BYTES]), Ok(true));
-        let e = is_match(r"\w{1000}", "x").expect_err("compiles too big");
+        let e = is_match(r"\pL{100}", "x").expect_err("compiles too big");
         assert!(e.contains("more than 1024 KiB"), "{e}");
     }
 
