@@ -52,7 +52,7 @@ where
     Ok(())
 }
 
-/// Calls a slot's `decide`.
+/// Calls a slot's `decide` (an error when the plugin does not export it).
 ///
 /// Checking a function's type walks the whole snapshot record tree, about
 /// 5% of a decision; it was done when the plugin was loaded, and every
@@ -61,15 +61,15 @@ where
 fn call_decide<P, R>(
     store: &mut Store<HostState>,
     instance: &Instance,
-    decide: ComponentExportIndex,
+    decide: Option<ComponentExportIndex>,
     params: P,
 ) -> wasmtime::Result<R>
 where
     P: ComponentNamedList + Lower,
     R: ComponentNamedList + Lift,
 {
-    let func = instance
-        .get_func(&mut *store, decide)
+    let func = decide
+        .and_then(|decide| instance.get_func(&mut *store, decide))
         .ok_or_else(|| wasmtime::Error::new(NotExported))?;
     // SAFETY: `new_unchecked` requires `func` to have the type `P -> R`.
     // Every caller passes a slot's `*Params` and `*Results` aliases above,
@@ -217,20 +217,15 @@ impl WasmPlugin {
     /// The startup decision.
     pub fn startup(&self, snapshot: &Snapshot) -> Result<StartupVerdict, PolicyError> {
         let slot = Slot::Startup;
-        let verdict = run(
-            &self.inner,
-            slot,
-            |store, instance, exports| match exports.startup {
-                Some(decide) => call_decide::<StartupParams<'_>, StartupResults>(
-                    store,
-                    instance,
-                    decide,
-                    (snapshot,),
-                )
-                .map(|(r,)| r),
-                None => Err(wasmtime::Error::new(NotExported)),
-            },
-        )?;
+        let verdict = run(&self.inner, slot, |store, instance, exports| {
+            call_decide::<StartupParams<'_>, StartupResults>(
+                store,
+                instance,
+                exports.startup,
+                (snapshot,),
+            )
+            .map(|(r,)| r)
+        })?;
         let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
         validate::startup(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
         Ok(verdict)
@@ -239,20 +234,15 @@ impl WasmPlugin {
     /// The outcome decision.
     pub fn outcome(&self, snapshot: &Snapshot) -> Result<OutcomeVerdict, PolicyError> {
         let slot = Slot::Outcome;
-        let verdict = run(
-            &self.inner,
-            slot,
-            |store, instance, exports| match exports.outcome {
-                Some(decide) => call_decide::<OutcomeParams<'_>, OutcomeResults>(
-                    store,
-                    instance,
-                    decide,
-                    (snapshot,),
-                )
-                .map(|(r,)| r),
-                None => Err(wasmtime::Error::new(NotExported)),
-            },
-        )?;
+        let verdict = run(&self.inner, slot, |store, instance, exports| {
+            call_decide::<OutcomeParams<'_>, OutcomeResults>(
+                store,
+                instance,
+                exports.outcome,
+                (snapshot,),
+            )
+            .map(|(r,)| r)
+        })?;
         let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
         validate::outcome(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
         Ok(verdict)
@@ -265,20 +255,15 @@ impl WasmPlugin {
         request: &PlacementRequest,
     ) -> Result<Vec<JobPlacement>, PolicyError> {
         let slot = Slot::Placement;
-        let verdict = run(
-            &self.inner,
-            slot,
-            |store, instance, exports| match exports.placement {
-                Some(decide) => call_decide::<PlacementParams<'_>, PlacementResults>(
-                    store,
-                    instance,
-                    decide,
-                    (snapshot, request),
-                )
-                .map(|(r,)| r),
-                None => Err(wasmtime::Error::new(NotExported)),
-            },
-        )?;
+        let verdict = run(&self.inner, slot, |store, instance, exports| {
+            call_decide::<PlacementParams<'_>, PlacementResults>(
+                store,
+                instance,
+                exports.placement,
+                (snapshot, request),
+            )
+            .map(|(r,)| r)
+        })?;
         let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
         validate::placement(request, &verdict).map_err(|detail| self.invalid(slot, detail))?;
         Ok(verdict)
