@@ -1,7 +1,8 @@
 //! The one wasmtime [`Engine`] of the process and what hangs off it: the
-//! pooling allocator, the epoch ticker thread, the WASI-only linker and the
-//! cache of compiled components keyed by sha256. Loading a plugin
-//! ([`Runtime::load`]) compiles once and prepares an instance template.
+//! pooling allocator, the epoch ticker thread, the linker (WASI and the
+//! host's `jobset:policy/regex`, nothing else) and the cache of compiled
+//! components keyed by sha256. Loading a plugin ([`Runtime::load`])
+//! compiles once and prepares an instance template.
 
 use crate::bindings::v0_1_0;
 use crate::error::LoadError;
@@ -166,7 +167,8 @@ impl Runtime {
     }
 
     /// Verifies and prepares a plugin: size, compile (once per sha256),
-    /// imports (WASI only), exports (`meta` plus at least one slot), and
+    /// imports (WASI and `jobset:policy/regex` only), exports (`meta` plus
+    /// at least one slot, each `decide` of the right type), and
     /// `meta.info()`.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<WasmPlugin, LoadError> {
         let limit = self.inner.limits.max_plugin_bytes;
