@@ -166,6 +166,30 @@ pub fn run(state: &mut State, now: &str) {
                     state.remove(&key);
                 }
             }
+            GcTask::NewDependent(key) => {
+                // A controller acting on a stale cache can create a dependent
+                // after its owner's foreground deletion began (the Job
+                // controller replacing a pod of a Job being deleted). The
+                // deletion already reached the dependents that existed, so
+                // this one is deleted now, as the real garbage collector
+                // does; the owner would otherwise wait for it forever.
+                let Some(dep) = state.get_key(&key) else {
+                    continue;
+                };
+                let owner = crate::store::owner_uids(&dep).into_iter().find(|owner| {
+                    state
+                        .key_of_uid(owner)
+                        .and_then(|k| state.get_key(k))
+                        .is_some_and(|o| {
+                            o.pointer("/metadata/deletionTimestamp").is_some()
+                                && finalizers(&o).iter().any(|f| f == FOREGROUND)
+                        })
+                });
+                if let Some(owner) = owner {
+                    delete_object(state, &key, Propagation::Foreground, now);
+                    state.gc_queue.push_back(GcTask::CheckForeground(owner));
+                }
+            }
             GcTask::CheckForeground(uid) => {
                 let Some(key) = state.key_of_uid(&uid).cloned() else {
                     continue;
@@ -253,6 +277,45 @@ mod tests {
         run(&mut s, "t");
         let child = s.get_key(&key("child")).expect("child kept");
         assert!(child.pointer("/metadata/ownerReferences").is_none());
+    }
+
+    /// A dependent created while its owner waits in foreground deletion is
+    /// deleted too, so the owner can go; one created for a live owner stays.
+    #[test]
+    fn a_dependent_created_during_foreground_deletion_follows_its_owner() {
+        let mut s = State::new(Registry::with_builtins(), 1000);
+        s.put("/configmaps", obj("owner", "u1", None, &[]));
+        s.put(
+            "/configmaps",
+            obj("first", "u2", Some(("u1", true)), &["x/hold"]),
+        );
+        delete_object(&mut s, &key("owner"), Propagation::Foreground, "t");
+        run(&mut s, "t");
+        assert!(
+            s.get_key(&key("owner")).is_some(),
+            "the owner waits for first"
+        );
+
+        s.put("/configmaps", obj("late", "u3", Some(("u1", true)), &[]));
+        s.gc_queue.push_back(GcTask::NewDependent(key("late")));
+        run(&mut s, "t");
+        assert!(
+            s.get_key(&key("late")).is_none(),
+            "the late dependent is deleted"
+        );
+
+        let mut first = (*s.get_key(&key("first")).expect("first waits")).clone();
+        set_finalizers(&mut first, &[]);
+        s.put("/configmaps", first);
+        s.remove(&key("first"));
+        run(&mut s, "t");
+        assert!(s.get_key(&key("owner")).is_none(), "then the owner goes");
+
+        s.put("/configmaps", obj("boss", "u4", None, &[]));
+        s.put("/configmaps", obj("kept", "u5", Some(("u4", true)), &[]));
+        s.gc_queue.push_back(GcTask::NewDependent(key("kept")));
+        run(&mut s, "t");
+        assert!(s.get_key(&key("kept")).is_some(), "a live owner keeps it");
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub enum GcTask {
     CheckForeground(String),
     /// A terminating namespace may now be empty.
     CheckNamespace(String),
+    /// A new object with owners: it follows an owner already in foreground
+    /// deletion.
+    NewDependent(ObjKey),
 }
 
 type Table = BTreeMap<(String, String), Arc<Value>>;
