@@ -279,18 +279,25 @@ mod tests {
         assert!(child.pointer("/metadata/ownerReferences").is_none());
     }
 
-    /// A dependent created while its owner waits in foreground deletion is
-    /// deleted too, so the owner can go; one created for a live owner stays.
-    #[test]
-    fn a_dependent_created_during_foreground_deletion_follows_its_owner() {
+    /// "owner" (uid u1) deleted in the foreground while `child` (uid u2), a
+    /// blocking dependent with a finalizer, holds it up.
+    fn owner_deleted_in_foreground_waiting_for(child: &str) -> State {
         let mut s = State::new(Registry::with_builtins(), 1000);
         s.put("/configmaps", obj("owner", "u1", None, &[]));
         s.put(
             "/configmaps",
-            obj("first", "u2", Some(("u1", true)), &["x/hold"]),
+            obj(child, "u2", Some(("u1", true)), &["x/hold"]),
         );
         delete_object(&mut s, &key("owner"), Propagation::Foreground, "t");
         run(&mut s, "t");
+        s
+    }
+
+    /// A dependent created while its owner waits in foreground deletion is
+    /// deleted too, so the owner can go; one created for a live owner stays.
+    #[test]
+    fn a_dependent_created_during_foreground_deletion_follows_its_owner() {
+        let mut s = owner_deleted_in_foreground_waiting_for("first");
         assert!(
             s.get_key(&key("owner")).is_some(),
             "the owner waits for first"
@@ -320,14 +327,7 @@ mod tests {
 
     #[test]
     fn foreground_owner_waits_for_a_blocking_dependent_with_a_finalizer() {
-        let mut s = State::new(Registry::with_builtins(), 1000);
-        s.put("/configmaps", obj("owner", "u1", None, &[]));
-        s.put(
-            "/configmaps",
-            obj("child", "u2", Some(("u1", true)), &["x/hold"]),
-        );
-        delete_object(&mut s, &key("owner"), Propagation::Foreground, "t");
-        run(&mut s, "t");
+        let mut s = owner_deleted_in_foreground_waiting_for("child");
         let owner = s.get_key(&key("owner")).expect("owner waits");
         assert_eq!(owner["metadata"]["finalizers"], json!([FOREGROUND]));
         assert!(
