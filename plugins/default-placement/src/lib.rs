@@ -36,8 +36,8 @@ pub fn decide(
     snapshot: &Snapshot,
     request: &PlacementRequest,
 ) -> Result<Vec<JobPlacement>, PolicyError> {
-    let mut board = Board::new(&request.domains);
-    let mut out = Vec::new();
+    let mut board = Board::new(request);
+    let mut out = Vec::with_capacity(request.jobs.len());
     for job in &request.jobs {
         let placement = if job.node_selector_strategy {
             Placement::Pin(node_selector_pin(&snapshot.jobset.namespace, &job.name))
@@ -60,55 +60,79 @@ pub fn decide(
 /// taken when a Job of the same priority holds it. Domains only ever fill
 /// up, so the search for a free one resumes where the last one for that key
 /// and priority stopped: placing n Jobs on d domains costs O(n + d), not
-/// O(n * d).
+/// O(n * d). Topology keys are numbered once, and who holds what is a hash
+/// table, so placing a Job compares a handful of strings, not dozens, and
+/// allocates nothing but its verdict.
 struct Board<'a> {
     domains: &'a [TopologyDomain],
-    /// Per topology key, its domains' indices ordered by value.
-    by_key: BTreeMap<&'a str, Vec<usize>>,
-    /// Per domain, the priorities of the Jobs holding it.
-    priorities: Vec<Vec<Option<i32>>>,
-    /// (topology key, job key) to the domain that Job holds.
-    held: BTreeMap<(&'a str, &'a str), usize>,
-    /// (topology key, priority) to the position in `by_key` before which
-    /// no domain is free for that priority.
-    cursor: BTreeMap<(&'a str, Option<i32>), usize>,
+    /// Topology key to its number, an index into `keys`.
+    key_numbers: BTreeMap<&'a str, u32>,
+    keys: Vec<KeyDomains>,
+    /// (topology key number, job key) to the domain that Job holds.
+    held: Holders<'a>,
+}
+
+/// The domains of one topology key.
+struct KeyDomains {
+    /// Indices into the request's domains, ordered by value.
+    by_value: Vec<usize>,
+    /// Per priority, the position in `by_value` before which no domain is
+    /// free for that priority. Jobs of a JobSet share a handful of
+    /// priorities, so a list is the quickest map.
+    cursors: Vec<(Option<i32>, usize)>,
 }
 
 impl<'a> Board<'a> {
-    fn new(domains: &'a [TopologyDomain]) -> Self {
-        let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    fn new(request: &'a PlacementRequest) -> Self {
+        let domains = request.domains.as_slice();
+        let mut key_numbers: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut keys: Vec<KeyDomains> = Vec::new();
+        let mut occupants = 0;
         for (i, d) in domains.iter().enumerate() {
-            by_key.entry(d.topology_key.as_str()).or_default().push(i);
+            let next = keys.len() as u32;
+            let n = *key_numbers.entry(d.topology_key.as_str()).or_insert(next);
+            if n == next {
+                keys.push(KeyDomains {
+                    by_value: Vec::new(),
+                    cursors: Vec::new(),
+                });
+            }
+            keys[n as usize].by_value.push(i);
+            occupants += d.occupied_by.len();
         }
-        let mut held = BTreeMap::new();
-        for (key, list) in by_key.iter_mut() {
-            list.sort_by(|&a, &b| domains[a].value.cmp(&domains[b].value));
-            for &i in list.iter() {
+        // Every pending Job may add one holder, never more.
+        let mut held = Holders::with_capacity(occupants + request.jobs.len());
+        for (n, k) in keys.iter_mut().enumerate() {
+            let by_value = |a: &usize, b: &usize| domains[*a].value.cmp(&domains[*b].value);
+            // The controller sends domains sorted; checking is cheaper than sorting.
+            if !k.by_value.is_sorted_by(|a, b| by_value(a, b).is_le()) {
+                k.by_value.sort_by(by_value);
+            }
+            for &i in &k.by_value {
                 for o in &domains[i].occupied_by {
-                    held.entry((*key, o.job_key.as_str())).or_insert(i);
+                    held.insert_first(n as u32, &o.job_key, i);
                 }
             }
         }
         Board {
             domains,
-            by_key,
-            priorities: domains
-                .iter()
-                .map(|d| d.occupied_by.iter().map(|o| o.priority).collect())
-                .collect(),
+            key_numbers,
+            keys,
             held,
-            cursor: BTreeMap::new(),
         }
     }
 
     fn exclusive(&mut self, job: &'a PendingJob, key: &'a str) -> Placement {
-        let chosen = match self.held.get(&(key, job.job_key.as_str())) {
-            Some(&i) => Some(i),
-            None => self.first_free(key, job.priority).inspect(|&i| {
-                self.priorities[i].push(job.priority);
-                self.held.insert((key, job.job_key.as_str()), i);
-            }),
-        };
+        let chosen =
+            self.key_numbers
+                .get(key)
+                .copied()
+                .and_then(|n| match self.held.get(n, &job.job_key) {
+                    Some(i) => Some(i),
+                    None => self.take_free(n, job.priority).inspect(|&i| {
+                        self.held.insert_first(n, &job.job_key, i);
+                    }),
+                });
         match chosen {
             Some(i) => Placement::Pin(Pin {
                 node_selector: vec![KeyValue {
@@ -121,24 +145,116 @@ impl<'a> Board<'a> {
             None => Placement::Wait(format!(
                 "no free {key} domain for job {}: {} domains, none with a ready node and no other exclusive job",
                 job.name,
-                self.by_key.get(key).map_or(0, Vec::len)
+                self.key_numbers
+                    .get(key)
+                    .map_or(0, |&n| self.keys[n as usize].by_value.len())
             )),
         }
     }
 
-    /// The first domain of `key` by value with a ready node that no Job of
-    /// `priority` holds.
-    fn first_free(&mut self, key: &'a str, priority: Option<i32>) -> Option<usize> {
-        let list = self.by_key.get(key)?;
-        let at = self.cursor.entry((key, priority)).or_insert(0);
-        while let Some(&i) = list.get(*at) {
-            let free = self.domains[i].ready_nodes > 0 && !self.priorities[i].contains(&priority);
-            if free {
+    /// Takes, for a Job of `priority`, the first domain of key number `n`
+    /// by value with a ready node that no Job of that priority holds. The
+    /// cursor moves past it: the taker is never written down, as only Jobs
+    /// of its own priority would see it, and they start after it.
+    fn take_free(&mut self, n: u32, priority: Option<i32>) -> Option<usize> {
+        let k = &mut self.keys[n as usize];
+        let slot = match k.cursors.iter().position(|(p, _)| *p == priority) {
+            Some(slot) => slot,
+            None => {
+                k.cursors.push((priority, 0));
+                k.cursors.len() - 1
+            }
+        };
+        let at = &mut k.cursors[slot].1;
+        while let Some(&i) = k.by_value.get(*at) {
+            *at += 1;
+            let d = &self.domains[i];
+            if d.ready_nodes > 0 && !d.occupied_by.iter().any(|o| o.priority == priority) {
                 return Some(i);
             }
-            *at += 1;
         }
         None
+    }
+}
+
+/// Who holds which domain: (topology key number, job key) to a domain
+/// index, in an open-addressing hash table sized up front for every holder
+/// the request can produce. The first holder recorded for a key wins.
+struct Holders<'a> {
+    /// 0 for an empty slot, else an index into `entries` plus one.
+    slots: Vec<u32>,
+    entries: Vec<(u32, &'a str, usize)>,
+}
+
+impl<'a> Holders<'a> {
+    fn with_capacity(holders: usize) -> Self {
+        // At most half full: every probe sequence meets an empty slot soon.
+        let size = (holders * 2).next_power_of_two().max(8);
+        Holders {
+            slots: vec![0; size],
+            entries: Vec::with_capacity(holders),
+        }
+    }
+
+    /// FNV-1a over the key number and the job key's bytes.
+    fn hash(key: u32, job: &str) -> usize {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.to_le_bytes().iter().chain(job.as_bytes()) {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h as usize
+    }
+
+    /// The slot holding (key, job), or the empty slot where it belongs.
+    fn find(&self, key: u32, job: &str) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut at = Self::hash(key, job) & mask;
+        loop {
+            match self.slots[at] {
+                0 => return at,
+                e => {
+                    let (k, j, _) = self.entries[e as usize - 1];
+                    if k == key && j == job {
+                        return at;
+                    }
+                }
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    fn get(&self, key: u32, job: &str) -> Option<usize> {
+        match self.slots[self.find(key, job)] {
+            0 => None,
+            e => Some(self.entries[e as usize - 1].2),
+        }
+    }
+
+    /// Records that `job` holds `domain` unless it already holds one.
+    fn insert_first(&mut self, key: u32, job: &'a str, domain: usize) {
+        // Sized for every holder up front, so the table never fills; a
+        // caller that broke that promise still gets a correct table.
+        if (self.entries.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let at = self.find(key, job);
+        if self.slots[at] == 0 {
+            self.entries.push((key, job, domain));
+            self.slots[at] = self.entries.len() as u32;
+        }
+    }
+
+    fn grow(&mut self) {
+        let mut slots = vec![0; self.slots.len() * 2];
+        let mask = slots.len() - 1;
+        for (e, (key, job, _)) in self.entries.iter().enumerate() {
+            let mut at = Self::hash(*key, job) & mask;
+            while slots[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            slots[at] = e as u32 + 1;
+        }
+        self.slots = slots;
     }
 }
 
@@ -261,6 +377,25 @@ mod tests {
             })
             .collect();
         assert_eq!(pins, ["z1", "z2", "wait"]);
+    }
+
+    #[test]
+    fn holders_keep_the_first_domain_per_key_and_grow_past_their_size() {
+        let jobs: Vec<String> = (0..100).map(|i| format!("job-{i}")).collect();
+        // Sized for none: every insert past the first few grows the table.
+        let mut held = Holders::with_capacity(0);
+        for (i, job) in jobs.iter().enumerate() {
+            held.insert_first(0, job, i);
+            held.insert_first(1, job, 1000 + i);
+            held.insert_first(0, job, 5000 + i);
+        }
+        for (i, job) in jobs.iter().enumerate() {
+            assert_eq!(held.get(0, job), Some(i), "{job} under key 0");
+            assert_eq!(held.get(1, job), Some(1000 + i), "{job} under key 1");
+        }
+        assert_eq!(held.get(2, "job-1"), None);
+        assert_eq!(held.get(0, "job-100"), None);
+        assert_eq!(held.entries.len(), 200);
     }
 
     #[test]
