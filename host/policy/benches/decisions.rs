@@ -1,9 +1,17 @@
 //! Decision latency of the default plugins on a 64-Job snapshot, with a
 //! fresh instance per decision, their compile time, and the same policy
 //! logic compiled natively. Run: `cargo bench -p jobset-policy`.
+//!
+//! The placement request is the worst case, a JobSet's creation: all 64
+//! Jobs pending and exclusive, over 80 rack domains of which 16 are held by
+//! other JobSets. A second line places one pending Job (a RestartJob).
+//!
+//! `DECISIONS_AB=dir1,dir2 cargo bench -p jobset-policy --bench decisions`
+//! compares other builds of the default plugins (`default_<slot>.wasm` in
+//! each directory) decision by decision, interleaved in one process.
 
 use jobset_policy::snapshot::{Occupant, PendingJob, PlacementRequest, Snapshot, TopologyDomain};
-use jobset_policy::{NativeDefaults, PolicyEngine, Runtime, Slot, builtin};
+use jobset_policy::{NativeDefaults, PolicyEngine, Runtime, Slot, WasmPlugin, builtin};
 use jobset_policy_sdk::harness::{SnapshotBuilder, rule};
 use jobset_policy_sdk::types::FailureAction;
 use std::time::{Duration, Instant};
@@ -99,18 +107,68 @@ fn time(mut f: impl FnMut()) -> (Duration, Duration) {
     percentiles(samples)
 }
 
+/// One decision of `slot`'s default plugin on the bench's inputs.
+fn decide(slot: Slot, plugin: &WasmPlugin, snapshot: &Snapshot, req: &PlacementRequest) {
+    match slot {
+        Slot::Startup => drop(plugin.decide_startup(snapshot).expect("decides")),
+        Slot::Outcome => drop(plugin.decide_outcome(snapshot).expect("decides")),
+        Slot::Placement => drop(plugin.decide_placement(snapshot, req).expect("decides")),
+    }
+}
+
+/// Builds of the default plugins compared decision by decision in one
+/// process (`DECISIONS_AB=dir1,dir2`, each holding `default_<slot>.wasm`):
+/// the machine's drift between runs is larger than most changes.
+fn compare(runtime: &Runtime, dirs: &[&str], snapshot: &Snapshot, req: &PlacementRequest) {
+    for slot in Slot::ALL {
+        let name = builtin::default_name(slot);
+        let file = format!("{}.wasm", name.replace('-', "_"));
+        let plugins: Vec<_> = dirs
+            .iter()
+            .map(|dir| {
+                let bytes = std::fs::read(format!("{dir}/{file}")).expect("reads the component");
+                runtime.load(name, &bytes).expect("loads")
+            })
+            .collect();
+        let mut samples = vec![Vec::with_capacity(ROUNDS * 4); plugins.len()];
+        for round in 0..ROUNDS * 4 + 50 {
+            for (plugin, out) in plugins.iter().zip(&mut samples) {
+                let t = Instant::now();
+                decide(slot, plugin, snapshot, req);
+                if round >= 50 {
+                    out.push(t.elapsed());
+                }
+            }
+        }
+        for (dir, s) in dirs.iter().zip(samples) {
+            let (p50, p99) = percentiles(s);
+            println!(
+                "{name:<18} {dir:<30} p50 {:>7.1}µs  p99 {:>7.1}µs",
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6
+            );
+        }
+    }
+}
+
 fn main() {
     let runtime = Runtime::shared().expect("runtime");
     let sdk = sdk_snapshot();
     let snapshot: Snapshot = to_host(&sdk);
     let req = request();
     let sdk_req: jobset_policy_sdk::types::PlacementRequest = to_host(&req);
+    if let Ok(dirs) = std::env::var("DECISIONS_AB") {
+        let dirs: Vec<&str> = dirs.split(',').collect();
+        compare(runtime, &dirs, &snapshot, &req);
+        return;
+    }
     println!("64-Job snapshot, {ROUNDS} decisions each, fresh instance per Wasm decision");
     println!(
         "{:<18} {:>9} {:>10} {:>10} {:>12} {:>12} {:>12} {:>8}",
         "plugin", "size", "compile", "empty p50", "wasm p50", "wasm p99", "native p50", "ratio"
     );
     let mut runtime_row = None;
+    let mut one_job_row = None;
     for slot in Slot::ALL {
         let bytes = builtin::default_bytes(slot);
         let compiles: Vec<Duration> = (0..5)
@@ -129,47 +187,35 @@ fn main() {
         let (empty50, _) = time(|| {
             plugin.validate_config("").expect("accepts an empty config");
         });
-        let (wasm50, wasm99, native50) = match slot {
-            Slot::Startup => {
-                let (a, b) = time(|| {
-                    plugin.decide_startup(&snapshot).expect("decides");
-                });
-                let (c, _) = time(|| {
-                    default_startup::decide(std::hint::black_box(&sdk)).expect("decides");
-                });
-                (a, b, c)
-            }
-            Slot::Outcome => {
-                let (a, b) = time(|| {
-                    plugin.decide_outcome(&snapshot).expect("decides");
-                });
-                let (c, _) = time(|| {
-                    default_outcome::decide(std::hint::black_box(&sdk)).expect("decides");
-                });
-                (a, b, c)
-            }
-            Slot::Placement => {
-                let (a, b) = time(|| {
-                    plugin.decide_placement(&snapshot, &req).expect("decides");
-                });
-                let (c, _) = time(|| {
-                    default_placement::decide(std::hint::black_box(&sdk), &sdk_req)
-                        .expect("decides");
-                });
-                (a, b, c)
-            }
+        let (wasm50, wasm99) = time(|| decide(slot, &plugin, &snapshot, &req));
+        let (native50, _) = match slot {
+            Slot::Startup => time(|| {
+                default_startup::decide(std::hint::black_box(&sdk)).expect("decides");
+            }),
+            Slot::Outcome => time(|| {
+                default_outcome::decide(std::hint::black_box(&sdk)).expect("decides");
+            }),
+            Slot::Placement => time(|| {
+                default_placement::decide(std::hint::black_box(&sdk), &sdk_req).expect("decides");
+            }),
         };
+        if slot == Slot::Placement {
+            // The steady state: one Job of the 64 recreated after a
+            // RestartJob action, placed alone.
+            let one = PlacementRequest {
+                jobs: req.jobs[..1].to_vec(),
+                domains: req.domains.clone(),
+            };
+            one_job_row = Some(time(|| decide(slot, &plugin, &snapshot, &one)));
+        }
         if slot == Slot::Startup {
             // Called from a thread driving a tokio runtime, as the controller
             // does: the decision runs on one of the runtime's worker threads.
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .expect("a tokio runtime");
-            let (on_runtime, _) = rt.block_on(async {
-                time(|| {
-                    plugin.decide_startup(&snapshot).expect("decides");
-                })
-            });
+            let (on_runtime, _) =
+                rt.block_on(async { time(|| decide(slot, &plugin, &snapshot, &req)) });
             runtime_row = Some(on_runtime);
         }
         // Keep the trait implementation exercised too (conversion included).
@@ -184,6 +230,13 @@ fn main() {
             wasm99.as_secs_f64() * 1e6,
             native50.as_secs_f64() * 1e6,
             wasm50.as_secs_f64() / native50.as_secs_f64().max(1e-9),
+        );
+    }
+    if let Some((p50, p99)) = one_job_row {
+        println!(
+            "default-placement with one pending Job (the rest running): p50 {:.1}µs, p99 {:.1}µs",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6
         );
     }
     if let Some(t) = runtime_row {
