@@ -151,3 +151,61 @@ fn exclusivity_only_applies_within_one_priority() {
     });
     assert_eq!(pinned_value(&v[0]).as_deref(), Some("r1"));
 }
+
+#[test]
+fn a_request_larger_than_the_plugins_argument_arena_is_placed_in_full() {
+    // 500 Jobs whose names and keys are 250 bytes long, and 530 domains,
+    // half held: about 330 KiB of strings, more than the default plugins'
+    // `cabi_realloc` arena holds, so the rest of the request lands in the
+    // ordinary heap. (Domain values are label values, at most 63 bytes.)
+    let pad = "x".repeat(240);
+    let jobs: Vec<PendingJob> = (0..500)
+        .map(|i| job(&format!("{pad}-job-{i:05}"), Some(RACK), false))
+        .collect();
+    let domains: Vec<TopologyDomain> = (0..530)
+        .map(|i| {
+            let held = format!("key-{pad}-job-{:05}", i / 2);
+            let occupants: &[&str] = if i % 2 == 1 { &[held.as_str()] } else { &[] };
+            domain(&format!("rack-{i:05}"), 1, occupants)
+        })
+        .collect();
+    let request = PlacementRequest {
+        jobs: jobs.clone(),
+        domains,
+    };
+    // A runtime of its own with a generous deadline: a debug build on a
+    // busy machine is not what this test is about.
+    let rt = jobset_policy::Runtime::new(jobset_policy::Limits {
+        deadline: std::time::Duration::from_secs(10),
+        ..Default::default()
+    })
+    .expect("a runtime");
+    let plugin = rt
+        .load(
+            "default-placement",
+            jobset_policy::builtin::DEFAULT_PLACEMENT,
+        )
+        .expect("loads");
+    let s = snap(SnapshotBuilder::new("js").rjob("workers", 500));
+    let placed = plugin
+        .decide_placement(&s, &request)
+        .expect("decides")
+        .verdict;
+    let native = NativeDefaults
+        .decide_placement(&s, &request)
+        .expect("decides natively");
+    assert_eq!(placed, native.verdict, "Wasm and native agree");
+    assert_eq!(placed.len(), jobs.len());
+    for (i, p) in placed.iter().enumerate() {
+        assert_eq!(p.job, jobs[i].name);
+        // Job i already holds rack 2i+1 (the first by value with its key);
+        // Jobs 265 and on hold nothing and take the free even racks in
+        // order.
+        let want = if i < 265 {
+            format!("rack-{:05}", 2 * i + 1)
+        } else {
+            format!("rack-{:05}", 2 * (i - 265))
+        };
+        assert_eq!(pinned_value(p).as_deref(), Some(want.as_str()), "job {i}");
+    }
+}
