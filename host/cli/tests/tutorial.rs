@@ -172,8 +172,12 @@ fn the_readme_policy_tutorial_runs_as_written() {
                 sh.env_remove(&key);
             }
         }
+        // The same flags and profile as `host/policy/build.rs`, or cargo
+        // would rebuild the plugin over the copy that build made.
         sh.env("CARGO_TARGET_DIR", &wasm)
             .env("CARGO_ENCODED_RUSTFLAGS", remap_flags(&wasm, &root))
+            .env("CARGO_PROFILE_RELEASE_LTO", "true")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
             .envs(exported.iter().map(|(k, v)| (k, v)));
         if in_background {
             background.start(sh, step);

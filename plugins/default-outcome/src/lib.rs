@@ -15,7 +15,6 @@ extern crate alloc;
 pub mod failure_policy;
 pub mod success_policy;
 
-use alloc::format;
 use alloc::string::String;
 
 use jobset_policy_sdk::types::{Action, OutcomeVerdict, PolicyError, Snapshot};
@@ -41,13 +40,7 @@ pub fn decide(snapshot: &Snapshot) -> Result<OutcomeVerdict, PolicyError> {
 
 /// Accepts no configuration other than an empty one.
 pub fn validate_config(config: &str) -> Result<(), String> {
-    match config.trim() {
-        "" | "{}" | "null" => Ok(()),
-        other => Err(format!(
-            "{NAME} takes no configuration, got {} bytes",
-            other.len()
-        )),
-    }
+    jobset_policy_sdk::no_config(NAME, config)
 }
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]

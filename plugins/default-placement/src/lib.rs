@@ -278,13 +278,7 @@ pub fn node_selector_pin(namespace: &str, job: &str) -> Pin {
 
 /// Accepts no configuration other than an empty one.
 pub fn validate_config(config: &str) -> Result<(), String> {
-    match config.trim() {
-        "" | "{}" | "null" => Ok(()),
-        other => Err(format!(
-            "{NAME} takes no configuration, got {} bytes",
-            other.len()
-        )),
-    }
+    jobset_policy_sdk::no_config(NAME, config)
 }
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]

@@ -11,7 +11,6 @@
 
 extern crate alloc;
 
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -87,13 +86,7 @@ pub fn started(snapshot: &Snapshot, rjob: &ReplicatedJob) -> bool {
 
 /// Accepts no configuration other than an empty one.
 pub fn validate_config(config: &str) -> Result<(), String> {
-    match config.trim() {
-        "" | "{}" | "null" => Ok(()),
-        other => Err(format!(
-            "{NAME} takes no configuration, got {} bytes",
-            other.len()
-        )),
-    }
+    jobset_policy_sdk::no_config(NAME, config)
 }
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]

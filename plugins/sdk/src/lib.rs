@@ -51,6 +51,19 @@ pub fn decide_once<T, R>(input: T, decide: impl FnOnce(&T) -> R) -> R {
     verdict
 }
 
+/// `validate-config` for a plugin that takes no configuration: an empty
+/// string, `{}` or `null` (blanks around them allowed) pass, anything else
+/// is refused with the plugin's name and the size of what it was given.
+pub fn no_config(plugin: &str, config: &str) -> Result<(), alloc::string::String> {
+    match config.trim() {
+        "" | "{}" | "null" => Ok(()),
+        other => Err(alloc::format!(
+            "{plugin} takes no configuration, got {} bytes",
+            other.len()
+        )),
+    }
+}
+
 /// Re-exported so plugin crates use the same wit-bindgen as the SDK.
 pub use wit_bindgen;
 
@@ -58,4 +71,21 @@ pub use wit_bindgen;
 pub mod gates {
     /// The `RestartJob` / `RestartJobAndIgnoreMaxRestarts` actions.
     pub const RESTART_JOB: &str = "RestartJob";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_config;
+
+    #[test]
+    fn no_config_accepts_only_the_empty_forms_and_names_the_plugin() {
+        for empty in ["", "  ", "{}", " {} \n", "null"] {
+            assert_eq!(no_config("p", empty), Ok(()), "{empty:?}");
+        }
+        assert_eq!(
+            no_config("default-startup", r#" {"a": 1} "#),
+            Err("default-startup takes no configuration, got 8 bytes".into())
+        );
+        assert!(no_config("p", "[]").is_err());
+    }
 }

@@ -109,3 +109,26 @@ fn deploy_configmaps_match_the_built_default_plugins() {
         );
     }
 }
+
+#[test]
+fn the_default_plugins_accept_an_empty_config_and_refuse_any_other_by_name() {
+    for slot in jobset_policy::Slot::ALL {
+        let name = builtin::default_name(slot);
+        let plugin = runtime()
+            .load(name, builtin::default_bytes(slot))
+            .expect("loads");
+        for empty in ["", "{}", " null "] {
+            plugin
+                .validate_config(empty)
+                .unwrap_or_else(|e| panic!("{name} refused {empty:?}: {e}"));
+        }
+        let err = plugin
+            .validate_config(r#"{"maxRestarts": 3}"#)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains(&format!("{name} takes no configuration, got 18 bytes")),
+            "{err}"
+        );
+    }
+}
