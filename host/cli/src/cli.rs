@@ -45,6 +45,9 @@ pub fn main() -> ExitCode {
     };
     match &cli.command {
         Command::Controller(args) => init_logs("info", args.log_json),
+        // A plugin's failure is the command's own output and exit code
+        // here; the runtime's warning would only repeat it.
+        Command::Policy(_) => init_logs("error", false),
         _ => init_logs("warn", false),
     }
     let result: Result<(), Failure> = match cli.command {

@@ -52,9 +52,22 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
             let bytes = read(&file)?;
             let text = std::fs::read_to_string(&scenario)
                 .map_err(|e| bad_input(format!("{}: {e}", scenario.display())))?;
-            let out = jobset_policy::tools::test(&runtime()?, &bytes, &text)
+            let label = file.file_name().map_or_else(
+                || file.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let decided = jobset_policy::tools::test(&runtime()?, &label, &bytes, &text)
                 .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
-            println!("{out}");
+            match decided {
+                Ok(verdict) => println!("{verdict}"),
+                Err(e) => {
+                    return Err(Failure::Outcome(format!(
+                        "{}: no verdict for {}: {e}",
+                        file.display(),
+                        scenario.display()
+                    )));
+                }
+            }
         }
         PolicyCommand::Pack {
             file,

@@ -3,7 +3,7 @@
 //! plugin ConfigMap. The `jobset` binary prints what these return.
 
 use crate::engine::PolicyEngine;
-use crate::error::LoadError;
+use crate::error::{LoadError, PolicyError};
 use crate::registry::{PLUGIN_LABEL, SHA256_ANNOTATION, WASM_KEY};
 use crate::runtime::{Runtime, sha256_hex};
 use crate::snapshot::{PlacementRequest, Slot, Snapshot};
@@ -71,12 +71,20 @@ pub fn inspect(runtime: &Runtime, bytes: &[u8]) -> Result<Inspection, LoadError>
     })
 }
 
-/// Runs a component against a YAML scenario and returns the verdict as
-/// YAML, or the plugin's error as text (`jobset policy test`).
-pub fn test(runtime: &Runtime, bytes: &[u8], scenario_yaml: &str) -> Result<String, LoadError> {
+/// Runs a component against a YAML scenario (`jobset policy test`). The
+/// outer error: the scenario or the component cannot be used. The inner
+/// one: the plugin ran and its decision failed (trap, timeout, invalid
+/// verdict...), named with `label` (say, the file it came from). A verdict
+/// comes back as YAML under a `# decided by name@sha256` line.
+pub fn test(
+    runtime: &Runtime,
+    label: &str,
+    bytes: &[u8],
+    scenario_yaml: &str,
+) -> Result<Result<String, PolicyError>, LoadError> {
     let scenario: Scenario =
         serde_yaml::from_str(scenario_yaml).map_err(|e| LoadError::Scenario(e.to_string()))?;
-    let plugin = runtime.load("scenario", bytes)?;
+    let plugin = runtime.load(label, bytes)?;
     let yaml = |v: &dyn erased::Yaml| v.to_yaml();
     let text = match scenario.slot {
         Slot::Startup => plugin
@@ -95,14 +103,13 @@ pub fn test(runtime: &Runtime, bytes: &[u8], scenario_yaml: &str) -> Result<Stri
                 .map(|d| yaml(&d.verdict))
         }
     };
-    Ok(match text {
-        Ok(t) => format!(
+    Ok(text.map(|t| {
+        format!(
             "# decided by {}@{}\n{t}",
             plugin.info().name,
             &plugin.info().sha256[..12]
-        ),
-        Err(e) => format!("# error\n{e}\n"),
-    })
+        )
+    }))
 }
 
 /// The plugin ConfigMap for a component (`jobset policy pack`), pinned to

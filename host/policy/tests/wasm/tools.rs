@@ -72,10 +72,39 @@ fn test_runs_a_yaml_scenario_and_prints_the_verdict() {
             .map(|l| format!("  {l}\n"))
             .collect::<String>()
     );
-    let out = test(runtime(), builtin::DEFAULT_OUTCOME, &scenario).expect("runs");
+    let out = test(
+        runtime(),
+        "outcome.wasm",
+        builtin::DEFAULT_OUTCOME,
+        &scenario,
+    )
+    .expect("runs")
+    .expect("decides");
     assert!(out.starts_with("# decided by default-outcome@"), "{out}");
     assert!(out.contains("FailedJobs"), "{out}");
-    assert!(test(runtime(), builtin::DEFAULT_OUTCOME, "slot: [").is_err());
+    assert!(
+        test(
+            runtime(),
+            "outcome.wasm",
+            builtin::DEFAULT_OUTCOME,
+            "slot: ["
+        )
+        .is_err()
+    );
+
+    // A plugin asked for a slot it does not export: it ran, and the
+    // failure names the label it was given and the slot.
+    let err = test(
+        runtime(),
+        "placement.wasm",
+        builtin::DEFAULT_PLACEMENT,
+        &scenario,
+    )
+    .expect("runs")
+    .expect_err("no outcome export");
+    let text = err.to_string();
+    assert!(text.contains("placement.wasm@"), "{text}");
+    assert!(text.contains("jobset:policy/outcome"), "{text}");
 }
 
 fn deploy_dir() -> PathBuf {

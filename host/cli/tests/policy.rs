@@ -1,0 +1,58 @@
+//! `jobset policy test` through the command line: a verdict exits 0, a
+//! decision that fails exits 1 and says which file, which scenario and why.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn policy_test(plugin: &Path, scenario: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jobset"))
+        .args(["policy", "test"])
+        .arg(plugin)
+        .arg("--scenario")
+        .arg(scenario)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the jobset binary runs")
+}
+
+#[test]
+fn policy_test_prints_a_verdict_or_fails_naming_the_file_and_the_reason() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let outcome = dir.path().join("outcome.wasm");
+    let placement = dir.path().join("placement.wasm");
+    std::fs::write(&outcome, jobset_policy::builtin::DEFAULT_OUTCOME).expect("writes");
+    std::fs::write(&placement, jobset_policy::builtin::DEFAULT_PLACEMENT).expect("writes");
+    let scenario = repo().join("examples/policy/preempted.scenario.yaml");
+
+    let ok = policy_test(&outcome, &scenario);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("# decided by default-outcome@"),
+        "{stdout}"
+    );
+    // No failurePolicy in the snapshot: the first failed Job fails the set.
+    assert!(
+        stdout.contains("action: !Fail\n  reason: FailedJobs"),
+        "{stdout}"
+    );
+
+    // The scenario asks for an outcome; the placement plugin exports none.
+    let failed = policy_test(&placement, &scenario);
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stdout}\n{stderr}");
+    let both = format!("{stdout}{stderr}");
+    assert!(both.contains("placement.wasm: no verdict for"), "{both}");
+    assert!(both.contains("preempted.scenario.yaml"), "{both}");
+    assert!(
+        both.contains("does not export jobset:policy/outcome"),
+        "{both}"
+    );
+    // Said once, not repeated by a runtime warning.
+    assert!(!both.contains("WARN"), "{both}");
+}
