@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use jobset_policy::Runtime;
+use jobset_policy::{LoadError, Runtime};
 
 use crate::outcome::{Failure, bad_input};
 
@@ -41,8 +41,9 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
     match cmd {
         PolicyCommand::Inspect { file } => {
             let bytes = read(&file)?;
-            let i = jobset_policy::tools::inspect(&runtime()?, &bytes)
-                .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+            let label = file.display().to_string();
+            let i = jobset_policy::tools::inspect(&runtime()?, &label, &bytes)
+                .map_err(|e| bad_input(e.to_string()))?;
             print!(
                 "{}",
                 serde_yaml::to_string(&i).map_err(|e| Failure::Internal(e.to_string()))?
@@ -52,18 +53,19 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
             let bytes = read(&file)?;
             let text = std::fs::read_to_string(&scenario)
                 .map_err(|e| bad_input(format!("{}: {e}", scenario.display())))?;
-            let label = file.file_name().map_or_else(
-                || file.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
-            let decided = jobset_policy::tools::test(&runtime()?, &label, &bytes, &text)
-                .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+            // Errors name the plugin by its path, the scenario likewise.
+            let label = file.display().to_string();
+            let decided = jobset_policy::tools::test(&runtime()?, &label, &bytes, &text).map_err(
+                |e| match e {
+                    LoadError::Scenario(m) => bad_input(format!("{}: {m}", scenario.display())),
+                    other => bad_input(other.to_string()),
+                },
+            )?;
             match decided {
                 Ok(verdict) => println!("{verdict}"),
                 Err(e) => {
                     return Err(Failure::Outcome(format!(
-                        "{}: no verdict for {}: {e}",
-                        file.display(),
+                        "no verdict for {}: {e}",
                         scenario.display()
                     )));
                 }

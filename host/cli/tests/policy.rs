@@ -1,5 +1,6 @@
-//! `jobset policy test` through the command line: a verdict exits 0, a
-//! decision that fails exits 1 and says which file, which scenario and why.
+//! `jobset policy` through the command line: a verdict exits 0, a decision
+//! that fails exits 1 and says which file, which scenario and why; a file
+//! that is not a plugin exits 2 and says what it is instead.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -47,12 +48,39 @@ fn policy_test_prints_a_verdict_or_fails_naming_the_file_and_the_reason() {
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert_eq!(failed.status.code(), Some(1), "{stdout}\n{stderr}");
     let both = format!("{stdout}{stderr}");
-    assert!(both.contains("placement.wasm: no verdict for"), "{both}");
-    assert!(both.contains("preempted.scenario.yaml"), "{both}");
+    assert!(both.contains("no verdict for "), "{both}");
+    assert!(both.contains("preempted.scenario.yaml: "), "{both}");
+    assert!(both.contains("placement.wasm@"), "{both}");
     assert!(
         both.contains("does not export jobset:policy/outcome"),
         "{both}"
     );
     // Said once, not repeated by a runtime warning.
     assert!(!both.contains("WARN"), "{both}");
+}
+
+#[test]
+fn policy_inspect_says_what_a_file_is_when_it_is_not_a_component() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let text = dir.path().join("notes.txt");
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&text, "#!/bin/sh\n").expect("writes");
+    // The header of a core module: magic, version 1, layer 0.
+    std::fs::write(&core, b"\0asm\x01\0\0\0").expect("writes");
+    for (file, want) in [
+        (&text, "not WebAssembly: it starts with \"#!/b\""),
+        (&core, "a core WebAssembly module, not a component"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_jobset"))
+            .args(["policy", "inspect"])
+            .arg(file)
+            .output()
+            .expect("the jobset binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("plugin {}: {want}", file.display())),
+            "{stderr}"
+        );
+    }
 }

@@ -85,7 +85,7 @@ pub enum LoadError {
         actual: String,
     },
     /// Not a component wasmtime can compile.
-    #[error("plugin {name}: not a valid WebAssembly component: {message}")]
+    #[error("plugin {name}: {message}")]
     Compile { name: String, message: String },
     /// The component lacks `jobset:policy/meta` or every slot interface.
     #[error("plugin {name}: does not export {interface} of a supported jobset:policy version")]

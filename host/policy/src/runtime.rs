@@ -232,7 +232,7 @@ impl Runtime {
         let component =
             Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Compile {
                 name: name.to_string(),
-                message: format!("{e:#}"),
+                message: compile_problem(bytes, &e),
             })?;
         if let Ok(mut cache) = self.inner.compiled.lock() {
             cache.insert(sha256.to_string(), component.clone());
@@ -254,9 +254,31 @@ impl Runtime {
             .map(|_| ())
             .map_err(|e| LoadError::Compile {
                 name: "benchmark".to_string(),
-                message: format!("{e:#}"),
+                message: compile_problem(bytes, &e),
             })
     }
+}
+
+/// Why bytes did not compile, in the terms a plugin author can act on: not
+/// Wasm at all, a core module where a component belongs, or wasmtime's
+/// own reason.
+fn compile_problem(bytes: &[u8], error: &wasmtime::Error) -> String {
+    const MAGIC: &[u8] = b"\0asm";
+    // After the magic: version 1, layer 0 for a core module.
+    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) {
+        let start = &bytes[..bytes.len().min(4)];
+        return format!(
+            "not WebAssembly: it starts with {:?}, a component with \"\\0asm\"",
+            String::from_utf8_lossy(start)
+        );
+    }
+    if bytes.get(4..8) == Some(CORE_MODULE) {
+        return "a core WebAssembly module, not a component: build the plugin for \
+                wasm32-wasip2, or wrap the module with `wasm-tools component new`"
+            .to_string();
+    }
+    format!("not a valid WebAssembly component: {error:#}")
 }
 
 /// A slot's `decide` function, when the component exports the slot's

@@ -44,15 +44,16 @@ pub struct Scenario {
     pub request: Option<PlacementRequest>,
 }
 
-/// Describes a component (`jobset policy inspect`).
-pub fn inspect(runtime: &Runtime, bytes: &[u8]) -> Result<Inspection, LoadError> {
+/// Describes a component (`jobset policy inspect`); errors name it by
+/// `label` (say, the file it came from).
+pub fn inspect(runtime: &Runtime, label: &str, bytes: &[u8]) -> Result<Inspection, LoadError> {
     let sha256 = sha256_hex(bytes);
-    let component = runtime.compile("inspected", &sha256, bytes)?;
+    let component = runtime.compile(label, &sha256, bytes)?;
     let engine = &runtime.inner.engine;
     let ty = component.component_type();
     let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
     let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
-    let (name, version, problem) = match runtime.load("inspected", bytes) {
+    let (name, version, problem) = match runtime.load(label, bytes) {
         Ok(p) => (
             Some(p.info().name.clone()),
             Some(p.info().version.clone()),
@@ -82,8 +83,11 @@ pub fn test(
     bytes: &[u8],
     scenario_yaml: &str,
 ) -> Result<Result<String, PolicyError>, LoadError> {
-    let scenario: Scenario =
-        serde_yaml::from_str(scenario_yaml).map_err(|e| LoadError::Scenario(e.to_string()))?;
+    let scenario: Scenario = serde_yaml::from_str(scenario_yaml).map_err(|e| {
+        LoadError::Scenario(format!(
+            "{e} (a policy scenario has `slot`, `snapshot` and, for placement, `request`)"
+        ))
+    })?;
     let plugin = runtime.load(label, bytes)?;
     let yaml = |v: &dyn erased::Yaml| v.to_yaml();
     let text = match scenario.slot {

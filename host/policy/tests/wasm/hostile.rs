@@ -265,6 +265,10 @@ fn bytes_that_are_not_wasm_are_refused_at_load() {
         matches!(err, LoadError::Compile { ref name, .. } if name == "garbage"),
         "{err}"
     );
+    assert_eq!(
+        err.to_string(),
+        r##"plugin garbage: not WebAssembly: it starts with "#!/b", a component with "\0asm""##
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[test]
 fn inspect_names_the_plugin_its_exports_and_imports() {
-    let i = inspect(runtime(), builtin::DEFAULT_OUTCOME).expect("inspects");
+    let i = inspect(runtime(), "outcome.wasm", builtin::DEFAULT_OUTCOME).expect("inspects");
     assert_eq!(i.name.as_deref(), Some("default-outcome"));
     assert!(
         i.exports.iter().any(|e| e == "jobset:policy/outcome@0.1.0"),
@@ -19,7 +19,7 @@ fn inspect_names_the_plugin_its_exports_and_imports() {
     assert_eq!(i.sha256.len(), 64);
     assert!(i.problem.is_none());
 
-    let wrong = inspect(runtime(), builtin::EXAMPLE_WRONG_EXPORT).expect("inspects");
+    let wrong = inspect(runtime(), "wrong.wasm", builtin::EXAMPLE_WRONG_EXPORT).expect("inspects");
     assert!(
         wrong
             .problem
@@ -44,12 +44,14 @@ fn default_plugins_import_nothing_but_the_hosts_regex() {
         ),
         (builtin::DEFAULT_PLACEMENT, &[TYPES][..]),
     ] {
-        let mut imports = inspect(runtime(), bytes).expect("inspects").imports;
+        let mut imports = inspect(runtime(), "plugin.wasm", bytes)
+            .expect("inspects")
+            .imports;
         imports.sort();
         assert_eq!(imports, expected);
     }
     // A plugin written with `std` imports WASI, and still loads.
-    let hostile = inspect(runtime(), builtin::EXAMPLE_HOSTILE).expect("inspects");
+    let hostile = inspect(runtime(), "hostile.wasm", builtin::EXAMPLE_HOSTILE).expect("inspects");
     assert!(
         hostile.imports.iter().any(|n| n.starts_with("wasi:")),
         "{:?}",
