@@ -32,6 +32,28 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| bad_input(format!("{}: {e}", path.display())))
 }
 
+/// A plugin name must be a non-empty label value (the selection label and
+/// annotations carry it) that also makes `jobset-policy-<name>` a valid
+/// ConfigMap name.
+pub(crate) fn check_name(flag: &str, name: &str) -> Result<(), Failure> {
+    let problem = if name.is_empty() {
+        Some("a plugin name must not be empty".to_string())
+    } else {
+        jobset_api::dns::label_value(name)
+            .into_iter()
+            .chain(
+                jobset_api::dns::dns1123_subdomain(&format!("jobset-policy-{name}"))
+                    .into_iter()
+                    .map(|p| format!("as part of the ConfigMap name jobset-policy-{name}: {p}")),
+            )
+            .next()
+    };
+    match problem {
+        Some(p) => Err(bad_input(format!("{flag} {name:?}: {p}"))),
+        None => Ok(()),
+    }
+}
+
 fn runtime() -> Result<Runtime, Failure> {
     Runtime::new(Default::default()).map_err(|e| Failure::Internal(e.to_string()))
 }
@@ -76,6 +98,10 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
             name,
             namespace,
         } => {
+            check_name("--name", &name)?;
+            if let Some(problem) = jobset_api::dns::dns1123_label(&namespace).first() {
+                return Err(bad_input(format!("--namespace {namespace:?}: {problem}")));
+            }
             let bytes = read(&file)?;
             let yaml = jobset_policy::tools::pack(&bytes, &name, &namespace)
                 .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;

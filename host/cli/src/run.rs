@@ -155,6 +155,7 @@ fn registry(args: &RunArgs) -> Result<Arc<Registry>, Failure> {
             .unwrap_or("plugin")
             .to_lowercase()
             .replace('_', "-");
+        crate::policy_cmd::check_name(&format!("--plugin {spec:?}: the plugin name"), &name)?;
         let yaml = jobset_policy::tools::pack(&bytes, &name, CONTROLLER_NAMESPACE)
             .map_err(|e| bad_input(format!("--plugin {spec:?}: {e}")))?;
         config.plugins.insert(slot, name);

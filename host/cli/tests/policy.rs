@@ -84,3 +84,44 @@ fn policy_inspect_says_what_a_file_is_when_it_is_not_a_component() {
         );
     }
 }
+
+#[test]
+fn policy_pack_refuses_a_name_or_namespace_kubernetes_would_refuse() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let plugin = dir.path().join("outcome.wasm");
+    std::fs::write(&plugin, jobset_policy::builtin::DEFAULT_OUTCOME).expect("writes");
+    let pack = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_jobset"))
+            .args(["policy", "pack"])
+            .arg(&plugin)
+            .args(extra)
+            .output()
+            .expect("the jobset binary runs")
+    };
+    let ok = pack(&["--name", "fail-fast"]);
+    assert_eq!(ok.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("name: jobset-policy-fail-fast"));
+    for (args, want) in [
+        (
+            &["--name", "Fail_Fast"][..],
+            "--name \"Fail_Fast\": as part of the ConfigMap name jobset-policy-Fail_Fast: a DNS-1123 subdomain",
+        ),
+        (
+            &["--name", ""][..],
+            "--name \"\": a plugin name must not be empty",
+        ),
+        (
+            &["--name", "ok", "--namespace", "Team A"][..],
+            "--namespace \"Team A\": a DNS-1123 label",
+        ),
+    ] {
+        let out = pack(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: nothing printed on refusal"
+        );
+    }
+}
