@@ -276,7 +276,11 @@ impl State {
             self.by_uid
                 .insert(meta_str(&obj, "uid").to_string(), key.clone());
         }
+        let created = old.is_none();
         self.record(kind, res, obj.clone(), old);
+        if created && !owner_uids(&obj).is_empty() {
+            self.gc_queue.push_back(GcTask::NewDependent(key));
+        }
         if obj.pointer("/metadata/deletionTimestamp").is_some() {
             self.gc_queue
                 .push_back(GcTask::CheckForeground(meta_str(&obj, "uid").to_string()));

@@ -273,14 +273,9 @@ impl Sim {
         }
         let stored = state.put(&info.store_key(), obj);
         self.after_write(&mut state, info, &stored);
-        if !crate::store::owner_uids(&stored).is_empty() {
-            state
-                .gc_queue
-                .push_back(crate::store::GcTask::NewDependent(crate::store::ObjKey {
-                    res: Arc::from(info.store_key().as_str()),
-                    namespace: ns,
-                    name,
-                }));
+        // A new dependent is queued by `put`: it may have to follow an owner
+        // already in foreground deletion.
+        if !state.gc_queue.is_empty() {
             let now = self.clock().now_rfc3339();
             crate::gc::run(&mut state, &now);
         }
