@@ -5,7 +5,7 @@
 //! is replayed on every run.
 //!
 //! CI runs 64 cases per property; the long run is
-//! `PROPTEST_CASES=20000 cargo test -p jobset-e2e --test fuzz_manifests`.
+//! `PROPTEST_CASES=20000 cargo test -p jobset-e2e --test fuzz manifests::`.
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! HTTP status.
 //!
 //! CI runs 64 cases; the long run is
-//! `PROPTEST_CASES=20000 cargo test -p jobset-e2e --test fuzz_requests`.
+//! `PROPTEST_CASES=20000 cargo test -p jobset-e2e --test fuzz requests::`.
 
 use http_body_util::BodyExt;
 use jobset_sim::{Sim, SimConfig};

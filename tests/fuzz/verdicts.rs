@@ -4,7 +4,7 @@
 //! the rejection names it; a verdict naming only what exists passes.
 //!
 //! CI runs 64 cases per property; the long run is
-//! `PROPTEST_CASES=20000 cargo test -p jobset-e2e --test fuzz_verdicts`.
+//! `PROPTEST_CASES=20000 cargo test -p jobset-e2e --test fuzz verdicts::`.
 
 use jobset_policy::snapshot::{
     Action, InOrderCondition, JobPlacement, JobRestart, OutcomeVerdict, PendingJob, Placement,

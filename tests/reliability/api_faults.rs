@@ -5,7 +5,7 @@
 //! in one attempt.
 //!
 //! CI runs `JOBSET_CHAOS_SEEDS` seeds (default 1); the long run is
-//! `JOBSET_CHAOS_SEEDS=50 cargo test -p jobset-e2e --test api_faults`.
+//! `JOBSET_CHAOS_SEEDS=50 cargo test -p jobset-e2e --test reliability api_faults::`.
 
 use std::time::Duration;
 

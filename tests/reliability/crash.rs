@@ -6,7 +6,7 @@
 //! count every restart exactly once.
 //!
 //! CI runs `JOBSET_CHAOS_SEEDS` seeds (default 2); the long run is
-//! `JOBSET_CHAOS_SEEDS=50 cargo test -p jobset-e2e --test crash`.
+//! `JOBSET_CHAOS_SEEDS=50 cargo test -p jobset-e2e --test reliability crash::`.
 
 use jobset_e2e::chaos::{self, Kill, Rng, workload};
 use jobset_e2e::runs::{assert_matches, expected, run, seeds};

@@ -2,10 +2,8 @@
 //! 9: failure policy, coordinator, volume claim policies, and the ttl bound
 //! of item 10): exact (path, kind) of every error.
 
-mod common;
-
-use common::create::*;
-use common::{job, pod, run_create_table};
+use crate::common::create::*;
+use crate::common::{job, pod, run_create_table};
 use jobset_api::ErrorKind::*;
 use jobset_api::*;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Volume};

@@ -2,11 +2,9 @@
 //! object from the valid base, changes a copy, and lists the exact
 //! (path, kind) of every error the update must produce.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{base, expected, found, job, pod, run_table};
+use crate::common::{base, expected, found, job, pod, run_table};
 use jobset_api::ErrorKind::{self, *};
 use jobset_api::*;
 use k8s_openapi::api::core::v1::{PodSchedulingGate, Toleration};

@@ -1,6 +1,6 @@
 //! deploy/ holds generated parts; these tests fail when one is stale or
 //! when the kustomization stops referencing it. Regenerate with
-//! `JOBSET_BLESS=1 cargo test -p jobset-controller --test deploy_generated`.
+//! `JOBSET_BLESS=1 cargo test -p jobset-controller --test controller deploy_generated::`.
 
 use std::path::{Path, PathBuf};
 

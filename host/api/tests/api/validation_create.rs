@@ -2,10 +2,8 @@
 //! checks of item 10): each case changes the valid base JobSet and lists the
 //! exact (path, kind) of every error it must produce.
 
-mod common;
-
-use common::create::*;
-use common::{base, job, run_create_table};
+use crate::common::create::*;
+use crate::common::{base, job, run_create_table};
 use jobset_api::ErrorKind::*;
 use jobset_api::*;
 

@@ -14,8 +14,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 
-mod common;
-use common::{Proc, serve_sim};
+use crate::common::{Proc, serve_sim};
 
 const JOBSET: &str = r#"
 apiVersion: jobset.x-k8s.io/v1alpha2

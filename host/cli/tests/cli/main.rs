@@ -1,0 +1,12 @@
+//! The `jobset` binary as users run it: each module starts it as a
+//! process (with the simulator, the controller, the policy tools, the
+//! examples and the tutorial). One test binary, so the workspace links it once.
+
+mod common;
+mod controller;
+mod crd;
+mod deploy;
+mod examples;
+mod policy;
+mod run;
+mod tutorial;
