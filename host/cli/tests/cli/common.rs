@@ -1,9 +1,28 @@
 //! What the tests that run `jobset` as a process share: a child stopped
-//! when the test ends, and `jobset sim serve` started and ready.
+//! when the test ends, `jobset sim serve` started and ready, and where the
+//! repository and the upstream examples are.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+/// The repository root, canonical (so that its ancestors are real).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists")
+}
+
+/// The upstream examples: `shared/compat/upstream-examples` beside the
+/// checkout, or beside a directory above it (for worktrees).
+pub fn examples_dir() -> PathBuf {
+    repo()
+        .ancestors()
+        .map(|a| a.join("shared/compat/upstream-examples"))
+        .find(|p| p.is_dir())
+        .expect("shared/compat/upstream-examples is beside the checkout or a directory above it")
+}
 
 /// Kills the child when the test ends, however it ends.
 pub struct Proc(pub Child);

@@ -4,14 +4,10 @@
 //! validate JobSets; with the webhook down, admission fails closed.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use crate::common::{Proc, serve_sim};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::common::{Proc, repo, serve_sim};
 
 /// A `jobset sim serve` subprocess, stopped on drop.
 struct Serve {

@@ -5,21 +5,8 @@
 //! under examples/scenarios/ that makes the described failures happen.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The upstream examples: `shared/compat/upstream-examples` beside the
-/// checkout (or beside a directory above it, for worktrees).
-fn examples_dir() -> PathBuf {
-    repo()
-        .ancestors()
-        .map(|a| a.join("shared/compat/upstream-examples"))
-        .find(|p| p.is_dir())
-        .unwrap_or_else(|| repo().join("../shared/compat/upstream-examples"))
-}
+use crate::common::{examples_dir, repo};
 
 /// What one example must end with.
 struct Expect<'a> {

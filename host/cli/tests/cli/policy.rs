@@ -2,12 +2,10 @@
 //! that fails exits 1 and says which file, which scenario and why; a file
 //! that is not a plugin exits 2 and says what it is instead.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::common::repo;
 
 fn policy_test(plugin: &Path, scenario: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jobset"))

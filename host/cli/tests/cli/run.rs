@@ -1,22 +1,9 @@
 //! `jobset run` end to end: the simulated cluster, the controller and the
 //! plugins in one process, driven through the command line as a user would.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The upstream examples: `shared/compat/upstream-examples` beside the
-/// checkout (or beside a directory above it, for worktrees).
-fn examples_dir() -> PathBuf {
-    repo()
-        .ancestors()
-        .map(|a| a.join("shared/compat/upstream-examples"))
-        .find(|p| p.is_dir())
-        .unwrap_or_else(|| repo().join("../shared/compat/upstream-examples"))
-}
+use crate::common::{examples_dir, repo};
 
 fn jobset(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jobset"))

@@ -22,20 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the repository root exists")
-}
-
-fn examples_dir() -> PathBuf {
-    repo()
-        .ancestors()
-        .map(|a| a.join("shared/compat/upstream-examples"))
-        .find(|p| p.is_dir())
-        .expect("the upstream examples are beside the checkout")
-}
+use crate::common::{examples_dir, repo};
 
 /// `<target>/wasm-plugins`, where the workspace build put the plugins.
 fn wasm_target_dir() -> PathBuf {

@@ -5,21 +5,14 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use jobset_sim::cluster::{Cluster, ClusterConfig, ClusterHandle, NodeLayout, Scenario};
-use jobset_sim::{PatchKind, Propagation, Resource, Sim, SimClient, SimConfig};
+use jobset_sim::cluster::ClusterHandle;
+use jobset_sim::{PatchKind, Propagation, Resource, Sim};
 use serde_json::{Value, json};
 
+use crate::cluster_support::{condition as cond, pods_of as pods, start_cluster, wait_for};
+
 async fn start(layout: &str, scenario: &str, job_controller: bool) -> (Sim, ClusterHandle) {
-    let sim = Sim::new(SimConfig::default());
-    let config = ClusterConfig {
-        nodes: NodeLayout::parse(layout).expect("layout"),
-        scenario: Scenario::from_yaml(scenario).expect("scenario"),
-        seed: 11,
-        job_controller,
-    };
-    let cluster = Cluster::start(&sim, config).await.expect("cluster starts");
-    (sim, cluster)
+    start_cluster(layout, scenario, 11, job_controller).await
 }
 
 fn job(name: &str, n: u32, extra: Value) -> Value {
@@ -38,58 +31,6 @@ fn job(name: &str, n: u32, extra: Value) -> Value {
     j
 }
 
-fn cond<'a>(obj: &'a Value, kind: &str) -> &'a Value {
-    obj["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
-        .unwrap_or(&Value::Null)
-}
-
-async fn wait_job(
-    client: &SimClient,
-    name: &str,
-    limit: Duration,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let fut = async {
-        loop {
-            // Watches may be dropped by injected faults: watch again from the current state.
-            let Ok(w) = client
-                .watch(&Resource::jobs(), Some("default"), None, None)
-                .await
-            else {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            };
-            let mut w = Box::pin(w);
-            while let Some(ev) = w.next().await {
-                if ev.object["metadata"]["name"] == name && ev.kind != "DELETED" && pred(&ev.object)
-                {
-                    return ev.object;
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    };
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("job {name} never reached the expected state"))
-}
-
-async fn pods(client: &SimClient, job: &str) -> Vec<Value> {
-    client
-        .list(
-            &Resource::pods(),
-            Some("default"),
-            Some(&format!("batch.kubernetes.io/job-name={job}")),
-        )
-        .await
-        .expect("list")["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 #[tokio::test(start_paused = true)]
 async fn suspending_a_job_stops_its_pods_and_resuming_starts_new_ones() {
     let (sim, _c) = start("pools=1,nodes=2", "defaultDuration: 1h", true).await;
@@ -98,9 +39,13 @@ async fn suspending_a_job_stops_its_pods_and_resuming_starts_new_ones() {
         .create(&Resource::jobs(), Some("default"), &job("s", 2, json!({})))
         .await
         .expect("create");
-    wait_job(&client, "s", Duration::from_secs(60), |j| {
-        j["status"]["ready"] == 2
-    })
+    wait_for(
+        &client,
+        &Resource::jobs(),
+        "s",
+        Duration::from_secs(60),
+        |j| j["status"]["ready"] == 2,
+    )
     .await;
     client
         .patch(
@@ -112,11 +57,17 @@ async fn suspending_a_job_stops_its_pods_and_resuming_starts_new_ones() {
         )
         .await
         .expect("suspend");
-    let j = wait_job(&client, "s", Duration::from_secs(120), |j| {
-        cond(j, "Suspended")["status"] == "True"
-            && j["status"]["active"] == 0
-            && j["status"]["terminating"] == 0
-    })
+    let j = wait_for(
+        &client,
+        &Resource::jobs(),
+        "s",
+        Duration::from_secs(120),
+        |j| {
+            cond(j, "Suspended")["status"] == "True"
+                && j["status"]["active"] == 0
+                && j["status"]["terminating"] == 0
+        },
+    )
     .await;
     assert_eq!(cond(&j, "Suspended")["reason"], "JobSuspended");
     assert_eq!(
@@ -135,9 +86,13 @@ async fn suspending_a_job_stops_its_pods_and_resuming_starts_new_ones() {
         )
         .await
         .expect("resume");
-    let j = wait_job(&client, "s", Duration::from_secs(60), |j| {
-        j["status"]["ready"] == 2
-    })
+    let j = wait_for(
+        &client,
+        &Resource::jobs(),
+        "s",
+        Duration::from_secs(60),
+        |j| j["status"]["ready"] == 2,
+    )
     .await;
     assert_eq!(cond(&j, "Suspended")["status"], "False");
     assert_eq!(cond(&j, "Suspended")["reason"], "JobResumed");
@@ -163,9 +118,13 @@ async fn a_job_past_its_active_deadline_fails_with_deadline_exceeded_after_its_p
         )
         .await
         .expect("create");
-    let j = wait_job(&client, "dl", Duration::from_secs(600), |j| {
-        cond(j, "Failed")["status"] == "True"
-    })
+    let j = wait_for(
+        &client,
+        &Resource::jobs(),
+        "dl",
+        Duration::from_secs(600),
+        |j| cond(j, "Failed")["status"] == "True",
+    )
     .await;
     assert_eq!(cond(&j, "Failed")["reason"], "DeadlineExceeded");
     assert_eq!(
@@ -196,9 +155,13 @@ async fn an_index_failing_past_its_per_index_limit_fails_the_job_with_failed_ind
         )
         .await
         .expect("create");
-    let j = wait_job(&client, "pi", Duration::from_secs(900), |j| {
-        cond(j, "Failed")["status"] == "True"
-    })
+    let j = wait_for(
+        &client,
+        &Resource::jobs(),
+        "pi",
+        Duration::from_secs(900),
+        |j| cond(j, "Failed")["status"] == "True",
+    )
     .await;
     assert_eq!(cond(&j, "Failed")["reason"], "FailedIndexes");
     assert_eq!(cond(&j, "Failed")["message"], "Job has failed indexes");
@@ -233,9 +196,13 @@ async fn foreground_deletion_of_a_job_waits_for_its_pods_grace_period() {
         .create(&Resource::jobs(), Some("default"), &j)
         .await
         .expect("create");
-    wait_job(&client, "fg", Duration::from_secs(60), |j| {
-        j["status"]["ready"] == 2
-    })
+    wait_for(
+        &client,
+        &Resource::jobs(),
+        "fg",
+        Duration::from_secs(60),
+        |j| j["status"]["ready"] == 2,
+    )
     .await;
     client
         .delete(
@@ -309,9 +276,13 @@ async fn a_timed_domain_failure_from_the_scenario_moves_the_job_to_the_healthy_p
         .create(&Resource::jobs(), Some("default"), &j)
         .await
         .expect("create");
-    let done = wait_job(&client, "moved", Duration::from_secs(3600), |j| {
-        cond(j, "Complete")["status"] == "True"
-    })
+    let done = wait_for(
+        &client,
+        &Resource::jobs(),
+        "moved",
+        Duration::from_secs(3600),
+        |j| cond(j, "Complete")["status"] == "True",
+    )
     .await;
     let all = pods(&client, "moved").await;
     let disrupted = all
@@ -364,8 +335,9 @@ api:
         }
     }
     for i in 0..3 {
-        let j = wait_job(
+        let j = wait_for(
             &client,
+            &Resource::jobs(),
             &format!("flaky-{i}"),
             Duration::from_secs(1800),
             |j| cond(j, "Complete")["status"] == "True",

@@ -4,21 +4,14 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use jobset_sim::cluster::{Cluster, ClusterConfig, ClusterHandle, NodeLayout, Scenario};
-use jobset_sim::{Resource, Sim, SimClient, SimConfig};
+use jobset_sim::cluster::ClusterHandle;
+use jobset_sim::{Resource, Sim, SimClient};
 use serde_json::{Value, json};
 
+use crate::cluster_support::{condition, pods_of, start_cluster, wait_for};
+
 async fn start(layout: &str, scenario: &str) -> (Sim, ClusterHandle) {
-    let sim = Sim::new(SimConfig::default());
-    let config = ClusterConfig {
-        nodes: NodeLayout::parse(layout).expect("layout"),
-        scenario: Scenario::from_yaml(scenario).expect("scenario"),
-        seed: 7,
-        job_controller: true,
-    };
-    let cluster = Cluster::start(&sim, config).await.expect("cluster starts");
-    (sim, cluster)
+    start_cluster(layout, scenario, 7, true).await
 }
 
 fn job(name: &str, parallelism: u32, completions: u32, extra: Value) -> Value {
@@ -41,50 +34,10 @@ fn job(name: &str, parallelism: u32, completions: u32, extra: Value) -> Value {
 
 /// Waits (in virtual time, at most `limit`) until the Job has a True condition of `kind`.
 async fn wait_condition(client: &SimClient, name: &str, kind: &str, limit: Duration) -> Value {
-    let fut = async {
-        let mut w = Box::pin(
-            client
-                .watch(&Resource::jobs(), Some("default"), None, None)
-                .await
-                .expect("watch"),
-        );
-        while let Some(ev) = w.next().await {
-            let o = ev.object;
-            if o["metadata"]["name"] != name {
-                continue;
-            }
-            let hit = o["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == kind && c["status"] == "True")
-            });
-            if hit {
-                return o;
-            }
-        }
-        panic!("watch ended");
-    };
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{name} never got {kind}"))
-}
-
-async fn pods_of(client: &SimClient, job: &str) -> Vec<Value> {
-    let list = client
-        .list(
-            &Resource::pods(),
-            Some("default"),
-            Some(&format!("batch.kubernetes.io/job-name={job}")),
-        )
-        .await
-        .expect("list");
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
-fn condition<'a>(obj: &'a Value, kind: &str) -> &'a Value {
-    obj["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
-        .unwrap_or(&Value::Null)
+    wait_for(client, &Resource::jobs(), name, limit, |o| {
+        condition(o, kind)["status"] == "True"
+    })
+    .await
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,21 +4,14 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use jobset_sim::cluster::{Cluster, ClusterConfig, ClusterHandle, NodeLayout, Scenario};
-use jobset_sim::{PatchKind, Resource, Sim, SimClient, SimConfig};
+use jobset_sim::cluster::ClusterHandle;
+use jobset_sim::{PatchKind, Resource, Sim, SimClient};
 use serde_json::{Value, json};
 
+use crate::cluster_support::{condition, start_cluster, wait_for};
+
 async fn start(layout: &str) -> (Sim, ClusterHandle) {
-    let sim = Sim::new(SimConfig::default());
-    let config = ClusterConfig {
-        nodes: NodeLayout::parse(layout).expect("layout"),
-        scenario: Scenario::from_yaml("defaultDuration: 1h").expect("scenario"),
-        seed: 1,
-        job_controller: true,
-    };
-    let cluster = Cluster::start(&sim, config).await.expect("cluster starts");
-    (sim, cluster)
+    start_cluster(layout, "defaultDuration: 1h", 1, true).await
 }
 
 fn pod(name: &str, spec: Value) -> Value {
@@ -34,29 +27,18 @@ fn pod(name: &str, spec: Value) -> Value {
 
 /// Waits in virtual time until the pod satisfies `pred`.
 async fn wait_pod(client: &SimClient, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let fut = async {
-        let mut w = Box::pin(
-            client
-                .watch(&Resource::pods(), Some("default"), None, None)
-                .await
-                .expect("watch"),
-        );
-        while let Some(ev) = w.next().await {
-            if ev.object["metadata"]["name"] == name && pred(&ev.object) {
-                return ev.object;
-            }
-        }
-        panic!("watch ended");
-    };
-    tokio::time::timeout(Duration::from_secs(600), fut)
-        .await
-        .unwrap_or_else(|_| panic!("pod {name} never reached the expected state"))
+    wait_for(
+        client,
+        &Resource::pods(),
+        name,
+        Duration::from_secs(600),
+        pred,
+    )
+    .await
 }
 
 fn scheduled(p: &Value) -> Option<&Value> {
-    p["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
+    Some(condition(p, "PodScheduled")).filter(|c| !c.is_null())
 }
 
 fn unschedulable(p: &Value) -> bool {

@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 
 use jobset_sim::{Sim, SimConfig, write_kubeconfig};
 
-struct Cluster {
-    _rt: tokio::runtime::Runtime,
+/// A simulator serving on loopback, and a kubectl configured for it (its
+/// own HOME and cache, so runs never share state).
+pub(crate) struct Cluster {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) sim: Sim,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
 }
 
-fn start() -> Cluster {
+pub(crate) fn start() -> Cluster {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -23,15 +26,16 @@ fn start() -> Cluster {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
+    let sim = Sim::new(SimConfig::default());
     let addr = rt.block_on(async {
-        let sim = Sim::new(SimConfig::default());
         sim.serve("127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("serve")
     });
     write_kubeconfig(&kubeconfig, addr, None).expect("kubeconfig");
     Cluster {
-        _rt: rt,
+        rt,
+        sim,
         dir,
         kubeconfig,
     }
@@ -65,7 +69,8 @@ impl Cluster {
         child.wait_with_output().expect("kubectl output")
     }
 
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+    /// Runs kubectl, asserting success; returns its stdout.
+    pub(crate) fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.run(args, stdin);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
@@ -553,7 +558,7 @@ fn kubectl_with_rbac_on_is_refused_as_a_real_server_words_it() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let ((addr, ca), bot_token) = rt.block_on(async {
+    let (sim, (addr, ca), bot_token) = rt.block_on(async {
         let mut config = SimConfig {
             rbac: true,
             ..SimConfig::default()
@@ -563,15 +568,15 @@ fn kubectl_with_rbac_on_is_refused_as_a_real_server_words_it() {
             .insert("root".into(), jobset_sim::UserInfo::admin());
         let sim = Sim::new(config);
         let token = sim.mint_service_account_token("default", "bot");
-        (
-            sim.serve_tls("127.0.0.1:0".parse().expect("addr"))
-                .await
-                .expect("serve"),
-            token,
-        )
+        let served = sim
+            .serve_tls("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("serve");
+        (sim, served, token)
     });
     let admin = Cluster {
-        _rt: rt,
+        rt,
+        sim,
         dir,
         kubeconfig: PathBuf::new(),
     };

@@ -2,12 +2,10 @@
 //! events.k8s.io/v1: `get events`, its field selectors and `describe`, which
 //! all read core v1 Events from the one store.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use jobset_sim::{Sim, SimConfig, write_kubeconfig};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::kubectl::{Cluster, start};
 
 const CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -30,62 +28,7 @@ spec:
 
 const JOBSET: &str = "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata:\n  name: js\n";
 
-struct Cluster {
-    rt: tokio::runtime::Runtime,
-    sim: Sim,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-fn start() -> Cluster {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let sim = Sim::new(SimConfig::default());
-    let addr = rt.block_on(async {
-        sim.serve("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("serve")
-    });
-    write_kubeconfig(&kubeconfig, addr, None).expect("kubeconfig");
-    Cluster {
-        rt,
-        sim,
-        dir,
-        kubeconfig,
-    }
-}
-
 impl Cluster {
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut c = Command::new("kubectl");
-        c.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .env("KUBECACHEDIR", self.dir.path().join("cache"));
-        let out = match stdin {
-            Some(input) => {
-                let file = self.dir.path().join("stdin.yaml");
-                std::fs::write(&file, input).expect("write manifest");
-                c.arg("-f").arg(&file);
-                c.output()
-            }
-            None => c.output(),
-        }
-        .expect("kubectl runs");
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-
     /// Publishes an event through events.k8s.io/v1 as the JobSet controller does.
     fn record(&self, regarding: ObjectReference, reason: &str, note: &str) {
         let ev = Event {
@@ -124,7 +67,7 @@ fn reference(kind: &str, name: &str, uid: &str) -> ObjectReference {
 #[test]
 fn kubectl_get_and_describe_show_events_recorded_through_events_k8s_io() {
     let c = start();
-    c.ok(&["apply"], Some(CRD));
+    c.ok(&["apply", "-f", "-"], Some(CRD));
     c.ok(
         &[
             "wait",
@@ -134,7 +77,7 @@ fn kubectl_get_and_describe_show_events_recorded_through_events_k8s_io() {
         ],
         None,
     );
-    c.ok(&["apply"], Some(JOBSET));
+    c.ok(&["apply", "-f", "-"], Some(JOBSET));
     let uid = c.ok(
         &["get", "jobset", "js", "-o", "jsonpath={.metadata.uid}"],
         None,

@@ -6,6 +6,7 @@ mod cluster_job_features;
 mod cluster_jobs;
 mod cluster_scale;
 mod cluster_scheduling;
+mod cluster_support;
 mod events;
 mod kube_client;
 mod kubectl;
