@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use jobset_sim::cluster::ClusterHandle;
-use jobset_sim::{PatchKind, Propagation, Resource, Sim};
+use jobset_sim::{PatchKind, Propagation, Resource, Sim, SimClient};
 use serde_json::{Value, json};
 
-use crate::cluster_support::{condition as cond, pods_of as pods, start_cluster, wait_for};
+use crate::cluster_support::{condition, pods_of, start_cluster, wait_for};
 
 async fn start(layout: &str, scenario: &str, job_controller: bool) -> (Sim, ClusterHandle) {
     start_cluster(layout, scenario, 11, job_controller).await
@@ -31,6 +31,16 @@ fn job(name: &str, n: u32, extra: Value) -> Value {
     j
 }
 
+/// Waits (in virtual time, at most `limit`) until Job `name` satisfies `pred`.
+async fn wait_job(
+    client: &SimClient,
+    name: &str,
+    limit: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(client, &Resource::jobs(), name, limit, pred).await
+}
+
 #[tokio::test(start_paused = true)]
 async fn suspending_a_job_stops_its_pods_and_resuming_starts_new_ones() {
     let (sim, _c) = start("pools=1,nodes=2", "defaultDuration: 1h", true).await;
@@ -39,13 +49,9 @@ async fn suspending_a_job_stops_its_pods_and_resuming_starts_new_ones() {
         .create(&Resource::jobs(), Some("default"), &job("s", 2, json!({})))
         .await
         .expect("create");
-    wait_for(
-        &client,
-        &Resource::jobs(),
-        "s",
-        Duration::from_secs(60),
-        |j| j["status"]["ready"] == 2,
-    )
+    wait_job(&client, "s", Duration::from_secs(60), |j| {
+        j["status"]["ready"] == 2
+    })
     .await;
     client
         .patch(
@@ -57,24 +63,18 @@ async fn suspending_a_job_stops_its_pods_and_resuming_starts_new_ones() {
         )
         .await
         .expect("suspend");
-    let j = wait_for(
-        &client,
-        &Resource::jobs(),
-        "s",
-        Duration::from_secs(120),
-        |j| {
-            cond(j, "Suspended")["status"] == "True"
-                && j["status"]["active"] == 0
-                && j["status"]["terminating"] == 0
-        },
-    )
+    let j = wait_job(&client, "s", Duration::from_secs(120), |j| {
+        condition(j, "Suspended")["status"] == "True"
+            && j["status"]["active"] == 0
+            && j["status"]["terminating"] == 0
+    })
     .await;
-    assert_eq!(cond(&j, "Suspended")["reason"], "JobSuspended");
+    assert_eq!(condition(&j, "Suspended")["reason"], "JobSuspended");
     assert_eq!(
         j["status"]["failed"], 0,
         "pods stopped by a suspension are not failures"
     );
-    let before: Vec<Value> = pods(&client, "s").await;
+    let before: Vec<Value> = pods_of(&client, "s").await;
     assert!(before.iter().all(|p| p["status"]["phase"] == "Failed"));
     client
         .patch(
@@ -86,18 +86,14 @@ async fn suspending_a_job_stops_its_pods_and_resuming_starts_new_ones() {
         )
         .await
         .expect("resume");
-    let j = wait_for(
-        &client,
-        &Resource::jobs(),
-        "s",
-        Duration::from_secs(60),
-        |j| j["status"]["ready"] == 2,
-    )
+    let j = wait_job(&client, "s", Duration::from_secs(60), |j| {
+        j["status"]["ready"] == 2
+    })
     .await;
-    assert_eq!(cond(&j, "Suspended")["status"], "False");
-    assert_eq!(cond(&j, "Suspended")["reason"], "JobResumed");
+    assert_eq!(condition(&j, "Suspended")["status"], "False");
+    assert_eq!(condition(&j, "Suspended")["reason"], "JobResumed");
     // The stopped pods went away with their finalizer; two new ones run.
-    let after = pods(&client, "s").await;
+    let after = pods_of(&client, "s").await;
     assert_eq!(after.len(), 2);
     assert!(after.iter().all(|p| {
         !before
@@ -118,17 +114,13 @@ async fn a_job_past_its_active_deadline_fails_with_deadline_exceeded_after_its_p
         )
         .await
         .expect("create");
-    let j = wait_for(
-        &client,
-        &Resource::jobs(),
-        "dl",
-        Duration::from_secs(600),
-        |j| cond(j, "Failed")["status"] == "True",
-    )
+    let j = wait_job(&client, "dl", Duration::from_secs(600), |j| {
+        condition(j, "Failed")["status"] == "True"
+    })
     .await;
-    assert_eq!(cond(&j, "Failed")["reason"], "DeadlineExceeded");
+    assert_eq!(condition(&j, "Failed")["reason"], "DeadlineExceeded");
     assert_eq!(
-        cond(&j, "Failed")["message"],
+        condition(&j, "Failed")["message"],
         "Job was active longer than specified deadline"
     );
     // FailureTarget at the deadline, Failed only after the 30 s grace period.
@@ -155,23 +147,19 @@ async fn an_index_failing_past_its_per_index_limit_fails_the_job_with_failed_ind
         )
         .await
         .expect("create");
-    let j = wait_for(
-        &client,
-        &Resource::jobs(),
-        "pi",
-        Duration::from_secs(900),
-        |j| cond(j, "Failed")["status"] == "True",
-    )
+    let j = wait_job(&client, "pi", Duration::from_secs(900), |j| {
+        condition(j, "Failed")["status"] == "True"
+    })
     .await;
-    assert_eq!(cond(&j, "Failed")["reason"], "FailedIndexes");
-    assert_eq!(cond(&j, "Failed")["message"], "Job has failed indexes");
+    assert_eq!(condition(&j, "Failed")["reason"], "FailedIndexes");
+    assert_eq!(condition(&j, "Failed")["message"], "Job has failed indexes");
     assert_eq!(j["status"]["failedIndexes"], "1");
     assert_eq!(j["status"]["completedIndexes"], "0,2");
     assert_eq!(
         j["status"]["failed"], 2,
         "index 1 ran twice: once plus one retry"
     );
-    let retried: Vec<Value> = pods(&client, "pi")
+    let retried: Vec<Value> = pods_of(&client, "pi")
         .await
         .into_iter()
         .filter(|p| p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "1")
@@ -196,13 +184,9 @@ async fn foreground_deletion_of_a_job_waits_for_its_pods_grace_period() {
         .create(&Resource::jobs(), Some("default"), &j)
         .await
         .expect("create");
-    wait_for(
-        &client,
-        &Resource::jobs(),
-        "fg",
-        Duration::from_secs(60),
-        |j| j["status"]["ready"] == 2,
-    )
+    wait_job(&client, "fg", Duration::from_secs(60), |j| {
+        j["status"]["ready"] == 2
+    })
     .await;
     client
         .delete(
@@ -220,14 +204,14 @@ async fn foreground_deletion_of_a_job_waits_for_its_pods_grace_period() {
         .expect("job still there");
     assert!(still["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(
-        pods(&client, "fg").await.len(),
+        pods_of(&client, "fg").await.len(),
         2,
         "pods are still terminating"
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
     let gone = client.get(&Resource::jobs(), Some("default"), "fg").await;
     assert_eq!(gone.map_err(|e| e.code).err(), Some(404));
-    assert!(pods(&client, "fg").await.is_empty());
+    assert!(pods_of(&client, "fg").await.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -243,7 +227,7 @@ async fn without_a_job_controller_jobs_get_no_pods_and_status_is_written_by_hand
         .await
         .expect("create");
     tokio::time::sleep(Duration::from_secs(600)).await;
-    assert!(pods(&client, "manual").await.is_empty());
+    assert!(pods_of(&client, "manual").await.is_empty());
     let status = json!({"status": {"active": 2, "ready": 2, "startTime": "2026-01-01T00:00:00Z"}});
     let j = client
         .patch_status(
@@ -276,18 +260,14 @@ async fn a_timed_domain_failure_from_the_scenario_moves_the_job_to_the_healthy_p
         .create(&Resource::jobs(), Some("default"), &j)
         .await
         .expect("create");
-    let done = wait_for(
-        &client,
-        &Resource::jobs(),
-        "moved",
-        Duration::from_secs(3600),
-        |j| cond(j, "Complete")["status"] == "True",
-    )
+    let done = wait_job(&client, "moved", Duration::from_secs(3600), |j| {
+        condition(j, "Complete")["status"] == "True"
+    })
     .await;
-    let all = pods(&client, "moved").await;
+    let all = pods_of(&client, "moved").await;
     let disrupted = all
         .iter()
-        .filter(|p| cond(p, "DisruptionTarget")["status"] == "True")
+        .filter(|p| condition(p, "DisruptionTarget")["status"] == "True")
         .count();
     assert_eq!(done["status"]["failed"].as_i64(), Some(disrupted as i64));
     assert!(
@@ -335,12 +315,11 @@ api:
         }
     }
     for i in 0..3 {
-        let j = wait_for(
+        let j = wait_job(
             &client,
-            &Resource::jobs(),
             &format!("flaky-{i}"),
             Duration::from_secs(1800),
-            |j| cond(j, "Complete")["status"] == "True",
+            |j| condition(j, "Complete")["status"] == "True",
         )
         .await;
         assert_eq!(j["status"]["succeeded"], 2);
