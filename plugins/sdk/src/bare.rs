@@ -2,13 +2,15 @@
 //! supply: a global allocator, the canonical ABI's `cabi_realloc`, and a
 //! panic handler.
 //!
-//! `cabi_realloc` serves the host from an arena: the host calls it once per
-//! string and list of the snapshot it writes in (even an empty one), and a
-//! bump in a static block is the cheapest answer (3-5% of a default
-//! plugin's decision, measured with the decisions bench's A/B mode).
-//! Nothing in the arena is freed before the instance, used for one
-//! decision, is thrown away; when it is full the global allocator takes
-//! over.
+//! Allocation is a bump in a static arena. The host calls `cabi_realloc`
+//! once per string and list of the snapshot it writes in (even an empty
+//! one), the plugin allocates its working data and its verdict, and the
+//! export glue frees the verdict after the host has read it; the instance,
+//! used for one decision, is then thrown away. A bump is the cheapest answer
+//! to the first two, and a free that does nothing the cheapest to the last
+//! (measured with the decisions bench's A/B mode: 3-5% of a default
+//! plugin's decision for the host's calls alone). When the arena is full,
+//! dlmalloc takes over.
 //!
 //! A plugin without `std` imports no WASI at all, and its component is a
 //! third to half the size: `std` brings its panic hook, stderr and thread
@@ -22,9 +24,11 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::arch::wasm32;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use dlmalloc::Dlmalloc;
+
+use crate::bump::{Bump, Resize};
 
 const PAGE: usize = 64 << 10;
 
@@ -88,8 +92,9 @@ unsafe impl dlmalloc::Allocator for Heap {
 }
 
 /// Size of the arena: a 64-Job snapshot plus a placement request over 80
-/// domains takes about 40 KiB. It is zeroed static memory (no bytes in the
-/// component) inside the 2 MiB the default plugins start with.
+/// domains takes about 40 KiB, the default placement plugin's work and
+/// verdict for it about 10 KiB more. It is zeroed static memory (no bytes
+/// in the component) inside the 2 MiB the default plugins start with.
 const ARENA_SIZE: usize = 256 << 10;
 
 #[repr(C, align(16))]
@@ -99,34 +104,14 @@ struct Arena(UnsafeCell<[u8; ARENA_SIZE]>);
 unsafe impl Sync for Arena {}
 
 static ARENA: Arena = Arena(UnsafeCell::new([0; ARENA_SIZE]));
-/// Bytes of the arena handed out so far.
-static ARENA_USED: AtomicUsize = AtomicUsize::new(0);
+static BUMP: Bump = Bump::new(ARENA_SIZE);
 
 fn arena_start() -> usize {
     ARENA.0.get() as usize
 }
 
-fn in_arena(ptr: *mut u8) -> bool {
-    let start = arena_start();
-    (start..start + ARENA_SIZE).contains(&(ptr as usize))
-}
-
-/// `size` bytes aligned to `align` (a power of two) from the arena, if
-/// they fit.
-fn arena_alloc(size: usize, align: usize) -> Option<*mut u8> {
-    let start = arena_start();
-    let at = (start + ARENA_USED.load(Ordering::Relaxed)).checked_next_multiple_of(align)?;
-    let end = at.checked_add(size)?;
-    if end > start + ARENA_SIZE {
-        return None;
-    }
-    ARENA_USED.store(end - start, Ordering::Relaxed);
-    Some(at as *mut u8)
-}
-
-/// dlmalloc, as `std` uses on `wasm32-unknown-unknown`. A component runs
-/// on one thread, so no lock. Blocks in the arena are never freed, and one
-/// that must grow moves out of it.
+/// The arena first, then dlmalloc (as `std` uses on
+/// `wasm32-unknown-unknown`). A component runs on one thread, so no lock.
 struct Allocator;
 
 static mut DLMALLOC: Dlmalloc<Heap> = Dlmalloc::new_with_allocator(Heap);
@@ -137,20 +122,34 @@ fn dlmalloc() -> &'static mut Dlmalloc<Heap> {
     unsafe { &mut *core::ptr::addr_of_mut!(DLMALLOC) }
 }
 
-// SAFETY: forwards to dlmalloc, which upholds `GlobalAlloc`'s contract.
+// SAFETY: `Bump` hands out disjoint blocks of the static arena (a block's
+// bytes again only once it was freed); everything else forwards to
+// dlmalloc, which upholds `GlobalAlloc`'s contract.
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if let Some(at) = BUMP.alloc(arena_start(), layout.size(), layout.align()) {
+            return at as *mut u8;
+        }
         // SAFETY: `layout` is valid (non-zero size, per `GlobalAlloc`).
         unsafe { dlmalloc().malloc(layout.size(), layout.align()) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if let Some(at) = BUMP.alloc(arena_start(), layout.size(), layout.align()) {
+            let ptr = at as *mut u8;
+            // SAFETY: the block is `layout.size()` bytes of the arena, which
+            // a freed block may have left bytes in.
+            unsafe { core::ptr::write_bytes(ptr, 0, layout.size()) };
+            return ptr;
+        }
         // SAFETY: as for `alloc`.
         unsafe { dlmalloc().calloc(layout.size(), layout.align()) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if in_arena(ptr) {
+        let start = arena_start();
+        if BUMP.contains(start, ptr as usize) {
+            BUMP.free(start, ptr as usize, layout.size());
             return;
         }
         // SAFETY: `ptr` came from dlmalloc with this layout.
@@ -158,20 +157,25 @@ unsafe impl GlobalAlloc for Allocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if in_arena(ptr) {
-            // SAFETY: `new_size` is non-zero and fits `isize` once rounded
-            // up to the alignment (per `GlobalAlloc::realloc`); the old
-            // block holds `layout.size()` bytes.
-            unsafe {
-                let new = dlmalloc().malloc(new_size, layout.align());
-                if !new.is_null() {
-                    core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                }
-                return new;
-            }
+        let start = arena_start();
+        if !BUMP.contains(start, ptr as usize) {
+            // SAFETY: `ptr` came from dlmalloc with this layout.
+            return unsafe { dlmalloc().realloc(ptr, layout.size(), layout.align(), new_size) };
         }
-        // SAFETY: `ptr` came from dlmalloc with this layout.
-        unsafe { dlmalloc().realloc(ptr, layout.size(), layout.align(), new_size) }
+        if BUMP.resize(start, ptr as usize, layout.size(), new_size) == Resize::InPlace {
+            return ptr;
+        }
+        // SAFETY: `new_size` is non-zero and fits `isize` once rounded up
+        // to the alignment (per `GlobalAlloc::realloc`), so the layout is
+        // valid. The old block, still allocated, keeps its `layout.size()`
+        // bytes, and the new one cannot overlap it.
+        unsafe {
+            let new = self.alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
+            if !new.is_null() {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+            }
+            new
+        }
     }
 }
 
@@ -200,14 +204,8 @@ pub unsafe extern "C" fn cabi_realloc(
     let Ok(layout) = Layout::from_size_align(new_len, align) else {
         wasm32::unreachable()
     };
-    if old_len == 0
-        && let Some(ptr) = arena_alloc(new_len, align)
-    {
-        return ptr;
-    }
     // SAFETY: a non-zero size; an old block comes with the layout it was
-    // allocated with, per the canonical ABI (the global allocator moves
-    // one out of the arena).
+    // allocated with, per the canonical ABI.
     let ptr = unsafe {
         if old_len == 0 {
             alloc(layout)

@@ -32,6 +32,8 @@ pub mod types {
 
 #[cfg(all(target_arch = "wasm32", feature = "bare"))]
 mod bare;
+#[cfg(any(test, all(target_arch = "wasm32", feature = "bare")))]
+mod bump;
 pub mod harness;
 pub mod regex;
 pub mod view;
