@@ -6,8 +6,9 @@
 //! and the [`registry`] that loads plugins from ConfigMaps and picks one
 //! per JobSet and slot.
 
-// One audited exception: calling a plugin export without re-checking its
-// type (`plugin::call_decide`).
+// Two audited exceptions: calling a plugin export without re-checking its
+// type (`plugin::call_decide`), and lowering the snapshot and the placement
+// request in one pass (`lower::Fast`).
 #![deny(unsafe_code)]
 
 mod bindings;
@@ -15,6 +16,7 @@ mod breaker;
 pub mod builtin;
 pub mod engine;
 pub mod error;
+mod lower;
 pub mod offload;
 pub mod plugin;
 pub mod registry;

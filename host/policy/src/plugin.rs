@@ -5,6 +5,7 @@
 
 use crate::bindings::v0_1_0::exports::jobset::policy::meta;
 use crate::error::{ErrorKind, LoadError, PolicyError};
+use crate::lower::Fast;
 use crate::runtime::RuntimeInner;
 use crate::sandbox::{HostState, Limiter};
 use crate::snapshot::{
@@ -26,13 +27,15 @@ pub(crate) struct Exports {
 }
 
 // The Rust types of each slot's `decide`, the ones the host bindings
-// generate from the WIT. `WasmPlugin::prepare` checks the component's
-// exports against exactly these, and `call_decide` relies on that check.
-type StartupParams<'a> = (&'a Snapshot,);
+// generate from the WIT (the inputs written by `lower::Fast`, which
+// type-checks as the record it wraps). `WasmPlugin::prepare` checks the
+// component's exports against exactly these, and `call_decide` relies on
+// that check.
+type StartupParams<'a> = (Fast<'a, Snapshot>,);
 type StartupResults = (Result<StartupVerdict, PluginError>,);
-type OutcomeParams<'a> = (&'a Snapshot,);
+type OutcomeParams<'a> = (Fast<'a, Snapshot>,);
 type OutcomeResults = (Result<OutcomeVerdict, PluginError>,);
-type PlacementParams<'a> = (&'a Snapshot, &'a PlacementRequest);
+type PlacementParams<'a> = (Fast<'a, Snapshot>, Fast<'a, PlacementRequest>);
 type PlacementResults = (Result<Vec<JobPlacement>, PluginError>,);
 
 /// Type-checks a slot's `decide` against `P -> R`, as `call_decide` will
@@ -222,7 +225,7 @@ impl WasmPlugin {
                 store,
                 instance,
                 exports.startup,
-                (snapshot,),
+                (Fast(snapshot),),
             )
             .map(|(r,)| r)
         })?;
@@ -239,7 +242,7 @@ impl WasmPlugin {
                 store,
                 instance,
                 exports.outcome,
-                (snapshot,),
+                (Fast(snapshot),),
             )
             .map(|(r,)| r)
         })?;
@@ -260,7 +263,7 @@ impl WasmPlugin {
                 store,
                 instance,
                 exports.placement,
-                (snapshot, request),
+                (Fast(snapshot), Fast(request)),
             )
             .map(|(r,)| r)
         })?;

@@ -3,8 +3,10 @@
 //! `memory`, `trap`, `recursion`, `huge`, `unknown-name`, `snoop` (tries the
 //! filesystem, network, environment and clock, and reports what it saw in
 //! the verdict), `print` (writes a lot to stdout and stderr), `regex`
-//! (keeps the host compiling and matching large patterns), or anything
-//! else to behave. `validate-config` rejects `reject`.
+//! (keeps the host compiling and matching large patterns), `echo` (fails
+//! with the Debug text of its input, so the host's tests can check that
+//! every field arrived as sent), or anything else to behave.
+//! `validate-config` rejects `reject`.
 
 use jobset_policy_sdk::types::{
     Action, InOrderCondition, JobPlacement, OutcomeVerdict, Placement, PolicyError, Snapshot,
@@ -26,6 +28,7 @@ pub enum Mischief {
     Snoop,
     Print,
     Regex,
+    Echo,
     Behave,
 }
 
@@ -41,6 +44,7 @@ pub fn mischief(config: &str) -> Mischief {
         "snoop" => Mischief::Snoop,
         "print" => Mischief::Print,
         "regex" => Mischief::Regex,
+        "echo" => Mischief::Echo,
         _ => Mischief::Behave,
     }
 }
@@ -146,6 +150,7 @@ pub fn startup(snapshot: &Snapshot) -> Result<StartupVerdict, PolicyError> {
         Mischief::Huge => (0..5_000).map(|i| format!("rjob-{i}")).collect(),
         Mischief::UnknownName => vec!["no-such-replicated-job".to_string()],
         Mischief::Snoop => return Err(PolicyError::Internal(snoop())),
+        Mischief::Echo => return Err(PolicyError::Internal(format!("{snapshot:?}"))),
         _ => snapshot
             .jobset
             .replicated_jobs
@@ -163,6 +168,7 @@ pub fn startup(snapshot: &Snapshot) -> Result<StartupVerdict, PolicyError> {
 /// The outcome slot.
 pub fn outcome(snapshot: &Snapshot) -> Result<OutcomeVerdict, PolicyError> {
     let action = match misbehave(&snapshot.config) {
+        Mischief::Echo => return Err(PolicyError::Internal(format!("{snapshot:?}"))),
         Mischief::Huge => Action::Fail(Terminal {
             reason: "Huge".to_string(),
             message: "x".repeat(4 << 20),
@@ -199,6 +205,9 @@ pub fn placement(
             placement: Placement::Wait("haunting".to_string()),
         }],
         Mischief::Snoop => return Err(PolicyError::Internal(snoop())),
+        Mischief::Echo => {
+            return Err(PolicyError::Internal(format!("{snapshot:?}\n{request:?}")));
+        }
         _ => request
             .jobs
             .iter()
