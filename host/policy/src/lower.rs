@@ -17,10 +17,9 @@
 //! and the echo tests of `tests/wasm` read every field back from a plugin.
 
 use crate::snapshot::{
-    Dependency, DependencyStatus, FailureAction, FailurePolicy, FailurePolicyRule,
-    FinishedCondition, FinishedType, Job, Jobset, JobsetStatus, KeyValue, Occupant, PendingJob,
-    PlacementRequest, ReplicatedJob, ReplicatedJobStatus, RestartStrategy, Snapshot, StartupOrder,
-    SuccessOperator, SuccessPolicy, TopologyDomain,
+    Dependency, FailurePolicy, FailurePolicyRule, FinishedCondition, Job, Jobset, JobsetStatus,
+    KeyValue, Occupant, PendingJob, PlacementRequest, ReplicatedJob, ReplicatedJobStatus, Snapshot,
+    SuccessPolicy, TopologyDomain,
 };
 use std::mem::MaybeUninit;
 use wasmtime::component::__internal::wasmtime_environ::component::StringEncoding;
@@ -321,7 +320,10 @@ impl<'s, C: Alloc> Encoder<'s, C> {
     }
 }
 
-/// `impl Encode` for a record: `f(i)` is where its field `i` goes.
+/// `impl Encode` for a record: `f(i)` is where its field `i` goes. An enum
+/// is written as `value as u8`: wasmtime's bindgen declares the cases in
+/// WIT order on a `#[repr(u8)]` enum, so that is the case's index (the echo
+/// test sends every case).
 macro_rules! encode_as {
     ($ty:ty, $layout:ident, |$self:ident, $enc:ident, $f:ident| $body:block) => {
         impl Encode for $ty {
@@ -346,13 +348,7 @@ encode_as!(KeyValue, KEY_VALUE, |self, enc, f| {
 
 encode_as!(Dependency, DEPENDENCY, |self, enc, f| {
     enc.string(f(0), &self.name)?;
-    enc.u8(
-        f(1),
-        match self.status {
-            DependencyStatus::Ready => 0,
-            DependencyStatus::Complete => 1,
-        },
-    );
+    enc.u8(f(1), self.status as u8);
 });
 
 encode_as!(ReplicatedJob, REPLICATED_JOB, |self, enc, f| {
@@ -365,28 +361,13 @@ encode_as!(ReplicatedJob, REPLICATED_JOB, |self, enc, f| {
 });
 
 encode_as!(SuccessPolicy, SUCCESS, |self, enc, f| {
-    enc.u8(
-        f(0),
-        match self.operator {
-            SuccessOperator::All => 0,
-            SuccessOperator::Any => 1,
-        },
-    );
+    enc.u8(f(0), self.operator as u8);
     enc.strings(f(1), &self.target_replicated_jobs)?;
 });
 
 encode_as!(FailurePolicyRule, RULE, |self, enc, f| {
     enc.string(f(0), &self.name)?;
-    enc.u8(
-        f(1),
-        match self.action {
-            FailureAction::FailJobSet => 0,
-            FailureAction::RestartJobSet => 1,
-            FailureAction::RestartJobSetAndIgnoreMaxRestarts => 2,
-            FailureAction::RestartJob => 3,
-            FailureAction::RestartJobAndIgnoreMaxRestarts => 4,
-        },
-    );
+    enc.u8(f(1), self.action as u8);
     enc.strings(f(2), &self.on_job_failure_reasons)?;
     enc.strings(f(3), &self.on_job_failure_message_patterns)?;
     enc.strings(f(4), &self.target_replicated_jobs)?;
@@ -394,14 +375,7 @@ encode_as!(FailurePolicyRule, RULE, |self, enc, f| {
 
 encode_as!(FailurePolicy, FAILURE, |self, enc, f| {
     enc.i32(f(0), self.max_restarts);
-    enc.u8(
-        f(1),
-        match self.restart_strategy {
-            RestartStrategy::Recreate => 0,
-            RestartStrategy::BlockingRecreate => 1,
-            RestartStrategy::InPlaceRestart => 2,
-        },
-    );
+    enc.u8(f(1), self.restart_strategy as u8);
     enc.records(f(2), &self.rules)?;
 });
 
@@ -435,24 +409,12 @@ encode_as!(Jobset, JOBSET, |self, enc, f| {
         enc.u8(f(8), 1);
         failure.encode(enc, f(8) + payload(FAILURE.abi))?;
     }
-    enc.u8(
-        f(9),
-        match self.startup_order {
-            StartupOrder::AnyOrder => 0,
-            StartupOrder::InOrder => 1,
-        },
-    );
+    enc.u8(f(9), self.startup_order as u8);
     self.status.encode(enc, f(10))?;
 });
 
 encode_as!(FinishedCondition, FINISHED, |self, enc, f| {
-    enc.u8(
-        f(0),
-        match self.kind {
-            FinishedType::Complete => 0,
-            FinishedType::Failed => 1,
-        },
-    );
+    enc.u8(f(0), self.kind as u8);
     enc.string(f(1), &self.reason)?;
     enc.string(f(2), &self.message)?;
     enc.i64(f(3), self.time);
