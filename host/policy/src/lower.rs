@@ -14,7 +14,7 @@
 //! (depth first, field by field). [`Fast`] is used only where the plugin's
 //! strings are UTF-8 (every Rust plugin); other encodings take wasmtime's
 //! own path. The layouts are checked against wasmtime's at compile time,
-//! and the echo tests of `tests/wasm` read every field back from a plugin.
+//! and the echo test of `tests/wasm` reads every field back from a plugin.
 
 use crate::snapshot::{
     Dependency, FailurePolicy, FailurePolicyRule, FinishedCondition, Job, Jobset, JobsetStatus,
@@ -80,13 +80,23 @@ unsafe impl<T: Lower + Encode + Sync> Lower for Fast<'_, T> {
         let (staged, blocks, strings, Guest(cx)) = enc.into_parts();
         let memory = cx.as_slice_mut();
         for b in blocks {
-            memory[b.guest..b.guest + b.len].copy_from_slice(&staged[b.staged..b.staged + b.len]);
+            guest_range(memory, b.guest, b.len)?
+                .copy_from_slice(&staged[b.staged..b.staged + b.len]);
         }
         for (at, s) in strings {
-            memory[at..at + s.len()].copy_from_slice(s.as_bytes());
+            guest_range(memory, at, s.len())?.copy_from_slice(s.as_bytes());
         }
         Ok(())
     }
+}
+
+/// `len` bytes of guest memory at `at`. wasmtime already checked every
+/// block the guest's realloc returned, and memory never shrinks, so this
+/// fails only if that ever changes, and then with an error, not a panic.
+fn guest_range(memory: &mut [u8], at: usize, len: usize) -> wasmtime::Result<&mut [u8]> {
+    at.checked_add(len)
+        .and_then(|end| memory.get_mut(at..end))
+        .ok_or_else(|| wasmtime::format_err!("block {at}+{len} is outside the plugin's memory"))
 }
 
 /// The guest's allocator: `realloc(0, 0, align, size)`.
@@ -495,6 +505,18 @@ mod tests {
             self.top = at + size;
             Ok(at)
         }
+    }
+
+    #[test]
+    fn a_block_outside_memory_is_an_error() {
+        let mut memory = [0u8; 16];
+        assert_eq!(guest_range(&mut memory, 8, 8).expect("fits").len(), 8);
+        let err = guest_range(&mut memory, 12, 8).expect_err("past the end");
+        assert!(err.to_string().contains("12+8"), "{err}");
+        assert!(
+            guest_range(&mut memory, usize::MAX, 2).is_err(),
+            "no overflow"
+        );
     }
 
     #[test]
