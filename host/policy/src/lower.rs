@@ -286,11 +286,36 @@ impl<'s, C: Alloc> Encoder<'s, C> {
         self.span(at, ptr, s.len())
     }
 
+    /// An `option` whose payload is `inner` bytes, written by `write`.
+    fn option<E>(
+        &mut self,
+        at: usize,
+        v: Option<&'s E>,
+        inner: Abi,
+        write: impl FnOnce(&mut Self, usize, &'s E) -> wasmtime::Result<()>,
+    ) -> wasmtime::Result<()> {
+        match v {
+            Some(v) => {
+                self.u8(at, 1);
+                write(self, at + payload(inner), v)
+            }
+            None => Ok(()),
+        }
+    }
+
     fn option_i32(&mut self, at: usize, v: Option<i32>) {
         if let Some(v) = v {
             self.u8(at, 1);
             self.i32(at + payload(I32), v);
         }
+    }
+
+    fn option_string(&mut self, at: usize, v: Option<&'s String>) -> wasmtime::Result<()> {
+        self.option(at, v, SPAN, |enc, at, s| enc.string(at, s))
+    }
+
+    fn option_record<E: Encode>(&mut self, at: usize, v: Option<&'s E>) -> wasmtime::Result<()> {
+        self.option(at, v, E::LAYOUT, |enc, at, e| e.encode(enc, at))
     }
 
     /// A list whose elements are `elem` bytes each, written by `each`.
@@ -415,10 +440,7 @@ encode_as!(Jobset, JOBSET, |self, enc, f| {
     enc.bool(f(5), self.suspended);
     enc.records(f(6), &self.replicated_jobs)?;
     self.success_policy.encode(enc, f(7))?;
-    if let Some(failure) = &self.failure_policy {
-        enc.u8(f(8), 1);
-        failure.encode(enc, f(8) + payload(FAILURE.abi))?;
-    }
+    enc.option_record(f(8), self.failure_policy.as_ref())?;
     enc.u8(f(9), self.startup_order as u8);
     self.status.encode(enc, f(10))?;
 });
@@ -441,10 +463,7 @@ encode_as!(Job, JOB, |self, enc, f| {
     enc.i32(f(7), self.succeeded);
     enc.i32(f(8), self.failed);
     enc.bool(f(9), self.suspended);
-    if let Some(finished) = &self.finished {
-        enc.u8(f(10), 1);
-        finished.encode(enc, f(10) + payload(FINISHED.abi))?;
-    }
+    enc.option_record(f(10), self.finished.as_ref())?;
 });
 
 encode_as!(Snapshot, SNAPSHOT, |self, enc, f| {
@@ -460,10 +479,7 @@ encode_as!(PendingJob, PENDING, |self, enc, f| {
     enc.string(f(1), &self.replicated_job)?;
     enc.i32(f(2), self.job_index);
     enc.string(f(3), &self.job_key)?;
-    if let Some(key) = &self.exclusive_topology {
-        enc.u8(f(4), 1);
-        enc.string(f(4) + payload(SPAN), key)?;
-    }
+    enc.option_string(f(4), self.exclusive_topology.as_ref())?;
     enc.bool(f(5), self.node_selector_strategy);
     enc.option_i32(f(6), self.priority);
     enc.i32(f(7), self.pods);
