@@ -267,3 +267,23 @@ pub fn rule(name: &str, action: crate::types::FailureAction) -> FailurePolicyRul
 pub fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
+
+/// A small deterministic generator (xorshift64) for randomized tests that
+/// must see the same cases on every run.
+#[derive(Debug, Clone)]
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    /// A generator started from `seed`, which must not be 0 (it would stay 0).
+    pub fn new(seed: u64) -> Self {
+        Xorshift(seed)
+    }
+
+    /// The next number, below `n` (which must not be 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

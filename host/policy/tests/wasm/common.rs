@@ -44,9 +44,14 @@ pub fn preemption_plugin() -> &'static WasmPlugin {
     load(&P, "preemption-aware", builtin::EXAMPLE_PREEMPTION_AWARE)
 }
 
-/// The host's snapshot from the SDK's builder (same records, same serde form).
+/// The host's snapshot from the SDK's builder.
 pub fn snap(builder: SnapshotBuilder) -> Snapshot {
-    let sdk = builder.build();
-    serde_json::from_value(serde_json::to_value(&sdk).expect("serialises"))
+    same_records(&builder.build())
+}
+
+/// A record of the host's as the SDK's, or the other way round: the same
+/// WIT records, generated twice, with the same serde form.
+pub fn same_records<A: serde::Serialize, B: serde::de::DeserializeOwned>(value: &A) -> B {
+    serde_json::from_value(serde_json::to_value(value).expect("serialises"))
         .expect("the SDK and host records agree")
 }

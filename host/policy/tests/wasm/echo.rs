@@ -6,20 +6,16 @@
 //! variant, empty and non-empty lists, absent and present options,
 //! multi-byte text and extreme numbers.
 
-use crate::common::hostile_plugin;
+use crate::common::{hostile_plugin, same_records};
 use jobset_policy::snapshot::*;
 use jobset_policy::{ErrorKind, PolicyEngine};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use jobset_policy_sdk::harness::Xorshift;
 
-struct Gen(u64);
+struct Gen(Xorshift);
 
 impl Gen {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
+        self.0.below(n)
     }
 
     fn flip(&mut self) -> bool {
@@ -176,12 +172,6 @@ impl Gen {
     }
 }
 
-/// The same records as the plugin's, built natively.
-fn sdk<A: Serialize, B: DeserializeOwned>(value: &A) -> B {
-    serde_json::from_value(serde_json::to_value(value).expect("serialises"))
-        .expect("the SDK and host records agree")
-}
-
 /// What the plugin said it received: the host's error message carries the
 /// plugin's error, text escaped.
 fn echoed(result: Result<impl std::fmt::Debug, jobset_policy::PolicyError>) -> String {
@@ -198,17 +188,17 @@ fn echo_of(text: String) -> String {
 
 #[test]
 fn every_field_arrives_in_each_slot_as_sent() {
-    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    let mut g = Gen(Xorshift::new(0x9e37_79b9_7f4a_7c15));
     let plugin = hostile_plugin();
     for case in 0..150 {
         let s = g.snapshot();
         let r = g.request();
-        let native: jobset_policy_sdk::types::Snapshot = sdk(&s);
+        let native: jobset_policy_sdk::types::Snapshot = same_records(&s);
         let (got, want) = match case % 3 {
             0 => (echoed(plugin.decide_startup(&s)), format!("{native:?}")),
             1 => (echoed(plugin.decide_outcome(&s)), format!("{native:?}")),
             _ => {
-                let native_request: jobset_policy_sdk::types::PlacementRequest = sdk(&r);
+                let native_request: jobset_policy_sdk::types::PlacementRequest = same_records(&r);
                 (
                     echoed(plugin.decide_placement(&s, &r)),
                     format!("{native:?}\n{native_request:?}"),
