@@ -1,15 +1,16 @@
 //! Cost of admitting a JobSet: parsing YAML (with the unknown-field check),
-//! defaulting, CREATE and UPDATE validation, on upstream examples and on a
+//! defaulting, CREATE and UPDATE validation, on an example of ours and on a
 //! large generated JobSet. Run with `cargo bench -p jobset-api --bench admission`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jobset_api::*;
 
+/// One of the repository's own example manifests (`examples/`).
 fn example(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/compat/upstream-examples")
+        .join("../../examples")
         .join(name);
-    std::fs::read_to_string(path).unwrap_or_default()
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A JobSet with `n` replicated jobs, each with dependsOn on the previous
@@ -42,15 +43,15 @@ fn admit(text: &str) -> JobSet {
 }
 
 fn bench(c: &mut Criterion) {
-    let seed = example("seed__multislice-jax-tpu.yaml");
+    let seed = example("multislice.yaml");
     let big = large(100);
     // Warm the CRD schema the unknown-field check uses.
     admit(&seed);
 
-    c.bench_function("parse seed example", |b| {
+    c.bench_function("parse multislice example", |b| {
         b.iter(|| parse_jobset_yaml(&seed))
     });
-    c.bench_function("parse + default + validate seed example", |b| {
+    c.bench_function("parse + default + validate multislice example", |b| {
         b.iter(|| admit(&seed))
     });
     c.bench_function("parse + default + validate 100 replicated jobs", |b| {

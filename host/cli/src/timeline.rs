@@ -16,6 +16,43 @@ const CHART: f64 = 860.0;
 const ROW: f64 = 22.0;
 const TOP: f64 = 56.0;
 const GROUP: f64 = 20.0;
+/// The picture's width: the names, the chart, and room for the last tick.
+const WIDTH: f64 = LEFT + CHART + 40.0;
+/// White space between two attempts of one Job that follow each other, so
+/// that two failed attempts read as two bars, not one.
+const GAP: f64 = 3.0;
+/// Height of a line of the legend.
+const LINE: f64 = 18.0;
+/// Average advance of a 12px sans-serif character; a little generous, so
+/// that wrapped legend lines stay inside the picture.
+const CHAR_WIDTH: f64 = 7.0;
+
+/// `text` broken at spaces into lines of at most `max` characters (a word
+/// longer than that gets a line of its own, cut where it must be).
+fn wrap(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(8);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > max {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.chars().count() > max {
+            let cut: String = line.chars().take(max).collect();
+            line = line.chars().skip(max).collect();
+            lines.push(cut);
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
 
 /// Escapes text for XML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -101,8 +138,20 @@ pub fn render(record: &Record, end: Duration) -> String {
     };
     let chart_height = rows.len() as f64 * ROW + groups as f64 * GROUP;
     let legend_top = TOP + chart_height + 40.0;
-    let height = legend_top + 18.0 * (restarts.len() as f64 + 2.0);
-    let width = LEFT + CHART + 20.0;
+    let width = WIDTH;
+    // Each restart's legend entry, wrapped to the picture's width: the
+    // first line starts after "R<n> ", the others under it.
+    let legend: Vec<(usize, Vec<String>)> = restarts
+        .iter()
+        .map(|(n, d)| {
+            let label = format!("R{n} ").chars().count();
+            let text = format!("{} {}: {}", fmt_duration(d.at), d.jobset, d.text);
+            let max = ((width - 20.0) / CHAR_WIDTH) as usize - label;
+            (*n, wrap(&text, max))
+        })
+        .collect();
+    let legend_lines: usize = legend.iter().map(|(_, l)| l.len()).sum();
+    let height = legend_top + LINE * (legend_lines as f64 + 2.0);
 
     let mut s = String::new();
     let _ = writeln!(
@@ -176,7 +225,11 @@ pub fn render(record: &Record, end: Duration) -> String {
                 Some((t, Ending::Deleted)) => (*t, "deleted", "deleted".to_string()),
                 None => (end, "running", "still running".to_string()),
             };
+            // Each bar is inset by half the gap at both ends, so that an
+            // attempt that starts where the previous one ended stands apart.
             let (x0, x1) = (x(a.created), x(until));
+            let inset = if x1 - x0 > 2.0 * GAP { GAP / 2.0 } else { 0.0 };
+            let (x0, x1) = (x0 + inset, x1 - inset);
             let _ = writeln!(
                 s,
                 r##"<rect class="{class}" x="{x0:.1}" y="{:.1}" width="{:.1}" height="{}" rx="2"><title>{}</title></rect>"##,
@@ -246,15 +299,24 @@ pub fn render(record: &Record, end: Duration) -> String {
         r##"<text x="10" y="{ly:.1}" font-weight="bold">Restarts{}</text>"##,
         if restarts.is_empty() { ": none" } else { "" }
     );
-    for (n, d) in &restarts {
-        ly += 18.0;
-        let _ = writeln!(
-            s,
-            r##"<text x="10" y="{ly:.1}"><tspan fill="#e65100" font-weight="bold">R{n}</tspan> {} {}: {}</text>"##,
-            fmt_duration(d.at),
-            escape(&d.jobset),
-            escape(&d.text)
-        );
+    for (n, lines) in &legend {
+        for (i, line) in lines.iter().enumerate() {
+            ly += LINE;
+            if i == 0 {
+                let _ = writeln!(
+                    s,
+                    r##"<text x="10" y="{ly:.1}"><tspan fill="#e65100" font-weight="bold">R{n}</tspan> {}</text>"##,
+                    escape(line)
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    r##"<text x="{:.1}" y="{ly:.1}">{}</text>"##,
+                    10.0 + CHAR_WIDTH * format!("R{n} ").len() as f64,
+                    escape(line)
+                );
+            }
+        }
     }
     s.push_str("</svg>\n");
     s
@@ -263,6 +325,7 @@ pub fn render(record: &Record, end: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::Decision;
 
     #[test]
     fn ticks_stay_at_ten_or_fewer() {
@@ -270,6 +333,129 @@ mod tests {
             let total = Duration::from_secs(secs);
             assert!(total.as_secs() / tick_step(total).as_secs() <= 10, "{secs}");
         }
+    }
+
+    fn attempt(uid: &str, attempt: &str, from: u64, to: u64) -> Attempt {
+        Attempt {
+            jobset: "default/js".to_string(),
+            job: "js-worker-0".to_string(),
+            uid: uid.to_string(),
+            restart_attempt: attempt.to_string(),
+            created: Duration::from_secs(from),
+            ended: Some((
+                Duration::from_secs(to),
+                Ending::Failed("BackoffLimitExceeded".into()),
+            )),
+            domain: None,
+        }
+    }
+
+    /// The `x` and `width` of every bar, in order.
+    fn bars(svg: &str) -> Vec<(f64, f64)> {
+        let attr = |tag: &str, name: &str| -> f64 {
+            let start = tag.find(&format!(" {name}=\"")).expect("attribute") + name.len() + 3;
+            tag[start..]
+                .split('"')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .expect("a number")
+        };
+        svg.split("<rect class=\"")
+            .skip(1)
+            .map(|tag| (attr(tag, "x"), attr(tag, "width")))
+            .collect()
+    }
+
+    #[test]
+    fn attempts_that_follow_each_other_are_separate_bars() {
+        let mut record = Record::default();
+        for a in [attempt("u1", "0", 0, 120), attempt("u2", "1", 120, 240)] {
+            record.attempts.insert(a.uid.clone(), a);
+        }
+        let svg = render(&record, Duration::from_secs(600));
+        let b = bars(&svg);
+        assert_eq!(b.len(), 2, "{svg}");
+        let gap = b[1].0 - (b[0].0 + b[0].1);
+        assert!(gap >= GAP - 0.11, "bars {b:?} are {gap} apart");
+    }
+
+    #[test]
+    fn a_long_restart_decision_wraps_inside_the_picture() {
+        let mut record = Record::default();
+        let a = attempt("u1", "0", 0, 120);
+        record.attempts.insert(a.uid.clone(), a);
+        let text = format!(
+            "outcome by default-outcome@0123456789ab: restart jobset (FailurePolicy_failurePolicyRule0, {} first failed job js-worker-0)",
+            "the message of the Job's failure condition is long ".repeat(8)
+        );
+        record.decisions.push(Decision {
+            at: Duration::from_secs(120),
+            jobset: "default/js".to_string(),
+            text,
+        });
+        let svg = render(&record, Duration::from_secs(600));
+        let width = WIDTH;
+        let legend: Vec<&str> = svg
+            .lines()
+            .filter(|l| l.starts_with("<text x=\"") && !l.contains("text-anchor"))
+            .skip_while(|l| !l.contains(">Restarts<"))
+            .skip(1)
+            .collect();
+        assert!(
+            legend.len() >= 3,
+            "the decision wraps onto several lines: {svg}"
+        );
+        for line in &legend {
+            let x: f64 = line["<text x=\"".len()..]
+                .split('"')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .expect("x");
+            let visible: String = {
+                let mut out = String::new();
+                let mut in_tag = false;
+                for c in line.chars() {
+                    match c {
+                        '<' => in_tag = true,
+                        '>' => in_tag = false,
+                        c if !in_tag => out.push(c),
+                        _ => {}
+                    }
+                }
+                // An entity is one character on the page.
+                ["&apos;", "&quot;", "&amp;", "&lt;", "&gt;"]
+                    .iter()
+                    .fold(out, |t, e| t.replace(e, "'"))
+            };
+            let end = x + CHAR_WIDTH * visible.chars().count() as f64;
+            assert!(end <= width, "{end} > {width}: {line}");
+        }
+        // Nothing of the decision is lost on the way.
+        assert!(svg.contains("first failed job js-worker-0)"), "{svg}");
+        let height: f64 = svg
+            .split(" height=\"")
+            .nth(1)
+            .and_then(|h| h.split('"').next())
+            .and_then(|h| h.parse().ok())
+            .expect("height");
+        let last_y: f64 = legend
+            .last()
+            .and_then(|l| l.split(" y=\"").nth(1))
+            .and_then(|y| y.split('"').next())
+            .and_then(|y| y.parse().ok())
+            .expect("y");
+        assert!(last_y < height, "{last_y} >= {height}");
+    }
+
+    #[test]
+    fn wrapping_keeps_every_word_and_the_limit() {
+        let text = "a bb ccc dddddddddddddddddddd e";
+        let lines = wrap(text, 8);
+        assert!(lines.iter().all(|l| l.chars().count() <= 8), "{lines:?}");
+        assert_eq!(lines.concat().replace(' ', ""), text.replace(' ', ""));
+        assert_eq!(wrap("", 10), [""]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod common;
 mod never_panics;
+mod upstream;
 mod upstream_examples;
 mod validation_create;
 mod validation_create_policies;

@@ -1,11 +1,13 @@
-//! Reading mangled manifests never panics: many mutations of every upstream
-//! example, at the text level and at the value level, go through parsing,
+//! Reading mangled manifests never panics: many mutations of every example
+//! (ours, and upstream's when beside the checkout), at the text level and at the value level, go through parsing,
 //! defaulting and both validations.
 
 use std::path::PathBuf;
 
 use jobset_api::*;
 use serde_json::{Value, json};
+
+use crate::upstream::upstream_examples;
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Rng(u64);
@@ -26,13 +28,20 @@ impl Rng {
     }
 }
 
+/// The seeds: our own example manifests, and upstream's when they are
+/// beside the checkout.
 fn examples() -> Vec<String> {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/compat/upstream-examples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
+    let own = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut files: Vec<PathBuf> = std::iter::once(own)
+        .chain(upstream_examples())
+        .flat_map(|dir| {
+            std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect::<Vec<_>>()
+        })
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| !p.to_string_lossy().ends_with(".scenario.yaml"))
         .collect();
     files.sort();
     files
@@ -198,8 +207,11 @@ fn mangled_yaml_text_never_panics() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut parsed = 0;
     let mut total = 0;
-    for text in examples() {
-        for _ in 0..80 {
+    let texts = examples();
+    // As many mutations with our four examples alone as with upstream's too.
+    let rounds = (2400 / texts.len()).max(80);
+    for text in texts {
+        for _ in 0..rounds {
             total += 1;
             if exercise(&mutate_text(&mut rng, &text)) {
                 parsed += 1;
@@ -219,10 +231,12 @@ fn mangled_documents_never_panic() {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let mut parsed = 0;
     let mut total = 0;
-    for text in examples() {
+    let texts = examples();
+    let rounds = (2400 / texts.len()).max(80);
+    for text in texts {
         let docs = split_documents(&text).unwrap();
         for doc in docs.iter().filter(|d| is_jobset(d)) {
-            for _ in 0..80 {
+            for _ in 0..rounds {
                 let mut v = doc.clone();
                 for _ in 0..1 + rng.below(3) {
                     mutate_value(&mut rng, &mut v, 0);

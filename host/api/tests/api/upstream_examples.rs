@@ -1,25 +1,52 @@
-//! Every upstream example manifest is admitted unchanged: each JobSet
-//! document parses with no unknown field, passes CREATE validation after
-//! defaulting, and serialises back to the same document.
+//! Every example manifest, ours in `examples/` and (when they are beside
+//! the checkout) upstream's, is admitted unchanged: each JobSet document
+//! parses with no unknown field, passes CREATE validation after defaulting,
+//! and serialises back to the same document.
 
 use std::path::PathBuf;
 
 use jobset_api::*;
+
+use crate::upstream::upstream_examples;
 use serde_json::Value;
 
-/// `../shared/compat/upstream-examples` beside the repository root.
-fn examples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/compat/upstream-examples")
+/// The repository's own example manifests (`examples/*.yaml`, scenarios
+/// left out).
+fn own_examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-fn example_files() -> Vec<PathBuf> {
-    let dir = examples_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+/// The `.yaml` files of `dir` that are manifests, sorted.
+fn manifests_in(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| !p.to_string_lossy().ends_with(".scenario.yaml"))
         .collect();
     files.sort();
+    files
+}
+
+/// Our own examples, then the upstream ones when they are beside the
+/// checkout (see `upstream`: skipped with a note, or required in CI).
+fn example_files() -> Vec<PathBuf> {
+    let mut files = manifests_in(&own_examples());
+    assert!(
+        files.len() >= 4,
+        "only {} manifests in examples/",
+        files.len()
+    );
+    if let Some(dir) = upstream_examples() {
+        let upstream = manifests_in(&dir);
+        assert!(
+            upstream.len() >= 30,
+            "only {} example files in {}",
+            upstream.len(),
+            dir.display()
+        );
+        files.extend(upstream);
+    }
     files
 }
 
@@ -73,14 +100,8 @@ fn collect_jobsets(doc: &Value, out: &mut Vec<Value>) {
 }
 
 #[test]
-fn every_upstream_jobset_parses_validates_and_round_trips() {
+fn every_example_jobset_parses_validates_and_round_trips() {
     let files = example_files();
-    assert!(
-        files.len() >= 30,
-        "only {} example files in {}",
-        files.len(),
-        examples_dir().display()
-    );
     let mut jobsets = 0;
     let mut failures = Vec::new();
     for file in &files {
@@ -131,8 +152,8 @@ fn every_upstream_jobset_parses_validates_and_round_trips() {
 }
 
 #[test]
-fn defaulting_an_upstream_jobset_only_adds_fields() {
-    let text = std::fs::read_to_string(examples_dir().join("simple__paralleljobs.yaml")).unwrap();
+fn defaulting_an_example_jobset_only_adds_fields() {
+    let text = std::fs::read_to_string(own_examples().join("parallel-jobs.yaml")).unwrap();
     let doc = split_documents(&text)
         .unwrap()
         .into_iter()

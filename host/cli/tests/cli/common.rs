@@ -1,6 +1,6 @@
 //! What the tests that run `jobset` as a process share: a child stopped
 //! when the test ends, `jobset sim serve` started and ready, and where the
-//! repository and the upstream examples are.
+//! repository and its examples are (upstream's: `upstream`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,14 +14,10 @@ pub fn repo() -> PathBuf {
         .expect("the repository root exists")
 }
 
-/// The upstream examples: `shared/compat/upstream-examples` beside the
-/// checkout, or beside a directory above it (for worktrees).
-pub fn examples_dir() -> PathBuf {
-    repo()
-        .ancestors()
-        .map(|a| a.join("shared/compat/upstream-examples"))
-        .find(|p| p.is_dir())
-        .expect("shared/compat/upstream-examples is beside the checkout or a directory above it")
+/// One of the repository's own example files (`examples/...`), as a path
+/// argument.
+pub fn own_example(name: &str) -> String {
+    repo().join("examples").join(name).display().to_string()
 }
 
 /// Kills the child when the test ends, however it ends.

@@ -3,10 +3,15 @@
 //! compiled plugins are shared by the runs of this process). Each test
 //! asserts the outcome the example's comments describe, with the scenario
 //! under examples/scenarios/ that makes the described failures happen.
+//!
+//! The examples are not part of this repository (see `upstream`): without
+//! them beside the checkout every test here returns at once, after one
+//! note on stderr, unless `JOBSET_UPSTREAM_EXAMPLES=required`.
 
 use std::collections::BTreeSet;
 
-use crate::common::{examples_dir, repo};
+use crate::common::repo;
+use crate::upstream::upstream_examples;
 
 /// What one example must end with.
 struct Expect<'a> {
@@ -22,7 +27,8 @@ struct Expect<'a> {
 /// Runs one example (with its scenario when there is one) and checks the
 /// summary rows and lines; returns the output for further checks.
 fn run_example(name: &str, expect: &Expect) -> String {
-    let manifest = examples_dir().join(format!("{name}.yaml"));
+    let dir = upstream_examples().expect("each test returns first when they are absent");
+    let manifest = dir.join(format!("{name}.yaml"));
     let scenario = repo()
         .join("examples/scenarios")
         .join(format!("{name}.scenario.yaml"));
@@ -90,6 +96,9 @@ macro_rules! completes {
     ($($test:ident: $file:literal, $jobset:literal;)*) => {$(
         #[test]
         fn $test() {
+            if upstream_examples().is_none() {
+                return;
+            }
             run_example($file, &Expect {
                 rows: &[($jobset, "Completed", 0, 0, 0)],
                 ..COMPLETED
@@ -131,6 +140,9 @@ fn stuck_on_pod_group(name: &str, jobset: &str, pods: usize, group: &str) -> Str
 
 #[test]
 fn the_workload_aware_example_is_stuck_without_its_pod_group() {
+    if upstream_examples().is_none() {
+        return;
+    }
     stuck_on_pod_group(
         "workload-aware-scheduling__jobset",
         "default/js",
@@ -141,6 +153,9 @@ fn the_workload_aware_example_is_stuck_without_its_pod_group() {
 
 #[test]
 fn the_topology_aware_example_is_stuck_without_its_pod_group() {
+    if upstream_examples().is_none() {
+        return;
+    }
     stuck_on_pod_group(
         "workload-aware-scheduling__tas__jobset",
         "default/js",
@@ -151,6 +166,9 @@ fn the_topology_aware_example_is_stuck_without_its_pod_group() {
 
 #[test]
 fn depends_on_starts_the_launcher_after_the_initializer_completes_and_workers_after_it() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "depends-on__depends-on",
         &Expect {
@@ -170,6 +188,9 @@ fn depends_on_starts_the_launcher_after_the_initializer_completes_and_workers_af
 
 #[test]
 fn multiple_depends_on_starts_the_workers_after_both_initializers_complete() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "depends-on__multiple-depends-on",
         &Expect {
@@ -186,6 +207,9 @@ fn multiple_depends_on_starts_the_workers_after_both_initializers_complete() {
 
 #[test]
 fn fail_jobset_action_fails_at_the_first_leader_failure_without_restarting() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "failure-policy__failjobset-action",
         &Expect {
@@ -202,6 +226,9 @@ fn fail_jobset_action_fails_at_the_first_leader_failure_without_restarting() {
 
 #[test]
 fn host_maintenance_restarts_without_counting_then_the_crash_fails_the_jobset() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "failure-policy__host-maintenance-event-model",
         &Expect {
@@ -221,6 +248,9 @@ fn host_maintenance_restarts_without_counting_then_the_crash_fails_the_jobset() 
 
 #[test]
 fn pod_failure_policy_reason_restarts_beyond_max_restarts_and_completes() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "failure-policy__onjobfailurereasons-present-podfailurepolicy",
         &Expect {
@@ -243,6 +273,9 @@ fn pod_failure_policy_reason_restarts_beyond_max_restarts_and_completes() {
 
 #[test]
 fn backoff_limit_reason_restarts_beyond_max_restarts_and_completes() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "failure-policy__onjobfailurereasons-present",
         &Expect {
@@ -265,6 +298,9 @@ fn backoff_limit_reason_restarts_beyond_max_restarts_and_completes() {
 
 #[test]
 fn restart_job_recreates_only_the_worker_job_and_counts_it() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "failure-policy__restartjob-action",
         &Expect {
@@ -284,6 +320,9 @@ fn restart_job_recreates_only_the_worker_job_and_counts_it() {
 
 #[test]
 fn restart_job_and_ignore_max_restarts_recreates_the_worker_more_often_than_max_restarts() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "failure-policy__restartjobandignoremaxrestarts-action",
         &Expect {
@@ -302,6 +341,9 @@ fn restart_job_and_ignore_max_restarts_recreates_the_worker_more_often_than_max_
 
 #[test]
 fn restart_jobset_action_restarts_three_times_then_fails() {
+    if upstream_examples().is_none() {
+        return;
+    }
     run_example(
         "failure-policy__restartjobset-action",
         &Expect {
@@ -314,6 +356,9 @@ fn restart_jobset_action_restarts_three_times_then_fails() {
 
 #[test]
 fn restart_jobset_and_ignore_max_restarts_restarts_beyond_the_limit_and_completes() {
+    if upstream_examples().is_none() {
+        return;
+    }
     run_example(
         "failure-policy__restartjobsetandignoremaxrestarts-action",
         &Expect {
@@ -325,6 +370,9 @@ fn restart_jobset_and_ignore_max_restarts_restarts_beyond_the_limit_and_complete
 
 #[test]
 fn the_default_failure_policy_recreates_all_jobs_three_times_then_fails() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "simple__failure-policy",
         &Expect {
@@ -346,6 +394,9 @@ fn the_default_failure_policy_recreates_all_jobs_three_times_then_fails() {
 
 #[test]
 fn in_place_restart_examples_are_stuck_on_their_placeholder_image() {
+    if upstream_examples().is_none() {
+        return;
+    }
     for name in [
         "in-place-restart__jobset-main-container-mode",
         "in-place-restart__jobset-sidecar-container-mode",
@@ -366,6 +417,9 @@ fn in_place_restart_examples_are_stuck_on_their_placeholder_image() {
 
 #[test]
 fn the_seed_example_places_each_job_in_its_own_tpu_pool() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "seed__multislice-jax-tpu",
         &Expect {
@@ -378,6 +432,9 @@ fn the_seed_example_places_each_job_in_its_own_tpu_pool() {
 
 #[test]
 fn exclusive_placement_puts_each_job_in_its_own_pool() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "simple__exclusive-placement",
         &Expect {
@@ -390,6 +447,9 @@ fn exclusive_placement_puts_each_job_in_its_own_pool() {
 
 #[test]
 fn the_success_policy_completes_when_the_workers_finish_before_the_leader() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "simple__success-policy",
         &Expect {
@@ -410,6 +470,9 @@ fn the_success_policy_completes_when_the_workers_finish_before_the_leader() {
 
 #[test]
 fn in_order_startup_creates_the_workers_after_the_driver() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "startup-policy__startup-driver-ready",
         &Expect {
@@ -440,6 +503,9 @@ fn the_kueue_labelled_multislice_runs_without_kueue_one_slice_per_v6e_pool() {
 
 #[test]
 fn the_volume_claim_example_runs_the_nodes_after_the_initializer() {
+    if upstream_examples().is_none() {
+        return;
+    }
     let out = run_example(
         "volume-claim-policy__single-pvc",
         &Expect {
@@ -456,6 +522,9 @@ fn the_volume_claim_example_runs_the_nodes_after_the_initializer() {
 
 #[test]
 fn the_dra_example_is_stuck_on_its_pod_group_and_resource_claim_template() {
+    if upstream_examples().is_none() {
+        return;
+    }
     run_example(
         "workload-aware-scheduling__dra__jobset",
         &Expect {
@@ -472,6 +541,9 @@ fn the_dra_example_is_stuck_on_its_pod_group_and_resource_claim_template() {
 
 #[test]
 fn the_preemption_examples_note_the_unserved_workload_objects_and_are_stuck() {
+    if upstream_examples().is_none() {
+        return;
+    }
     for (name, jobset, group) in [
         (
             "workload-aware-scheduling__preemption__high-priority-jobset",
@@ -500,7 +572,9 @@ fn the_preemption_examples_note_the_unserved_workload_objects_and_are_stuck() {
 #[test]
 fn every_upstream_example_has_an_expectation_here() {
     let me = include_str!("examples.rs");
-    let dir = examples_dir();
+    let Some(dir) = upstream_examples() else {
+        return;
+    };
     let mut missing = Vec::new();
     for e in std::fs::read_dir(&dir).expect("the upstream examples are beside the repository") {
         let path = e.expect("a directory entry").path();

@@ -8,5 +8,8 @@ mod crd;
 mod deploy;
 mod examples;
 mod policy;
+mod readme_paths;
 mod run;
 mod tutorial;
+#[path = "../../../api/tests/api/upstream.rs"]
+mod upstream;

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use crate::common::{examples_dir, repo};
+use crate::common::{own_example as example, repo};
 
 fn jobset(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jobset"))
@@ -21,15 +21,11 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn example(name: &str) -> String {
-    examples_dir().join(name).display().to_string()
-}
-
 #[test]
 fn the_quickstart_policy_decides_the_restarts_and_the_jobset_completes() {
     let out = jobset(&[
         "run",
-        &example("failure-policy__host-maintenance-event-model.yaml"),
+        &example("host-maintenance.yaml"),
         "--scenario",
         "examples/host-maintenance.scenario.yaml",
         "--plugin",
@@ -44,7 +40,7 @@ fn the_quickstart_policy_decides_the_restarts_and_the_jobset_completes() {
     assert!(t.contains("(ApplicationFailure"), "{t}");
     let row = t
         .lines()
-        .find(|l| l.starts_with("default/host-maintenance-event-model"))
+        .find(|l| l.starts_with("default/host-maintenance "))
         .expect("a summary row");
     assert!(
         row.contains("Completed") && row.split_whitespace().nth(2) == Some("2"),
@@ -56,7 +52,7 @@ fn the_quickstart_policy_decides_the_restarts_and_the_jobset_completes() {
 fn without_the_plugin_the_manifest_rules_fail_the_jobset_after_the_crash() {
     let out = jobset(&[
         "run",
-        &example("failure-policy__host-maintenance-event-model.yaml"),
+        &example("host-maintenance.yaml"),
         "--scenario",
         "examples/host-maintenance.scenario.yaml",
     ]);
@@ -85,7 +81,7 @@ fn an_invalid_jobset_is_bad_input_naming_the_field() {
     assert!(t.contains("spec.replicatedJobs[0].dependsOn"), "{t}");
     let out = jobset(&[
         "run",
-        &example("seed__multislice-jax-tpu.yaml"),
+        &example("multislice.yaml"),
         "--plugin",
         "outcome=/no/such.wasm",
     ]);
@@ -124,7 +120,7 @@ fn sim_serve_refuses_a_bad_scenario_or_node_layout_before_serving() {
 fn a_pod_that_fits_no_node_is_reported_as_stuck_with_the_reason() {
     let out = jobset(&[
         "run",
-        &example("seed__multislice-jax-tpu.yaml"),
+        &example("multislice.yaml"),
         "--nodes",
         "pools=2,nodes=2,cpu=8",
     ]);
@@ -204,12 +200,9 @@ fn the_timeline_has_a_row_per_job_failure_marks_and_the_deciding_restart() {
     let svg_arg = svg.display().to_string();
     let (code, out) = jobset::cli::run_captured(&[
         "run",
-        &example("failure-policy__restartjob-action.yaml"),
+        &example("restart-job.yaml"),
         "--scenario",
-        &repo()
-            .join("examples/scenarios/failure-policy__restartjob-action.scenario.yaml")
-            .display()
-            .to_string(),
+        &example("restart-job.scenario.yaml"),
         "--timeline",
         &svg_arg,
     ]);
@@ -223,8 +216,8 @@ fn the_timeline_has_a_row_per_job_failure_marks_and_the_deciding_restart() {
     assert!(elements > 10, "{text}");
     // One row per Job: the leader and the worker.
     assert_eq!(text.matches("<g class=\"job\"").count(), 2, "{text}");
-    assert!(text.contains("data-job=\"js-rj-leader-0\""), "{text}");
-    assert!(text.contains("data-job=\"js-rj-worker-0\""), "{text}");
+    assert!(text.contains("data-job=\"restart-job-leader-0\""), "{text}");
+    assert!(text.contains("data-job=\"restart-job-worker-0\""), "{text}");
     // The scenario failed worker pod 1 at 2m and leader pod 0 at 5m.
     assert_eq!(text.matches("<g class=\"failure\">").count(), 2, "{text}");
     assert!(
@@ -234,11 +227,11 @@ fn the_timeline_has_a_row_per_job_failure_marks_and_the_deciding_restart() {
     );
     // Each restart is labelled with the decision that caused it.
     assert!(
-        text.contains("R1</tspan> 00:02:00 default/js: outcome by default-outcome@"),
+        text.contains("R1</tspan> 00:02:30 default/restart-job: outcome by default-outcome@"),
         "{text}"
     );
     assert!(
-        text.contains("R2</tspan> 00:05:00 default/js: outcome by default-outcome@"),
+        text.contains("R2</tspan> 00:05:30 default/restart-job: outcome by default-outcome@"),
         "{text}"
     );
     // The Job restart is marked on the worker's row only, the JobSet
@@ -251,7 +244,7 @@ fn the_timeline_has_a_row_per_job_failure_marks_and_the_deciding_restart() {
 
 #[test]
 fn off_a_terminal_progress_is_plain_timestamped_log_lines() {
-    let (code, out) = jobset::cli::run_captured(&["run", &example("simple__paralleljobs.yaml")]);
+    let (code, out) = jobset::cli::run_captured(&["run", &example("parallel-jobs.yaml")]);
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains('\x1b'), "no terminal control codes: {out:?}");
     let log: Vec<&str> = out.lines().take_while(|l| !l.is_empty()).collect();
@@ -263,9 +256,9 @@ fn off_a_terminal_progress_is_plain_timestamped_log_lines() {
             stamp.starts_with('[') && stamp.ends_with(']') && digits.len() == 6,
             "{line}"
         );
-        assert!(rest.starts_with(" default/paralleljobs: "), "{line}");
+        assert!(rest.starts_with(" default/parallel-jobs: "), "{line}");
     }
-    assert_eq!(log[0], "[00:00:00] default/paralleljobs: created");
+    assert_eq!(log[0], "[00:00:00] default/parallel-jobs: created");
     assert!(
         log.last().is_some_and(|l| l.ends_with(": Completed")),
         "{out}"

@@ -8,13 +8,12 @@
 //! stops it at the end; `export NAME=VALUE` sets a variable for the lines
 //! after it.
 //!
-//! Two things differ from a reader's machine, both to keep CI cheap and
-//! the paths right: the `cargo build` of the plugin uses the target
-//! directory (and path remapping) the workspace build already compiled the
-//! example plugins into (`host/policy/build.rs`), so it finds them fresh
-//! instead of building a second copy; and the paths `target/wasm32-wasip2/`
-//! and `../shared/compat/upstream-examples/` are pointed at that directory
-//! and at the examples beside this checkout.
+//! One thing differs from a reader's machine, to keep CI cheap: the
+//! `cargo build` of the plugin uses the target directory (and path
+//! remapping) the workspace build already compiled the example plugins into
+//! (`host/policy/build.rs`), so it finds them fresh instead of building a
+//! second copy, and the paths `target/wasm32-wasip2/` are pointed at that
+//! directory. Every file the tutorial names is in the repository.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::common::{examples_dir, repo};
+use crate::common::repo;
 
 /// `<target>/wasm-plugins`, where the workspace build put the plugins.
 fn wasm_target_dir() -> PathBuf {
@@ -124,16 +123,10 @@ fn the_readme_policy_tutorial_runs_as_written() {
     let mut background = Background(Vec::new());
     let mut exported: Vec<(String, String)> = Vec::new();
     for step in &steps {
-        let command = step
-            .command
-            .replace(
-                "target/wasm32-wasip2/",
-                &format!("{}/wasm32-wasip2/", wasm.display()),
-            )
-            .replace(
-                "../shared/compat/upstream-examples/",
-                &format!("{}/", examples_dir().display()),
-            );
+        let command = step.command.replace(
+            "target/wasm32-wasip2/",
+            &format!("{}/wasm32-wasip2/", wasm.display()),
+        );
         if let Some((name, value)) = command
             .strip_prefix("export ")
             .and_then(|a| a.split_once('='))
