@@ -162,6 +162,18 @@ fn build_group(root: &Path, wasm_target_dir: &Path, group: u8) {
 /// (a target listed in rust-toolchain.toml is not added to a toolchain that
 /// was installed before).
 fn ensure_target_installed() {
+    // The compiler's own answer first: a toolchain linked into rustup (or
+    // one without rustup) has the target when its library folder exists.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let libdir = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output();
+    if let Ok(out) = libdir
+        && out.status.success()
+        && std::path::Path::new(String::from_utf8_lossy(&out.stdout).trim()).is_dir()
+    {
+        return;
+    }
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output();
