@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// controller); 0 means one per CPU core.
     #[arg(long, default_value_t = 0)]
     pub worker_threads: usize,
+    /// Feature gates of the in-process controller and its admission
+    /// webhooks, as `jobset controller --feature-gates` takes them.
+    #[arg(long, value_delimiter = ',')]
+    pub feature_gates: Vec<String>,
 }
 
 /// The sim subcommands.
@@ -73,6 +77,7 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
     }
     let nodes = crate::run::load_nodes(&args.nodes)?;
     let scenario = crate::run::load_scenario(args.scenario.as_deref())?;
+    let gates = crate::controller_cmd::feature_gates(&args.feature_gates)?;
     let rt = crate::threads::server_runtime(args.worker_threads)?;
     rt.block_on(async move {
         let sim = Sim::new(SimConfig {
@@ -119,7 +124,7 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
             // Defaulting and validation for kubectl users, as on a cluster.
             jobset_controller::webhook::serve_on_loopback(
                 client.clone(),
-                jobset_api::FeatureGates::default(),
+                crate::webhook_args::gates(&gates),
                 std::future::pending::<()>(),
             )
             .await
@@ -128,7 +133,10 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
                 crate::controller_cmd::plugin_registry(crate::run::CONTROLLER_NAMESPACE)?;
             Some(tokio::spawn(crate::controller_cmd::run_wired(
                 client,
-                ControllerConfig::default(),
+                ControllerConfig {
+                    feature_gates: gates,
+                    ..ControllerConfig::default()
+                },
                 registry,
                 Arc::new(Metrics::default()),
                 std::future::pending::<()>(),

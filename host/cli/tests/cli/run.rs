@@ -264,3 +264,51 @@ fn off_a_terminal_progress_is_plain_timestamped_log_lines() {
         "{out}"
     );
 }
+
+#[test]
+fn sim_serve_feature_gates_reach_its_admission_webhooks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let _sim = crate::common::serve_sim(
+        &kubeconfig,
+        &["--controller", "--feature-gates", "RestartJob=false"],
+    );
+    let manifest = "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {name: gated}\nspec:\n  failurePolicy:\n    rules:\n    - {name: r0, action: RestartJob}\n  replicatedJobs:\n  - name: w\n    template: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: i}]}}}}\n";
+    let mut create = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["create", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    use std::io::Write as _;
+    create
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(manifest.as_bytes())
+        .expect("written");
+    let out = create.wait_with_output().expect("kubectl ends");
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("spec.failurePolicy.rules[0].action") && t.contains("RestartJob feature gate"),
+        "{t}"
+    );
+
+    let out = jobset(&[
+        "sim",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--kubeconfig-out",
+        &dir.path().join("other").display().to_string(),
+        "--feature-gates",
+        "RestartJob=maybe",
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("--feature-gates"), "{t}");
+}
