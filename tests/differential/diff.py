@@ -1,0 +1,568 @@
+#!/usr/bin/env python3
+"""The differential suite: every scenario under the upstream JobSet
+controller and under ours, each on a real control plane of its own
+(kube-apiserver, etcd, the Job controller, the scheduler and kwok nodes;
+see tests/realcluster), and optionally under ours on `jobset sim serve`.
+What a user or a tool sees is compared field by field; a difference is a
+failure unless `allowlist.yaml` lists it with its reason.
+
+    python3 tests/differential/diff.py [--backends upstream,ours,sim] [--only NAME ...]
+
+Prints a table per scenario and ends with `N passed, M failed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import fnmatch
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "tests" / "realcluster"))
+
+import yaml  # noqa: E402
+
+import scenarios as scenario_mod  # noqa: E402
+from observe import Observer, flatten, normalise_text  # noqa: E402
+from pods import PodDriver  # noqa: E402
+
+UPSTREAM_VERSION = "v0.12.0"
+WEBHOOK_NAMES = ("jobset-mutating-webhook-configuration", "jobset-validating-webhook-configuration")
+# Alpha gates on for both controllers where the scenarios need them; the
+# others stay at upstream's default (off).
+FEATURE_GATES = {"RestartJob": True, "InPlaceRestart": False, "ElasticJobSet": False}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd: list[str], check: bool = True, input: str | None = None, env=None, timeout: float = 120):
+    out = subprocess.run(cmd, capture_output=True, text=True, input=input, env=env, timeout=timeout)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:6])} ... failed ({out.returncode}): {out.stderr.strip()}")
+    return out
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: str):
+        self.kubeconfig = kubeconfig
+
+    def __call__(self, args: list[str], check: bool = True, input: str | None = None, timeout: float = 60):
+        return run(["kubectl", "--kubeconfig", self.kubeconfig, *args], check=check, input=input, timeout=timeout)
+
+
+def make_webhook_certs(folder: Path) -> tuple[Path, str]:
+    """A CA and a serving certificate for 127.0.0.1; returns the folder
+    with tls.crt and tls.key, and the CA bundle (base64 PEM)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = folder / "ca.key", folder / "ca.crt"
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=differential-webhook-ca",
+         "-keyout", str(ca_key), "-out", str(ca_crt)])
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(folder / "tls.key"), "-out", str(folder / "tls.csr")])
+    run(["openssl", "x509", "-req", "-in", str(folder / "tls.csr"), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(folder / "tls.crt")])
+    import base64
+
+    return folder, base64.b64encode(ca_crt.read_bytes()).decode()
+
+
+def webhook_configs(port: int, ca_bundle: str, pods: bool) -> str:
+    """Both webhook configurations, reaching the controller by URL."""
+
+    def hook(name, path, rules, extra=None):
+        h = {
+            "name": name,
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "timeoutSeconds": 10,
+            "clientConfig": {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle},
+            "rules": rules,
+        }
+        h.update(extra or {})
+        return h
+
+    js_rules = lambda ops: [{"apiGroups": ["jobset.x-k8s.io"], "apiVersions": ["v1alpha2"], "operations": ops,
+                             "resources": ["jobsets"], "scope": "Namespaced"}]
+    pod_rules = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"],
+                  "scope": "Namespaced"}]
+    only_jobset_pods = {"objectSelector": {"matchExpressions": [{"key": "jobset.sigs.k8s.io/jobset-name", "operator": "Exists"}]}}
+    mutating = [hook("mjobset.kb.io", "/mutate-jobset-x-k8s-io-v1alpha2-jobset", js_rules(["CREATE"]))]
+    validating = [hook("vjobset.kb.io", "/validate-jobset-x-k8s-io-v1alpha2-jobset", js_rules(["CREATE", "UPDATE"]))]
+    if pods:
+        mutating.append(hook("mpod.kb.io", "/mutate--v1-pod", pod_rules, only_jobset_pods))
+        validating.append(hook("vpod.kb.io", "/validate--v1-pod", pod_rules, only_jobset_pods))
+    docs = [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+         "metadata": {"name": WEBHOOK_NAMES[0]}, "webhooks": mutating},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+         "metadata": {"name": WEBHOOK_NAMES[1]}, "webhooks": validating},
+    ]
+    return yaml.safe_dump_all(docs)
+
+
+def wait_tcp(port: int, proc: subprocess.Popen, what: str, log_path: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{tail(log_path)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s:\n{tail(log_path)}")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def upstream_source() -> Path:
+    """The upstream JobSet module source (for its CRD), fetched through the
+    Go module proxy like the build of its binary."""
+    env = dict(os.environ, GOFLAGS="-mod=mod")
+    out = run(["go", "mod", "download", "-json", f"sigs.k8s.io/jobset@{UPSTREAM_VERSION}"], env=env, timeout=600)
+    return Path(json.loads(out.stdout)["Dir"])
+
+
+class Backend:
+    """An API server with a JobSet controller behind it."""
+
+    name = ""
+    real = True
+
+    def __init__(self, work: Path, bin_dir: Path | None, jobset_bin: Path):
+        self.work = work
+        self.bin_dir = bin_dir
+        self.jobset_bin = jobset_bin
+        self.procs: list[subprocess.Popen] = []
+        self.kubectl: Kubectl | None = None
+        self.plane = None
+        self.driver: PodDriver | None = None
+        self.controller_log: Path | None = None
+
+    def start_plane(self) -> None:
+        from cluster import ControlPlane  # tests/realcluster
+
+        self.plane = ControlPlane.up(dir=str(self.work / "plane"))
+        self.kubectl = Kubectl(self.plane.kubeconfig)
+        self.driver = PodDriver(self.kubectl)
+        self.driver.start()
+
+    def spawn(self, cmd: list[str], log_name: str, env=None) -> subprocess.Popen:
+        path = self.work / f"{log_name}.log"
+        handle = open(path, "w")
+        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        if self.driver:
+            self.driver.stop()
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        if self.plane is not None:
+            self.plane.down()
+
+    def prepare(self, scenario) -> Kubectl:
+        """The API server a scenario runs against (the shared one here)."""
+        assert self.kubectl
+        self.driver.register(scenario.namespace, scenario.pods)
+        return self.kubectl
+
+    def finish(self, scenario) -> None:
+        pass
+
+    def problems(self) -> list[str]:
+        return list(self.driver.errors) if self.driver else []
+
+
+class Upstream(Backend):
+    name = "upstream"
+
+    def setup(self) -> None:
+        self.start_plane()
+        k = self.kubectl
+        crd = upstream_source() / "config" / "components" / "crd" / "bases" / "jobset.x-k8s.io_jobsets.yaml"
+        k(["apply", "--server-side", "-f", str(crd)])
+        k(["wait", "--for=condition=Established", "crd/jobsets.jobset.x-k8s.io", "--timeout=60s"])
+        certs, ca = make_webhook_certs(self.work / "webhook-certs")
+        port, metrics, health = free_port(), free_port(), free_port()
+        config = {
+            "apiVersion": "config.jobset.x-k8s.io/v1alpha1",
+            "kind": "Configuration",
+            "internalCertManagement": {"enable": False},
+            "webhook": {"port": port, "host": "127.0.0.1", "certDir": str(certs)},
+            "metrics": {"bindAddress": f"127.0.0.1:{metrics}"},
+            "health": {"healthProbeBindAddress": f"127.0.0.1:{health}"},
+            "leaderElection": {"leaderElect": False},
+            "featureGates": FEATURE_GATES,
+        }
+        cfg = self.work / "upstream-config.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        self.controller_log = self.work / "upstream-controller.log"
+        proc = self.spawn([str(self.bin_dir / "jobset-upstream"), "--config", str(cfg), "--kubeconfig", self.plane.kubeconfig],
+                          "upstream-controller")
+        wait_tcp(port, proc, "the upstream controller's webhook server", self.controller_log)
+        k(["apply", "-f", "-"], input=webhook_configs(port, ca, pods=True))
+
+
+class Ours(Backend):
+    name = "ours"
+
+    def setup(self) -> None:
+        self.start_plane()
+        k = self.kubectl
+        deploy = REPO / "deploy"
+        k(["apply", "--server-side", "-f", str(deploy / "crd")])
+        k(["wait", "--for=condition=Established", "crd/jobsets.jobset.x-k8s.io", "--timeout=60s"])
+        k(["apply", "--server-side", "-f", str(deploy / "namespace.yaml"), "-f", str(deploy / "rbac"),
+           "-f", str(deploy / "plugins")])
+        token = k(["create", "token", "jobset-controller", "-n", "jobset-system", "--duration=6h"]).stdout.strip()
+        sa_kubeconfig = self.work / "controller.kubeconfig"
+        admin = yaml.safe_load(Path(self.plane.kubeconfig).read_text())
+        cluster = admin["clusters"][0]["cluster"]
+        sa_kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "plane", "cluster": cluster}],
+            "users": [{"name": "jobset-controller", "user": {"token": token}}],
+            "contexts": [{"name": "controller", "context": {"cluster": "plane", "user": "jobset-controller"}}],
+            "current-context": "controller",
+        }))
+        certs, ca = make_webhook_certs(self.work / "webhook-certs")
+        port, metrics, health = free_port(), free_port(), free_port()
+        gates = ",".join(f"{g}={'true' if on else 'false'}" for g, on in FEATURE_GATES.items())
+        self.controller_log = self.work / "ours-controller.log"
+        proc = self.spawn([
+            str(self.jobset_bin), "controller", "--kubeconfig", str(sa_kubeconfig),
+            "--cert-dir", str(certs), "--webhook-addr", f"127.0.0.1:{port}",
+            "--metrics-addr", f"127.0.0.1:{metrics}", "--health-addr", f"127.0.0.1:{health}",
+            "--plugin-namespace", "jobset-system", "--feature-gates", gates,
+        ], "ours-controller", env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info")))
+        wait_tcp(port, proc, "our controller's webhook server", self.controller_log)
+        k(["apply", "-f", "-"], input=webhook_configs(port, ca, pods=False))
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        text = self.controller_log.read_text(errors="replace") if self.controller_log else ""
+        forbidden = [l for l in text.splitlines() if "forbidden" in l.lower()]
+        if forbidden:
+            out.append(f"{len(forbidden)} forbidden request(s) in the controller's log, first: {forbidden[0][:300]}")
+        return out
+
+
+class Sim(Backend):
+    """Our controller on `jobset sim serve`: one simulated cluster per
+    scenario, playing the scenario's pod script natively."""
+
+    name = "sim"
+    real = False
+
+    def setup(self) -> None:
+        self.servers: dict[str, subprocess.Popen] = {}
+        self.lock = threading.Lock()
+
+    def prepare(self, scenario) -> Kubectl:
+        folder = self.work / scenario.namespace
+        folder.mkdir(parents=True, exist_ok=True)
+        script = scaled_scenario(scenario.pods_doc, scenario_mod.SCALE, scenario_mod.MINIMUM)
+        (folder / "pods.scenario.yaml").write_text(yaml.safe_dump(script))
+        kubeconfig = folder / "kubeconfig"
+        gates = ",".join(f"{g}={'true' if on else 'false'}" for g, on in FEATURE_GATES.items())
+        proc = subprocess.Popen(
+            [str(self.jobset_bin), "sim", "serve", "--controller", "--listen", "127.0.0.1:0",
+             "--kubeconfig-out", str(kubeconfig), "--scenario", str(folder / "pods.scenario.yaml"),
+             "--feature-gates", gates],
+            stdout=subprocess.PIPE, stderr=open(folder / "sim.log", "w"), text=True, start_new_session=True,
+        )
+        with self.lock:
+            self.procs.append(proc)
+            self.servers[scenario.name] = proc
+        line = proc.stdout.readline()
+        if "ready on" not in line:
+            raise RuntimeError(f"jobset sim serve did not start: {line}\n{tail(folder / 'sim.log')}")
+        return Kubectl(str(kubeconfig))
+
+    def finish(self, scenario) -> None:
+        proc = self.servers.pop(scenario.name, None)
+        if proc and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def problems(self) -> list[str]:
+        return []
+
+
+def scaled_scenario(doc: dict | None, scale: float, minimum: float) -> dict:
+    """A scenario file with its times in wall-clock seconds, as the
+    simulated cluster plays it under `jobset sim serve`."""
+    from pods import parse_duration
+
+    def wall(v):
+        return f"{max(minimum, parse_duration(v) * scale):.3f}s"
+
+    doc = dict(doc or {})
+    out: dict = {"defaultDuration": wall(doc.get("defaultDuration", 60)), "startDelay": "0.2s"}
+    rules = []
+    for r in doc.get("rules") or []:
+        r = dict(r)
+        for key in ("duration", "failAt"):
+            if key in r:
+                r[key] = wall(r[key])
+        rules.append(r)
+    out["rules"] = rules
+    return out
+
+
+# ------------------------------------------------------------------ running
+
+
+def admission_answer(out: subprocess.CompletedProcess, namespace: str) -> dict:
+    text = (out.stdout if out.returncode == 0 else out.stderr).strip()
+    # The file name kubectl prints is ours (stdin), not the server's.
+    text = re.sub(r'error when (creating|patching) "[^"]*"', r"error when \1", text)
+    return {"accepted": out.returncode == 0, "answer": normalise_text(text, namespace)}
+
+
+def apply_step(k: Kubectl, ns: str, step: dict) -> subprocess.CompletedProcess:
+    """A timed update of a JobSet: a merge patch (`patch`) or a JSON patch
+    (`json`, for changes inside lists, as Kueue makes them)."""
+    if "json" in step:
+        kind, body = "json", step["json"]
+    else:
+        kind, body = "merge", step["patch"]
+    return k(["patch", "jobset", step["jobset"], "-n", ns, f"--type={kind}", "-p", json.dumps(body)], check=False)
+
+
+def play(backend: Backend, scenario) -> dict:
+    ns = scenario.namespace
+    k = backend.prepare(scenario)
+    try:
+        k(["create", "namespace", ns])
+        result: dict = {"admission": []}
+        for doc in scenario.manifests:
+            doc = json.loads(json.dumps(doc))
+            if isinstance(doc.get("metadata"), dict) and "namespace" in doc["metadata"]:
+                doc["metadata"]["namespace"] = ns
+            out = k(["create", "-n", ns, "-f", "-"], check=False, input=yaml.safe_dump(doc))
+            result["admission"].append(admission_answer(out, ns))
+        observer = Observer(k, ns)
+        start = time.monotonic()
+        steps = sorted(scenario.steps, key=lambda s: s.get("after", 0))
+        if scenario.kind == "admission":
+            for step in steps:
+                result["admission"].append(admission_answer(apply_step(k, ns, step), ns))
+            return result
+        finished_at = None
+        timed_out = False
+        while True:
+            now = time.monotonic() - start
+            while steps and steps[0].get("after", 0) <= now:
+                step = steps.pop(0)
+                result.setdefault("steps", []).append(admission_answer(apply_step(k, ns, step), ns))
+            observer.poll()
+            if scenario.settle is not None:
+                if now >= scenario.settle and not steps:
+                    break
+            else:
+                jobsets = observer.get("jobsets.jobset.x-k8s.io")
+                done = bool(jobsets) and all(
+                    any(c.get("type") in ("Completed", "Failed") and c.get("status") == "True"
+                        for c in (js.get("status") or {}).get("conditions") or [])
+                    for js in jobsets
+                )
+                if not jobsets and any(a["accepted"] for a in result["admission"]):
+                    done = now > 5  # deleted (TTL) or never a JobSet
+                if done and finished_at is None:
+                    finished_at = now
+                if finished_at is not None and now - finished_at >= 3 and not steps:
+                    break
+            if now > scenario.timeout:
+                timed_out = True
+                break
+            time.sleep(0.5)
+        result.update(observer.final())
+        result["timedOut"] = timed_out
+        return result
+    finally:
+        backend.finish(scenario)
+
+
+def run_backend(backend: Backend, scenarios, parallel: int) -> dict[str, dict]:
+    log(f"{backend.name}: starting")
+    t0 = time.monotonic()
+    backend.setup()
+    log(f"{backend.name}: ready in {time.monotonic() - t0:.0f} s; playing {len(scenarios)} scenarios, {parallel} at a time")
+    results: dict[str, dict] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = {pool.submit(play, backend, s): s for s in scenarios}
+        for f in concurrent.futures.as_completed(futures):
+            s = futures[f]
+            try:
+                results[s.name] = f.result()
+            except Exception as e:  # a scenario that cannot run is a failure of its own
+                results[s.name] = {"error": str(e)}
+            log(f"{backend.name}: {s.name} done ({len(results)}/{len(scenarios)})")
+    results["__problems__"] = {"problems": backend.problems()}
+    log(f"{backend.name}: all scenarios in {time.monotonic() - t0:.0f} s")
+    return results
+
+
+# --------------------------------------------------------------- comparing
+
+
+def load_allowlist() -> list[dict]:
+    entries = yaml.safe_load((HERE / "allowlist.yaml").read_text()) or []
+    for i, e in enumerate(entries):
+        missing = {"compare", "scenario", "path", "reason"} - set(e)
+        if missing:
+            raise SystemExit(f"allowlist.yaml entry {i}: missing {sorted(missing)}")
+        if len(str(e["reason"]).strip()) < 20:
+            raise SystemExit(f"allowlist.yaml entry {i}: the reason must say why ({e['reason']!r})")
+    return entries
+
+
+def allowed(entries, compare: str, scenario: str, path: str):
+    for e in entries:
+        if e["compare"] == compare and fnmatch.fnmatch(scenario, e["scenario"]) and re.search(e["path"], path):
+            return e
+    return None
+
+
+def compare(entries, label: str, scenario: str, left: dict, right: dict) -> tuple[list, list]:
+    a, b = flatten(left), flatten(right)
+    diverged, allowed_rows = [], []
+    for path in sorted(set(a) | set(b)):
+        va, vb = a.get(path, "<absent>"), b.get(path, "<absent>")
+        if va == vb:
+            continue
+        entry = allowed(entries, label, scenario, path)
+        (allowed_rows if entry else diverged).append((path, va, vb, entry))
+    return diverged, allowed_rows
+
+
+def short(v, width: int = 60) -> str:
+    s = json.dumps(v) if not isinstance(v, str) else v
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default="upstream,ours,sim")
+    parser.add_argument("--only", nargs="*")
+    parser.add_argument("--parallel", type=int, default=12)
+    parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, results)")
+    parser.add_argument("--results", help="write every backend's observations here as JSON")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    scenarios = scenario_mod.load(args.only)
+    entries = load_allowlist()
+    names = [b.strip() for b in args.backends.split(",") if b.strip()]
+    jobset_bin = Path(args.jobset)
+    if not jobset_bin.exists():
+        raise SystemExit(f"no jobset binary at {jobset_bin} (cargo build -p jobset, or --jobset PATH)")
+    bin_dir = None
+    if any(n in ("upstream", "ours") for n in names):
+        out = run(["bash", str(REPO / "tests" / "realcluster" / "build.sh"), "--print-bin-dir"], timeout=3600)
+        bin_dir = Path(out.stdout.strip().splitlines()[-1])
+    work = Path(tempfile.mkdtemp(prefix="jobset-differential-"))
+    log(f"work folder {work}; {len(scenarios)} scenarios; backends {names}")
+    kinds = {"upstream": Upstream, "ours": Ours, "sim": Sim}
+    observed: dict[str, dict] = {}
+    try:
+        for n in names:
+            backend = kinds[n](work / n, bin_dir, jobset_bin)
+            backend.work.mkdir(parents=True)
+            try:
+                observed[n] = run_backend(backend, scenarios, args.parallel)
+            finally:
+                backend.close()
+    finally:
+        if args.results:
+            Path(args.results).write_text(json.dumps(observed, indent=1, sort_keys=True))
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    pairs = [(a, b) for a, b in (("upstream", "ours"), ("ours", "sim")) if a in observed and b in observed]
+    passed = failed = 0
+    allowed_total = 0
+    for s in scenarios:
+        print(f"\n== {s.name} ({s.kind})")
+        ok = True
+        for a, b in pairs:
+            label = f"{a}-{b}"
+            ra, rb = observed[a].get(s.name, {}), observed[b].get(s.name, {})
+            for side, r in ((a, ra), (b, rb)):
+                if "error" in r:
+                    print(f"  {label}: {side} could not run it: {r['error']}")
+                    ok = False
+                if r.get("timedOut"):
+                    print(f"  {label}: {side} timed out before every JobSet finished")
+            diverged, allowed_rows = compare(entries, label, s.name, ra, rb)
+            allowed_total += len(allowed_rows)
+            if not diverged and not allowed_rows:
+                print(f"  {label}: same ({len(flatten(ra))} fields)")
+            for path, va, vb, entry in diverged:
+                ok = False
+                print(f"  {label}: DIFFERS {path}: {a}={short(va)} {b}={short(vb)}")
+            for path, va, vb, entry in allowed_rows:
+                print(f"  {label}: allowed {path}: {a}={short(va)} {b}={short(vb)} ({entry['reason'][:70]})")
+        if ok:
+            passed += 1
+        else:
+            failed += 1
+    for n in names:
+        for p in observed.get(n, {}).get("__problems__", {}).get("problems", []):
+            print(f"\n{n}: {p}")
+            failed += 1
+    print(f"\ndifferential: {len(scenarios)} scenarios, {allowed_total} allowed differences, "
+          f"{time.monotonic() - started:.0f} s")
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
