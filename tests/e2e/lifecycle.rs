@@ -45,6 +45,11 @@ fn a_jobset_being_deleted_does_not_recreate_its_jobs() {
             .delete("going", &DeleteParams::background())
             .await
             .expect("the JobSet is deleted");
+        // As on a cluster, where the garbage collector deletes the Jobs of a
+        // JobSet only after its deletion is visible, the controller sees the
+        // deletion before the Job goes; the two watches deliver in no
+        // particular order between them.
+        tokio::time::sleep(Duration::from_secs(2)).await;
         env.jobs_api()
             .delete("going-w-0", &DeleteParams::background())
             .await

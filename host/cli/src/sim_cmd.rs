@@ -65,11 +65,39 @@ pub struct ServeArgs {
 pub enum SimCommand {
     /// Serve a simulated cluster on loopback.
     Serve(ServeArgs),
+    /// Print the Node objects of a node layout as YAML documents, so that
+    /// another cluster (a real control plane with fake nodes) can have
+    /// the same nodes as the simulated one.
+    Nodes(NodesArgs),
+}
+
+/// Options of `jobset sim nodes`.
+#[derive(Debug, clap::Args)]
+pub struct NodesArgs {
+    /// Node layout (see `jobset run --nodes`).
+    #[arg(long, default_value = "default")]
+    pub nodes: String,
+}
+
+/// The Node objects of `--nodes` as YAML documents, status included
+/// (capacity, allocatable, a Ready condition).
+fn print_nodes(args: &NodesArgs) -> Result<(), Failure> {
+    let layout = crate::run::load_nodes(&args.nodes)?;
+    let mut out = String::new();
+    for node in layout.node_objects() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&node).map_err(|e| Failure::Internal(e.to_string()))?);
+    }
+    print!("{out}");
+    Ok(())
 }
 
 /// Runs a sim subcommand.
 pub fn run(cmd: SimCommand) -> Result<(), Failure> {
-    let SimCommand::Serve(args) = cmd;
+    let args = match cmd {
+        SimCommand::Serve(args) => args,
+        SimCommand::Nodes(args) => return print_nodes(&args),
+    };
     if args.rbac && args.controller {
         return Err(bad_input(
             "--controller with --rbac: run the controller separately with a service-account kubeconfig".to_string(),

@@ -312,3 +312,38 @@ fn sim_serve_feature_gates_reach_its_admission_webhooks() {
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(t.contains("--feature-gates"), "{t}");
 }
+
+#[test]
+fn sim_nodes_prints_the_layout_and_the_real_control_plane_has_the_same() {
+    let out = jobset(&["sim", "nodes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(printed.matches("\nkind: Node\n").count(), 27, "{printed}");
+    assert!(printed.contains("cloud.google.com/gke-tpu-topology: 2x4"), "{printed}");
+    assert!(printed.contains("nvidia.com/gpu: '8'"), "{printed}");
+    // tests/realcluster/nodes.yaml is this output behind a comment header.
+    let path = repo().join("tests/realcluster/nodes.yaml");
+    let committed = std::fs::read_to_string(&path).expect("tests/realcluster/nodes.yaml");
+    let body: String = committed
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if body != printed && std::env::var("JOBSET_BLESS").is_ok() {
+        let header: String = committed
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, format!("{header}{printed}")).expect("blessed");
+        return;
+    }
+    assert!(
+        body == printed,
+        "tests/realcluster/nodes.yaml is stale: regenerate it with JOBSET_BLESS=1"
+    );
+
+    let bad = jobset(&["sim", "nodes", "--nodes", "pools=x"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("--nodes"), "{}", text(&bad));
+}
