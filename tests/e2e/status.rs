@@ -162,10 +162,7 @@ spec:
         env.complete_job(&jobs[0]).await;
         let e = env.wait_event("done", "AllJobsCompleted").await;
         assert_eq!(e.type_.as_deref(), Some("Normal"));
-        assert_eq!(
-            e.note.as_deref(),
-            Some("jobset completed successfully (policy default-outcome@native)")
-        );
+        assert_eq!(e.note.as_deref(), Some("jobset completed successfully"));
         assert_eq!(e.action.as_deref(), Some("Reconciling"));
         env.stop().await;
     });

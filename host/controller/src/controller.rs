@@ -57,7 +57,8 @@ impl Default for ControllerConfig {
                 "InPlaceRestart".to_string(),
                 "ElasticJobSet".to_string(),
             ],
-            reporter: "jobset-controller".to_string(),
+            // The reporting controller of upstream's events.
+            reporter: "jobset".to_string(),
             clock: Clock::wall(),
             observer: None,
             health: Arc::new(Health::default()),

@@ -9,9 +9,27 @@ use crate::plan::Planner;
 use crate::policy::{Decision, PolicyError, Slot, invalid_verdict, records as p};
 use jobset_api::status::{TERMINAL_STATE_COMPLETED, TERMINAL_STATE_FAILED};
 
-/// Appends which plugin decided to a condition or event message.
+/// A condition or event message as written: a custom plugin's words name
+/// the plugin that decided (`name@sha`); the default plugins' words are
+/// upstream's to the byte, since tools (Kueue, Kubeflow Trainer,
+/// dashboards) compare them. Which plugin decided stays in the controller's
+/// log, its metrics and `jobset run`'s output either way.
 pub fn attributed(message: &str, plugin: &str) -> String {
-    format!("{message} (policy {plugin})")
+    if is_default_plugin(plugin) {
+        message.to_string()
+    } else {
+        format!("{message} (policy {plugin})")
+    }
+}
+
+/// Whether `plugin` (`name` or `name@version`) is one of the default
+/// plugins, built in or replaced by a ConfigMap of the same name.
+pub fn is_default_plugin(plugin: &str) -> bool {
+    let name = plugin.split('@').next().unwrap_or(plugin);
+    matches!(
+        name,
+        "default-startup" | "default-outcome" | "default-placement"
+    )
 }
 
 /// Applies the verdict; returns true when the reconcile must stop here
@@ -83,16 +101,17 @@ pub(crate) fn apply_outcome(
                 planner.status.restarts_count_towards_max += 1;
             }
             let message = attributed(&r.message, plugin);
-            planner
-                .plan
-                .events
-                .push(EventSpec::warning(r.event_reason.clone(), message.clone()));
+            // Upstream's order: the condition's event, then the action's.
             planner.condition(DesiredCondition::true_(
                 types::RESTARTING,
                 r.condition_reason.clone(),
-                message,
+                message.clone(),
                 EventType::Warning,
             ));
+            planner
+                .plan
+                .events
+                .push(EventSpec::warning(r.event_reason.clone(), message));
             true
         }
         p::Action::RestartJob(r) => {
@@ -173,4 +192,24 @@ pub(crate) fn apply_outcome(
 
 fn invalid(plugin: &str, message: &str) -> PolicyError {
     invalid_verdict(Slot::Outcome, plugin, message.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_plugins_write_upstreams_words_and_others_sign_theirs() {
+        let m = "jobset completed successfully";
+        assert_eq!(attributed(m, "default-outcome@c16c21682681"), m);
+        assert_eq!(attributed(m, "default-outcome"), m);
+        assert_eq!(
+            attributed(m, "preemption-aware@2083d44ffec0"),
+            "jobset completed successfully (policy preemption-aware@2083d44ffec0)"
+        );
+        assert_eq!(
+            attributed(m, "default-outcomes@1"),
+            "jobset completed successfully (policy default-outcomes@1)"
+        );
+    }
 }

@@ -157,7 +157,12 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
     };
     let counts = replicated_jobs_status(js, &buckets);
     if !same_replicated_jobs_status(&counts, &stored.replicated_jobs_status) {
-        planner.status.replicated_jobs_status = counts.clone();
+        // Stored in upstream's order, by name from last to first (its
+        // change check sorts the slice it then writes); readers that
+        // index the list see what they see under upstream.
+        let mut written = counts.clone();
+        written.sort_by(|a, b| b.name.cmp(&a.name));
+        planner.status.replicated_jobs_status = written;
     }
 
     if is_finished(js) {

@@ -206,7 +206,8 @@ fn a_new_jobset_creates_its_service_and_every_job() {
     let rjs = &status(&p).replicated_jobs_status;
     assert_eq!(
         rjs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-        ["a", "b"]
+        ["b", "a"],
+        "upstream's order: by name, last first"
     );
 }
 
@@ -313,8 +314,8 @@ fn without_a_failure_policy_the_first_failure_fails_the_jobset() {
         c.message
     );
     assert!(
-        c.message.contains("default-outcome"),
-        "the deciding plugin is named: {}",
+        c.message == "jobset failed due to one or more job failures (first failed job: js-b-1)",
+        "upstream's message, not signed by the default plugin: {}",
         c.message
     );
     assert_eq!(status(&p).terminal_state, "Failed");
@@ -350,7 +351,7 @@ fn a_restart_bumps_the_counters_and_sets_restarting() {
     );
     assert_eq!(
         event_reasons(&p),
-        ["RestartJobSetFailurePolicyAction", "DefaultFailurePolicy"]
+        ["DefaultFailurePolicy", "RestartJobSetFailurePolicyAction"]
     );
     assert!(created(&p).is_empty() && deleted(&p).is_empty());
 }
@@ -398,8 +399,12 @@ fn ignore_max_restarts_restarts_without_counting() {
         "FailurePolicy_maint"
     );
     assert_eq!(
-        event_reasons(&p)[0],
-        "RestartJobSetAndIgnoreMaxRestartsFailurePolicyAction"
+        event_reasons(&p),
+        [
+            "FailurePolicy_maint",
+            "RestartJobSetAndIgnoreMaxRestartsFailurePolicyAction"
+        ],
+        "upstream's order: the condition's event, then the action's"
     );
 }
 
@@ -487,7 +492,11 @@ fn all_jobs_succeeding_completes_the_jobset() {
     assert!(c.message.starts_with("jobset completed successfully"));
     assert_eq!(status(&p).terminal_state, "Completed");
     assert_eq!(p.terminal, Some(Terminal::Completed));
-    assert_eq!(status(&p).replicated_jobs_status[1].succeeded, 3);
+    assert_eq!(
+        status(&p).replicated_jobs_status[0].succeeded,
+        3,
+        "b, then a"
+    );
 }
 
 #[test]
@@ -930,6 +939,12 @@ fn replicated_job_counts_follow_spec_2_6() {
         2,
     );
     let p = run(&js, &jobs);
-    let b = &status(&p).replicated_jobs_status[1];
+    let names: Vec<&str> = status(&p)
+        .replicated_jobs_status
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["b", "a"], "upstream's order: by name, last first");
+    let b = &status(&p).replicated_jobs_status[0];
     assert_eq!((b.ready, b.active, b.failed, b.succeeded), (2, 2, 0, 0));
 }
