@@ -54,23 +54,32 @@ async fn wait_all(env: &Env, js: &str, want_suspended: bool) -> Vec<Job> {
 }
 
 /// Changes the pod template while suspended, as Kueue does, and resumes in
-/// the same update.
+/// the same update; a conflict with a status write in between is retried
+/// on the fresh object, as Kueue retries it.
 async fn resume_with_kueue_changes(env: &Env, js: &str) {
-    let current = env.get(js).await;
-    let mut value = serde_json::to_value(&current).unwrap();
-    let pod = value
-        .pointer_mut("/spec/replicatedJobs/0/template/spec/template")
-        .unwrap();
-    pod["metadata"]["labels"]["kueue.x-k8s.io/flavor"] = json!("tpu");
-    pod["spec"]["nodeSelector"]["cloud/flavor"] = json!("tpu-v5");
-    pod["spec"]["tolerations"] =
-        json!([{"key": "flavor", "operator": "Equal", "value": "tpu", "effect": "NoSchedule"}]);
-    value["spec"]["suspend"] = json!(false);
-    let updated: jobset_api::JobSet = serde_json::from_value(value).unwrap();
-    env.jobsets()
-        .replace(js, &PostParams::default(), &updated)
-        .await
-        .expect("the JobSet is updated");
+    for _ in 0..10 {
+        let current = env.get(js).await;
+        let mut value = serde_json::to_value(&current).unwrap();
+        let pod = value
+            .pointer_mut("/spec/replicatedJobs/0/template/spec/template")
+            .unwrap();
+        pod["metadata"]["labels"]["kueue.x-k8s.io/flavor"] = json!("tpu");
+        pod["spec"]["nodeSelector"]["cloud/flavor"] = json!("tpu-v5");
+        pod["spec"]["tolerations"] =
+            json!([{"key": "flavor", "operator": "Equal", "value": "tpu", "effect": "NoSchedule"}]);
+        value["spec"]["suspend"] = json!(false);
+        let updated: jobset_api::JobSet = serde_json::from_value(value).unwrap();
+        match env
+            .jobsets()
+            .replace(js, &PostParams::default(), &updated)
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => panic!("the JobSet is updated: {e}"),
+        }
+    }
+    panic!("the JobSet could not be updated in 10 tries: every one conflicted");
 }
 
 #[test]
