@@ -40,7 +40,6 @@ import scenarios as scenario_mod  # noqa: E402
 from observe import Observer, flatten, normalise_text  # noqa: E402
 from pods import PodDriver  # noqa: E402
 
-UPSTREAM_VERSION = "v0.12.0"
 WEBHOOK_NAMES = ("jobset-mutating-webhook-configuration", "jobset-validating-webhook-configuration")
 # Alpha gates on for both controllers where the scenarios need them; the
 # others stay at upstream's default (off).
@@ -145,14 +144,6 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def upstream_source() -> Path:
-    """The upstream JobSet module source (for its CRD), fetched through the
-    Go module proxy like the build of its binary."""
-    env = dict(os.environ, GOFLAGS="-mod=mod")
-    out = run(["go", "mod", "download", "-json", f"sigs.k8s.io/jobset@{UPSTREAM_VERSION}"], env=env, timeout=600)
-    return Path(json.loads(out.stdout)["Dir"])
-
-
 class Backend:
     """An API server with a JobSet controller behind it."""
 
@@ -172,7 +163,7 @@ class Backend:
     def start_plane(self) -> None:
         from cluster import ControlPlane  # tests/realcluster
 
-        self.plane = ControlPlane.up(dir=str(self.work / "plane"))
+        self.plane = ControlPlane.up(dir=str(self.work / "plane"), bins=self.bin_dir, quiet=True)
         self.kubectl = Kubectl(self.plane.kubeconfig)
         self.driver = PodDriver(self.kubectl)
         self.driver.start()
@@ -221,9 +212,9 @@ class Upstream(Backend):
     def setup(self) -> None:
         self.start_plane()
         k = self.kubectl
-        crd = upstream_source() / "config" / "components" / "crd" / "bases" / "jobset.x-k8s.io_jobsets.yaml"
+        crd = self.bin_dir / "jobset-upstream-crd.yaml"  # copied there by build.sh
         k(["apply", "--server-side", "-f", str(crd)])
-        k(["wait", "--for=condition=Established", "crd/jobsets.jobset.x-k8s.io", "--timeout=60s"])
+        self.plane.wait_established("jobsets.jobset.x-k8s.io")
         certs, ca = make_webhook_certs(self.work / "webhook-certs")
         port, metrics, health = free_port(), free_port(), free_port()
         config = {
@@ -253,7 +244,7 @@ class Ours(Backend):
         k = self.kubectl
         deploy = REPO / "deploy"
         k(["apply", "--server-side", "-f", str(deploy / "crd")])
-        k(["wait", "--for=condition=Established", "crd/jobsets.jobset.x-k8s.io", "--timeout=60s"])
+        self.plane.wait_established("jobsets.jobset.x-k8s.io")
         k(["apply", "--server-side", "-f", str(deploy / "namespace.yaml"), "-f", str(deploy / "rbac"),
            "-f", str(deploy / "plugins")])
         token = k(["create", "token", "jobset-controller", "-n", "jobset-system", "--duration=6h"]).stdout.strip()
@@ -343,7 +334,10 @@ def scaled_scenario(doc: dict | None, scale: float, minimum: float) -> dict:
         return f"{max(minimum, parse_duration(v) * scale):.3f}s"
 
     doc = dict(doc or {})
-    out: dict = {"defaultDuration": wall(doc.get("defaultDuration", 60)), "startDelay": "0.2s"}
+    # Pods start and stop as kwok's Stages make them on the real control
+    # plane (tests/realcluster/stages.yaml): 0.2 s from binding to running,
+    # 0.2 s from deletion to stopped.
+    out: dict = {"defaultDuration": wall(doc.get("defaultDuration", 60)), "startDelay": "0.2s", "shutdown": "0.2s"}
     rules = []
     for r in doc.get("rules") or []:
         r = dict(r)
@@ -412,8 +406,9 @@ def play(backend: Backend, scenario) -> dict:
                         for c in (js.get("status") or {}).get("conditions") or [])
                     for js in jobsets
                 )
-                if not jobsets and any(a["accepted"] for a in result["admission"]):
-                    done = now > 5  # deleted (TTL) or never a JobSet
+                if not jobsets:
+                    # Deleted (TTL), or nothing was admitted: nothing to wait for.
+                    done = now > 5 or not any(a["accepted"] for a in result["admission"])
                 if done and finished_at is None:
                     finished_at = now
                 if finished_at is not None and now - finished_at >= 3 and not steps:
@@ -495,6 +490,7 @@ def main() -> int:
     parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, results)")
     parser.add_argument("--results", help="write every backend's observations here as JSON")
+    parser.add_argument("--reuse", help="observations of an earlier --results file, for the backends not run now")
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -512,6 +508,9 @@ def main() -> int:
     log(f"work folder {work}; {len(scenarios)} scenarios; backends {names}")
     kinds = {"upstream": Upstream, "ours": Ours, "sim": Sim}
     observed: dict[str, dict] = {}
+    if args.reuse:
+        earlier = json.loads(Path(args.reuse).read_text())
+        observed.update({k: v for k, v in earlier.items() if k not in names})
     try:
         for n in names:
             backend = kinds[n](work / n, bin_dir, jobset_bin)
@@ -527,6 +526,7 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     pairs = [(a, b) for a, b in (("upstream", "ours"), ("ours", "sim")) if a in observed and b in observed]
+    names = list(observed)
     passed = failed = 0
     allowed_total = 0
     for s in scenarios:

@@ -61,8 +61,10 @@ def _pod_doc(name: str) -> dict | None:
 
 
 # Upstream examples that only settle (nothing in them finishes on a cluster
-# with no PodGroup API, placeholder images that kwok runs anyway, etc.).
+# with no PodGroup API or storage provisioner, placeholder images that kwok
+# runs anyway, etc.).
 _SETTLE = {
+    "volume-claim-policy__single-pvc": 25,
     "workload-aware-scheduling__jobset": 25,
     "workload-aware-scheduling__tas__jobset": 25,
     "workload-aware-scheduling__dra__jobset": 25,

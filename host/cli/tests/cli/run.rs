@@ -319,7 +319,10 @@ fn sim_nodes_prints_the_layout_and_the_real_control_plane_has_the_same() {
     assert!(out.status.success(), "{}", text(&out));
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(printed.matches("\nkind: Node\n").count(), 27, "{printed}");
-    assert!(printed.contains("cloud.google.com/gke-tpu-topology: 2x4"), "{printed}");
+    assert!(
+        printed.contains("cloud.google.com/gke-tpu-topology: 2x4"),
+        "{printed}"
+    );
     assert!(printed.contains("nvidia.com/gpu: '8'"), "{printed}");
     // tests/realcluster/nodes.yaml is this output behind a comment header.
     let path = repo().join("tests/realcluster/nodes.yaml");
