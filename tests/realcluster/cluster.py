@@ -10,25 +10,30 @@ nodes.yaml) through the Stages in stages.yaml.
     python3 tests/realcluster/cluster.py env --dir DIR      # export KUBECONFIG=...
     python3 tests/realcluster/cluster.py status --dir DIR
     python3 tests/realcluster/cluster.py down --dir DIR [--keep]
+    python3 tests/realcluster/cluster.py smoke              # test_smoke.py: up, check, down
 
-From Python: `with ControlPlane.up() as cp: cp.kubectl("get", "nodes")`.
-The binaries come from build.sh (built on first use, cached after).
+From Python: `with ControlPlane.up() as cp: cp.kubectl("get", "nodes")`;
+leaving the block ends every process, also on an exception, SIGINT or
+SIGTERM. The binaries come from build.sh (built on first use, cached after).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pki import Pki, cert_user, kubeconfig_text  # noqa: E402
+from procs import alive, free_port, healthy, listed, port_taken, run, stop_all, tail  # noqa: E402, F401
 
 HERE = Path(__file__).resolve().parent
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -46,21 +51,11 @@ class StartError(RuntimeError):
     """A component that did not come up, with the end of its log."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(cmd, check=True, input=None, timeout=120, env=None):
-    out = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout, env=env)
-    if check and out.returncode != 0:
-        raise RuntimeError(f"`{' '.join(map(str, cmd))}` failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
-    return out
-
-
 def bin_dir() -> Path:
-    """The cached binaries, built by build.sh when missing."""
+    """The cached binaries, built by build.sh when missing;
+    JOBSET_REALCLUSTER_BIN_DIR names a folder of them to use instead."""
+    if os.environ.get("JOBSET_REALCLUSTER_BIN_DIR"):
+        return Path(os.environ["JOBSET_REALCLUSTER_BIN_DIR"])
     out = subprocess.run(["bash", str(HERE / "build.sh"), "--print-bin-dir"], stdout=subprocess.PIPE, text=True,
                          timeout=7200)
     if out.returncode != 0:
@@ -68,74 +63,13 @@ def bin_dir() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class Pki:
-    """A CA, the API server's serving certificate, client certificates and
-    the service-account signing key, made with openssl."""
-
-    def __init__(self, folder: Path):
-        self.dir = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.ca_key, self.ca_crt = folder / "ca.key", folder / "ca.crt"
-        self._openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "7", "-subj", "/CN=realcluster-ca",
-                      "-keyout", self.ca_key, "-out", self.ca_crt)
-        self.sa_key, self.sa_pub = folder / "sa.key", folder / "sa.pub"
-        self._openssl("genrsa", "-out", self.sa_key, "2048")
-        self._openssl("rsa", "-in", self.sa_key, "-pubout", "-out", self.sa_pub)
-
-    def _openssl(self, *args):
-        run(["openssl", *map(str, args)])
-
-    def issue(self, name: str, subject: str, ext: str) -> tuple[Path, Path]:
-        key, csr, crt = self.dir / f"{name}.key", self.dir / f"{name}.csr", self.dir / f"{name}.crt"
-        extfile = self.dir / f"{name}.ext"
-        extfile.write_text(ext)
-        self._openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", key, "-out", csr)
-        self._openssl("x509", "-req", "-in", csr, "-CA", self.ca_crt, "-CAkey", self.ca_key, "-CAcreateserial",
-                      "-days", "7", "-extfile", extfile, "-out", crt)
-        return crt, key
-
-    def serving(self) -> tuple[Path, Path]:
-        return self.issue(
-            "apiserver", "/CN=kube-apiserver",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-            "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
-        )
-
-    def client(self, name: str, cn: str, org: str | None = None) -> tuple[Path, Path]:
-        subject = f"/CN={cn}" + (f"/O={org}" if org else "")
-        return self.issue(name, subject, "extendedKeyUsage=clientAuth\n")
-
-
-def kubeconfig_text(server: str, ca: Path, user: dict) -> str:
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "realcluster", "cluster": {
-            "server": server, "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode()}}],
-        "users": [{"name": "user", "user": user}],
-        "contexts": [{"name": "realcluster", "context": {"cluster": "realcluster", "user": "user"}}],
-        "current-context": "realcluster",
-    }
-    return json.dumps(doc, indent=1)
-
-
-def cert_user(crt: Path, key: Path) -> dict:
-    return {
-        "client-certificate-data": base64.b64encode(crt.read_bytes()).decode(),
-        "client-key-data": base64.b64encode(key.read_bytes()).decode(),
-    }
-
-
 class ControlPlane:
     """One running control plane; `down()` (or leaving the `with` block,
     however it is left) ends every process it started."""
+
+    # How often a component is started again when a port chosen free was
+    # taken before it could bind it.
+    PORT_ATTEMPTS = 3
 
     def __init__(self, folder: Path, bins: Path):
         self.dir = folder
@@ -145,15 +79,25 @@ class ControlPlane:
         self.procs: dict[str, subprocess.Popen] = {}
         self.kubeconfig = str(folder / "admin.kubeconfig")
         self.server = ""
+        self.ports: dict[str, int] = {}
         self.timings: dict[str, float] = {}
+        self.node_count = 0
+        self._old_handlers: dict[int, object] = {}
 
     # ---------------------------------------------------------------- up
     @classmethod
     def up(cls, dir: str | None = None, bins: Path | None = None, nodes_file: Path | None = None,
            quiet: bool = False) -> "ControlPlane":
+        """Starts a control plane and waits until it is ready; on any failure
+        (or SIGINT/SIGTERM meanwhile) stops what was started, keeps `dir` for
+        its logs, and raises."""
         folder = Path(dir) if dir else Path(tempfile.mkdtemp(prefix="realcluster-"))
         folder.mkdir(parents=True, exist_ok=True)
+        if any(up for _, _, up in listed(folder)):
+            raise StartError(f"{folder} has a running control plane already; stop it with `down --dir {folder}`")
+        (folder / "pids").unlink(missing_ok=True)
         cp = cls(folder, bins or bin_dir())
+        cp._trap_signals()
         try:
             cp._start(nodes_file or HERE / "nodes.yaml", quiet)
         except BaseException:
@@ -167,137 +111,220 @@ class ControlPlane:
     def __exit__(self, *exc) -> None:
         self.down()
 
+    def _trap_signals(self) -> None:
+        """SIGTERM (and SIGHUP) become an exception, like SIGINT already is,
+        so that `with` blocks and `up` stop the processes, which run in
+        sessions of their own and would otherwise outlive us."""
+        def interrupted(signum, _frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                    self._old_handlers[sig] = signal.signal(sig, interrupted)
+            except ValueError:  # not the main thread: the caller handles signals
+                pass
+
+    def _restore_signals(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            try:
+                signal.signal(sig, handler)
+            except ValueError:
+                pass
+        self._old_handlers.clear()
+
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "w")
-        proc = subprocess.Popen([str(self.bins / name.split("#")[0]), *args], stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([str(self.bins / name), *args], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
         self.procs[name] = proc
         with open(self.dir / "pids", "a") as f:
             f.write(f"{proc.pid} {name}\n")
         return proc
 
+    def _launch(self, name: str, args, ready, timeout: float) -> None:
+        """Starts a component with `args()` (which picks its ports afresh
+        each time) and waits for `ready()`; starts it again on other ports
+        when one was taken meanwhile."""
+        for attempt in range(1, self.PORT_ATTEMPTS + 1):
+            self._spawn(name, args())
+            try:
+                self._wait(name, ready, timeout)
+                return
+            except StartError:
+                if attempt == self.PORT_ATTEMPTS or not port_taken(self.logs / f"{name}.log"):
+                    raise
+                os.replace(self.logs / f"{name}.log", self.logs / f"{name}.{attempt}.log")
+
     def _wait(self, name: str, ready, timeout: float) -> None:
         start = time.monotonic()
         deadline = start + timeout
         proc = self.procs[name]
+        log = self.logs / f"{name}.log"
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise StartError(f"{name} exited with code {proc.returncode}; the end of its log "
-                                 f"({self.logs / (name + '.log')}):\n{tail(self.logs / (name + '.log'))}")
+                raise StartError(f"{name} exited with code {proc.returncode}; the end of its log ({log}):\n{tail(log)}")
             try:
                 if ready():
                     self.timings[name] = time.monotonic() - start
                     return
-            except (OSError, subprocess.SubprocessError, RuntimeError):
+            except (OSError, subprocess.SubprocessError, RuntimeError, ValueError):
                 pass
             time.sleep(0.25)
-        raise StartError(f"{name} was not ready within {timeout:.0f} s; the end of its log "
-                         f"({self.logs / (name + '.log')}):\n{tail(self.logs / (name + '.log'))}")
+        raise StartError(f"{name} was not ready within {timeout:.0f} s; the end of its log ({log}):\n{tail(log)}")
 
     def _start(self, nodes_file: Path, quiet: bool) -> None:
         say = (lambda *_: None) if quiet else (lambda m: print(f"realcluster: {m}", file=sys.stderr, flush=True))
         t0 = time.monotonic()
-        pki = Pki(self.dir / "pki")
-        self.pki = pki
-
-        client_port, peer_port = free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{client_port}"
-        self._spawn("etcd", [
-            "--name", "realcluster", "--data-dir", str(self.dir / "etcd"),
-            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-            "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-            "--initial-cluster", f"realcluster=http://127.0.0.1:{peer_port}",
-            "--unsafe-no-fsync", "--log-level", "warn", "--quota-backend-bytes", str(4 << 30),
-        ])
-        self._wait("etcd", lambda: socket.create_connection(("127.0.0.1", client_port), timeout=1).close() is None, 60)
-        say(f"etcd on {etcd_url}")
-
-        port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
-        crt, key = pki.serving()
-        self._spawn("kube-apiserver", [
-            "--etcd-servers", etcd_url,
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(port),
-            "--tls-cert-file", str(crt), "--tls-private-key-file", str(key),
-            "--client-ca-file", str(pki.ca_crt),
-            "--authorization-mode", "Node,RBAC",
-            "--service-account-issuer", "https://kubernetes.default.svc",
-            "--service-account-key-file", str(pki.sa_pub),
-            "--service-account-signing-key-file", str(pki.sa_key),
-            "--endpoint-reconciler-type", "none",
-            "--service-cluster-ip-range", "10.96.0.0/16",
-            # Pods of a new namespace must not wait for its default
-            # ServiceAccount (nothing here mounts its token), and new nodes
-            # must not carry the not-ready taint that only the node
-            # lifecycle controller, which fake nodes do not need, removes.
-            "--disable-admission-plugins", "ServiceAccount,TaintNodesByCondition",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--v", "1",
-        ])
-        admin_crt, admin_key = pki.client("admin", "realcluster-admin", "system:masters")
-        Path(self.kubeconfig).write_text(kubeconfig_text(self.server, pki.ca_crt, cert_user(admin_crt, admin_key)))
-        self._wait("kube-apiserver", lambda: self.kubectl("get", "--raw", "/readyz", check=False, timeout=5).returncode == 0,
-                   180)
+        say(f"starting in {self.dir}")
+        self.pki = Pki(self.dir / "pki")
+        self._start_etcd()
+        say(f"etcd on 127.0.0.1:{self.ports['etcd']}")
+        self._start_apiserver()
         say(f"kube-apiserver on {self.server}")
-
-        kcm_crt, kcm_key = pki.client("kcm", "system:kube-controller-manager")
-        kcm_config = self.dir / "kcm.kubeconfig"
-        kcm_config.write_text(kubeconfig_text(self.server, pki.ca_crt, cert_user(kcm_crt, kcm_key)))
-        self._spawn("kube-controller-manager", [
-            "--kubeconfig", str(kcm_config),
-            "--authentication-kubeconfig", str(kcm_config), "--authorization-kubeconfig", str(kcm_config),
-            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-            "--controllers", ",".join(KCM_CONTROLLERS),
-            "--service-account-private-key-file", str(pki.sa_key),
-            "--root-ca-file", str(pki.ca_crt),
-            "--use-service-account-credentials=true",
-            "--leader-elect=false",
-            # The defaults (20/30) would make the Job controller the
-            # bottleneck of any comparison.
-            "--kube-api-qps", "500", "--kube-api-burst", "1000",
-            "--concurrent-job-syncs", "20", "--concurrent-gc-syncs", "20",
-            "--v", "1",
-        ])
-
-        sched_crt, sched_key = pki.client("scheduler", "system:kube-scheduler")
-        sched_kubeconfig = self.dir / "scheduler.kubeconfig"
-        sched_kubeconfig.write_text(kubeconfig_text(self.server, pki.ca_crt, cert_user(sched_crt, sched_key)))
-        sched_config = self.dir / "scheduler.yaml"
-        sched_config.write_text(json.dumps({
-            "apiVersion": "kubescheduler.config.k8s.io/v1",
-            "kind": "KubeSchedulerConfiguration",
-            "clientConnection": {"kubeconfig": str(sched_kubeconfig), "qps": 500, "burst": 1000},
-            "leaderElection": {"leaderElect": False},
-        }))
-        self._spawn("kube-scheduler", [
-            "--config", str(sched_config),
-            "--authentication-kubeconfig", str(sched_kubeconfig), "--authorization-kubeconfig", str(sched_kubeconfig),
-            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-            "--v", "1",
-        ])
-
-        kwok_crt, kwok_key = pki.client("kwok", "realcluster-kwok", "system:masters")
-        kwok_config = self.dir / "kwok.kubeconfig"
-        kwok_config.write_text(kubeconfig_text(self.server, pki.ca_crt, cert_user(kwok_crt, kwok_key)))
-        self._spawn("kwok", [
-            "--kubeconfig", str(kwok_config),
-            "--config", str(HERE / "stages.yaml"),
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
-            "--cidr", "10.244.0.0/16", "--node-ip", "10.0.0.1",
-            "--server-address", f"127.0.0.1:{free_port()}",
-        ])
-
+        self._start_controller_manager()
+        self._start_scheduler()
+        say("kube-controller-manager and kube-scheduler healthy")
+        self._start_kwok()
         self._create_nodes(nodes_file)
         self._wait("kwok", self._nodes_ready, 120)
-        self._wait("kube-controller-manager", lambda: self._default_namespace_ready(), 120)
-        self._wait("kube-scheduler", lambda: self.procs["kube-scheduler"].poll() is None and
-                   "Serving securely" in (self.logs / "kube-scheduler.log").read_text(errors="replace"), 60)
+        say(f"{self.node_count} nodes Ready")
+        # The default ServiceAccount shows the namespace and service-account
+        # controllers at work.
+        self._wait("kube-controller-manager", self._default_namespace_ready, 120)
         self.timings["total"] = time.monotonic() - t0
-        say(f"ready in {self.timings['total']:.1f} s: {self.node_count} nodes; kubeconfig {self.kubeconfig}; "
-            f"logs in {self.logs}")
+        say(f"ready in {self.timings['total']:.1f} s; kubeconfig {self.kubeconfig}; logs in {self.logs}")
+
+    def _start_etcd(self) -> None:
+        def args():
+            client, peer = free_port(), free_port()
+            self.ports["etcd"], self.ports["etcd-peer"] = client, peer
+            self.etcd_url = f"http://127.0.0.1:{client}"
+            shutil.rmtree(self.dir / "etcd", ignore_errors=True)
+            return [
+                "--name", "realcluster", "--data-dir", str(self.dir / "etcd"),
+                "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-cluster", f"realcluster=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync", "--log-level", "warn", "--quota-backend-bytes", str(4 << 30),
+            ]
+
+        def ready():
+            with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as r:
+                return json.loads(r.read()).get("health") == "true"
+
+        self._launch("etcd", args, ready, 60)
+
+    def _start_apiserver(self) -> None:
+        crt, key = self.pki.serving()
+
+        def args():
+            port = self.ports["kube-apiserver"] = free_port()
+            self.server = f"https://127.0.0.1:{port}"
+            return [
+                "--etcd-servers", self.etcd_url,
+                "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(port),
+                "--tls-cert-file", str(crt), "--tls-private-key-file", str(key),
+                "--client-ca-file", str(self.pki.ca_crt),
+                "--authorization-mode", "Node,RBAC",
+                "--service-account-issuer", "https://kubernetes.default.svc",
+                "--service-account-key-file", str(self.pki.sa_pub),
+                "--service-account-signing-key-file", str(self.pki.sa_key),
+                "--endpoint-reconciler-type", "none",
+                "--service-cluster-ip-range", "10.96.0.0/16",
+                # Pods of a new namespace must not wait for its default
+                # ServiceAccount (nothing here mounts its token), and new
+                # nodes must not carry the not-ready taint that only the
+                # node lifecycle controller, which fake nodes do not need,
+                # removes. The webhook admission plugins stay on.
+                "--disable-admission-plugins", "ServiceAccount,TaintNodesByCondition",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v", "1",
+            ]
+
+        def ready():
+            self._write_admin_kubeconfig()
+            return self.kubectl("get", "--raw", "/readyz", check=False, timeout=5).returncode == 0
+
+        self._launch("kube-apiserver", args, ready, 180)
+
+    def _write_admin_kubeconfig(self) -> None:
+        if not hasattr(self, "_admin_cert"):
+            self._admin_cert = self.pki.client("admin", "realcluster-admin", "system:masters")
+        Path(self.kubeconfig).write_text(kubeconfig_text(self.server, self.pki.ca_crt, cert_user(*self._admin_cert)))
+
+    def _component_kubeconfig(self, name: str, cn: str, org: str | None = None) -> Path:
+        """A kubeconfig with a client certificate of a component's own."""
+        path = self.dir / f"{name}.kubeconfig"
+        path.write_text(kubeconfig_text(self.server, self.pki.ca_crt, cert_user(*self.pki.client(name, cn, org))))
+        return path
+
+    def _start_controller_manager(self) -> None:
+        config = self._component_kubeconfig("kcm", "system:kube-controller-manager")
+
+        def args():
+            port = self.ports["kube-controller-manager"] = free_port()
+            return [
+                "--kubeconfig", str(config),
+                "--authentication-kubeconfig", str(config), "--authorization-kubeconfig", str(config),
+                "--bind-address", "127.0.0.1", "--secure-port", str(port),
+                "--controllers", ",".join(KCM_CONTROLLERS),
+                "--service-account-private-key-file", str(self.pki.sa_key),
+                "--root-ca-file", str(self.pki.ca_crt),
+                "--use-service-account-credentials=true",
+                "--leader-elect=false",
+                # The defaults (20/30 QPS, 5 Job syncs) would make the Job
+                # controller the bottleneck of any comparison.
+                "--kube-api-qps", "500", "--kube-api-burst", "1000",
+                "--concurrent-job-syncs", "20", "--concurrent-gc-syncs", "20",
+                "--v", "1",
+            ]
+
+        self._launch("kube-controller-manager", args, lambda: healthy(self.ports["kube-controller-manager"]), 120)
+
+    def _start_scheduler(self) -> None:
+        kubeconfig = self._component_kubeconfig("scheduler", "system:kube-scheduler")
+        config = self.dir / "scheduler.yaml"
+        config.write_text(json.dumps({
+            "apiVersion": "kubescheduler.config.k8s.io/v1",
+            "kind": "KubeSchedulerConfiguration",
+            "clientConnection": {"kubeconfig": str(kubeconfig), "qps": 500, "burst": 1000},
+            "leaderElection": {"leaderElect": False},
+        }))
+
+        def args():
+            port = self.ports["kube-scheduler"] = free_port()
+            return [
+                "--config", str(config),
+                "--authentication-kubeconfig", str(kubeconfig), "--authorization-kubeconfig", str(kubeconfig),
+                "--bind-address", "127.0.0.1", "--secure-port", str(port),
+                "--v", "1",
+            ]
+
+        self._launch("kube-scheduler", args, lambda: healthy(self.ports["kube-scheduler"]), 120)
+
+    def _start_kwok(self) -> None:
+        config = self._component_kubeconfig("kwok", "realcluster-kwok", "system:masters")
+
+        def args():
+            port = self.ports["kwok"] = free_port()
+            return [
+                "--kubeconfig", str(config),
+                "--config", str(HERE / "stages.yaml"),
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
+                "--cidr", "10.244.0.0/16", "--node-ip", "10.0.0.1",
+                "--server-address", f"127.0.0.1:{port}",
+            ]
+
+        def ready():
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['kwok']}/healthz", timeout=2) as r:
+                return r.status == 200
+
+        self._launch("kwok", args, ready, 60)
 
     def _create_nodes(self, nodes_file: Path) -> None:
         docs = [d for d in _yaml_docs(nodes_file.read_text()) if d]
@@ -354,42 +381,18 @@ class ControlPlane:
 
     # --------------------------------------------------------------- down
     def down(self, keep: bool = False) -> None:
-        for name, proc in reversed(list(self.procs.items())):
-            _stop(proc.pid)
+        """Ends every process (SIGTERM, then SIGKILL after five seconds)
+        and removes the folder unless `keep`."""
+        stop_all([p.pid for p in reversed(list(self.procs.values()))])
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                _kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+                pass
         self.procs.clear()
+        self._restore_signals()
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _stop(pid: int) -> None:
-    """SIGTERM, then SIGKILL after five seconds."""
-    _kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
-    _kill(pid, signal.SIGKILL)
 
 
 def _yaml_docs(text: str):
@@ -405,17 +408,33 @@ def _yaml_docs(text: str):
 
 def down_dir(folder: Path, keep: bool) -> int:
     """Ends the processes listed in DIR/pids (an `up` from another shell)."""
-    pids = folder / "pids"
-    if not pids.exists():
-        print(f"nothing to stop: no {pids}", file=sys.stderr)
+    if not (folder / "pids").exists():
+        print(f"nothing to stop: no {folder / 'pids'}", file=sys.stderr)
         return 1
-    for line in reversed(pids.read_text().splitlines()):
-        pid, name = line.split(" ", 1)
-        _stop(int(pid))
-        print(f"stopped {name} ({pid})")
-    if not keep:
+    procs = listed(folder)
+    running = [(pid, name) for pid, name, up in reversed(procs) if up]
+    stop_all([pid for pid, _ in running])
+    for pid, name in running:
+        print(f"stopped {name} ({pid})" if not alive(pid) else f"could not stop {name} ({pid})")
+    left = [pid for pid, _ in running if alive(pid)]
+    if not keep and not left:
         shutil.rmtree(folder, ignore_errors=True)
-    return 0
+    return 1 if left else 0
+
+
+def status(folder: Path) -> int:
+    procs = listed(folder)
+    if not procs:
+        print(f"no control plane in {folder}")
+        return 1
+    for pid, name, up in procs:
+        print(f"{name}: {'running' if up else 'gone'} ({pid})")
+    kubeconfig = folder / "admin.kubeconfig"
+    ready = kubeconfig.exists() and run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz"],
+                                        check=False, timeout=10).returncode == 0
+    print(f"kube-apiserver /readyz: {'ok' if ready else 'not ready'}")
+    latest = {name: up for _, name, up in procs}  # a component started again counts by its last PID
+    return 0 if ready and all(latest.values()) else 1
 
 
 def main() -> int:
@@ -429,16 +448,24 @@ def main() -> int:
         p.add_argument("--dir", required=True)
         if name == "down":
             p.add_argument("--keep", action="store_true")
+    sub.add_parser("smoke", help="run test_smoke.py: up, check, down")
     args = parser.parse_args()
+    if args.cmd == "smoke":
+        import test_smoke
+
+        return test_smoke.main()
     if args.cmd == "up":
         try:
             cp = ControlPlane.up(args.dir, nodes_file=Path(args.nodes) if args.nodes else None)
         except StartError as e:
             print(f"realcluster: {e}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("realcluster: interrupted; what was started is stopped", file=sys.stderr)
+            return 130
         # The processes outlive this command; `down --dir` ends them.
         print(f"export KUBECONFIG={cp.kubeconfig}")
-        print(f"# logs: {cp.logs}; stop with: python3 {__file__} down --dir {cp.dir}")
+        print(f"# dir: {cp.dir}; logs: {cp.logs}; stop with: python3 {__file__} down --dir {cp.dir}")
         return 0
     folder = Path(args.dir)
     if args.cmd == "down":
@@ -446,16 +473,7 @@ def main() -> int:
     if args.cmd == "env":
         print(f"export KUBECONFIG={folder / 'admin.kubeconfig'}")
         return 0
-    for line in (folder / "pids").read_text().splitlines():
-        pid, name = line.split(" ", 1)
-        try:
-            os.kill(int(pid), 0)
-            state = "running"
-        except ProcessLookupError:
-            state = "gone"
-        print(f"{name}: {state} ({pid})")
-    return 0
-
+    return status(folder)
 
 if __name__ == "__main__":
     sys.exit(main())
