@@ -124,27 +124,32 @@ def status_view(js: dict) -> dict:
     }
 
 
-def event_view(events: list[dict]) -> list[dict]:
-    """The JobSet controller's events about JobSets, in the order written."""
+def event_view(events: list[dict]) -> tuple[list[dict], dict[str, int]]:
+    """The JobSet controller's events about JobSets: each distinct event
+    once, in the order it first happened; and how many times each reason
+    was recorded (a new Event object, or a repeat counted in a series)."""
 
     def order(e):
         return (e.get("eventTime") or e["metadata"].get("creationTimestamp") or "", int(e["metadata"].get("resourceVersion", "0")))
 
-    out = []
+    distinct: list[dict] = []
+    counts: dict[str, int] = {}
     for e in sorted(events, key=order):
         regarding = e.get("regarding") or {}
         if regarding.get("kind") != "JobSet":
             continue
-        out.append(
-            {
-                "type": e.get("type"),
-                "reason": e.get("reason"),
-                "note": e.get("note"),
-                "action": e.get("action"),
-                "reportingController": e.get("reportingController"),
-            }
-        )
-    return out
+        view = {
+            "type": e.get("type"),
+            "reason": e.get("reason"),
+            "note": e.get("note"),
+            "action": e.get("action"),
+            "reportingController": e.get("reportingController"),
+        }
+        if view not in distinct:
+            distinct.append(view)
+        repeats = (e.get("series") or {}).get("count") or e.get("deprecatedCount") or 1
+        counts[view["reason"]] = counts.get(view["reason"], 0) + max(1, int(repeats))
+    return distinct, counts
 
 
 class Observer:
@@ -185,8 +190,8 @@ class Observer:
             "jobCreations": {name: len(uids) for name, uids in sorted(self.jobs_seen.items())},
             "services": {s["metadata"]["name"]: service_view(s) for s in services},
             "pvcs": sorted(p["metadata"]["name"] for p in pvcs),
-            "events": event_view(events),
         }
+        view["events"], view["eventCounts"] = event_view(events)
         return _clean(view, ns)
 
 
