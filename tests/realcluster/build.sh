@@ -18,37 +18,71 @@ print_bin_dir=false
 
 say() { echo "realcluster build: $*" >&2; }
 
-key="$( { cat "$here/versions.env" "$here"/*/go.mod "$here"/*/go.sum "$here"/etcd/main.go; go version; } | sha256sum | cut -c1-16)"
+export GOFLAGS="-mod=readonly -trimpath"
+export CGO_ENABLED=0
+
+# Version stamps as each project's own release build writes them, so that
+# /version and the logs report the real versions. Kubernetes' stamps follow
+# hack/lib/version.sh (its buildDate is the release's own date, read from
+# the module proxy below, so that two builds give the same binaries); no
+# git commit is known from a module, so gitCommit and gitTreeState are left
+# out as that script does without one. kwok's follow hack/releases.sh,
+# JobSet's its Makefile (GitVersion only, for the same reason).
+k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
+k8s_stamps() { # build-date
+  local pkg flags=""
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    flags+=" -X '$pkg.gitVersion=$K8S_VERSION' -X '$pkg.gitMajor=1' -X '$pkg.gitMinor=$k8s_minor'"
+    flags+=" -X '$pkg.buildDate=$1'"
+  done
+  echo "$flags"
+}
+jobset_ldflags="-X 'sigs.k8s.io/jobset/pkg/version.GitVersion=$JOBSET_VERSION'"
+kwok_ldflags="-X 'sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION'"
+
+# The key covers everything that goes into the binaries: the pinned
+# versions, the modules, the Go toolchain and the build flags.
+key="$( { cat "$here/versions.env" "$here"/*/go.mod "$here"/*/go.sum "$here"/etcd/main.go; go version
+  echo "$GOFLAGS $CGO_ENABLED $(k8s_stamps DATE) $jobset_ldflags $kwok_ldflags"; } | sha256sum | cut -c1-16)"
 root="${JOBSET_REALCLUSTER_CACHE:-$HOME/.cache/jobset-wasm/realcluster}"
 bin="$root/$key/bin"
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok jobset-upstream)
 
-complete=true
-for c in "${components[@]}"; do [ -x "$bin/$c" ] || complete=false; done
-if $complete; then
+cached() {
+  local c
+  for c in "${components[@]}"; do [ -x "$bin/$c" ] || return 1; done
+  [ -f "$bin/jobset-upstream-crd.yaml" ]
+}
+done_cached() {
   say "cached in $bin (key $key)"
-  $print_bin_dir && echo "$bin"
+  if $print_bin_dir; then echo "$bin"; fi
   exit 0
+}
+cached && done_cached
+
+# One build per key at a time: a second caller waits for the first and
+# then finds its binaries.
+mkdir -p "$root"
+exec 9>"$root/$key.lock"
+if ! flock -n 9; then
+  say "another build of $key is running; waiting for it"
+  flock 9
 fi
+cached && done_cached
 
 staging="$root/$key/staging.$$"
 logs="$root/$key/logs"
-mkdir -p "$staging" "$logs"
-trap 'rm -rf "$staging"' EXIT
-export GOFLAGS="-mod=readonly -trimpath"
-export CGO_ENABLED=0
-
-# Version stamps as each project's own build writes them, so that /version
-# and the logs report the real versions.
-build_date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
-k8s_ldflags=""
-for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-  k8s_ldflags+=" -X '$pkg.gitVersion=$K8S_VERSION' -X '$pkg.gitMajor=1' -X '$pkg.gitMinor=$k8s_minor'"
-  k8s_ldflags+=" -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=$build_date'"
-done
-jobset_ldflags="-X 'sigs.k8s.io/jobset/pkg/version.GitVersion=$JOBSET_VERSION'"
-kwok_ldflags="-X 'sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION'"
+# The module and build caches of this build live beside it and go when it
+# ends: once the binaries are cached they are never used again, and they
+# take about 6 GB.
+work="$root/$key/work.$$"
+mkdir -p "$staging" "$logs" "$work"
+cleanup() {
+  chmod -R u+w "$work" 2>/dev/null || true
+  rm -rf "$staging" "$work"
+}
+trap cleanup EXIT
+export GOMODCACHE="$work/mod" GOCACHE="$work/build"
 
 build() { # output module-dir package ldflags
   local out="$1" dir="$2" pkg="$3" flags="$4" start=$SECONDS
@@ -63,10 +97,13 @@ build() { # output module-dir package ldflags
 
 total=$SECONDS
 say "downloading modules"
+: > "$logs/download.log"
 for d in k8s etcd kwok jobset; do (cd "$here/$d" && go mod download) >> "$logs/download.log" 2>&1 || {
   say "FAILED to download the modules of $d:"; tail -n 30 "$logs/download.log" >&2; exit 1; }
 done
 say "modules downloaded in $((SECONDS - total)) s"
+release_date="$(cd "$here/k8s" && go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)"
+k8s_ldflags="$(k8s_stamps "$release_date")"
 build etcd etcd . ""
 build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build kube-controller-manager k8s k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
@@ -74,8 +111,12 @@ build kube-scheduler k8s k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok "$kwok_ldflags"
 build jobset-upstream jobset sigs.k8s.io/jobset "$jobset_ldflags"
 
-mkdir -p "$bin"
-for c in "${components[@]}"; do mv "$staging/$c" "$bin/$c"; done
+# Upstream's CRD, for installing the upstream controller beside its binary.
+crd="$(cd "$here/jobset" && go list -m -f '{{.Dir}}' sigs.k8s.io/jobset)/config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml"
+cp "$crd" "$staging/jobset-upstream-crd.yaml"
+# The bin folder appears whole or not at all.
+rm -rf "$bin"
+mv "$staging" "$bin"
 say "all built in $((SECONDS - total)) s into $bin"
-$print_bin_dir && echo "$bin"
+if $print_bin_dir; then echo "$bin"; fi
 exit 0

@@ -100,8 +100,10 @@ class ControlPlane:
         cp._trap_signals()
         try:
             cp._start(nodes_file or HERE / "nodes.yaml", quiet)
-        except BaseException:
+        except BaseException as e:
             cp.down(keep=True)
+            if isinstance(e, StartError):
+                e.args = (f"{e}\n(every process started was stopped; the logs are in {cp.logs})",)
             raise
         return cp
 
@@ -348,7 +350,8 @@ class ControlPlane:
         return len(items) == self.node_count and len(ready) == self.node_count
 
     def _default_namespace_ready(self) -> bool:
-        return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False, timeout=10).returncode == 0
+        out = self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False, timeout=10)
+        return out.returncode == 0
 
     # ------------------------------------------------------------ using it
     def kubectl(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60):

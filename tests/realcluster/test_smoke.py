@@ -116,7 +116,8 @@ def test_a_job_fails_with_its_pods_exit_code(cp: ControlPlane) -> None:
         got = wait_condition(cp, f"exit{code}", "Failed")
         reasons = [c.get("reason") for c in got["status"]["conditions"] if c["type"] == "Failed"]
         assert reasons == ["PodFailurePolicy"], got["status"]["conditions"]
-        states = [s["state"]["terminated"] for p in pods_of(cp, f"exit{code}") for s in p["status"]["containerStatuses"]]
+        statuses = [s for p in pods_of(cp, f"exit{code}") for s in p["status"]["containerStatuses"]]
+        states = [s["state"]["terminated"] for s in statuses]
         assert [(s["exitCode"], s["reason"]) for s in states] == [(code, "Error")], states
 
 
@@ -174,7 +175,8 @@ def test_sigterm_to_a_with_block_stops_its_plane(bins: Path) -> None:
         "    print('up', flush=True)\n"
         "    time.sleep(300)\n"
     )
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True)
     try:
         assert child.stdout.readline().strip() == "up", "the plane did not come up"
         pids = [pid for pid, _, up in listed(folder) if up]
