@@ -82,7 +82,6 @@ class ControlPlane:
         self.ports: dict[str, int] = {}
         self.timings: dict[str, float] = {}
         self.node_count = 0
-        self._old_handlers: dict[int, object] = {}
 
     # ---------------------------------------------------------------- up
     @classmethod
@@ -113,27 +112,38 @@ class ControlPlane:
     def __exit__(self, *exc) -> None:
         self.down()
 
+    # The planes of this process that are up, and the signal handlers that
+    # were in place before the first of them.
+    _live: set[int] = set()
+    _saved_handlers: dict[int, object] = {}
+
     def _trap_signals(self) -> None:
         """SIGTERM (and SIGHUP) become an exception, like SIGINT already is,
         so that `with` blocks and `up` stop the processes, which run in
-        sessions of their own and would otherwise outlive us."""
+        sessions of their own and would otherwise outlive us. A handler the
+        program set itself is left alone."""
         def interrupted(signum, _frame):
             raise KeyboardInterrupt(f"signal {signum}")
 
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            try:
-                if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                    self._old_handlers[sig] = signal.signal(sig, interrupted)
-            except ValueError:  # not the main thread: the caller handles signals
-                pass
+        if not ControlPlane._live:
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                try:
+                    if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                        ControlPlane._saved_handlers[sig] = signal.signal(sig, interrupted)
+                except ValueError:  # not the main thread: the caller handles signals
+                    pass
+        ControlPlane._live.add(id(self))
 
     def _restore_signals(self) -> None:
-        for sig, handler in self._old_handlers.items():
+        ControlPlane._live.discard(id(self))
+        if ControlPlane._live:
+            return
+        for sig, handler in ControlPlane._saved_handlers.items():
             try:
                 signal.signal(sig, handler)
             except ValueError:
                 pass
-        self._old_handlers.clear()
+        ControlPlane._saved_handlers.clear()
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "w")
