@@ -282,20 +282,27 @@ class Ours(Backend):
 
 class Sim(Backend):
     """Our controller on `jobset sim serve`: one simulated cluster per
-    scenario, playing the scenario's pod script natively."""
+    scenario. Its pods end the way they do on the real control plane: the
+    simulated kubelet runs them, and the same pod driver writes their end
+    (the simulated kubelet honours a status written from outside, as
+    kwok's stages do), so both play a scenario file by one clock."""
 
     name = "sim"
     real = False
 
     def setup(self) -> None:
-        self.servers: dict[str, subprocess.Popen] = {}
+        self.servers: dict[str, tuple[subprocess.Popen, PodDriver]] = {}
         self.lock = threading.Lock()
+        self.errors: list[str] = []
 
     def prepare(self, scenario) -> Kubectl:
         folder = self.work / scenario.namespace
         folder.mkdir(parents=True, exist_ok=True)
-        script = scaled_scenario(scenario.pods_doc, scenario_mod.SCALE, scenario_mod.MINIMUM)
-        (folder / "pods.scenario.yaml").write_text(yaml.safe_dump(script))
+        # Pods start and stop as kwok's Stages make them on the real control
+        # plane (tests/realcluster/stages.yaml) and run until the driver
+        # ends them.
+        (folder / "pods.scenario.yaml").write_text(
+            yaml.safe_dump({"defaultDuration": "24h", "startDelay": "0.2s", "shutdown": "0.2s"}))
         kubeconfig = folder / "kubeconfig"
         gates = ",".join(f"{g}={'true' if on else 'false'}" for g, on in FEATURE_GATES.items())
         proc = subprocess.Popen(
@@ -306,14 +313,23 @@ class Sim(Backend):
         )
         with self.lock:
             self.procs.append(proc)
-            self.servers[scenario.name] = proc
         line = proc.stdout.readline()
         if "ready on" not in line:
             raise RuntimeError(f"jobset sim serve did not start: {line}\n{tail(folder / 'sim.log')}")
-        return Kubectl(str(kubeconfig))
+        k = Kubectl(str(kubeconfig))
+        driver = PodDriver(k)
+        driver.register(scenario.namespace, scenario.pods)
+        driver.start()
+        with self.lock:
+            self.servers[scenario.name] = (proc, driver)
+        return k
 
     def finish(self, scenario) -> None:
-        proc = self.servers.pop(scenario.name, None)
+        with self.lock:
+            proc, driver = self.servers.pop(scenario.name, (None, None))
+        if driver:
+            driver.stop()
+            self.errors += driver.errors
         if proc and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -322,31 +338,7 @@ class Sim(Backend):
                 os.killpg(proc.pid, signal.SIGKILL)
 
     def problems(self) -> list[str]:
-        return []
-
-
-def scaled_scenario(doc: dict | None, scale: float, minimum: float) -> dict:
-    """A scenario file with its times in wall-clock seconds, as the
-    simulated cluster plays it under `jobset sim serve`."""
-    from pods import parse_duration
-
-    def wall(v):
-        return f"{max(minimum, parse_duration(v) * scale):.3f}s"
-
-    doc = dict(doc or {})
-    # Pods start and stop as kwok's Stages make them on the real control
-    # plane (tests/realcluster/stages.yaml): 0.2 s from binding to running,
-    # 0.2 s from deletion to stopped.
-    out: dict = {"defaultDuration": wall(doc.get("defaultDuration", 60)), "startDelay": "0.2s", "shutdown": "0.2s"}
-    rules = []
-    for r in doc.get("rules") or []:
-        r = dict(r)
-        for key in ("duration", "failAt"):
-            if key in r:
-                r[key] = wall(r[key])
-        rules.append(r)
-    out["rules"] = rules
-    return out
+        return list(self.errors)
 
 
 # ------------------------------------------------------------------ running
@@ -450,7 +442,9 @@ def run_backend(backend: Backend, scenarios, parallel: int) -> dict[str, dict]:
 def load_allowlist() -> list[dict]:
     entries = yaml.safe_load((HERE / "allowlist.yaml").read_text()) or []
     for i, e in enumerate(entries):
-        missing = {"compare", "scenario", "path", "reason"} - set(e)
+        missing = {"compare", "scenario", "reason"} - set(e)
+        if "path" not in e and "eventReasons" not in e:
+            missing.add("path or eventReasons")
         if missing:
             raise SystemExit(f"allowlist.yaml entry {i}: missing {sorted(missing)}")
         if len(str(e["reason"]).strip()) < 20:
@@ -460,14 +454,33 @@ def load_allowlist() -> list[dict]:
 
 def allowed(entries, compare: str, scenario: str, path: str):
     for e in entries:
-        if e["compare"] == compare and fnmatch.fnmatch(scenario, e["scenario"]) and re.search(e["path"], path):
+        if (e["compare"] == compare and "path" in e and fnmatch.fnmatch(scenario, e["scenario"])
+                and re.search(e["path"], path)):
             return e
     return None
 
 
+def without_events(entries, label: str, scenario: str, observed: dict) -> tuple[dict, list[str]]:
+    """The observation without the events that an allowlist entry's
+    `eventReasons` names for this comparison and scenario (they would shift
+    every later event), and which were taken out."""
+    reasons = {r for e in entries if e["compare"] == label and fnmatch.fnmatch(scenario, e["scenario"])
+               for r in e.get("eventReasons", [])}
+    if not reasons or "events" not in observed:
+        return observed, []
+    kept = [e for e in observed["events"] if e.get("reason") not in reasons]
+    dropped = [e["reason"] for e in observed["events"] if e.get("reason") in reasons]
+    return dict(observed, events=kept), dropped
+
+
 def compare(entries, label: str, scenario: str, left: dict, right: dict) -> tuple[list, list]:
+    left, dropped_left = without_events(entries, label, scenario, left)
+    right, dropped_right = without_events(entries, label, scenario, right)
     a, b = flatten(left), flatten(right)
     diverged, allowed_rows = [], []
+    for reason in sorted(set(dropped_left) ^ set(dropped_right)):
+        entry = next(e for e in entries if reason in e.get("eventReasons", []))
+        allowed_rows.append((f"events(reason={reason})", reason in dropped_left, reason in dropped_right, entry))
     for path in sorted(set(a) | set(b)):
         va, vb = a.get(path, "<absent>"), b.get(path, "<absent>")
         if va == vb:
@@ -544,7 +557,8 @@ def main() -> int:
     started = time.monotonic()
     scenarios = scenario_mod.load(args.only)
     entries = load_allowlist()
-    names = [b.strip() for b in args.backends.split(",") if b.strip()]
+    # `--backends none --reuse FILE` compares earlier observations only.
+    names = [b.strip() for b in args.backends.split(",") if b.strip() and b.strip() != "none"]
     jobset_bin = Path(args.jobset)
     if not jobset_bin.exists():
         raise SystemExit(f"no jobset binary at {jobset_bin} (cargo build -p jobset, or --jobset PATH)")

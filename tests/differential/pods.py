@@ -197,7 +197,7 @@ class PodDriver(threading.Thread):
         super().__init__(daemon=True, name="pod-driver")
         self.kubectl = kubectl
         self.interval = interval
-        self.scripts: dict[str, tuple[PodScript, float]] = {}
+        self.scripts: dict[str, tuple[PodScript, float | None]] = {}
         self.plans: dict[str, tuple[float, int, dict | None] | None] = {}
         self.retries: dict[tuple, int] = {}
         self.errors: list[str] = []
@@ -205,8 +205,12 @@ class PodDriver(threading.Thread):
         self.stopping = threading.Event()
 
     def register(self, namespace: str, script: PodScript) -> None:
+        # The scenario's clock (for failAt) starts when its first pod runs,
+        # not when its JobSet is created: controllers take different times
+        # to create the first Jobs, and a fault timed from creation would
+        # find pods of one and not of the other.
         with self.lock:
-            self.scripts[namespace] = (script, time.monotonic())
+            self.scripts[namespace] = (script, None)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -234,6 +238,10 @@ class PodDriver(threading.Thread):
             if pod.get("status", {}).get("phase") != "Running":
                 continue
             script, started = entry
+            if started is None:
+                with self.lock:
+                    started = now
+                    self.scripts[ns] = (script, started)
             uid = meta["uid"]
             if uid not in self.plans:
                 facts = pod_facts(pod, 0)

@@ -26,7 +26,6 @@ class Scenario:
     name: str
     manifests: list[dict]
     pods: PodScript
-    pods_doc: dict | None
     # "run": play until every JobSet is finished (or `settle` seconds pass
     # with nothing finished); "admission": only the admission answers count.
     kind: str = "run"
@@ -91,7 +90,6 @@ def load(only: list[str] | None = None) -> list[Scenario]:
                     name=name,
                     manifests=_load_docs(path),
                     pods=PodScript.from_scenario(doc, SCALE, MINIMUM),
-                    pods_doc=doc,
                     settle=_SETTLE.get(name),
                     source=str(path),
                 )
@@ -104,7 +102,6 @@ def load(only: list[str] | None = None) -> list[Scenario]:
                 name=entry["name"],
                 manifests=[d for d in yaml.safe_load_all(entry["manifests"]) if d],
                 pods=PodScript.from_scenario(doc, SCALE, MINIMUM),
-                pods_doc=doc,
                 kind=kind,
                 steps=entry.get("steps") or [],
                 settle=entry.get("settle"),
