@@ -169,13 +169,26 @@ impl Sim {
                     } else {
                         format!("admission webhook \"{name}\" denied the request: {msg}")
                     };
-                    let reason = match code {
-                        403 => "Forbidden",
-                        422 => "Invalid",
-                        409 => "Conflict",
-                        _ => "BadRequest",
+                    // As kube-apiserver: the webhook's own Status goes back
+                    // with its reason and details (kubectl prints the
+                    // causes of an Invalid one), only its message prefixed.
+                    let reason = match status.get("reason").and_then(Value::as_str) {
+                        Some("Invalid") => "Invalid",
+                        Some("Forbidden") => "Forbidden",
+                        Some("Conflict") => "Conflict",
+                        Some("BadRequest") => "BadRequest",
+                        Some("NotFound") => "NotFound",
+                        Some("AlreadyExists") => "AlreadyExists",
+                        _ => match code {
+                            403 => "Forbidden",
+                            422 => "Invalid",
+                            409 => "Conflict",
+                            _ => "BadRequest",
+                        },
                     };
-                    return Err(ApiError::new(code, reason, text));
+                    let mut error = ApiError::new(code, reason, text);
+                    error.details = status.get("details").filter(|d| d.is_object()).cloned();
+                    return Err(error);
                 }
                 if mutating && let Some(p) = resp.get("patch").and_then(Value::as_str) {
                     let raw = STANDARD

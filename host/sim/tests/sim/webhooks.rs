@@ -29,6 +29,11 @@ async fn review(
         use base64::Engine;
         let encoded = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
         json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": encoded})
+    } else if name.starts_with("invalid") {
+        json!({"uid": uid, "allowed": false, "status": {"code": 422, "reason": "Invalid",
+            "message": "ConfigMap \"invalid\" is invalid: data.x: Invalid value: 1",
+            "details": {"name": name, "kind": "ConfigMap",
+                        "causes": [{"field": "data.x", "reason": "FieldValueInvalid", "message": "Invalid value: 1"}]}}})
     } else if name.starts_with("bad") {
         json!({"uid": uid, "allowed": false, "status": {"code": 403, "message": "names starting with bad are not allowed"}})
     } else {
@@ -121,6 +126,27 @@ async fn webhooks_in_configurations_mutate_and_reject() {
         "{}",
         s.message
     );
+    // An Invalid answer keeps its reason and details, as kube-apiserver
+    // passes them on (kubectl prints "The ConfigMap "invalid" is invalid:"
+    // and the causes from them).
+    let err = cms
+        .create(&PostParams::default(), &cm("invalid", json!(null)))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else {
+        panic!("expected an API error")
+    };
+    assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+    assert!(
+        s.message
+            .starts_with("admission webhook \"namer.example.io\" denied the request: ConfigMap"),
+        "{}",
+        s.message
+    );
+    let details = s.details.as_ref().expect("the webhook's details");
+    assert_eq!(details.kind, "ConfigMap");
+    assert_eq!(details.causes.len(), 1);
+    assert_eq!(details.causes[0].field, "data.x");
     // The objectSelector excludes labelled objects from both webhooks.
     let skipped = cms
         .create(
