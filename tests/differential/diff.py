@@ -549,7 +549,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, results)")
     parser.add_argument("--results", help="write every backend's observations here as JSON")
     parser.add_argument("--reuse", help="observations of an earlier --results file, for the backends not run now")
-    parser.add_argument("--reruns", type=int, default=1,
+    parser.add_argument("--reruns", type=int, default=2,
                         help="play a scenario that differs again, on fresh backends, this many times; it passes "
                              "if a rerun agrees (timing can reorder what two controllers do), and is reported")
     args = parser.parse_args()
