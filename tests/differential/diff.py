@@ -175,6 +175,27 @@ class Backend:
         self.procs.append(proc)
         return proc
 
+    def stop_controller(self) -> None:
+        """Takes the controller out as an operator replacing it would: its
+        webhook configurations first (upstream's pod webhook fails closed),
+        then its process. The plane stays up."""
+        self.kubectl(["delete", "mutatingwebhookconfiguration", WEBHOOK_NAMES[0], "--ignore-not-found"])
+        self.kubectl(["delete", "validatingwebhookconfiguration", WEBHOOK_NAMES[1], "--ignore-not-found"])
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+        self.procs.clear()
+
+    def adopt(self, other: "Backend") -> None:
+        """Shares another backend's plane (and pod driver), to install a
+        controller there after that backend's controller is stopped."""
+        self.plane, self.kubectl, self.driver = other.plane, other.kubectl, other.driver
+
     def close(self) -> None:
         if self.driver:
             self.driver.stop()
@@ -211,6 +232,11 @@ class Upstream(Backend):
 
     def setup(self) -> None:
         self.start_plane()
+        self.install()
+
+    def install(self) -> None:
+        """Upstream's CRD, its controller and its webhooks (pods included) on
+        the plane this backend holds."""
         k = self.kubectl
         crd = self.bin_dir / "jobset-upstream-crd.yaml"  # copied there by build.sh
         k(["apply", "--server-side", "-f", str(crd)])
@@ -241,6 +267,11 @@ class Ours(Backend):
 
     def setup(self) -> None:
         self.start_plane()
+        self.install()
+
+    def install(self) -> None:
+        """deploy/'s CRD, RBAC and plugins, and our controller under the
+        ServiceAccount deploy/rbac binds, on the plane this backend holds."""
         k = self.kubectl
         deploy = REPO / "deploy"
         k(["apply", "--server-side", "-f", str(deploy / "crd")])
