@@ -41,6 +41,12 @@ fn label_key(k: &str) -> bool {
     prefix.is_none_or(dns_subdomain) && !name.is_empty() && label_value(name)
 }
 
+/// The most bytes (keys and values together) an object's annotations may
+/// hold, as kube-apiserver counts them. Client-side `kubectl apply` copies
+/// the whole object into an annotation, so a packed plugin of more than
+/// about 190 KiB needs `apply --server-side` or `create`.
+pub const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+
 /// Checks an object about to be stored (`old` is the stored one on update).
 pub fn validate_object(
     info: &ResourceInfo,
@@ -98,6 +104,21 @@ pub fn validate_object(
             "metadata.annotations".into(),
             "Invalid value: annotations must be a map of strings".into(),
         ));
+    }
+    if let Some(m) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        let total: usize = m
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
+        if total > ANNOTATIONS_LIMIT {
+            causes.push((
+                "metadata.annotations".into(),
+                format!("Too long: may not be more than {ANNOTATIONS_LIMIT} bytes"),
+            ));
+        }
     }
     kind_rules(info, obj, old, &mut causes);
     if causes.is_empty() {
@@ -214,6 +235,29 @@ mod tests {
             .filter_map(|c| c["field"].as_str())
             .collect();
         assert_eq!(fields, vec!["metadata.name", "metadata.labels"]);
+    }
+
+    #[test]
+    fn annotations_over_256_kib_in_all_are_too_long() {
+        let info = Registry::with_builtins()
+            .get("", "v1", "configmaps")
+            .unwrap();
+        // Two annotations, each under the limit, together one byte over it:
+        // the limit counts keys and values of all of them.
+        let half = ANNOTATIONS_LIMIT / 2;
+        let at = |extra: usize| {
+            json!({"metadata": {"name": "plugin", "annotations": {
+                "a": "x".repeat(half - 1),
+                "b": "x".repeat(half - 1 + extra),
+            }}})
+        };
+        assert!(validate_object(&info, &at(0), None).is_ok());
+        let e = validate_object(&info, &at(1), None).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert_eq!(
+            e.message,
+            "ConfigMap \"plugin\" is invalid: metadata.annotations: Too long: may not be more than 262144 bytes"
+        );
     }
 
     #[test]
