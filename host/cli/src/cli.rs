@@ -55,10 +55,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args, &Output::stdout()),
         Command::Sim(cmd) => sim_cmd::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
-        Command::Crd => {
-            print!("{}", jobset_api::crd::crd_yaml());
-            Ok(())
-        }
+        Command::Crd => crate::outcome::emit(&jobset_api::crd::crd_yaml()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,3 +54,51 @@ impl Failure {
         }
     }
 }
+
+/// Writes a command's output to standard output. A reader that has closed
+/// the pipe (`jobset policy pack … | head`) has had what it wanted: the rest
+/// is dropped and the command still succeeds, rather than panicking as
+/// `print!` does. Any other write error is the command's failure.
+pub fn emit(text: &str) -> Result<(), Failure> {
+    write_to(&mut std::io::stdout().lock(), text)
+}
+
+fn write_to(out: &mut impl std::io::Write, text: &str) -> Result<(), Failure> {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Internal(format!(
+            "writing to standard output: {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Failing(std::io::ErrorKind);
+
+    impl std::io::Write for Failing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(self.0.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_ends_the_output_quietly_and_other_errors_fail() {
+        assert!(write_to(&mut Failing(std::io::ErrorKind::BrokenPipe), "x").is_ok());
+        let e = write_to(&mut Failing(std::io::ErrorKind::StorageFull), "x").unwrap_err();
+        assert_eq!(e.code(), 1);
+        assert!(
+            e.message().contains("writing to standard output"),
+            "{}",
+            e.message()
+        );
+        let mut buf = Vec::new();
+        write_to(&mut buf, "all of it").unwrap();
+        assert_eq!(buf, b"all of it");
+    }
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use jobset_policy::{LoadError, Runtime};
 
-use crate::outcome::{Failure, bad_input};
+use crate::outcome::{Failure, bad_input, emit};
 
 /// The policy subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -66,10 +66,7 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
             let label = file.display().to_string();
             let i = jobset_policy::tools::inspect(&runtime()?, &label, &bytes)
                 .map_err(|e| bad_input(e.to_string()))?;
-            print!(
-                "{}",
-                serde_yaml::to_string(&i).map_err(|e| Failure::Internal(e.to_string()))?
-            );
+            emit(&serde_yaml::to_string(&i).map_err(|e| Failure::Internal(e.to_string()))?)?;
         }
         PolicyCommand::Test { file, scenario } => {
             let bytes = read(&file)?;
@@ -84,7 +81,7 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
                 },
             )?;
             match decided {
-                Ok(verdict) => println!("{verdict}"),
+                Ok(verdict) => emit(&format!("{verdict}\n"))?,
                 Err(e) => {
                     return Err(Failure::Outcome(format!(
                         "no verdict for {}: {e}",
@@ -105,7 +102,7 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
             let bytes = read(&file)?;
             let yaml = jobset_policy::tools::pack(&bytes, &name, &namespace)
                 .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
-            print!("{yaml}");
+            emit(&yaml)?;
         }
     }
     Ok(())

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::outcome::{Failure, bad_input};
+use crate::outcome::{Failure, bad_input, emit};
 
 /// `on` or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -88,8 +88,7 @@ fn print_nodes(args: &NodesArgs) -> Result<(), Failure> {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&node).map_err(|e| Failure::Internal(e.to_string()))?);
     }
-    print!("{out}");
-    Ok(())
+    emit(&out)
 }
 
 /// Runs a sim subcommand.

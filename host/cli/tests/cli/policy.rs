@@ -123,3 +123,20 @@ fn policy_pack_refuses_a_name_or_namespace_kubernetes_would_refuse() {
         );
     }
 }
+
+#[test]
+fn output_into_a_pipe_closed_early_ends_quietly() {
+    // `jobset crd` writes about 650 KB, far more than a pipe holds, so the
+    // write meets the closed pipe; `| head` does this to every command.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobset"))
+        .arg("crd")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the jobset binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("it ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
