@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""A custom policy plugin swapped in by ConfigMap on the real API server.
+
+Our controller runs as `deploy/` installs it (its CRD, RBAC, the default
+plugins' ConfigMaps, a ServiceAccount token) on a real control plane
+(tests/realcluster). Then, as the README's policy tutorial does on the
+simulator:
+
+1. the example plugin `preemption-aware` is built for wasm32-wasip2, packed
+   with `jobset policy pack` and applied to `jobset-system`; a JobSet that
+   selects it by annotation (examples/policy/training.jobset.yaml, whose
+   `maxRestarts: 0` would fail it at the first Job failure) has a pod
+   preempted and is restarted without spending its budget, and its
+   condition and events name the plugin and its sha256;
+2. the same ConfigMap name is swapped to hold other code (the default
+   outcome plugin): the controller puts the new version in force, and the
+   next JobSet that selects the name is decided by the new code (it fails
+   at the preemption, reaching max restarts), signed with the new sha256;
+3. a ConfigMap whose sha256 annotation does not match its Wasm is refused,
+   the version in force stays, and the refusal names the ConfigMap.
+
+    python3 tests/differential/plugin_swap.py [--keep]
+
+Ends with `N passed, M failed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import yaml  # noqa: E402
+
+from diff import REPO, Ours, log, run  # noqa: E402
+from migrate import Checks, terminal, wait  # noqa: E402
+from pods import PodScript  # noqa: E402
+
+SHA = "policy.jobset.dev/sha256"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PLUGIN = "preemption-aware"
+
+
+def in_force(log_path: Path, plugin_id: str) -> bool:
+    text = ANSI.sub("", log_path.read_text(errors="replace"))
+    return any("policy plugin in force" in line and plugin_id in line for line in text.splitlines())
+
+
+def training(name: str, config: bool) -> str:
+    doc = yaml.safe_load((REPO / "examples" / "policy" / "training.jobset.yaml").read_text())
+    doc["metadata"]["name"] = name
+    if not config:
+        # The default outcome plugin takes no configuration.
+        del doc["metadata"]["annotations"]["policy.jobset.dev/config"]
+    return yaml.safe_dump(doc)
+
+
+def events(k, ns: str, name: str) -> list[dict]:
+    out = k(["get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}", "-o", "json"])
+    return sorted(json.loads(out.stdout)["items"], key=lambda e: e.get("firstTimestamp") or e["metadata"]["creationTimestamp"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    args = parser.parse_args()
+    started = time.monotonic()
+    jobset_bin = Path(args.jobset)
+    if not jobset_bin.exists():
+        raise SystemExit(f"no jobset binary at {jobset_bin} (cargo build -p jobset, or --jobset PATH)")
+    log("building the example plugin for wasm32-wasip2")
+    run(["cargo", "build", "--release", "--target", "wasm32-wasip2", "-p", "example-preemption-aware"], timeout=1800)
+    wasm = REPO / "target" / "wasm32-wasip2" / "release" / "example_preemption_aware.wasm"
+    out = run(["bash", str(REPO / "tests" / "realcluster" / "build.sh"), "--print-bin-dir"], timeout=3600)
+    bin_dir = Path(out.stdout.strip().splitlines()[-1])
+    work = Path(tempfile.mkdtemp(prefix="jobset-plugin-swap-"))
+    checks = Checks()
+    ours = Ours(work / "ours", bin_dir, jobset_bin)
+    ours.work.mkdir(parents=True)
+    try:
+        ours.setup()
+        k = ours.kubectl
+        scenario = yaml.safe_load((REPO / "examples" / "policy" / "preempted-once.scenario.yaml").read_text())
+
+        # 1. The custom plugin, packed and applied.
+        packed = run([str(jobset_bin), "policy", "pack", str(wasm), "--name", PLUGIN]).stdout
+        sha = yaml.safe_load(packed)["metadata"]["annotations"][SHA]
+        k(["apply", "--server-side", "-f", "-"], input=packed)
+        wait("the custom plugin in force", lambda: in_force(ours.controller_log, f"{PLUGIN}@{sha[:12]}"), timeout=120)
+        ns = "plugin-swap-1"
+        k(["create", "namespace", ns])
+        ours.driver.register(ns, PodScript.from_scenario(scenario, 1.0, 0.5))
+        k(["create", "-n", ns, "-f", "-"], input=training("training", config=True))
+        js = wait("training finished", lambda: (lambda j: terminal(j) and j)(
+            json.loads(k(["get", "jobset", "training", "-n", ns, "-o", "json"]).stdout)), timeout=120)
+        conds = {c["type"]: c for c in js["status"]["conditions"]}
+        checks.check(terminal(js) == ("Completed", "AllJobsCompleted"), "custom plugin: the JobSet completes",
+                     str(terminal(js)))
+        checks.check(js["status"].get("restarts") == 1, "custom plugin: one restart after the preemption",
+                     str(js["status"].get("restarts")))
+        checks.check(js["status"].get("restartsCountTowardsMax", 0) == 0,
+                     "custom plugin: the restart is not counted toward maxRestarts",
+                     str(js["status"].get("restartsCountTowardsMax")))
+        want = f"jobset completed successfully (policy {PLUGIN}@{sha[:12]})"
+        checks.check(conds.get("Completed", {}).get("message") == want,
+                     "custom plugin: the Completed condition names the plugin and its sha256",
+                     repr(conds.get("Completed", {}).get("message")))
+        reasons = [(e["reason"], e["message"]) for e in events(k, ns, "training")]
+        checks.check(any(r == "PreemptedRestart" and m.endswith(f"(policy {PLUGIN}@{sha[:12]})") for r, m in reasons),
+                     "custom plugin: a PreemptedRestart event signed by the plugin", str(reasons))
+
+        # 2. The same name, other code: the default outcome plugin's Wasm.
+        default = yaml.safe_load((REPO / "deploy" / "plugins" / "default-outcome.yaml").read_text())
+        default["metadata"]["name"] = f"jobset-policy-{PLUGIN}"
+        default["metadata"]["labels"]["policy.jobset.dev/plugin"] = PLUGIN
+        new_sha = default["metadata"]["annotations"][SHA]
+        k(["apply", "--server-side", "-f", "-"], input=yaml.safe_dump(default))
+        wait("the swapped plugin in force", lambda: in_force(ours.controller_log, f"{PLUGIN}@{new_sha[:12]}"),
+             timeout=120)
+        checks.check(True, "swap: the controller puts the new version in force")
+        ns = "plugin-swap-2"
+        k(["create", "namespace", ns])
+        ours.driver.register(ns, PodScript.from_scenario(scenario, 1.0, 0.5))
+        k(["create", "-n", ns, "-f", "-"], input=training("training", config=False))
+        js = wait("training (swapped) finished", lambda: (lambda j: terminal(j) and j)(
+            json.loads(k(["get", "jobset", "training", "-n", ns, "-o", "json"]).stdout)), timeout=120)
+        conds = {c["type"]: c for c in js["status"]["conditions"]}
+        checks.check(terminal(js) == ("Failed", "ReachedMaxRestarts"),
+                     "swap: the new code decides (the preemption fails the JobSet)", str(terminal(js)))
+        # The default plugin's words (upstream's, with the first failed
+        # Job), signed: the plugin is not the default one by name.
+        want = (f"jobset failed due to reaching max number of restarts (first failed job: training-workers-1) "
+                f"(policy {PLUGIN}@{new_sha[:12]})")
+        checks.check(conds.get("Failed", {}).get("message") == want,
+                     "swap: the Failed condition is signed with the new sha256",
+                     repr(conds.get("Failed", {}).get("message")))
+
+        # 3. A ConfigMap whose Wasm does not match its sha256: refused, the
+        # version in force stays.
+        bad = json.loads(json.dumps(default))
+        bad["metadata"]["annotations"][SHA] = "0" * 64
+        k(["apply", "--server-side", "-f", "-"], input=yaml.safe_dump(bad))
+        text = ""
+
+        def refused() -> bool:
+            nonlocal text
+            text = ANSI.sub("", ours.controller_log.read_text(errors="replace"))
+            return any("plugin rejected" in l and f"jobset-policy-{PLUGIN}" in l and "does not match" in l
+                       for l in text.splitlines())
+
+        try:
+            wait("the bad ConfigMap refused", refused, timeout=60)
+            checks.check(True, "bad sha256: the refusal names the ConfigMap and the sha256")
+        except TimeoutError as e:
+            checks.check(False, "bad sha256: the refusal names the ConfigMap and the sha256", str(e))
+        ns = "plugin-swap-3"
+        k(["create", "namespace", ns])
+        ours.driver.register(ns, PodScript.from_scenario(scenario, 1.0, 0.5))
+        k(["create", "-n", ns, "-f", "-"], input=training("training", config=False))
+        js = wait("training (after the bad ConfigMap) finished", lambda: (lambda j: terminal(j) and j)(
+            json.loads(k(["get", "jobset", "training", "-n", ns, "-o", "json"]).stdout)), timeout=120)
+        conds = {c["type"]: c for c in js["status"]["conditions"]}
+        checks.check(conds.get("Failed", {}).get("message") == want,
+                     "bad sha256: the version in force still decides", repr(conds.get("Failed", {}).get("message")))
+        for p in ours.problems():
+            checks.check(False, "ours: no backend problem", p)
+    except Exception as e:
+        checks.check(False, "plugin swap runs to the end", str(e))
+        if ours.controller_log and ours.controller_log.exists():
+            print("--- last lines of the controller's log")
+            print(ANSI.sub("", "\n".join(ours.controller_log.read_text(errors="replace").splitlines()[-20:])))
+    finally:
+        ours.close()
+        if args.keep:
+            log(f"logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"\nplugin swap: {time.monotonic() - started:.0f} s")
+    print(f"{checks.passed} passed, {len(checks.failed)} failed")
+    return 0 if not checks.failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
