@@ -571,6 +571,18 @@ def evaluate(entries, scenarios, observed: dict[str, dict]) -> tuple[dict[str, l
     return lines, passed, allowed_total
 
 
+def binaries(jobset: str, plane: bool = True) -> tuple[Path, Path | None]:
+    """Our jobset binary (it must exist), and the folder of the real control
+    plane's binaries (built, or found in the cache) when `plane`."""
+    jobset_bin = Path(jobset)
+    if not jobset_bin.exists():
+        raise SystemExit(f"no jobset binary at {jobset_bin} (cargo build -p jobset, or --jobset PATH)")
+    if not plane:
+        return jobset_bin, None
+    out = run(["bash", str(REPO / "tests" / "realcluster" / "build.sh"), "--print-bin-dir"], timeout=3600)
+    return jobset_bin, Path(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default="upstream,ours,sim")
@@ -590,13 +602,7 @@ def main() -> int:
     entries = load_allowlist()
     # `--backends none --reuse FILE` compares earlier observations only.
     names = [b.strip() for b in args.backends.split(",") if b.strip() and b.strip() != "none"]
-    jobset_bin = Path(args.jobset)
-    if not jobset_bin.exists():
-        raise SystemExit(f"no jobset binary at {jobset_bin} (cargo build -p jobset, or --jobset PATH)")
-    bin_dir = None
-    if any(n in ("upstream", "ours") for n in names):
-        out = run(["bash", str(REPO / "tests" / "realcluster" / "build.sh"), "--print-bin-dir"], timeout=3600)
-        bin_dir = Path(out.stdout.strip().splitlines()[-1])
+    jobset_bin, bin_dir = binaries(args.jobset, any(n in ("upstream", "ours") for n in names))
     work = Path(tempfile.mkdtemp(prefix="jobset-differential-"))
     log(f"work folder {work}; {len(scenarios)} scenarios; backends {names}")
     kinds = {"upstream": Upstream, "ours": Ours, "sim": Sim}

@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 import yaml  # noqa: E402
 
-from diff import REPO, Ours, Upstream, log, run  # noqa: E402
+from diff import REPO, Ours, Upstream, binaries, log  # noqa: E402
 from pods import terminated_status  # noqa: E402
 
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
@@ -304,11 +304,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args()
     started = time.monotonic()
-    jobset_bin = Path(args.jobset)
-    if not jobset_bin.exists():
-        raise SystemExit(f"no jobset binary at {jobset_bin} (cargo build -p jobset, or --jobset PATH)")
-    out = run(["bash", str(REPO / "tests" / "realcluster" / "build.sh"), "--print-bin-dir"], timeout=3600)
-    bin_dir = Path(out.stdout.strip().splitlines()[-1])
+    jobset_bin, bin_dir = binaries(args.jobset)
     work = Path(tempfile.mkdtemp(prefix="jobset-migrate-"))
     log(f"work folder {work}")
     checks = Checks()

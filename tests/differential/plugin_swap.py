@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 
 import yaml  # noqa: E402
 
-from diff import REPO, Ours, log, run  # noqa: E402
+from diff import REPO, Ours, binaries, log, run  # noqa: E402
 from migrate import Checks, terminal, wait  # noqa: E402
 from pods import PodScript  # noqa: E402
 
@@ -68,20 +68,28 @@ def events(k, ns: str, name: str) -> list[dict]:
     return sorted(json.loads(out.stdout)["items"], key=lambda e: e.get("firstTimestamp") or e["metadata"]["creationTimestamp"])
 
 
+def play_training(ours, ns: str, config: bool, scenario: dict) -> tuple[dict, dict]:
+    """The training JobSet in namespace `ns`, its pods as the scenario says,
+    to its end: the JobSet and its conditions by type."""
+    k = ours.kubectl
+    k(["create", "namespace", ns])
+    ours.driver.register(ns, PodScript.from_scenario(scenario, 1.0, 0.5))
+    k(["create", "-n", ns, "-f", "-"], input=training("training", config=config))
+    js = wait(f"{ns}/training finished", lambda: (lambda j: terminal(j) and j)(
+        json.loads(k(["get", "jobset", "training", "-n", ns, "-o", "json"]).stdout)), timeout=120)
+    return js, {c["type"]: c for c in js["status"]["conditions"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args()
     started = time.monotonic()
-    jobset_bin = Path(args.jobset)
-    if not jobset_bin.exists():
-        raise SystemExit(f"no jobset binary at {jobset_bin} (cargo build -p jobset, or --jobset PATH)")
     log("building the example plugin for wasm32-wasip2")
     run(["cargo", "build", "--release", "--target", "wasm32-wasip2", "-p", "example-preemption-aware"], timeout=1800)
     wasm = REPO / "target" / "wasm32-wasip2" / "release" / "example_preemption_aware.wasm"
-    out = run(["bash", str(REPO / "tests" / "realcluster" / "build.sh"), "--print-bin-dir"], timeout=3600)
-    bin_dir = Path(out.stdout.strip().splitlines()[-1])
+    jobset_bin, bin_dir = binaries(args.jobset)
     work = Path(tempfile.mkdtemp(prefix="jobset-plugin-swap-"))
     checks = Checks()
     ours = Ours(work / "ours", bin_dir, jobset_bin)
@@ -97,12 +105,7 @@ def main() -> int:
         k(["apply", "--server-side", "-f", "-"], input=packed)
         wait("the custom plugin in force", lambda: in_force(ours.controller_log, f"{PLUGIN}@{sha[:12]}"), timeout=120)
         ns = "plugin-swap-1"
-        k(["create", "namespace", ns])
-        ours.driver.register(ns, PodScript.from_scenario(scenario, 1.0, 0.5))
-        k(["create", "-n", ns, "-f", "-"], input=training("training", config=True))
-        js = wait("training finished", lambda: (lambda j: terminal(j) and j)(
-            json.loads(k(["get", "jobset", "training", "-n", ns, "-o", "json"]).stdout)), timeout=120)
-        conds = {c["type"]: c for c in js["status"]["conditions"]}
+        js, conds = play_training(ours, ns, True, scenario)
         checks.check(terminal(js) == ("Completed", "AllJobsCompleted"), "custom plugin: the JobSet completes",
                      str(terminal(js)))
         checks.check(js["status"].get("restarts") == 1, "custom plugin: one restart after the preemption",
@@ -128,12 +131,7 @@ def main() -> int:
              timeout=120)
         checks.check(True, "swap: the controller puts the new version in force")
         ns = "plugin-swap-2"
-        k(["create", "namespace", ns])
-        ours.driver.register(ns, PodScript.from_scenario(scenario, 1.0, 0.5))
-        k(["create", "-n", ns, "-f", "-"], input=training("training", config=False))
-        js = wait("training (swapped) finished", lambda: (lambda j: terminal(j) and j)(
-            json.loads(k(["get", "jobset", "training", "-n", ns, "-o", "json"]).stdout)), timeout=120)
-        conds = {c["type"]: c for c in js["status"]["conditions"]}
+        js, conds = play_training(ours, ns, False, scenario)
         checks.check(terminal(js) == ("Failed", "ReachedMaxRestarts"),
                      "swap: the new code decides (the preemption fails the JobSet)", str(terminal(js)))
         # The default plugin's words (upstream's, with the first failed
@@ -163,12 +161,7 @@ def main() -> int:
         except TimeoutError as e:
             checks.check(False, "bad sha256: the refusal names the ConfigMap and the sha256", str(e))
         ns = "plugin-swap-3"
-        k(["create", "namespace", ns])
-        ours.driver.register(ns, PodScript.from_scenario(scenario, 1.0, 0.5))
-        k(["create", "-n", ns, "-f", "-"], input=training("training", config=False))
-        js = wait("training (after the bad ConfigMap) finished", lambda: (lambda j: terminal(j) and j)(
-            json.loads(k(["get", "jobset", "training", "-n", ns, "-o", "json"]).stdout)), timeout=120)
-        conds = {c["type"]: c for c in js["status"]["conditions"]}
+        js, conds = play_training(ours, ns, False, scenario)
         checks.check(conds.get("Failed", {}).get("message") == want,
                      "bad sha256: the version in force still decides", repr(conds.get("Failed", {}).get("message")))
         for p in ours.problems():
