@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests" / "realcluster"))
 
 import yaml  # noqa: E402
+from procs import stop_all  # noqa: E402  (tests/realcluster)
 
 import scenarios as scenario_mod  # noqa: E402
 from observe import Observer, flatten, normalise_text  # noqa: E402
@@ -181,14 +181,14 @@ class Backend:
         then its process. The plane stays up."""
         self.kubectl(["delete", "mutatingwebhookconfiguration", WEBHOOK_NAMES[0], "--ignore-not-found"])
         self.kubectl(["delete", "validatingwebhookconfiguration", WEBHOOK_NAMES[1], "--ignore-not-found"])
+        self.end_procs()
+
+    def end_procs(self) -> None:
+        """Ends the processes this backend started (each in a session of its
+        own: SIGTERM, then SIGKILL after ten seconds) and reaps them."""
+        stop_all([p.pid for p in self.procs if p.poll() is None], grace=10)
         for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
+            p.wait()
         self.procs.clear()
 
     def adopt(self, other: "Backend") -> None:
@@ -199,18 +199,7 @@ class Backend:
     def close(self) -> None:
         if self.driver:
             self.driver.stop()
-        for p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        self.end_procs()
         if self.plane is not None:
             self.plane.down()
 
@@ -362,11 +351,8 @@ class Sim(Backend):
             driver.stop()
             self.errors += driver.errors
         if proc and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_all([proc.pid], grace=10)
+            proc.wait()
 
     def problems(self) -> list[str]:
         return list(self.errors)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -212,7 +213,6 @@ def snapshot(c: Cluster) -> dict:
             "jobs": live_jobs(c, name),
             "restarts": (js.get("status") or {}).get("restarts", 0),
             "conditions": conditions(js),
-            "suspended": (js.get("status") or {}).get("replicatedJobsStatus"),
         }
     return out
 
@@ -328,10 +328,10 @@ def main() -> int:
                     print(f"--- last lines of {b.controller_log}")
                     print("\n".join(b.controller_log.read_text(errors="replace").splitlines()[-15:]))
         finally:
-            second.stop_controller() if second.plane else None
+            if second.plane:
+                second.stop_controller()
             first.close()
     if not args.keep:
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
     else:
         log(f"logs kept in {work}")

@@ -49,9 +49,15 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PLUGIN = "preemption-aware"
 
 
-def in_force(log_path: Path, plugin_id: str) -> bool:
+def logged(log_path: Path, *parts: str) -> bool:
+    """Whether a line of the controller's log (colours taken out) holds
+    every one of `parts`."""
     text = ANSI.sub("", log_path.read_text(errors="replace"))
-    return any("policy plugin in force" in line and plugin_id in line for line in text.splitlines())
+    return any(all(p in line for p in parts) for line in text.splitlines())
+
+
+def in_force(log_path: Path, plugin_id: str) -> bool:
+    return logged(log_path, "policy plugin in force", plugin_id)
 
 
 def training(name: str, config: bool) -> str:
@@ -147,16 +153,9 @@ def main() -> int:
         bad = json.loads(json.dumps(default))
         bad["metadata"]["annotations"][SHA] = "0" * 64
         k(["apply", "--server-side", "-f", "-"], input=yaml.safe_dump(bad))
-        text = ""
-
-        def refused() -> bool:
-            nonlocal text
-            text = ANSI.sub("", ours.controller_log.read_text(errors="replace"))
-            return any("plugin rejected" in l and f"jobset-policy-{PLUGIN}" in l and "does not match" in l
-                       for l in text.splitlines())
-
         try:
-            wait("the bad ConfigMap refused", refused, timeout=60)
+            wait("the bad ConfigMap refused", lambda: logged(
+                ours.controller_log, "plugin rejected", f"jobset-policy-{PLUGIN}", "does not match"), timeout=60)
             checks.check(True, "bad sha256: the refusal names the ConfigMap and the sha256")
         except TimeoutError as e:
             checks.check(False, "bad sha256: the refusal names the ConfigMap and the sha256", str(e))
