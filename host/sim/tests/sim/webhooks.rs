@@ -73,6 +73,18 @@ fn cm(name: &str, labels: Value) -> ConfigMap {
         .expect("configmap")
 }
 
+/// The API server's answer to creating ConfigMap `name`, which a webhook
+/// must refuse.
+async fn refused(cms: &Api<ConfigMap>, name: &str) -> Box<kube::core::Status> {
+    match cms
+        .create(&PostParams::default(), &cm(name, json!(null)))
+        .await
+    {
+        Err(kube::Error::Api(s)) => s,
+        other => panic!("expected an API error for {name}, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_in_configurations_mutate_and_reject() {
     let addr = start_webhook().await;
@@ -111,13 +123,7 @@ async fn webhooks_in_configurations_mutate_and_reject() {
             .map(String::as_str),
         Some("yes")
     );
-    let err = cms
-        .create(&PostParams::default(), &cm("bad-name", json!(null)))
-        .await
-        .unwrap_err();
-    let kube::Error::Api(s) = err else {
-        panic!("expected an API error")
-    };
+    let s = refused(&cms, "bad-name").await;
     assert_eq!(s.code, 403);
     assert!(
         s.message.contains(
@@ -129,13 +135,7 @@ async fn webhooks_in_configurations_mutate_and_reject() {
     // An Invalid answer keeps its reason and details, as kube-apiserver
     // passes them on (kubectl prints "The ConfigMap "invalid" is invalid:"
     // and the causes from them).
-    let err = cms
-        .create(&PostParams::default(), &cm("invalid", json!(null)))
-        .await
-        .unwrap_err();
-    let kube::Error::Api(s) = err else {
-        panic!("expected an API error")
-    };
+    let s = refused(&cms, "invalid").await;
     assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
     assert!(
         s.message
