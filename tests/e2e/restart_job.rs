@@ -69,7 +69,7 @@ async fn wait_replaced(env: &Env, js: &str, name: &str, attempt: &str) -> Job {
 #[test]
 fn restart_job_recreates_only_the_failed_job_with_its_job_restart_attempt() {
     runtime().block_on(async {
-        let env = Env::start(Arc::new(NativeDefaults)).await;
+        let env = Env::start_with_gates(Arc::new(NativeDefaults), &["RestartJob"]).await;
         env.create(&fixture("rj", 3, "RestartJob")).await;
         let jobs = env.wait_jobs("rj", 4).await;
         assert_eq!(
@@ -125,7 +125,7 @@ fn restart_job_recreates_only_the_failed_job_with_its_job_restart_attempt() {
 #[test]
 fn restart_job_emits_its_action_event_naming_the_job_and_plugin() {
     runtime().block_on(async {
-        let env = Env::start(Arc::new(NativeDefaults)).await;
+        let env = Env::start_with_gates(Arc::new(NativeDefaults), &["RestartJob"]).await;
         env.create(&fixture("rjev", 3, "RestartJob")).await;
         let jobs = env.wait_jobs("rjev", 4).await;
         env.fail_job(&jobs[3], "BackoffLimitExceeded", "boom").await;
@@ -144,7 +144,7 @@ fn restart_job_emits_its_action_event_naming_the_job_and_plugin() {
 #[test]
 fn restart_job_counts_toward_max_restarts() {
     runtime().block_on(async {
-        let env = Env::start(Arc::new(NativeDefaults)).await;
+        let env = Env::start_with_gates(Arc::new(NativeDefaults), &["RestartJob"]).await;
         env.create(&fixture("rjmax", 1, "RestartJob")).await;
         let jobs = env.wait_jobs("rjmax", 4).await;
         env.fail_job(&jobs[1], "BackoffLimitExceeded", "one").await;
@@ -161,7 +161,7 @@ fn restart_job_counts_toward_max_restarts() {
 #[test]
 fn per_job_restarts_add_to_jobset_restarts_when_checking_max() {
     runtime().block_on(async {
-        let env = Env::start(Arc::new(NativeDefaults)).await;
+        let env = Env::start_with_gates(Arc::new(NativeDefaults), &["RestartJob"]).await;
         // One per-Job restart of a worker, then a leader failure that takes
         // the default RestartJobSet: 1 + 0 restarts already reach max 1.
         env.create(&fixture("mixed", 1, "RestartJob")).await;
@@ -182,7 +182,7 @@ fn per_job_restarts_add_to_jobset_restarts_when_checking_max() {
 #[test]
 fn restart_job_and_ignore_max_restarts_restarts_past_max_without_counting() {
     runtime().block_on(async {
-        let env = Env::start(Arc::new(NativeDefaults)).await;
+        let env = Env::start_with_gates(Arc::new(NativeDefaults), &["RestartJob"]).await;
         env.create(&fixture("rjfree", 0, "RestartJobAndIgnoreMaxRestarts"))
             .await;
         let jobs = env.wait_jobs("rjfree", 4).await;
@@ -207,7 +207,7 @@ fn restart_job_and_ignore_max_restarts_restarts_past_max_without_counting() {
 #[test]
 fn two_failed_jobs_are_restarted_one_action_per_reconcile() {
     runtime().block_on(async {
-        let env = Env::start(Arc::new(NativeDefaults)).await;
+        let env = Env::start_with_gates(Arc::new(NativeDefaults), &["RestartJob"]).await;
         env.create(&fixture("both", 5, "RestartJob")).await;
         let jobs = env.wait_jobs("both", 4).await;
         env.fail_job(&jobs[1], "BackoffLimitExceeded", "a").await;
@@ -230,6 +230,65 @@ fn two_failed_jobs_are_restarted_one_action_per_reconcile() {
                 r.plan.decisions
             );
         }
+        env.stop().await;
+    });
+}
+
+#[test]
+fn with_the_gate_off_a_restart_job_rule_changes_nothing_and_is_retried() {
+    // The JobSet got in while the gate was on (the simulated API server
+    // here has no admission webhook); the controller now runs without it.
+    runtime().block_on(async {
+        let env = Env::start(Arc::new(NativeDefaults)).await;
+        env.create(&fixture("gated", 3, "RestartJob")).await;
+        let jobs = env.wait_jobs("gated", 4).await;
+        for j in &jobs {
+            assert_eq!(label(j, RESTART_ATTEMPT_KEY), "0");
+            assert!(
+                !j.metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key(JOB_RESTART_ATTEMPT_KEY)),
+                "no per-Job attempt without the gate: {:?}",
+                j.metadata.labels
+            );
+        }
+        let uids: Vec<_> = jobs.iter().map(|j| j.metadata.uid.clone()).collect();
+        env.fail_job(&jobs[2], "BackoffLimitExceeded", "boom").await;
+        let refused = "RestartJob failure policy action cannot be used when the feature gate \
+                       RestartJob is disabled";
+        env.wait_until(
+            "the restart is refused twice (retried)",
+            Duration::from_secs(60),
+            || async {
+                env.decisions("gated")
+                    .iter()
+                    .filter(|d| d.contains(refused))
+                    .count()
+                    >= 2
+            },
+        )
+        .await;
+        let now = env.jobs("gated").await;
+        assert_eq!(
+            now.iter()
+                .map(|j| j.metadata.uid.clone())
+                .collect::<Vec<_>>(),
+            uids,
+            "no Job was deleted or recreated"
+        );
+        let js = env.get("gated").await;
+        let s = js.status.unwrap();
+        assert_eq!((s.restarts, s.restarts_count_towards_max), (0, 0));
+        assert!(s.conditions.is_empty(), "{:?}", s.conditions);
+        let w = s
+            .replicated_jobs_status
+            .iter()
+            .find(|r| r.name == "workers")
+            .expect("workers status");
+        assert_eq!(w.failed, 1);
+        assert!(w.job_restarts.is_empty());
+        assert!(env.events("gated").await.is_empty());
         env.stop().await;
     });
 }

@@ -120,7 +120,7 @@ fn a_job_with_only_failure_target_counts_as_active_not_failed() {
 #[test]
 fn a_failed_job_stops_counting_once_a_per_job_restart_makes_it_previous() {
     runtime().block_on(async {
-        let env = Env::start(Arc::new(NativeDefaults)).await;
+        let env = Env::start_with_gates(Arc::new(NativeDefaults), &["RestartJob"]).await;
         env.create(&fixture("failed")).await;
         let jobs = env.wait_jobs("failed", 4).await;
         env.hold_job("failed-w-3").await;

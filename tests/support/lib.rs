@@ -58,6 +58,15 @@ impl Env {
         Env::start_on(sim, client.clone(), client, engine, plugins).await
     }
 
+    /// As [`Env::start`], with upstream's alpha feature `gates` turned on
+    /// (all are off by default, as upstream ships them).
+    pub async fn start_with_gates(engine: Arc<dyn PolicyEngine>, gates: &[&str]) -> Env {
+        let sim = Sim::new(SimConfig::default());
+        let client = Client::new(sim.service(), NS);
+        let gates = gates.iter().map(|g| g.to_string()).collect();
+        Env::launch(sim, client.clone(), client, engine, None, gates).await
+    }
+
     /// Like [`Env::start`] on a given simulator: `client` registers the CRD
     /// and drives the test, the controller talks through
     /// `controller_client` (e.g. as a ServiceAccount under RBAC) and
@@ -68,6 +77,17 @@ impl Env {
         controller_client: Client,
         engine: Arc<dyn PolicyEngine>,
         plugins: Option<Arc<dyn PluginConfigMaps>>,
+    ) -> Env {
+        Env::launch(sim, client, controller_client, engine, plugins, Vec::new()).await
+    }
+
+    async fn launch(
+        sim: Sim,
+        client: Client,
+        controller_client: Client,
+        engine: Arc<dyn PolicyEngine>,
+        plugins: Option<Arc<dyn PluginConfigMaps>>,
+        feature_gates: Vec<String>,
     ) -> Env {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &jobset_api::crd::crd())
@@ -86,6 +106,7 @@ impl Env {
                     v.push(r.clone());
                 }
             })),
+            feature_gates,
             ..Default::default()
         };
         let metrics = Arc::new(Metrics::default());

@@ -29,6 +29,7 @@ pub use spec::{
 };
 pub use status::{JobSetStatus, ReplicatedJobStatus};
 pub use validation::{
-    ErrorKind, FeatureGates, FieldError, NoPvcs, PvcLookup, ValidationContext, ValidationErrors,
-    validate_create, validate_update,
+    ELASTIC_JOBSET_GATE, ErrorKind, FeatureGates, FieldError, IN_PLACE_RESTART_GATE, KNOWN_GATES,
+    NoPvcs, PvcLookup, RESTART_JOB_GATE, ValidationContext, ValidationErrors, validate_create,
+    validate_update,
 };

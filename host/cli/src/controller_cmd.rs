@@ -77,20 +77,29 @@ pub fn plugin_registry(namespace: &str) -> Result<Arc<Registry>, Failure> {
     Ok(Arc::new(registry))
 }
 
-/// Applies `Name=true|false` switches to the default gates.
+/// Applies `Name=true|false` switches to the default gates (all off).
+/// Names are upstream's; an unknown name is refused, as upstream does.
 pub fn feature_gates(switches: &[String]) -> Result<Vec<String>, Failure> {
     let mut gates = ControllerConfig::default().feature_gates;
     for s in switches.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let (name, on) = match s.split_once('=') {
-            Some((n, "true")) => (n, true),
-            Some((n, "false")) => (n, false),
-            None => (s, true),
-            Some((_, v)) => {
+        let (name, value) = s.split_once('=').unwrap_or((s, "true"));
+        let name = name.trim();
+        // The spellings Go's strconv.ParseBool takes, as upstream's flag does.
+        let on = match value.trim() {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+            v => {
                 return Err(bad_input(format!(
                     "--feature-gates {s:?}: value {v:?} is not true or false"
                 )));
             }
         };
+        if !jobset_api::KNOWN_GATES.contains(&name) {
+            return Err(bad_input(format!(
+                "--feature-gates {s:?}: unknown gate {name:?}; known gates are {}",
+                jobset_api::KNOWN_GATES.join(", ")
+            )));
+        }
         gates.retain(|g| g != name);
         if on {
             gates.push(name.to_string());

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use jobset_api::{JobSet, ValidationContext};
+use jobset_api::{FeatureGates, JobSet, ValidationContext};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::{Client, discovery};
@@ -37,6 +37,7 @@ pub struct Manifest {
 /// The JobSets and the other objects in `files`.
 pub fn read_manifests(
     files: &[PathBuf],
+    gates: FeatureGates,
     out: &Output,
 ) -> Result<(Vec<JobSet>, Vec<Manifest>), Failure> {
     let mut jobsets = Vec::new();
@@ -76,10 +77,15 @@ pub fn read_manifests(
                     js.metadata.namespace = Some("default".to_string());
                 }
                 jobset_api::default_jobset(&mut js);
-                jobset_api::validate_create(&js, &ValidationContext::default()).map_err(|e| {
+                let ctx = ValidationContext {
+                    gates,
+                    ..Default::default()
+                };
+                jobset_api::validate_create(&js, &ctx).map_err(|e| {
                     bad_input(format!(
-                        "{source}: JobSet {} is invalid:\n{e}",
-                        jobset_api::naming::effective_name(&js)
+                        "{source}: JobSet {} is invalid:\n{e}{}",
+                        jobset_api::naming::effective_name(&js),
+                        gate_hint(&e.to_string())
                     ))
                 })?;
                 jobsets.push(js);
@@ -92,6 +98,23 @@ pub fn read_manifests(
         return Err(bad_input("no JobSet in the given files".to_string()));
     }
     Ok((jobsets, others))
+}
+
+/// How to turn on the alpha gates that `errors` say are off.
+fn gate_hint(errors: &str) -> String {
+    let off: Vec<&str> = jobset_api::KNOWN_GATES
+        .iter()
+        .copied()
+        .filter(|g| errors.contains(&format!("{g} feature gate is disabled")))
+        .collect();
+    if off.is_empty() {
+        return String::new();
+    }
+    let flags: Vec<String> = off.iter().map(|g| format!("{g}=true")).collect();
+    format!(
+        "\nalpha gates are off by default, as upstream; run with `--feature-gates {}`",
+        flags.join(",")
+    )
 }
 
 /// Creates a non-JobSet object; kinds the simulator does not serve are

@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Write a picture of the run (one row per Job, over virtual time) here.
     #[arg(long, value_name = "FILE.svg")]
     pub timeline: Option<PathBuf>,
+    /// Feature gates, as `jobset controller --feature-gates` takes them
+    /// (`RestartJob=true,...`); upstream's alpha gates are off by default.
+    #[arg(long, value_delimiter = ',')]
+    pub feature_gates: Vec<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, Failure> {
@@ -192,12 +196,18 @@ struct Inputs {
     until: Duration,
     registry: Arc<Registry>,
     timeline: Option<PathBuf>,
+    feature_gates: Vec<String>,
 }
 
 /// Runs the command, writing to `out`; the error carries the exit code.
 pub fn run(args: RunArgs, out: &Output) -> Result<(), Failure> {
     let until = parse_duration(&args.until)?;
-    let (jobsets, others) = read_manifests(&args.files, out)?;
+    let feature_gates = crate::controller_cmd::feature_gates(&args.feature_gates)?;
+    let (jobsets, others) = read_manifests(
+        &args.files,
+        jobset_api::FeatureGates::from_enabled(&feature_gates),
+        out,
+    )?;
     let nodes = load_nodes(&args.nodes)?;
     let scenario = load_scenario(args.scenario.as_deref())?;
     let registry = registry(&args)?;
@@ -215,6 +225,7 @@ pub fn run(args: RunArgs, out: &Output) -> Result<(), Failure> {
         until,
         registry,
         timeline: args.timeline,
+        feature_gates,
     };
     rt.block_on(simulate(inputs, out))
 }
@@ -288,6 +299,7 @@ async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
         until,
         registry,
         timeline,
+        feature_gates,
     } = inputs;
     let sim = Sim::new(SimConfig {
         graceful_pod_deletion: true,
@@ -335,6 +347,7 @@ async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
                     .collect(),
             );
         })),
+        feature_gates,
         ..Default::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

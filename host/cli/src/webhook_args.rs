@@ -41,12 +41,7 @@ pub struct WebhookArgs {
 
 /// The validation gates matching the controller's enabled gates.
 pub fn gates(enabled: &[String]) -> FeatureGates {
-    let on = |name: &str| enabled.iter().any(|g| g == name);
-    FeatureGates {
-        restart_job: on("RestartJob"),
-        in_place_restart: on("InPlaceRestart"),
-        elastic_jobset: on("ElasticJobSet"),
-    }
+    FeatureGates::from_enabled(enabled)
 }
 
 impl WebhookArgs {

@@ -253,7 +253,7 @@ async fn plain_loop() -> BTreeMap<&'static str, f64> {
                 .await
                 .expect("create");
             for i in 0..JOBS_PER_JOBSET {
-                let job = job_builder::build_job(&js, &js.spec.replicated_jobs[0], i as i32);
+                let job = job_builder::build_job(&js, &js.spec.replicated_jobs[0], i as i32, false);
                 tx.send(job).await.expect("the Job creators run");
             }
         }

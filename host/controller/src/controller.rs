@@ -38,7 +38,7 @@ pub const PLUGIN_LABEL: &str = "policy.jobset.dev/plugin";
 pub struct ControllerConfig {
     /// JobSets reconciled at once.
     pub concurrency: u16,
-    /// Feature gates that are on (upstream names).
+    /// Feature gates that are on (upstream names); none by default.
     pub feature_gates: Vec<String>,
     /// The reporting controller name on events.
     pub reporter: String,
@@ -52,11 +52,8 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
             concurrency: 16,
-            feature_gates: vec![
-                "RestartJob".to_string(),
-                "InPlaceRestart".to_string(),
-                "ElasticJobSet".to_string(),
-            ],
+            // Upstream's alpha gates are all off unless turned on.
+            feature_gates: Vec::new(),
             // The reporting controller of upstream's events.
             reporter: "jobset".to_string(),
             clock: Clock::wall(),

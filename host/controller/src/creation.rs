@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jobset_api::{Embedded, RestartStrategy, naming};
+use jobset_api::{Embedded, RESTART_JOB_GATE, RestartStrategy, naming};
 use k8s_openapi::api::batch::v1::Job;
 
 use crate::actions::{Action, Waiting};
@@ -52,6 +52,7 @@ pub(crate) fn plan_creation(
         .filter_map(|j| j.metadata.name.as_deref())
         .collect();
     let jobset_name = js.metadata.name.as_deref().unwrap_or_default();
+    let per_job_restarts = snap.feature_gates.iter().any(|g| g == RESTART_JOB_GATE);
     let mut to_create: Vec<(Embedded<Job>, p::PendingJob)> = Vec::new();
     for rjob in &js.spec.replicated_jobs {
         if !startup.verdict.create.contains(&rjob.name) {
@@ -64,7 +65,10 @@ pub(crate) fn plan_creation(
             if present.contains(name.as_str()) {
                 continue;
             }
-            let job = Embedded::with_preserved_from(build_job(js, rjob, index), &rjob.template);
+            let job = Embedded::with_preserved_from(
+                build_job(js, rjob, index, per_job_restarts),
+                &rjob.template,
+            );
             let pending = pending_job(&job, &rjob.name, index);
             to_create.push((job, pending));
         }

@@ -83,8 +83,14 @@ fn placement_annotations(js: &JobSet, rjob: &ReplicatedJob) -> BTreeMap<String, 
 }
 
 /// The labels (and, the same, annotations) the JobSet puts on a child Job
-/// and its pod template.
-pub fn jobset_labels(js: &JobSet, rjob: &ReplicatedJob, index: i32) -> BTreeMap<String, String> {
+/// and its pod template. `per_job_restarts` (the RestartJob gate) adds
+/// the Job index's `job-restart-attempt`, as upstream writes it only then.
+pub fn jobset_labels(
+    js: &JobSet,
+    rjob: &ReplicatedJob,
+    index: i32,
+    per_job_restarts: bool,
+) -> BTreeMap<String, String> {
     let name = js.metadata.name.clone().unwrap_or_default();
     let namespace = js.metadata.namespace.clone().unwrap_or_default();
     let job_name = naming::job_name(&name, &rjob.name, i64::from(index));
@@ -118,11 +124,13 @@ pub fn jobset_labels(js: &JobSet, rjob: &ReplicatedJob, index: i32) -> BTreeMap<
     }
     let restarts = js.status.as_ref().map(|s| s.restarts).unwrap_or(0);
     l.insert(RESTART_ATTEMPT_KEY.to_string(), restarts.to_string());
-    let index_usize = usize::try_from(index).unwrap_or(0);
-    l.insert(
-        JOB_RESTART_ATTEMPT_KEY.to_string(),
-        job_restart_attempt(js, &rjob.name, index_usize).to_string(),
-    );
+    if per_job_restarts {
+        let index_usize = usize::try_from(index).unwrap_or(0);
+        l.insert(
+            JOB_RESTART_ATTEMPT_KEY.to_string(),
+            job_restart_attempt(js, &rjob.name, index_usize).to_string(),
+        );
+    }
     if let Some(c) = &js.spec.coordinator {
         let endpoint = naming::coordinator_endpoint(
             &name,
@@ -181,12 +189,13 @@ fn add_claim_volumes(js: &JobSet, pod: &mut PodSpec) {
     }
 }
 
-/// Builds the child Job `index` of `rjob`.
-pub fn build_job(js: &JobSet, rjob: &ReplicatedJob, index: i32) -> Job {
+/// Builds the child Job `index` of `rjob`; `per_job_restarts` as in
+/// [`jobset_labels`].
+pub fn build_job(js: &JobSet, rjob: &ReplicatedJob, index: i32, per_job_restarts: bool) -> Job {
     let name = js.metadata.name.clone().unwrap_or_default();
     let template = &rjob.template;
     let template_meta = template.metadata.clone().unwrap_or_default();
-    let jobset_keys = jobset_labels(js, rjob, index);
+    let jobset_keys = jobset_labels(js, rjob, index, per_job_restarts);
     let placement = placement_annotations(js, rjob);
 
     let mut labels = template_meta.labels.clone();
@@ -279,7 +288,7 @@ spec:
     #[test]
     fn a_child_job_carries_every_jobset_label_on_job_and_pod() {
         let js = jobset(TWO_GROUPS);
-        let job = build_job(&js, &js.spec.replicated_jobs[1], 2);
+        let job = build_job(&js, &js.spec.replicated_jobs[1], 2, true);
         assert_eq!(job.metadata.name.as_deref(), Some("js-workers-2"));
         let labels = job.metadata.labels.clone().unwrap();
         let pod_labels = job
@@ -315,7 +324,7 @@ spec:
     #[test]
     fn template_labels_are_kept_and_pod_labels_stay_on_the_pod() {
         let js = jobset(TWO_GROUPS);
-        let job = build_job(&js, &js.spec.replicated_jobs[0], 0);
+        let job = build_job(&js, &js.spec.replicated_jobs[0], 0, true);
         let labels = job.metadata.labels.clone().unwrap();
         assert_eq!(labels["team"], "a");
         assert!(!labels.contains_key("pod"));
@@ -327,8 +336,8 @@ spec:
     #[test]
     fn the_template_exclusive_topology_overrides_the_jobset_one() {
         let js = jobset(TWO_GROUPS);
-        let driver = build_job(&js, &js.spec.replicated_jobs[0], 0);
-        let workers = build_job(&js, &js.spec.replicated_jobs[1], 0);
+        let driver = build_job(&js, &js.spec.replicated_jobs[0], 0, true);
+        let workers = build_job(&js, &js.spec.replicated_jobs[1], 0, true);
         let key = |j: &Job| j.metadata.annotations.as_ref().unwrap()[EXCLUSIVE_KEY].clone();
         assert_eq!(key(&driver), "cloud.google.com/gke-nodepool");
         assert_eq!(key(&workers), "kubernetes.io/hostname");
@@ -339,7 +348,7 @@ spec:
     fn owner_reference_suspend_subdomain_and_claims_are_wired() {
         let mut js = jobset(TWO_GROUPS);
         js.spec.suspend = Some(true);
-        let job = build_job(&js, &js.spec.replicated_jobs[1], 0);
+        let job = build_job(&js, &js.spec.replicated_jobs[1], 0, true);
         let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.uid.as_str()),
@@ -360,7 +369,7 @@ spec:
                 .claim_name,
             "data-js"
         );
-        let driver = build_job(&js, &js.spec.replicated_jobs[0], 0);
+        let driver = build_job(&js, &js.spec.replicated_jobs[0], 0, true);
         assert!(
             driver
                 .spec
@@ -388,9 +397,23 @@ spec:
                 ..Default::default()
             });
         js.status = Some(status);
-        let job = build_job(&js, &js.spec.replicated_jobs[1], 1);
+        let job = build_job(&js, &js.spec.replicated_jobs[1], 1, true);
         let labels = job.metadata.labels.unwrap();
         assert_eq!(labels[RESTART_ATTEMPT_KEY], "4");
         assert_eq!(labels[JOB_RESTART_ATTEMPT_KEY], "7");
+        assert_eq!(
+            job.metadata.annotations.unwrap()[JOB_RESTART_ATTEMPT_KEY],
+            "7"
+        );
+
+        // Without the RestartJob gate, upstream writes no per-Job attempt.
+        let job = build_job(&js, &js.spec.replicated_jobs[1], 1, false);
+        for keys in [
+            job.metadata.labels.unwrap(),
+            job.metadata.annotations.unwrap(),
+        ] {
+            assert_eq!(keys[RESTART_ATTEMPT_KEY], "4");
+            assert!(!keys.contains_key(JOB_RESTART_ATTEMPT_KEY), "{keys:?}");
+        }
     }
 }

@@ -90,9 +90,12 @@ fn job_restarts_for(js: &JobSet, job: &Job) -> Option<i64> {
 /// Sorts `jobs` (already filtered to this JobSet's UID) into buckets.
 /// A missing or unparseable `restart-attempt` label is an error; a missing
 /// `job-restart-attempt` label only means the Job predates per-Job restarts.
+/// That label is read only when `per_job_restarts` (the RestartJob gate)
+/// is on, as upstream.
 pub fn bucket_jobs<'a, J: Borrow<Job>>(
     js: &JobSet,
     jobs: &'a [J],
+    per_job_restarts: bool,
 ) -> Result<Buckets<'a>, ControllerError> {
     let restarts = i64::from(js.status.as_ref().map(|s| s.restarts).unwrap_or(0));
     let mut buckets = Buckets::default();
@@ -100,7 +103,7 @@ pub fn bucket_jobs<'a, J: Borrow<Job>>(
         let job: &Job = job.borrow();
         let attempt = int_label(job, RESTART_ATTEMPT_KEY)?;
         let mut previous = attempt < restarts;
-        if !previous && label(job, JOB_RESTART_ATTEMPT_KEY).is_some() {
+        if per_job_restarts && !previous && label(job, JOB_RESTART_ATTEMPT_KEY).is_some() {
             let job_attempt = int_label(job, JOB_RESTART_ATTEMPT_KEY)?;
             previous = job_restarts_for(js, job).is_some_and(|want| job_attempt < want);
         }
@@ -131,15 +134,24 @@ pub fn job_is_ready(job: &Job) -> bool {
 
 /// The `replicatedJobsStatus` of spec 2.6, one entry per replicated job in
 /// spec order, counting current-attempt Jobs only. The per-index restart
-/// arrays are carried over from the existing status.
-pub fn replicated_jobs_status(js: &JobSet, buckets: &Buckets<'_>) -> Vec<ReplicatedJobStatus> {
+/// arrays are carried over from the existing status when `per_job_restarts`
+/// (the RestartJob gate) is on, and dropped when it is off, as upstream.
+pub fn replicated_jobs_status(
+    js: &JobSet,
+    buckets: &Buckets<'_>,
+    per_job_restarts: bool,
+) -> Vec<ReplicatedJobStatus> {
     let mut by_name: BTreeMap<&str, ReplicatedJobStatus> = BTreeMap::new();
     for rjob in &js.spec.replicated_jobs {
-        let previous = js.status.as_ref().and_then(|s| {
-            s.replicated_jobs_status
-                .iter()
-                .find(|r| r.name == rjob.name)
-        });
+        let previous = js
+            .status
+            .as_ref()
+            .and_then(|s| {
+                s.replicated_jobs_status
+                    .iter()
+                    .find(|r| r.name == rjob.name)
+            })
+            .filter(|_| per_job_restarts);
         by_name.insert(
             rjob.name.as_str(),
             ReplicatedJobStatus {

@@ -5,8 +5,9 @@
 
 use crate::actions::{EventSpec, Terminal};
 use crate::conditions::{DesiredCondition, EventType, types};
-use crate::plan::Planner;
+use crate::plan::{POLICY_RETRY, Planner};
 use crate::policy::{Decision, PolicyError, Slot, invalid_verdict, records as p};
+use jobset_api::RESTART_JOB_GATE;
 use jobset_api::status::{TERMINAL_STATE_COMPLETED, TERMINAL_STATE_FAILED};
 
 /// A condition or event message as written: a custom plugin's words name
@@ -115,6 +116,10 @@ pub(crate) fn apply_outcome(
             true
         }
         p::Action::RestartJob(r) => {
+            if !snap.feature_gates.iter().any(|g| g == RESTART_JOB_GATE) {
+                refuse_gated_restart_job(planner, plugin, r);
+                return true;
+            }
             let Some(job) = snap.jobs.iter().find(|j| j.name == r.job) else {
                 planner.policy_failed(&invalid(
                     plugin,
@@ -188,6 +193,26 @@ pub(crate) fn apply_outcome(
             true
         }
     }
+}
+
+/// A Job restart while the RestartJob gate is off: as upstream, nothing
+/// changes (no condition, no event, no counter), the error is logged and
+/// the JobSet is looked at again later, when the gate may be on.
+fn refuse_gated_restart_job(planner: &mut Planner<'_>, plugin: &str, r: &p::JobRestart) {
+    let action = if r.count_towards_max {
+        "RestartJob"
+    } else {
+        "RestartJobAndIgnoreMaxRestarts"
+    };
+    let why = format!(
+        "{action} failure policy action cannot be used when the feature gate {RESTART_JOB_GATE} is disabled"
+    );
+    tracing::error!(plugin, job = %r.job, "{why}");
+    planner.plan.decisions.push(format!(
+        "outcome by {plugin}: restart job {} refused: {why}",
+        r.job
+    ));
+    planner.requeue(POLICY_RETRY);
 }
 
 fn invalid(plugin: &str, message: &str) -> PolicyError {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobset_api::labels::JOBSET_CONTROLLER_NAME;
-use jobset_api::{JobSet, JobSetStatus};
+use jobset_api::{JobSet, JobSetStatus, RESTART_JOB_GATE};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 
@@ -147,7 +147,8 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
     {
         return Ok(Plan::default());
     }
-    let buckets = bucket_jobs(js, inputs.jobs)?;
+    let per_job_restarts = inputs.feature_gates.iter().any(|g| g == RESTART_JOB_GATE);
+    let buckets = bucket_jobs(js, inputs.jobs, per_job_restarts)?;
     let stored = js.status.clone().unwrap_or_default();
     let mut planner = Planner {
         inputs,
@@ -155,7 +156,7 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
         plan: Plan::default(),
         generation: js.metadata.generation,
     };
-    let counts = replicated_jobs_status(js, &buckets);
+    let counts = replicated_jobs_status(js, &buckets, per_job_restarts);
     if !same_replicated_jobs_status(&counts, &stored.replicated_jobs_status) {
         // Stored in upstream's order, by name from last to first (its
         // change check sorts the slice it then writes); readers that

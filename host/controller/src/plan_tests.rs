@@ -62,7 +62,7 @@ fn all_jobs(js: &JobSet) -> Vec<Job> {
     js.spec
         .replicated_jobs
         .iter()
-        .flat_map(|r| (0..r.replicas()).map(move |i| build_job(js, r, i)))
+        .flat_map(|r| (0..r.replicas()).map(move |i| build_job(js, r, i, true)))
         .collect()
 }
 
@@ -109,6 +109,8 @@ struct World {
     pvcs: BTreeSet<String>,
     service: bool,
     now: Timestamp,
+    /// Feature gates that are on.
+    gates: Vec<String>,
 }
 
 impl Default for World {
@@ -119,16 +121,12 @@ impl Default for World {
             pvcs: BTreeSet::new(),
             service: true,
             now: ts(100),
+            gates: vec!["RestartJob".to_string()],
         }
     }
 }
 
-fn gates() -> Vec<String> {
-    vec!["RestartJob".to_string()]
-}
-
 fn run_with(js: &JobSet, jobs: &[Job], world: &World, engine: &dyn PolicyEngine) -> Plan {
-    let g = gates();
     let jobs: Vec<std::sync::Arc<Job>> = jobs.iter().cloned().map(std::sync::Arc::new).collect();
     let inputs = Inputs {
         jobset: js,
@@ -138,7 +136,7 @@ fn run_with(js: &JobSet, jobs: &[Job], world: &World, engine: &dyn PolicyEngine)
         nodes: &world.nodes,
         occupants: &world.occupants,
         now: world.now,
-        feature_gates: &g,
+        feature_gates: &world.gates,
     };
     plan(inputs, engine).expect("plan succeeds")
 }
@@ -709,6 +707,74 @@ fn restart_job_recreates_one_index_without_a_restarting_condition() {
             .collect::<Vec<_>>(),
     );
     assert_eq!(created(&p), ["js-b-1"]);
+}
+
+#[test]
+fn restart_job_with_its_gate_off_changes_nothing_and_is_retried() {
+    // Upstream: the action's applier returns an error; the reconcile is
+    // retried with nothing written, no condition and no event.
+    let spec = "failurePolicy: {maxRestarts: 0, rules: [{name: one, action: RestartJob}]}";
+    let js = with_status(jobset(spec), |s| {
+        s.replicated_jobs_status = vec![ReplicatedJobStatus {
+            name: "b".into(),
+            job_restarts: vec![0, 2, 0],
+            job_restarts_count_towards_max: vec![0, 2, 0],
+            ..Default::default()
+        }];
+    });
+    let mut jobs = all_jobs(&js);
+    fail(named(&mut jobs, "js-b-1"), "BackoffLimitExceeded", "x", 3);
+    let world = World {
+        gates: vec![],
+        ..Default::default()
+    };
+    let p = run_with(&js, &jobs, &world, &NativeDefaults);
+    assert!(p.events.is_empty(), "{:?}", p.events);
+    assert!(created(&p).is_empty() && deleted(&p).is_empty());
+    assert!(p.requeue_after.is_some());
+    assert!(
+        p.decisions.iter().any(|d| d.contains(
+            "RestartJob failure policy action cannot be used when the feature gate RestartJob is disabled"
+        )),
+        "{:?}",
+        p.decisions
+    );
+    let st = status(&p);
+    assert!(st.conditions.is_empty(), "{:?}", st.conditions);
+    assert_eq!((st.restarts, st.restarts_count_towards_max), (0, 0));
+    // Without the gate the per-index arrays are not kept, as upstream.
+    let b = st
+        .replicated_jobs_status
+        .iter()
+        .find(|r| r.name == "b")
+        .unwrap();
+    assert!(b.job_restarts.is_empty() && b.job_restarts_count_towards_max.is_empty());
+    assert_eq!(b.failed, 1);
+}
+
+#[test]
+fn without_the_restart_job_gate_jobs_carry_no_per_job_attempt() {
+    let js = jobset("");
+    let world = World {
+        service: true,
+        gates: vec![],
+        ..Default::default()
+    };
+    let p = run_with(&js, &[], &world, &NativeDefaults);
+    let jobs = created_jobs(&p);
+    assert!(!jobs.is_empty());
+    for job in jobs {
+        let labels = job.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[RESTART_ATTEMPT_KEY], "0");
+        assert!(!labels.contains_key(JOB_RESTART_ATTEMPT_KEY), "{labels:?}");
+    }
+    let p = run(&js, &[]);
+    for job in created_jobs(&p) {
+        assert_eq!(
+            job.metadata.labels.as_ref().unwrap()[JOB_RESTART_ATTEMPT_KEY],
+            "0"
+        );
+    }
 }
 
 #[test]

@@ -113,17 +113,15 @@ fn apply(
         action,
         FailureAction::RestartJobSet | FailureAction::RestartJob
     );
-    let over_budget = counts && restarts_toward_max(snapshot) >= i64::from(policy.max_restarts);
     let is_job_action = matches!(
         action,
         FailureAction::RestartJob | FailureAction::RestartJobAndIgnoreMaxRestarts
     );
-    if is_job_action && !snapshot.gate_enabled(gates::RESTART_JOB) {
-        return Err(PolicyError::Unsupported(format!(
-            "failure policy action {name} needs the {} feature gate",
-            gates::RESTART_JOB
-        )));
-    }
+    // With the RestartJob gate off, a Job action is still the verdict (as
+    // upstream, before any budget check); the host refuses to carry it out.
+    let gated_off = is_job_action && !snapshot.gate_enabled(gates::RESTART_JOB);
+    let over_budget =
+        counts && !gated_off && restarts_toward_max(snapshot) >= i64::from(policy.max_restarts);
     let action = if over_budget {
         fail(
             REASON_REACHED_MAX_RESTARTS,

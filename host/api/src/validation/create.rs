@@ -208,7 +208,7 @@ pub(crate) fn webhook_checks(
         errs.push(
             "spec.failurePolicy.restartStrategy",
             ErrorKind::Forbidden,
-            "InPlaceRestart needs the InPlaceRestart feature gate, which is off; use Recreate or BlockingRecreate",
+            "InPlaceRestart restart strategy cannot be set when InPlaceRestart feature gate is disabled",
         );
     }
 

@@ -28,18 +28,16 @@ pub(crate) fn check(js: &JobSet, ctx: &ValidationContext<'_>, errs: &mut Validat
         .filter(|(_, r)| r.action.is_restart_job())
         .map(|(i, _)| i)
         .collect();
-    if !restart_job_rules.is_empty() && !ctx.gates.restart_job {
-        for i in restart_job_rules {
-            errs.push(
-                format!("spec.failurePolicy.rules[{i}].action"),
-                ErrorKind::Forbidden,
-                format!(
-                    "{:?} needs the RestartJob feature gate, which is off; use FailJobSet, RestartJobSet or \
-                     RestartJobSetAndIgnoreMaxRestarts",
-                    fp.rules[i].action
-                ),
-            );
-        }
+    if let Some(&first) = restart_job_rules.first()
+        && !ctx.gates.restart_job
+    {
+        // Upstream's words, once for all such rules, at the first one.
+        errs.push(
+            format!("spec.failurePolicy.rules[{first}].action"),
+            ErrorKind::Forbidden,
+            "RestartJob and RestartJobAndIgnoreMaxRestarts failure policy actions are not allowed \
+             when RestartJob feature gate is disabled",
+        );
         return;
     }
     if let Some(&first) = restart_job_rules.first() {

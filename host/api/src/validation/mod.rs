@@ -125,15 +125,57 @@ pub struct FeatureGates {
 }
 
 impl Default for FeatureGates {
-    /// All gates on, so that every upstream example is admitted.
+    /// All gates off, as upstream ships them: each is alpha.
     fn default() -> Self {
+        Self::none()
+    }
+}
+
+impl FeatureGates {
+    /// Every gate off.
+    pub const fn none() -> Self {
+        Self {
+            restart_job: false,
+            in_place_restart: false,
+            elastic_jobset: false,
+        }
+    }
+
+    /// Every gate on, so that every upstream example is admitted.
+    pub const fn all() -> Self {
         Self {
             restart_job: true,
             in_place_restart: true,
             elastic_jobset: true,
         }
     }
+
+    /// The gates named in `enabled` (upstream names) on, the others off.
+    pub fn from_enabled<S: AsRef<str>>(enabled: &[S]) -> Self {
+        let on = |name: &str| enabled.iter().any(|g| g.as_ref() == name);
+        Self {
+            restart_job: on(RESTART_JOB_GATE),
+            in_place_restart: on(IN_PLACE_RESTART_GATE),
+            elastic_jobset: on(ELASTIC_JOBSET_GATE),
+        }
+    }
 }
+
+/// Upstream's name of the gate for the RestartJob failure actions.
+pub const RESTART_JOB_GATE: &str = "RestartJob";
+/// Upstream's name of the gate for the InPlaceRestart restart strategy.
+pub const IN_PLACE_RESTART_GATE: &str = "InPlaceRestart";
+/// Upstream's name of the gate for resizing Indexed replicated jobs.
+pub const ELASTIC_JOBSET_GATE: &str = "ElasticJobSet";
+/// Every gate upstream v0.12.0 knows, by name. `TLSOptions` (beta, on)
+/// is accepted so that upstream's flags carry over; this controller's TLS
+/// settings do not depend on it.
+pub const KNOWN_GATES: [&str; 4] = [
+    RESTART_JOB_GATE,
+    IN_PLACE_RESTART_GATE,
+    ELASTIC_JOBSET_GATE,
+    "TLSOptions",
+];
 
 /// Read access to the PersistentVolumeClaims that already exist.
 pub trait PvcLookup {

@@ -132,8 +132,28 @@ fn every_example_jobset_parses_validates_and_round_trips() {
             };
             let mut defaulted = js.clone();
             default_jobset(&mut defaulted);
-            if let Err(e) = validate_create(&defaulted, &ValidationContext::default()) {
+            let all_gates = ValidationContext {
+                gates: FeatureGates::all(),
+                ..Default::default()
+            };
+            if let Err(e) = validate_create(&defaulted, &all_gates) {
                 failures.push(format!("{name}#{i}: validation:\n{e}"));
+            }
+            // With upstream's default gates (all off), exactly the examples
+            // of the alpha features are refused, naming the gate.
+            let gated = name.starts_with("in-place-restart__")
+                || name.contains("restartjob-action")
+                || name.contains("restartjobandignoremaxrestarts-action")
+                || name == "restart-job.yaml";
+            match validate_create(&defaulted, &ValidationContext::default()) {
+                Ok(()) if gated => failures.push(format!("{name}#{i}: admitted with gates off")),
+                Err(e) if !gated => {
+                    failures.push(format!("{name}#{i}: refused with gates off:\n{e}"))
+                }
+                Err(e) if !e.to_string().contains("feature gate is disabled") => {
+                    failures.push(format!("{name}#{i}: refused, not for its gate:\n{e}"))
+                }
+                _ => {}
             }
             let back = serde_json::to_value(&js).unwrap();
             let mut diffs = Vec::new();

@@ -27,7 +27,7 @@ fn case(
 ) -> Case {
     Case {
         name,
-        gates: FeatureGates::default(),
+        gates: FeatureGates::all(),
         old: Box::new(old),
         new: Box::new(new),
         want: want.to_vec(),

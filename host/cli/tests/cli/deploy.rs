@@ -291,7 +291,8 @@ fn kubectl_sees_defaulting_and_is_refused_invalid_jobsets_naming_each_field() {
             format!(
                 "  failurePolicy: {{maxRestarts: 1, rules: [{{name: r, action: RestartJob}}]}}\n  replicatedJobs:\n  - {{name: w, replicas: 1025, {POD}}}"
             ),
-            "spec.replicatedJobs[0].replicas",
+            // deploy/ leaves upstream's alpha gates off, as upstream does.
+            "spec.failurePolicy.rules[0].action",
         ),
         (
             format!(
@@ -318,7 +319,7 @@ fn kubectl_sees_defaulting_and_is_refused_invalid_jobsets_naming_each_field() {
                 "  failurePolicy: {{maxRestarts: 1, restartStrategy: InPlaceRestart}}\n  replicatedJobs:\n  - {{name: w, {}}}",
                 indexed("backoffLimit: 3, completions: 2, parallelism: 2,")
             ),
-            "spec.replicatedJobs[0].template.spec.backoffLimit",
+            "spec.failurePolicy.restartStrategy",
         ),
         (
             format!("  replicatedJobs:\n  - {{name: w, replicas: -1, {POD}}}"),

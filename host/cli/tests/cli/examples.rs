@@ -38,6 +38,13 @@ fn run_example(name: &str, expect: &Expect) -> String {
     if scenario.exists() {
         args.extend(["--scenario", scenario_arg.as_str()]);
     }
+    // The examples of upstream's alpha features need their gate, on our
+    // controller as on upstream's.
+    if name.starts_with("in-place-restart__") {
+        args.extend(["--feature-gates", "InPlaceRestart=true"]);
+    } else if name.starts_with("failure-policy__restartjob") {
+        args.extend(["--feature-gates", "RestartJob=true"]);
+    }
     let (code, out) = jobset::cli::run_captured(&args);
     assert_eq!(code, expect.code, "{name}: exit code\n{out}");
     for (jobset, state, restarts, job_restarts, counted) in expect.rows {

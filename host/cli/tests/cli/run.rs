@@ -103,6 +103,11 @@ fn sim_serve_refuses_a_bad_scenario_node_layout_or_gate_before_serving() {
             "RestartJob=maybe".to_string(),
             "--feature-gates",
         ),
+        (
+            "--feature-gates",
+            "RestartJobs=true".to_string(),
+            "unknown gate \"RestartJobs\"",
+        ),
     ] {
         let out = jobset(&[
             "sim",
@@ -198,6 +203,18 @@ fn check_text(text: &str) -> Result<(), String> {
 }
 
 #[test]
+fn an_alpha_feature_without_its_gate_is_refused_with_the_flag_that_turns_it_on() {
+    let (code, out) = jobset::cli::run_captured(&["run", &example("restart-job.yaml")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("spec.failurePolicy.rules[1].action")
+            && out.contains("RestartJob feature gate is disabled")
+            && out.contains("--feature-gates RestartJob=true"),
+        "{out}"
+    );
+}
+
+#[test]
 fn the_timeline_has_a_row_per_job_failure_marks_and_the_deciding_restart() {
     let dir = std::env::temp_dir().join(format!("jobset-timeline-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -208,6 +225,8 @@ fn the_timeline_has_a_row_per_job_failure_marks_and_the_deciding_restart() {
         &example("restart-job.yaml"),
         "--scenario",
         &example("restart-job.scenario.yaml"),
+        "--feature-gates",
+        "RestartJob=true",
         "--timeline",
         &svg_arg,
     ]);
@@ -276,7 +295,8 @@ fn sim_serve_feature_gates_reach_its_admission_webhooks() {
     let kubeconfig = dir.path().join("kubeconfig");
     let _sim = crate::common::serve_sim(
         &kubeconfig,
-        &["--controller", "--feature-gates", "RestartJob=false"],
+        // Upstream's alpha gates are off unless turned on.
+        &["--controller"],
     );
     let manifest = "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {name: gated}\nspec:\n  failurePolicy:\n    rules:\n    - {name: r0, action: RestartJob}\n  replicatedJobs:\n  - name: w\n    template: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: i}]}}}}\n";
     let mut create = Command::new("kubectl")
@@ -299,7 +319,11 @@ fn sim_serve_feature_gates_reach_its_admission_webhooks() {
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(
-        t.contains("spec.failurePolicy.rules[0].action") && t.contains("RestartJob feature gate"),
+        t.contains("spec.failurePolicy.rules[0].action")
+            && t.contains(
+                "RestartJob and RestartJobAndIgnoreMaxRestarts failure policy actions are not \
+                 allowed when RestartJob feature gate is disabled"
+            ),
         "{t}"
     );
 }

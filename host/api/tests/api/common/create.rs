@@ -23,7 +23,7 @@ pub fn case(
 ) -> Case {
     Case {
         name,
-        gates: FeatureGates::default(),
+        gates: FeatureGates::all(),
         mutate: Box::new(mutate),
         want: want.to_vec(),
     }
