@@ -80,7 +80,6 @@ fn complete_schema(s: &mut Value) {
     let map_by =
         |key: &str| json!({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]});
     let atomic = json!({"x-kubernetes-list-type": "atomic"});
-    let set_list = json!({"x-kubernetes-list-type": "set"});
 
     set(
         s,
@@ -129,8 +128,13 @@ fn complete_schema(s: &mut Value) {
     set(s, "spec.failurePolicy.rules", atomic.clone());
     let rules = "spec.failurePolicy.rules.[]";
     set(s, &format!("{rules}.targetReplicatedJobs"), atomic.clone());
-    set(s, &format!("{rules}.onJobFailureReasons"), set_list.clone());
-    set(s, &format!("{rules}.onJobFailureMessagePatterns"), set_list);
+    // Atomic, not sets: upstream admits a reason or pattern listed twice.
+    set(s, &format!("{rules}.onJobFailureReasons"), atomic.clone());
+    set(
+        s,
+        &format!("{rules}.onJobFailureMessagePatterns"),
+        atomic.clone(),
+    );
     set(s, "spec.ttlSecondsAfterFinished", json!({"minimum": 0}));
 
     let vcp = "spec.volumeClaimPolicies";

@@ -91,13 +91,111 @@ pub(crate) mod native {
     /// A pattern that does not parse is an error with the parser's reason.
     pub(super) fn as_in_go(pattern: &str) -> Result<String, String> {
         let mut ast = regex_syntax::ast::parse::Parser::new()
-            .parse(pattern)
+            .parse(&go_text(pattern))
             .map_err(|e| e.to_string())?;
         go_ast(&mut ast);
         let mut out = String::new();
         // Printing into a String cannot fail.
         let _ = regex_syntax::ast::print::Printer::new().print(&ast, &mut out);
         Ok(out)
+    }
+
+    /// Go's syntax this parser reads otherwise, rewritten before parsing:
+    /// `\Q...\E` quotes literal text; `\141` and `\0` are octal escapes;
+    /// `\p{^Greek}` negates a class; `\<` and `\>` are the characters
+    /// (here they would be word boundaries); inside brackets `[`, `&&`,
+    /// `~~` are literal characters (here nested classes and set
+    /// operations). Anything else is left for the parser to accept or
+    /// refuse.
+    fn go_text(pattern: &str) -> String {
+        let chars: alloc::vec::Vec<char> = pattern.chars().collect();
+        let n = chars.len();
+        let mut out = String::with_capacity(pattern.len());
+        let mut i = 0;
+        let mut in_class = false;
+        let octal = |c: char| ('0'..='7').contains(&c);
+        while i < n {
+            let c = chars[i];
+            let next = chars.get(i + 1).copied();
+            if c == '\\' {
+                let Some(d) = next else {
+                    out.push(c);
+                    break;
+                };
+                if d == 'Q' && !in_class {
+                    let start = i + 2;
+                    let end = (start..n)
+                        .find(|&j| chars[j] == '\\' && chars.get(j + 1) == Some(&'E'))
+                        .unwrap_or(n);
+                    let quoted: String = chars[start..end].iter().collect();
+                    out.push_str(&regex_syntax::escape(&quoted));
+                    i = (end + 2).min(n.max(end));
+                    continue;
+                }
+                let second = chars.get(i + 2).copied();
+                if d == '0' || (('1'..='7').contains(&d) && second.is_some_and(octal)) {
+                    // Up to three octal digits in all, as Go reads them.
+                    let digits: String = chars[i + 1..n.min(i + 4)]
+                        .iter()
+                        .take_while(|c| octal(**c))
+                        .collect();
+                    let value = u32::from_str_radix(&digits, 8).unwrap_or(0);
+                    out.push_str(&format!("\\x{{{value:X}}}"));
+                    i += 1 + digits.len();
+                    continue;
+                }
+                if matches!(d, 'p' | 'P') && second == Some('{') && chars.get(i + 3) == Some(&'^') {
+                    out.push('\\');
+                    out.push(if d == 'p' { 'P' } else { 'p' });
+                    out.push('{');
+                    i += 4;
+                    continue;
+                }
+                if matches!(d, '<' | '>') {
+                    out.push_str(if d == '<' { "\\x3C" } else { "\\x3E" });
+                    i += 2;
+                    continue;
+                }
+                out.push(c);
+                out.push(d);
+                i += 2;
+                continue;
+            }
+            if in_class {
+                match c {
+                    '[' if next == Some(':') => {
+                        // A POSIX class such as [:alpha:], copied whole.
+                        let end = (i + 2..n.saturating_sub(1))
+                            .find(|&j| chars[j] == ':' && chars[j + 1] == ']')
+                            .map_or(i, |j| j + 1);
+                        out.extend(&chars[i..=end]);
+                        i = end + 1;
+                        continue;
+                    }
+                    ']' => in_class = false,
+                    '[' | '&' | '~' => out.push('\\'),
+                    _ => {}
+                }
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            out.push(c);
+            i += 1;
+            if c == '[' {
+                in_class = true;
+                // A leading `^`, then a leading `]`, belong to the class.
+                if chars.get(i) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if chars.get(i) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+            }
+        }
+        out
     }
 
     fn go_ast(ast: &mut Ast) {
@@ -291,6 +389,41 @@ mod tests {
                 Ok(expected),
                 "{pattern} on {text:?}: {why}"
             );
+        }
+    }
+
+    /// RE2 syntax of Go's regexp that reads differently here, read as Go.
+    #[test]
+    fn go_only_syntax_reads_as_in_go() {
+        let cases = [
+            (r"\Qa*b\E", "xa*by", true, "\\Q...\\E quotes"),
+            (r"\Qa*b\E", "aab", false, "the * is literal"),
+            (r"\Q(unclosed", "(unclosed", true, "to the end without \\E"),
+            (r"\141", "a", true, "octal \\141 is a"),
+            (r"x\0y", "x\0y", true, "\\0 is NUL"),
+            (r"\p{^Greek}", "a", true, "a negated Unicode class"),
+            (r"\p{^Greek}", "σ", false, "Greek is not in it"),
+            (r"\<a\>", "<a>", true, "\\< and \\> are the characters"),
+            (r"\<a", "a", false, "not a word boundary"),
+            (r"[a&&b]", "&", true, "&& in brackets is literal"),
+            (r"[a&&b]", "a", true, "so is a"),
+            (r"[~~]", "~", true, "~~ too"),
+            (r"[[a]", "[", true, "[ in brackets is literal"),
+            (r"[]a]", "]", true, "a leading ] belongs to the class"),
+            (r"[^]a]", "b", true, "after ^ as well"),
+            (r"[[:digit:]x]", "7", true, "POSIX classes stay"),
+            (r"[\]]", "]", true, "an escaped ] in brackets"),
+        ];
+        for (pattern, text, expected, why) in cases {
+            assert_eq!(
+                is_match(pattern, text),
+                Ok(expected),
+                "{pattern} on {text:?}: {why}"
+            );
+        }
+        // As in Go: backreferences, \8 and \C are refused.
+        for pattern in [r"(a)\1", r"\8", r"\C"] {
+            assert!(is_match(pattern, "a").is_err(), "{pattern}");
         }
     }
 
