@@ -243,3 +243,41 @@ spec:
         env.stop().await;
     });
 }
+
+#[test]
+fn a_job_of_the_same_name_that_is_not_ours_gives_upstreams_job_creation_failed() {
+    runtime().block_on(async {
+        let env = Env::start(Arc::new(NativeDefaults)).await;
+        // Someone else's Job holds the name of the JobSet's Job "squat-w-1".
+        let squatter: k8s_openapi::api::batch::v1::Job = serde_json::from_value(json!({
+            "metadata": {"name": "squat-w-1", "namespace": "default"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}
+        }))
+        .expect("a Job");
+        env.jobs_api()
+            .create(&Default::default(), &squatter)
+            .await
+            .expect("the other Job is created");
+        env.create(&format!(
+            "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {{name: squat, namespace: default}}\nspec:\n  replicatedJobs:\n  - {{name: w, replicas: 2, {TEMPLATE}}}\n"
+        ))
+        .await;
+        let e = env.wait_event("squat", "JobCreationFailed").await;
+        assert_eq!(e.type_.as_deref(), Some("Warning"));
+        assert_eq!(e.action.as_deref(), Some("Reconciling"));
+        assert_eq!(
+            e.note.as_deref(),
+            Some(r#"job "squat-w-1" creation failed with error: jobs.batch "squat-w-1" already exists"#)
+        );
+        // Its own Job was made; the other one is left alone.
+        let ours = env.jobs("squat").await;
+        assert_eq!(
+            ours.iter().filter_map(|j| j.metadata.name.clone()).collect::<Vec<_>>(),
+            ["squat-w-0"]
+        );
+        let other = env.jobs_api().get("squat-w-1").await.expect("still there");
+        assert!(other.metadata.owner_references.is_none());
+        env.stop().await;
+    });
+}

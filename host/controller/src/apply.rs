@@ -35,6 +35,15 @@ fn api_error(action: &str, object: &str, e: kube::Error) -> ControllerError {
     }
 }
 
+/// What the API server said, as upstream's events quote it: the status
+/// message of an API error, the error itself otherwise.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Where the actions of one JobSet go.
 pub struct Applier<'a> {
     pub client: &'a Client,
@@ -174,7 +183,9 @@ impl Applier<'_> {
                 let request = request.map_err(|e| (name.clone(), e))?;
                 match self.client.request_text(request).await {
                     Ok(_) => Ok(()),
-                    Err(e) if is_status(&e, 409) => Ok(()),
+                    // Made by an earlier reconcile whose answer was lost:
+                    // created. A Job of that name that is not ours is not.
+                    Err(e) if is_status(&e, 409) && self.owns_job(&name).await => Ok(()),
                     Err(e) => Err((name, e)),
                 }
             })
@@ -184,11 +195,12 @@ impl Applier<'_> {
         let failures: Vec<(String, kube::Error)> =
             results.into_iter().filter_map(Result::err).collect();
         if let Some((name, _)) = failures.first() {
+            // Upstream's words, one line per Job.
             let joined = failures
                 .iter()
-                .map(|(n, e)| format!("{n}: {e}"))
+                .map(|(n, e)| format!("job {n:?} creation failed with error: {}", api_message(e)))
                 .collect::<Vec<_>>()
-                .join("; ");
+                .join("\n");
             self.warn_now("JobCreationFailed", joined).await;
             let name = name.clone();
             let Some((_, e)) = failures.into_iter().next() else {
@@ -197,6 +209,23 @@ impl Applier<'_> {
             return Err(api_error("create Job", &name, e));
         }
         Ok(())
+    }
+
+    /// Whether the Job `name` exists and this JobSet is its controller.
+    async fn owns_job(&self, name: &str) -> bool {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.ns());
+        let Some(uid) = self.jobset.metadata.uid.as_deref() else {
+            return false;
+        };
+        match api.get_metadata_opt(name).await {
+            Ok(Some(job)) => job
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == uid && o.controller == Some(true)),
+            Ok(None) | Err(_) => false,
+        }
     }
 
     async fn suspend_jobs(&self, names: &[String]) -> Result<(), ControllerError> {
@@ -242,6 +271,96 @@ impl Applier<'_> {
             Ok(_) => Ok(()),
             Err(e) if is_status(&e, 404) => Ok(()),
             Err(e) => Err(api_error("delete JobSet", &name, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobset_sim::{Sim, SimConfig};
+    use k8s_openapi::api::events::v1::Event as ApiEvent;
+    use kube::api::ListParams;
+    use kube::runtime::events::Reporter;
+
+    fn job(name: &str, owner_uid: Option<&str>) -> Job {
+        let owners = owner_uid.map(|uid| {
+            json!([{"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+                    "name": "js", "uid": uid, "controller": true}])
+        });
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "ownerReferences": owners},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}
+        }))
+        .expect("a Job")
+    }
+
+    /// Creates `existing` directly, then has the applier create `wanted`;
+    /// returns its result and the notes of the Events it recorded.
+    async fn create_over(existing: Job, wanted: Job) -> (Result<(), ControllerError>, Vec<String>) {
+        let sim = Sim::new(SimConfig::default());
+        let client = Client::new(sim.service(), "default");
+        let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+        jobs.create(&PostParams::default(), &existing)
+            .await
+            .expect("the existing Job is created");
+        let mut js: JobSet = serde_json::from_value(json!({
+            "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+            "metadata": {"name": "js", "namespace": "default", "uid": "js-uid"},
+            "spec": {"replicatedJobs": []}
+        }))
+        .expect("a JobSet");
+        js.metadata.namespace = Some("default".into());
+        let index = Index::default();
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "jobset".into(),
+                instance: None,
+            },
+        );
+        let applier = Applier {
+            client: &client,
+            jobset: &js,
+            index: &index,
+            recorder: &recorder,
+        };
+        let result = applier
+            .apply(&[Action::CreateJobs(vec![Embedded::new(wanted)])])
+            .await;
+        let events: Api<ApiEvent> = Api::namespaced(client, "default");
+        let notes = events
+            .list(&ListParams::default())
+            .await
+            .expect("Events list")
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("JobCreationFailed"))
+            .filter_map(|e| e.note)
+            .collect();
+        (result, notes)
+    }
+
+    #[tokio::test]
+    async fn an_existing_job_of_this_jobset_counts_as_created() {
+        let (result, notes) =
+            create_over(job("js-w-0", Some("js-uid")), job("js-w-0", Some("js-uid"))).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[tokio::test]
+    async fn an_existing_job_of_someone_else_is_a_creation_failure_in_upstreams_words() {
+        for other_owner in [None, Some("another-uid")] {
+            let (result, notes) =
+                create_over(job("js-w-0", other_owner), job("js-w-0", Some("js-uid"))).await;
+            assert!(result.is_err(), "{other_owner:?}");
+            assert_eq!(
+                notes,
+                [r#"job "js-w-0" creation failed with error: jobs.batch "js-w-0" already exists"#],
+                "{other_owner:?}"
+            );
         }
     }
 }

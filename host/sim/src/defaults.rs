@@ -108,6 +108,27 @@ fn job(obj: &mut Value) {
     if let Some(ps) = spec.pointer_mut("/template/spec") {
         pod_spec(ps);
     }
+    // As kube-apiserver: a Job created with no labels of its own takes its
+    // pod template's, with the job-name labels but not the controller-uid
+    // ones.
+    let own_labels = obj
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .is_some_and(|l| !l.is_empty());
+    if !own_labels
+        && let Some(template) = obj
+            .pointer("/spec/template/metadata/labels")
+            .and_then(Value::as_object)
+    {
+        let labels: serde_json::Map<String, Value> = template
+            .iter()
+            .filter(|(k, _)| !k.ends_with("controller-uid"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !labels.is_empty() {
+            obj["metadata"]["labels"] = Value::Object(labels);
+        }
+    }
 }
 
 /// Service defaults, with a cluster IP from 10.96.0.0/12 derived from the uid
@@ -208,6 +229,14 @@ mod tests {
             j["spec"]["template"]["metadata"]["labels"]["job-name"],
             "pi"
         );
+        // No labels of its own: the template's, without the controller-uid.
+        assert_eq!(
+            j["metadata"]["labels"],
+            json!({"batch.kubernetes.io/job-name": "pi", "job-name": "pi"})
+        );
+        let mut own = json!({"metadata": {"name": "pi", "uid": "u", "labels": {"team": "a"}}, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}});
+        on_create(&info, &mut own);
+        assert_eq!(own["metadata"]["labels"], json!({"team": "a"}));
     }
 
     #[test]
