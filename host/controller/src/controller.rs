@@ -308,6 +308,7 @@ pub async fn run(
         instance: None,
     };
     let recorder = Recorder::new(client.clone(), reporter);
+    metrics.set_max_concurrent(config.concurrency);
     let policies: Arc<dyn PolicyEngine> = Arc::new(Metered {
         inner: policies,
         metrics: metrics.clone(),

@@ -11,7 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use crate::actions::{Action, Waiting};
 use crate::job_builder::build_job;
 use crate::observe::Buckets;
-use crate::placement::{Occupant, apply_pin, domains, node_fits, pending_job};
+use crate::placement::{Occupant, apply_pin, domains, is_domain_exclusive, node_fits, pending_job};
 use crate::plan::Planner;
 use crate::policy::{Decision, PolicyEngine, Slot, invalid_verdict, records as p};
 
@@ -76,70 +76,18 @@ pub(crate) fn plan_creation(
     if to_create.is_empty() {
         return true;
     }
-    // One placement decision per replicated job: its Jobs share a pod
-    // template, so they are offered the domains of the nodes that template
-    // fits; domains given to earlier groups count as held for later ones.
-    let mut occupants = planner.inputs.occupants.to_vec();
-    let mut verdicts: BTreeMap<String, p::Placement> = BTreeMap::new();
-    let mut plugin = String::new();
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, (_, pending)) in to_create.iter().enumerate() {
-        match groups
-            .iter_mut()
-            .find(|(r, _)| *r == pending.replicated_job)
-        {
-            Some((_, v)) => v.push(i),
-            None => groups.push((pending.replicated_job.clone(), vec![i])),
+    let suspended = js.spec.is_suspended();
+    // A suspended JobSet's Jobs have no pods and hold no domain; they are
+    // placed when they are resumed.
+    let (verdicts, plugin) = if suspended {
+        (BTreeMap::new(), String::new())
+    } else {
+        let refs: Vec<(&Job, &p::PendingJob)> = to_create.iter().map(|(j, p)| (&**j, p)).collect();
+        match place(planner, snap, policies, &refs) {
+            Some(placed) => placed,
+            None => return false,
         }
-    }
-    for (_, members) in &groups {
-        let sample = &to_create[members[0]].0;
-        let nodes: Vec<_> = planner
-            .inputs
-            .nodes
-            .iter()
-            .filter(|n| node_fits(n, sample))
-            .cloned()
-            .collect();
-        let keys: BTreeSet<String> = members
-            .iter()
-            .filter_map(|&i| to_create[i].1.exclusive_topology.clone())
-            .collect();
-        let request = p::PlacementRequest {
-            jobs: members.iter().map(|&i| to_create[i].1.clone()).collect(),
-            domains: domains(&nodes, &occupants, &keys),
-        };
-        let placed = match policies.decide_placement(snap, &request) {
-            Ok(d) => d,
-            Err(f) => {
-                planner.policy_failed(&f);
-                return false;
-            }
-        };
-        for jp in &placed.verdict {
-            let Some(pending) = request.jobs.iter().find(|j| j.name == jp.job) else {
-                planner.policy_failed(&invalid_verdict(
-                    Slot::Placement,
-                    &placed.plugin,
-                    format!("{:?} is not a Job about to be created", jp.job),
-                ));
-                return false;
-            };
-            if let (p::Placement::Pin(pin), Some(key)) =
-                (&jp.placement, &pending.exclusive_topology)
-                && let Some(kv) = pin.node_selector.iter().find(|kv| &kv.key == key)
-            {
-                occupants.push(Occupant {
-                    topology_key: key.clone(),
-                    value: kv.value.clone(),
-                    job_key: pending.job_key.clone(),
-                    priority: pending.priority,
-                });
-            }
-            verdicts.insert(jp.job.clone(), jp.placement.clone());
-        }
-        plugin = placed.plugin;
-    }
+    };
     let mut jobs = Vec::new();
     for (mut job, pending) in to_create {
         match verdicts.get(&pending.name) {
@@ -151,16 +99,7 @@ pub(crate) fn plan_creation(
                 planner.requeue(crate::plan::POLICY_RETRY);
             }
             Some(p::Placement::Pin(pin)) => {
-                let at: Vec<String> = pin
-                    .node_selector
-                    .iter()
-                    .map(|kv| format!("{}={}", kv.key, kv.value))
-                    .collect();
-                planner.plan.decisions.push(format!(
-                    "placement by {plugin}: {} pinned to {}",
-                    pending.name,
-                    at.join(",")
-                ));
+                pinned_decision(planner, &plugin, &pending.name, pin);
                 apply_pin(&mut job, pin);
                 jobs.push(job);
             }
@@ -178,4 +117,145 @@ pub(crate) fn plan_creation(
         planner.plan.actions.push(Action::CreateJobs(jobs));
     }
     true
+}
+
+fn pinned_decision(planner: &mut Planner<'_>, plugin: &str, job: &str, pin: &p::Pin) {
+    let at: Vec<String> = pin
+        .node_selector
+        .iter()
+        .map(|kv| format!("{}={}", kv.key, kv.value))
+        .collect();
+    planner.plan.decisions.push(format!(
+        "placement by {plugin}: {job} pinned to {}",
+        at.join(",")
+    ));
+}
+
+/// The placement verdicts for Jobs about to run (created or resumed), and
+/// the plugin that gave them: one decision per replicated job, since its
+/// Jobs share a pod template and so are offered the domains of the nodes
+/// that template fits; domains given to earlier groups count as held for
+/// later ones. `None` when the plugin failed (reported on the planner).
+pub(crate) fn place(
+    planner: &mut Planner<'_>,
+    snap: &p::Snapshot,
+    policies: &dyn PolicyEngine,
+    jobs: &[(&Job, &p::PendingJob)],
+) -> Option<(BTreeMap<String, p::Placement>, String)> {
+    let mut verdicts: BTreeMap<String, p::Placement> = BTreeMap::new();
+    let mut plugin = String::new();
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, (_, pending)) in jobs.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|(r, _)| *r == pending.replicated_job)
+        {
+            Some((_, v)) => v.push(i),
+            None => groups.push((pending.replicated_job.as_str(), vec![i])),
+        }
+    }
+    for (_, members) in &groups {
+        let sample = jobs[members[0]].0;
+        let nodes: Vec<_> = planner
+            .inputs
+            .nodes
+            .iter()
+            .filter(|n| node_fits(n, sample))
+            .cloned()
+            .collect();
+        let keys: BTreeSet<String> = members
+            .iter()
+            .filter_map(|&i| jobs[i].1.exclusive_topology.clone())
+            .collect();
+        let request = p::PlacementRequest {
+            jobs: members.iter().map(|&i| jobs[i].1.clone()).collect(),
+            domains: domains(&nodes, &planner.occupants, &keys),
+        };
+        let placed = match policies.decide_placement(snap, &request) {
+            Ok(d) => d,
+            Err(f) => {
+                planner.policy_failed(&f);
+                return None;
+            }
+        };
+        for jp in &placed.verdict {
+            let Some(pending) = request.jobs.iter().find(|j| j.name == jp.job) else {
+                planner.policy_failed(&invalid_verdict(
+                    Slot::Placement,
+                    &placed.plugin,
+                    format!("{:?} is not a Job about to be created", jp.job),
+                ));
+                return None;
+            };
+            if let (p::Placement::Pin(pin), Some(key)) =
+                (&jp.placement, &pending.exclusive_topology)
+                && let Some(kv) = pin.node_selector.iter().find(|kv| &kv.key == key)
+            {
+                planner.occupants.push(Occupant {
+                    topology_key: key.clone(),
+                    value: kv.value.clone(),
+                    job_key: pending.job_key.clone(),
+                    priority: pending.priority,
+                });
+            }
+            verdicts.insert(jp.job.clone(), jp.placement.clone());
+        }
+        plugin = placed.plugin;
+    }
+    Some((verdicts, plugin))
+}
+
+/// Places the exclusive Jobs about to be resumed (their domain was not
+/// held while they were suspended) and writes each pin into the Job to
+/// write. A Job with no free domain stays suspended and waits, as a Job
+/// with no free domain waits to be created. Returns the Jobs to resume, or
+/// `None` when the plugin failed (then nothing is resumed in this
+/// reconcile).
+pub(crate) fn place_resumed(
+    planner: &mut Planner<'_>,
+    snap: &p::Snapshot,
+    policies: &dyn PolicyEngine,
+    mut resumed: Vec<Job>,
+) -> Option<Vec<Job>> {
+    let pending: Vec<(usize, p::PendingJob)> = resumed
+        .iter()
+        .enumerate()
+        .filter_map(|(i, job)| {
+            let labels = job.metadata.labels.as_ref()?;
+            let rjob = labels.get(jobset_api::labels::REPLICATED_JOB_NAME_KEY)?;
+            let index = labels
+                .get(jobset_api::labels::JOB_INDEX_KEY)?
+                .parse()
+                .ok()?;
+            let pending = pending_job(job, rjob, index);
+            is_domain_exclusive(&pending).then_some((i, pending))
+        })
+        .collect();
+    if pending.is_empty() {
+        return Some(resumed);
+    }
+    let refs: Vec<(&Job, &p::PendingJob)> =
+        pending.iter().map(|(i, p)| (&resumed[*i], p)).collect();
+    let (verdicts, plugin) = place(planner, snap, policies, &refs)?;
+    let mut keep = vec![true; resumed.len()];
+    for (i, pending) in &pending {
+        match verdicts.get(&pending.name) {
+            Some(p::Placement::Pin(pin)) => {
+                pinned_decision(planner, &plugin, &pending.name, pin);
+                apply_pin(&mut resumed[*i], pin);
+            }
+            Some(p::Placement::Wait(reason)) => {
+                keep[*i] = false;
+                planner.plan.waiting.push(Waiting {
+                    job: pending.name.clone(),
+                    reason: format!("{reason} (policy {plugin})"),
+                });
+                planner.requeue(crate::plan::POLICY_RETRY);
+            }
+            Some(p::Placement::Unchanged) | None => {}
+        }
+    }
+    let mut keep = keep.into_iter();
+    resumed.retain(|_| keep.next().unwrap_or(true));
+    Some(resumed)
 }

@@ -122,7 +122,7 @@ mod tests {
     async fn a_scrape_returns_the_counters_as_prometheus_text() {
         let (m, _, e) = endpoints();
         m.jobset_completed("ns", "done");
-        m.reconciled(std::time::Duration::from_millis(2), None);
+        m.reconciled(std::time::Duration::from_millis(2), None, false);
         let addr = serve("127.0.0.1:0".parse().expect("addr"), e)
             .await
             .expect("serves");

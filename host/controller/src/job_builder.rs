@@ -60,22 +60,23 @@ pub fn job_restart_attempt(js: &JobSet, rjob: &str, index: usize) -> i32 {
 /// replicated job's template if it sets the topology key, else from the
 /// JobSet (the node-selector flag travels with the key, from the same level).
 fn placement_annotations(js: &JobSet, rjob: &ReplicatedJob) -> BTreeMap<String, String> {
-    let template = rjob
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.annotations.as_ref());
-    let jobset = js.metadata.annotations.as_ref();
-    let source = if template.is_some_and(|a| a.contains_key(EXCLUSIVE_KEY)) {
-        template
-    } else {
-        jobset
-    };
+    // Upstream's layering: the JobSet's exclusive topology (with its
+    // strategy, if any), then the replicated job's (with its strategy), each
+    // over what came before. The template's own annotations are already on
+    // the Job, so a strategy there joins a JobSet-level topology.
     let mut out = BTreeMap::new();
-    if let Some(source) = source {
-        for key in [EXCLUSIVE_KEY, NODE_SELECTOR_STRATEGY_KEY] {
-            if let Some(v) = source.get(key) {
-                out.insert(key.to_string(), v.clone());
+    let levels = [
+        js.metadata.annotations.as_ref(),
+        rjob.template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref()),
+    ];
+    for annotations in levels.into_iter().flatten() {
+        if let Some(topology) = annotations.get(EXCLUSIVE_KEY) {
+            out.insert(EXCLUSIVE_KEY.to_string(), topology.clone());
+            if let Some(strategy) = annotations.get(NODE_SELECTOR_STRATEGY_KEY) {
+                out.insert(NODE_SELECTOR_STRATEGY_KEY.to_string(), strategy.clone());
             }
         }
     }

@@ -1,7 +1,9 @@
 //! Controller metrics in the Prometheus text format: upstream's
-//! `jobset_completed_total` / `jobset_failed_total`, reconcile counts,
-//! errors and durations, and per plugin and slot a decision-duration
-//! histogram and an error counter by kind.
+//! `jobset_completed_total` / `jobset_failed_total` and the
+//! `controller_runtime_*` reconcile family its dashboards read (controller
+//! `jobset`), and ours in addition: reconcile counts, errors by kind and
+//! durations, and per plugin and slot a decision-duration histogram and an
+//! error counter by kind.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,6 +12,16 @@ use std::time::Duration;
 
 /// Upper bounds (seconds) of the reconcile duration buckets.
 const RECONCILE_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+/// Upper bounds (seconds) of controller-runtime's reconcile time buckets.
+const RUNTIME_BUCKETS: [f64; 40] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9,
+    1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0,
+    25.0, 30.0, 40.0, 50.0, 60.0,
+];
+/// The controller label of the controller-runtime metrics, as upstream's.
+const CONTROLLER: &str = "jobset";
+/// How a reconcile ended, in controller-runtime's words.
+const RESULTS: [&str; 4] = ["error", "requeue", "requeue_after", "success"];
 /// Upper bounds (seconds) of the plugin decision buckets.
 const DECISION_BUCKETS: [f64; 9] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.01, 0.05,
@@ -64,8 +76,23 @@ struct Inner {
     reconciles: u64,
     reconcile_errors: BTreeMap<String, u64>,
     reconcile_duration: Histogram,
+    /// Reconciles by controller-runtime result (index into `RESULTS`).
+    results: [u64; 4],
+    runtime_duration: Histogram,
+    max_concurrent: u64,
+    active: u64,
     decisions: BTreeMap<(String, String), Histogram>,
     plugin_errors: BTreeMap<(String, String, String), u64>,
+}
+
+/// Counts one reconcile as active while it lives.
+pub struct ActiveWorker(std::sync::Arc<Metrics>);
+
+impl Drop for ActiveWorker {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.active = inner.active.saturating_sub(1);
+    }
 }
 
 /// The metrics registry of one controller.
@@ -101,15 +128,37 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn reconciled(&self, took: Duration, error: Option<&str>) {
+    /// One reconcile ended: how long it took, its error kind if it failed,
+    /// and whether it asked to be run again after a delay.
+    pub fn reconciled(&self, took: Duration, error: Option<&str>, requeue_after: bool) {
         let mut inner = self.lock();
         inner.reconciles += 1;
-        inner
-            .reconcile_duration
-            .observe(&RECONCILE_BUCKETS, took.as_secs_f64());
+        let secs = took.as_secs_f64();
+        inner.reconcile_duration.observe(&RECONCILE_BUCKETS, secs);
+        inner.runtime_duration.observe(&RUNTIME_BUCKETS, secs);
+        let result = match (error, requeue_after) {
+            (Some(_), _) => "error",
+            (None, true) => "requeue_after",
+            (None, false) => "success",
+        };
+        if let Some(i) = RESULTS.iter().position(|r| *r == result) {
+            inner.results[i] += 1;
+        }
         if let Some(kind) = error {
             *inner.reconcile_errors.entry(kind.to_string()).or_default() += 1;
         }
+    }
+
+    /// The most reconciles run at once.
+    pub fn set_max_concurrent(&self, n: u16) {
+        self.lock().max_concurrent = u64::from(n);
+    }
+
+    /// A reconcile started; returns a guard that counts it as active
+    /// until it is dropped.
+    pub fn worker(self: &std::sync::Arc<Self>) -> ActiveWorker {
+        self.lock().active += 1;
+        ActiveWorker(std::sync::Arc::clone(self))
     }
 
     /// One plugin decision, with its error kind when it failed.
@@ -155,6 +204,7 @@ impl Metrics {
                 );
             }
         }
+        render_controller_runtime(&inner, &mut out);
         let _ = writeln!(
             out,
             "# HELP jobset_reconcile_total Reconciles run\n# TYPE jobset_reconcile_total counter\njobset_reconcile_total {}",
@@ -211,6 +261,75 @@ impl Metrics {
     }
 }
 
+/// controller-runtime's reconcile metrics, by the names, help texts,
+/// labels and buckets upstream's controller exposes.
+fn render_controller_runtime(inner: &Inner, out: &mut String) {
+    let c = format!("controller=\"{CONTROLLER}\"");
+    let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    head(
+        out,
+        "controller_runtime_reconcile_total",
+        "counter",
+        "Total number of reconciliations per controller",
+    );
+    for (result, n) in RESULTS.iter().zip(inner.results) {
+        let _ = writeln!(
+            out,
+            "controller_runtime_reconcile_total{{{c},result=\"{result}\"}} {n}"
+        );
+    }
+    let errors = inner.results[0];
+    for (name, help, value) in [
+        (
+            "controller_runtime_reconcile_errors_total",
+            "Total number of reconciliation errors per controller",
+            errors,
+        ),
+        (
+            "controller_runtime_terminal_reconcile_errors_total",
+            "Total number of terminal reconciliation errors per controller",
+            0,
+        ),
+        (
+            "controller_runtime_reconcile_panics_total",
+            "Total number of reconciliation panics per controller",
+            0,
+        ),
+    ] {
+        head(out, name, "counter", help);
+        let _ = writeln!(out, "{name}{{{c}}} {value}");
+    }
+    head(
+        out,
+        "controller_runtime_reconcile_time_seconds",
+        "histogram",
+        "Length of time per reconciliation per controller",
+    );
+    inner.runtime_duration.render(
+        out,
+        "controller_runtime_reconcile_time_seconds",
+        &c,
+        &RUNTIME_BUCKETS,
+    );
+    for (name, help, value) in [
+        (
+            "controller_runtime_max_concurrent_reconciles",
+            "Maximum number of concurrent reconciles per controller",
+            inner.max_concurrent,
+        ),
+        (
+            "controller_runtime_active_workers",
+            "Number of currently used workers per controller",
+            inner.active,
+        ),
+    ] {
+        head(out, name, "gauge", help);
+        let _ = writeln!(out, "{name}{{{c}}} {value}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,8 +354,8 @@ mod tests {
     #[test]
     fn histograms_are_cumulative() {
         let m = Metrics::default();
-        m.reconciled(Duration::from_millis(3), None);
-        m.reconciled(Duration::from_millis(30), Some("api"));
+        m.reconciled(Duration::from_millis(3), None, false);
+        m.reconciled(Duration::from_millis(30), Some("api"), false);
         m.decision(
             "default-outcome@abc",
             "outcome",
@@ -260,5 +379,42 @@ mod tests {
             "jobset_policy_errors_total{plugin=\"default-outcome@abc\",slot=\"outcome\",kind=\"timeout\"} 1"
         ));
         assert!(text.contains("jobset_policy_decision_duration_seconds_count{plugin=\"default-outcome@abc\",slot=\"outcome\"} 1"));
+    }
+
+    #[test]
+    fn controller_runtime_metrics_carry_upstreams_names_labels_and_results() {
+        let m = std::sync::Arc::new(Metrics::default());
+        m.set_max_concurrent(16);
+        let busy = m.worker();
+        let also = m.worker();
+        drop(also);
+        m.reconciled(Duration::from_millis(3), None, false);
+        m.reconciled(Duration::from_millis(300), None, true);
+        m.reconciled(Duration::from_secs(2), Some("api"), false);
+        let text = m.render();
+        for line in [
+            "# TYPE controller_runtime_reconcile_total counter",
+            "controller_runtime_reconcile_total{controller=\"jobset\",result=\"success\"} 1",
+            "controller_runtime_reconcile_total{controller=\"jobset\",result=\"requeue_after\"} 1",
+            "controller_runtime_reconcile_total{controller=\"jobset\",result=\"error\"} 1",
+            "controller_runtime_reconcile_total{controller=\"jobset\",result=\"requeue\"} 0",
+            "controller_runtime_reconcile_errors_total{controller=\"jobset\"} 1",
+            "controller_runtime_terminal_reconcile_errors_total{controller=\"jobset\"} 0",
+            "controller_runtime_reconcile_panics_total{controller=\"jobset\"} 0",
+            "# TYPE controller_runtime_reconcile_time_seconds histogram",
+            "controller_runtime_reconcile_time_seconds_bucket{controller=\"jobset\",le=\"0.005\"} 1",
+            "controller_runtime_reconcile_time_seconds_bucket{controller=\"jobset\",le=\"0.3\"} 2",
+            "controller_runtime_reconcile_time_seconds_bucket{controller=\"jobset\",le=\"60\"} 3",
+            "controller_runtime_reconcile_time_seconds_count{controller=\"jobset\"} 3",
+            "controller_runtime_max_concurrent_reconciles{controller=\"jobset\"} 16",
+            "controller_runtime_active_workers{controller=\"jobset\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?}\n{text}");
+        }
+        drop(busy);
+        assert!(
+            m.render()
+                .contains("controller_runtime_active_workers{controller=\"jobset\"} 0")
+        );
     }
 }

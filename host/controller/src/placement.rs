@@ -40,10 +40,15 @@ fn annotation<'j>(job: &'j Job, key: &str) -> Option<&'j str> {
 }
 
 /// The domain a Job holds: it is exclusive on key T and pinned to a value
-/// of T, and it has not finished (a Job being deleted still holds its
-/// domain until it is gone, so attempts never overlap on one domain).
+/// of T, it is not suspended (a suspended Job has no pods, as upstream
+/// where exclusivity lives on pods), and it has not finished (a Job being
+/// deleted still holds its domain until it is gone, so attempts never
+/// overlap on one domain).
 pub fn occupant_of(job: &Job) -> Option<Occupant> {
     if finished_condition(job).is_some() && job.metadata.deletion_timestamp.is_none() {
+        return None;
+    }
+    if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
         return None;
     }
     let key = annotation(job, EXCLUSIVE_KEY)?;
@@ -153,10 +158,18 @@ pub fn pending_job(job: &Job, rjob: &str, index: i32) -> p::PendingJob {
             .cloned()
             .unwrap_or_default(),
         exclusive_topology: annotation(job, EXCLUSIVE_KEY).map(str::to_string),
-        node_selector_strategy: annotation(job, NODE_SELECTOR_STRATEGY_KEY).is_some(),
+        // As upstream: the strategy counts only beside an exclusive topology.
+        node_selector_strategy: annotation(job, EXCLUSIVE_KEY).is_some()
+            && annotation(job, NODE_SELECTOR_STRATEGY_KEY).is_some(),
         priority: pod.and_then(|p| p.priority),
         pods: parallelism,
     }
+}
+
+/// Whether the Job is exclusive by topology domain the way the placement
+/// plugin decides (not by upstream's node-selector strategy).
+pub fn is_domain_exclusive(pending: &p::PendingJob) -> bool {
+    pending.exclusive_topology.is_some() && !pending.node_selector_strategy
 }
 
 /// Writes a pin into the Job's pod template: node selector entries win over

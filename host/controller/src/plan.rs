@@ -67,6 +67,9 @@ pub(crate) struct Planner<'a> {
     pub status: JobSetStatus,
     pub plan: Plan,
     pub generation: Option<i64>,
+    /// The domains held: the inputs' occupants plus the pins this plan
+    /// gave so far (creations and resumes place against the same board).
+    pub occupants: Vec<Occupant>,
 }
 
 impl Planner<'_> {
@@ -155,6 +158,7 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
         status: stored.clone(),
         plan: Plan::default(),
         generation: js.metadata.generation,
+        occupants: inputs.occupants.to_vec(),
     };
     let counts = replicated_jobs_status(js, &buckets, per_job_restarts);
     if !same_replicated_jobs_status(&counts, &stored.replicated_jobs_status) {
@@ -244,7 +248,13 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
     if let Some(decided) = &startup {
         plugins_ok &= creation::plan_creation(&mut planner, &buckets, &snap, decided, policies);
     }
-    plan_suspend_resume(&mut planner, &buckets, startup.as_ref().map(|d| &d.verdict));
+    plugins_ok &= plan_suspend_resume(
+        &mut planner,
+        &buckets,
+        startup.as_ref().map(|d| &d.verdict),
+        &snap,
+        policies,
+    );
     if let Some(decided) = &startup
         && !suspended
     {
@@ -275,12 +285,15 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
 }
 
 /// Suspends every running Job of a suspended JobSet; resumes the Jobs of
-/// the replicated jobs the startup verdict lets resume otherwise.
+/// the replicated jobs the startup verdict lets resume otherwise, placing
+/// the exclusive ones. Returns false when the placement plugin failed.
 fn plan_suspend_resume(
     planner: &mut Planner<'_>,
     buckets: &Buckets<'_>,
     verdict: Option<&p::StartupVerdict>,
-) {
+    snap: &p::Snapshot,
+    policies: &dyn PolicyEngine,
+) -> bool {
     let js = planner.inputs.jobset;
     if js.spec.is_suspended() {
         let to_suspend: Vec<String> = buckets
@@ -303,9 +316,10 @@ fn plan_suspend_resume(
             "JobSetSuspended",
             "jobset is suspended",
         ));
-        return;
+        return true;
     }
-    let Some(verdict) = verdict else { return };
+    let Some(verdict) = verdict else { return true };
+    let mut resumed: Vec<(Job, bool)> = Vec::new();
     for rjob in &js.spec.replicated_jobs {
         if !verdict.resume.contains(&rjob.name) {
             continue;
@@ -318,12 +332,32 @@ fn plan_suspend_resume(
                 .and_then(|l| l.get(jobset_api::labels::REPLICATED_JOB_NAME_KEY))
                 .is_some_and(|n| *n == rjob.name);
             if of_rjob && suspend::is_suspended(job) {
-                planner.plan.actions.push(Action::ResumeJob {
-                    job: Box::new(suspend::resumed(job, rjob)),
-                    clear_start_time: suspend::needs_start_time_cleared(job),
-                });
+                resumed.push((
+                    suspend::resumed(job, rjob),
+                    suspend::needs_start_time_cleared(job),
+                ));
             }
         }
+    }
+    let clear: BTreeSet<String> = resumed
+        .iter()
+        .filter(|(_, clear)| *clear)
+        .filter_map(|(j, _)| j.metadata.name.clone())
+        .collect();
+    let jobs: Vec<Job> = resumed.into_iter().map(|(j, _)| j).collect();
+    let Some(jobs) = crate::creation::place_resumed(planner, snap, policies, jobs) else {
+        return false;
+    };
+    for job in jobs {
+        let clear_start_time = job
+            .metadata
+            .name
+            .as_ref()
+            .is_some_and(|n| clear.contains(n));
+        planner.plan.actions.push(Action::ResumeJob {
+            job: Box::new(job),
+            clear_start_time,
+        });
     }
     if verdict.in_order != p::InOrderCondition::InProgress {
         planner.condition(DesiredCondition::false_(
@@ -332,6 +366,7 @@ fn plan_suspend_resume(
             "jobset is resumed",
         ));
     }
+    true
 }
 
 /// Keeps the status only when it changed.

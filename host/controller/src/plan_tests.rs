@@ -874,6 +874,83 @@ fn exclusive_jobs_get_distinct_free_domains_or_wait() {
     assert!(p.requeue_after.is_some());
 }
 
+/// The pool a Job's pod template is pinned to.
+fn pin_of(job: &Job) -> Option<String> {
+    job.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .node_selector
+        .as_ref()?
+        .get("pool")
+        .cloned()
+}
+
+#[test]
+fn a_suspended_jobset_holds_no_domain_and_is_placed_when_resumed() {
+    let mut js = jobset("suspend: true");
+    js.metadata.annotations = Some([(EXCLUSIVE_KEY.to_string(), "pool".to_string())].into());
+    let world = World {
+        nodes: pools(4),
+        ..Default::default()
+    };
+    // Created suspended: every Job, none pinned, and no domain waited for.
+    let p = run_with(&js, &[], &world, &NativeDefaults);
+    let created = created_jobs(&p);
+    assert_eq!(created.len(), 4);
+    assert!(p.waiting.is_empty());
+    for j in &created {
+        assert_eq!(j.spec.as_ref().unwrap().suspend, Some(true));
+        assert_eq!(pin_of(j), None, "{:?}", j.metadata.name);
+    }
+    let jobs: Vec<Job> = created.iter().map(|j| (***j).clone()).collect();
+    // Suspended Jobs are nobody's occupants, even pinned ones.
+    let mut pinned = jobs[0].clone();
+    pinned
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .node_selector = Some([("pool".to_string(), "p0".to_string())].into());
+    assert!(crate::placement::occupant_of(&pinned).is_none());
+    pinned.spec.as_mut().unwrap().suspend = Some(false);
+    assert!(crate::placement::occupant_of(&pinned).is_some());
+
+    // Resumed with one pool taken by another JobSet: three Jobs are pinned
+    // to the three free pools and resumed; the fourth stays suspended and
+    // waits for a pool.
+    js.spec.suspend = Some(false);
+    let world = World {
+        nodes: pools(4),
+        occupants: vec![Occupant {
+            topology_key: "pool".into(),
+            value: "p2".into(),
+            job_key: "someone-else".into(),
+            priority: None,
+        }],
+        ..Default::default()
+    };
+    let p = run_with(&js, &jobs, &world, &NativeDefaults);
+    let resumed: Vec<&Job> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ResumeJob { job, .. } => Some(&**job),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resumed.len(), 3, "{:?}", p.actions);
+    let mut given: Vec<String> = resumed.iter().filter_map(|j| pin_of(j)).collect();
+    given.sort();
+    assert_eq!(given, ["p0", "p1", "p3"]);
+    assert_eq!(p.waiting.len(), 1, "{:?}", p.waiting);
+    assert!(p.requeue_after.is_some());
+}
+
 #[test]
 fn the_node_selector_strategy_pins_by_namespaced_job() {
     let mut js = jobset("");
@@ -892,6 +969,81 @@ fn the_node_selector_strategy_pins_by_namespaced_job() {
         pod.tolerations.unwrap()[0].key.as_deref(),
         Some(NO_SCHEDULE_TAINT_KEY)
     );
+}
+
+#[test]
+fn the_node_selector_strategy_needs_both_annotations_layered_as_upstream() {
+    // (JobSet annotations, replicated job "a" annotations) -> whether "a"'s
+    // Job is pinned by namespaced-job, and its exclusive annotation.
+    let x = EXCLUSIVE_KEY;
+    let s = NODE_SELECTOR_STRATEGY_KEY;
+    type Annotations<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Annotations, Annotations, bool, Option<&str>); 7] = [
+        (&[(x, "pool"), (s, "true")], &[], true, Some("pool")),
+        (&[(s, "true")], &[], false, None),
+        (&[], &[(s, "true")], false, None),
+        (&[(x, "pool")], &[], false, Some("pool")),
+        // A strategy on the template joins the JobSet's topology.
+        (&[(x, "pool")], &[(s, "true")], true, Some("pool")),
+        // The JobSet's strategy stays under the template's own topology.
+        (
+            &[(x, "pool"), (s, "true")],
+            &[(x, "zone")],
+            true,
+            Some("zone"),
+        ),
+        (&[], &[(x, "pool"), (s, "true")], true, Some("pool")),
+    ];
+    let owned = |kv: &[(&str, &str)]| -> Option<std::collections::BTreeMap<String, String>> {
+        (!kv.is_empty()).then(|| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+    };
+    let world = World {
+        nodes: pools(8)
+            .into_iter()
+            .map(|mut n| {
+                let zone = n.labels["pool"].clone();
+                n.labels.insert("zone".to_string(), zone);
+                n
+            })
+            .collect(),
+        ..Default::default()
+    };
+    for (i, (on_jobset, on_template, pinned_by_name, exclusive)) in cases.into_iter().enumerate() {
+        let mut js = jobset("");
+        js.metadata.annotations = owned(on_jobset);
+        js.spec.replicated_jobs[0]
+            .template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .annotations = owned(on_template);
+        let p = run_with(&js, &[], &world, &NativeDefaults);
+        let job = created_jobs(&p)
+            .into_iter()
+            .find(|j| j.metadata.name.as_deref() == Some("js-a-0"))
+            .unwrap_or_else(|| panic!("case {i}: js-a-0 is created ({:?})", p.waiting))
+            .clone()
+            .into_inner();
+        let annotations = job.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations.get(x).map(String::as_str),
+            exclusive,
+            "case {i}"
+        );
+        let selector = job
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.node_selector)
+            .unwrap_or_default();
+        assert_eq!(
+            selector.get(NAMESPACED_JOB_KEY).map(String::as_str),
+            pinned_by_name.then_some("ns_js-a-0"),
+            "case {i}: {selector:?}"
+        );
+    }
 }
 
 /// An engine whose chosen slot always fails.

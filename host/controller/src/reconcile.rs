@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jobset_api::JobSet;
+use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
@@ -14,13 +15,14 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 use tracing::Instrument;
 
-use crate::actions::{EventSpec, Terminal};
+use crate::actions::{Action, EventSpec, Terminal};
 use crate::apply::Applier;
 use crate::clock::Clock;
 use crate::conditions::EventType;
 use crate::error::ControllerError;
 use crate::index::Index;
 use crate::metrics::Metrics;
+use crate::placement::occupant_of;
 use crate::plan::{Inputs, Plan, plan};
 use crate::policy::PolicyEngine;
 
@@ -49,6 +51,10 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<JobSet>, u32>>,
     /// JobSets waiting for a placement (reconciled again when Nodes change).
     waiting: Mutex<HashMap<ObjectRef<JobSet>, ()>>,
+    /// Held by a reconcile of an exclusive JobSet from reading who holds
+    /// which domain until its own pins are reserved, so that two JobSets
+    /// planned in parallel never pick the same free domain.
+    placing: Mutex<()>,
 }
 
 impl Context {
@@ -74,6 +80,7 @@ impl Context {
             observer,
             failures: Mutex::default(),
             waiting: Mutex::default(),
+            placing: Mutex::default(),
         }
     }
 
@@ -115,11 +122,14 @@ pub async fn reconcile(js: Arc<JobSet>, ctx: Arc<Context>) -> Result<Requeue, Co
     let namespace = js.metadata.namespace.clone().unwrap_or_default();
     let span = tracing::info_span!("reconcile", jobset = %name, namespace = %namespace);
     let started = Instant::now();
+    let worker = ctx.metrics.worker();
     let result = reconcile_inner(&js, &ctx).instrument(span).await;
+    drop(worker);
     let key = ObjectRef::from_obj(js.as_ref());
     ctx.metrics.reconciled(
         started.elapsed(),
         result.as_ref().err().map(|e| e.metric_label()),
+        result.as_ref().is_ok_and(|a| *a != Requeue::await_change()),
     );
     if result.is_ok()
         && let Ok(mut f) = ctx.failures.lock()
@@ -137,6 +147,10 @@ fn plan_now(js: &JobSet, ctx: &Context) -> Result<Plan, ControllerError> {
     let service_name = jobset_api::naming::headless_service_name(js).to_string();
     let existing_pvcs = ctx.index.pvcs_in(&namespace);
     let nodes = ctx.index.nodes();
+    // A poisoned lock only means another plan panicked; the unit it guards
+    // holds no data.
+    let _placing =
+        uses_exclusive_placement(js).then(|| ctx.placing.lock().unwrap_or_else(|e| e.into_inner()));
     let occupants = ctx.index.occupants();
     let inputs = Inputs {
         jobset: js,
@@ -148,7 +162,43 @@ fn plan_now(js: &JobSet, ctx: &Context) -> Result<Plan, ControllerError> {
         now: ctx.clock.now(),
         feature_gates: &ctx.feature_gates,
     };
-    plan(inputs, ctx.policies.as_ref())
+    let planned = plan(inputs, ctx.policies.as_ref())?;
+    reserve_pins(&ctx.index, &namespace, &planned);
+    Ok(planned)
+}
+
+/// Whether the JobSet or one of its replicated jobs asks for exclusive
+/// placement.
+fn uses_exclusive_placement(js: &JobSet) -> bool {
+    let exclusive = |a: Option<&std::collections::BTreeMap<String, String>>| {
+        a.is_some_and(|a| a.contains_key(jobset_api::labels::EXCLUSIVE_KEY))
+    };
+    exclusive(js.metadata.annotations.as_ref())
+        || js.spec.replicated_jobs.iter().any(|r| {
+            exclusive(
+                r.template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.annotations.as_ref()),
+            )
+        })
+}
+
+/// Records the domains the plan pins Jobs to (created or resumed) as held
+/// before anything is written.
+fn reserve_pins(index: &Index, namespace: &str, plan: &Plan) {
+    for action in &plan.actions {
+        let jobs: Vec<&Job> = match action {
+            Action::CreateJobs(jobs) => jobs.iter().map(|j| &**j).collect(),
+            Action::ResumeJob { job, .. } => vec![&**job],
+            _ => continue,
+        };
+        for job in jobs {
+            if let (Some(name), Some(o)) = (job.metadata.name.as_deref(), occupant_of(job)) {
+                index.reserve(namespace, name, o);
+            }
+        }
+    }
 }
 
 async fn reconcile_inner(js: &Arc<JobSet>, ctx: &Arc<Context>) -> Result<Requeue, ControllerError> {

@@ -365,3 +365,30 @@ fn sim_nodes_prints_the_layout_and_the_real_control_plane_has_the_same() {
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(text(&bad).contains("--nodes"), "{}", text(&bad));
 }
+
+#[test]
+fn exclusive_jobsets_started_together_never_share_a_pool() {
+    // Six exclusive JobSets of two Jobs each, reconciled in parallel, on
+    // exactly twelve pools: each pool is pinned once, none twice.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("many.yaml");
+    let one = |i: usize| {
+        format!(
+            "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata:\n  name: ex-{i}\n  annotations: {{alpha.jobset.sigs.k8s.io/exclusive-topology: cloud.google.com/gke-nodepool}}\nspec:\n  replicatedJobs:\n  - name: w\n    replicas: 2\n    template: {{spec: {{template: {{spec: {{restartPolicy: Never, containers: [{{name: c, image: busybox}}]}}}}}}}}\n"
+        )
+    };
+    let text: Vec<String> = (0..6).map(one).collect();
+    std::fs::write(&manifest, text.join("---\n")).expect("written");
+    let path = manifest.display().to_string();
+    let (code, out) =
+        jobset::cli::run_captured(&["run", &path, "--nodes", "pools=12,nodes=1", "--until", "2h"]);
+    assert_eq!(code, 0, "{out}");
+    let pinned: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains(" pinned to cloud.google.com/gke-nodepool="))
+        .filter_map(|l| l.rsplit("gke-nodepool=").next())
+        .collect();
+    assert_eq!(pinned.len(), 12, "{out}");
+    let distinct: std::collections::BTreeSet<&str> = pinned.iter().copied().collect();
+    assert_eq!(distinct.len(), 12, "a pool pinned twice: {pinned:?}\n{out}");
+}
