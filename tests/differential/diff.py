@@ -469,10 +469,16 @@ def load_allowlist() -> list[dict]:
     return entries
 
 
+def covers(entry, compare: str, scenario: str) -> bool:
+    """Whether an allowlist entry is about this comparison and scenario
+    (its `scenario` glob matches and none of its `unless` globs does)."""
+    return (entry["compare"] == compare and fnmatch.fnmatch(scenario, entry["scenario"])
+            and not any(fnmatch.fnmatch(scenario, g) for g in entry.get("unless", [])))
+
+
 def allowed(entries, compare: str, scenario: str, path: str):
     for e in entries:
-        if (e["compare"] == compare and "path" in e and fnmatch.fnmatch(scenario, e["scenario"])
-                and re.search(e["path"], path)):
+        if "path" in e and covers(e, compare, scenario) and re.search(e["path"], path):
             return e
     return None
 
@@ -481,8 +487,7 @@ def without_events(entries, label: str, scenario: str, observed: dict) -> tuple[
     """The observation without the events that an allowlist entry's
     `eventReasons` names for this comparison and scenario (they would shift
     every later event), and which were taken out."""
-    reasons = {r for e in entries if e["compare"] == label and fnmatch.fnmatch(scenario, e["scenario"])
-               for r in e.get("eventReasons", [])}
+    reasons = {r for e in entries if covers(e, label, scenario) for r in e.get("eventReasons", [])}
     if not reasons or "events" not in observed:
         return observed, []
     kept = [e for e in observed["events"] if e.get("reason") not in reasons]

@@ -183,9 +183,11 @@ impl Applier<'_> {
                 let request = request.map_err(|e| (name.clone(), e))?;
                 match self.client.request_text(request).await {
                     Ok(_) => Ok(()),
-                    // Made by an earlier reconcile whose answer was lost:
-                    // created. A Job of that name that is not ours is not.
-                    Err(e) if is_status(&e, 409) && self.owns_job(&name).await => Ok(()),
+                    // Made by an earlier reconcile whose answer was lost, or
+                    // an earlier attempt's Job gone since: nothing to report
+                    // (the next reconcile sees which). A Job of that name
+                    // that is not ours is a failure.
+                    Err(e) if is_status(&e, 409) && !self.held_by_another(&name).await => Ok(()),
                     Err(e) => Err((name, e)),
                 }
             })
@@ -211,20 +213,22 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Whether the Job `name` exists and this JobSet is its controller.
-    async fn owns_job(&self, name: &str) -> bool {
+    /// Whether a Job `name` exists that this JobSet does not control (or
+    /// whether that cannot be told: the lookup failed).
+    async fn held_by_another(&self, name: &str) -> bool {
         let api: Api<Job> = Api::namespaced(self.client.clone(), &self.ns());
         let Some(uid) = self.jobset.metadata.uid.as_deref() else {
-            return false;
+            return true;
         };
         match api.get_metadata_opt(name).await {
-            Ok(Some(job)) => job
+            Ok(Some(job)) => !job
                 .metadata
                 .owner_references
                 .iter()
                 .flatten()
                 .any(|o| o.uid == uid && o.controller == Some(true)),
-            Ok(None) | Err(_) => false,
+            Ok(None) => false,
+            Err(_) => true,
         }
     }
 
@@ -340,6 +344,48 @@ mod tests {
             .filter_map(|e| e.note)
             .collect();
         (result, notes)
+    }
+
+    #[tokio::test]
+    async fn only_a_job_of_someone_else_holds_a_name() {
+        let sim = Sim::new(SimConfig::default());
+        let client = Client::new(sim.service(), "default");
+        let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+        for j in [
+            job("ours", Some("js-uid")),
+            job("theirs", Some("other")),
+            job("bare", None),
+        ] {
+            jobs.create(&PostParams::default(), &j)
+                .await
+                .expect("created");
+        }
+        let js: JobSet = serde_json::from_value(json!({
+            "metadata": {"name": "js", "namespace": "default", "uid": "js-uid"},
+            "spec": {"replicatedJobs": []}
+        }))
+        .expect("a JobSet");
+        let index = Index::default();
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "jobset".into(),
+                instance: None,
+            },
+        );
+        let applier = Applier {
+            client: &client,
+            jobset: &js,
+            index: &index,
+            recorder: &recorder,
+        };
+        assert!(!applier.held_by_another("ours").await);
+        assert!(
+            !applier.held_by_another("gone").await,
+            "gone since: retried, not reported"
+        );
+        assert!(applier.held_by_another("theirs").await);
+        assert!(applier.held_by_another("bare").await);
     }
 
     #[tokio::test]

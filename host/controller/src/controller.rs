@@ -13,6 +13,7 @@ use jobset_api::JobSet;
 use jobset_api::labels::JOBSET_NAME_KEY;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::Client;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -237,6 +238,29 @@ async fn watch_nodes(
     }
 }
 
+/// PriorityClasses, so exclusivity compares the priority admission gives
+/// pods. Not part of readiness: without this watch (a role without the
+/// permission) pods of a JobSet count with priority 0 unless they set one.
+async fn watch_priority_classes(client: Client, index: Index) {
+    let api: Api<PriorityClass> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .backoff(steady())
+        .boxed();
+    let mut buffer = Vec::new();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Apply(pc)) => index.upsert_priority_class(&pc),
+            Ok(Event::Delete(pc)) => {
+                index.remove_priority_class(pc.metadata.name.as_deref().unwrap_or(""));
+            }
+            Ok(Event::Init) => buffer.clear(),
+            Ok(Event::InitApply(pc)) => buffer.push(pc),
+            Ok(Event::InitDone) => index.reset_priority_classes(&std::mem::take(&mut buffer)),
+            Err(e) => tracing::warn!(error = %e, "PriorityClass watch failed; retrying"),
+        }
+    }
+}
+
 async fn watch_plugins(
     client: Client,
     plugins: Arc<dyn PluginConfigMaps>,
@@ -348,6 +372,7 @@ pub async fn run(
             health.clone(),
             tx.clone(),
         )),
+        tokio::spawn(watch_priority_classes(client.clone(), index.clone())),
     ];
     if let Some(plugins) = plugins {
         health.watch_started("plugins");

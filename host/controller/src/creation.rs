@@ -65,10 +65,11 @@ pub(crate) fn plan_creation(
             if present.contains(name.as_str()) {
                 continue;
             }
-            let job = Embedded::with_preserved_from(
+            let mut job = Embedded::with_preserved_from(
                 build_job(js, rjob, index, per_job_restarts),
                 &rjob.template,
             );
+            record_priority(&mut job, planner.inputs.priority_classes);
             let pending = pending_job(&job, &rjob.name, index);
             to_create.push((job, pending));
         }
@@ -169,7 +170,12 @@ pub(crate) fn place(
             .collect();
         let request = p::PlacementRequest {
             jobs: members.iter().map(|&i| jobs[i].1.clone()).collect(),
-            domains: domains(&nodes, &planner.occupants, &keys),
+            domains: domains(
+                &nodes,
+                &planner.occupants,
+                &keys,
+                planner.inputs.priority_classes.resolve(&Default::default()),
+            ),
         };
         let placed = match policies.decide_placement(snap, &request) {
             Ok(d) => d,
@@ -258,4 +264,31 @@ pub(crate) fn place_resumed(
     let mut keep = keep.into_iter();
     resumed.retain(|_| keep.next().unwrap_or(true));
     Some(resumed)
+}
+
+/// Writes the priority the pods of an exclusive Job will have (resolved as
+/// admission resolves it) into its pod template as
+/// `jobset.sigs.k8s.io/priority`, the label upstream puts on such pods:
+/// exclusivity is per priority, and the label keeps the value the Job was
+/// placed with.
+fn record_priority(job: &mut Job, classes: &crate::placement::PriorityClasses) {
+    let exclusive = job.metadata.annotations.as_ref().is_some_and(|a| {
+        a.contains_key(jobset_api::labels::EXCLUSIVE_KEY)
+            && !a.contains_key(jobset_api::labels::NODE_SELECTOR_STRATEGY_KEY)
+    });
+    let Some(spec) = job.spec.as_mut().filter(|_| exclusive) else {
+        return;
+    };
+    let Some(priority) = spec.template.spec.as_ref().and_then(|p| classes.resolve(p)) else {
+        return;
+    };
+    spec.template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(
+            jobset_api::labels::PRIORITY_KEY.to_string(),
+            priority.to_string(),
+        );
 }

@@ -9,9 +9,10 @@ use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 
 use crate::job_builder::{JOBSET_API_VERSION, JOBSET_KIND};
-use crate::placement::{NodeInfo, Occupant, occupant_of};
+use crate::placement::{NodeInfo, Occupant, PriorityClasses, occupant_of};
 
 /// `namespace/name`.
 pub type NsName = (String, String);
@@ -52,6 +53,7 @@ struct Inner {
     nodes: BTreeMap<String, NodeInfo>,
     /// Claims known to exist, by namespace and name.
     pvcs: BTreeSet<NsName>,
+    priority_classes: PriorityClasses,
 }
 
 /// Shared, cheaply cloneable index. Reads take a snapshot of what a
@@ -141,6 +143,39 @@ impl Index {
             .get(uid)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The PriorityClasses known.
+    pub fn priority_classes(&self) -> PriorityClasses {
+        self.read().priority_classes.clone()
+    }
+
+    /// Records a PriorityClass (added or changed).
+    pub fn upsert_priority_class(&self, pc: &PriorityClass) {
+        let name = pc.metadata.name.clone().unwrap_or_default();
+        let mut inner = self.write();
+        let classes = &mut inner.priority_classes;
+        classes.by_name.insert(name.clone(), pc.value);
+        if pc.global_default == Some(true) {
+            classes.defaults.insert(name, pc.value);
+        } else {
+            classes.defaults.remove(&name);
+        }
+    }
+
+    /// Forgets a deleted PriorityClass.
+    pub fn remove_priority_class(&self, name: &str) {
+        let mut inner = self.write();
+        inner.priority_classes.by_name.remove(name);
+        inner.priority_classes.defaults.remove(name);
+    }
+
+    /// Replaces every PriorityClass (after a watch (re)list).
+    pub fn reset_priority_classes(&self, all: &[PriorityClass]) {
+        self.write().priority_classes = PriorityClasses::default();
+        for pc in all {
+            self.upsert_priority_class(pc);
+        }
     }
 
     /// Every domain an exclusive Job holds.

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jobset_api::labels::{EXCLUSIVE_KEY, JOB_KEY, NODE_SELECTOR_STRATEGY_KEY};
+use jobset_api::labels::{EXCLUSIVE_KEY, JOB_KEY, NODE_SELECTOR_STRATEGY_KEY, PRIORITY_KEY};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Toleration,
@@ -20,6 +20,46 @@ pub struct NodeInfo {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub ready: bool,
+}
+
+/// The cluster's PriorityClasses, to resolve a pod's priority as the
+/// Priority admission plugin does: the pod's own `priority`, else its
+/// class's value (the two system classes are built in), else the value of
+/// the global default class (the lowest if several), else 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PriorityClasses {
+    pub by_name: BTreeMap<String, i32>,
+    /// Values of the classes marked `globalDefault`.
+    pub defaults: BTreeMap<String, i32>,
+}
+
+/// kube-apiserver's built-in classes.
+const SYSTEM_CLASSES: [(&str, i32); 2] = [
+    ("system-node-critical", 2_000_001_000),
+    ("system-cluster-critical", 2_000_000_000),
+];
+
+impl PriorityClasses {
+    /// The priority admission gives a pod of `spec`; `None` when it names a
+    /// class that does not exist (the pod would not be admitted).
+    pub fn resolve(&self, spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<i32> {
+        if let Some(p) = spec.priority {
+            return Some(p);
+        }
+        match spec
+            .priority_class_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+        {
+            Some(name) => self.by_name.get(name).copied().or_else(|| {
+                SYSTEM_CLASSES
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| *v)
+            }),
+            None => Some(self.defaults.values().copied().min().unwrap_or(0)),
+        }
+    }
 }
 
 /// An exclusive Job holding one topology domain.
@@ -58,16 +98,34 @@ pub fn occupant_of(job: &Job) -> Option<Occupant> {
         topology_key: key.to_string(),
         value: value.clone(),
         job_key: job.metadata.labels.as_ref()?.get(JOB_KEY)?.clone(),
-        priority: pod.priority,
+        priority: recorded_priority(job),
     })
 }
 
+/// The priority written on the Job's pod template when it was created
+/// (`jobset.sigs.k8s.io/priority`, the label upstream puts on the pods),
+/// else the template's own `priority`.
+pub fn recorded_priority(job: &Job) -> Option<i32> {
+    let template = &job.spec.as_ref()?.template;
+    template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(PRIORITY_KEY))
+        .and_then(|v| v.parse().ok())
+        .or_else(|| template.spec.as_ref()?.priority)
+}
+
 /// The domains of every topology key in `keys`, with their node counts and
-/// occupants, sorted by key then value.
+/// occupants, sorted by key then value. An occupant whose priority was not
+/// recorded (a Job created before priorities were, or by another
+/// controller) counts with `unrecorded`, the priority admission gives a pod
+/// that names none.
 pub fn domains(
     nodes: &[NodeInfo],
     occupants: &[Occupant],
     keys: &BTreeSet<String>,
+    unrecorded: Option<i32>,
 ) -> Vec<p::TopologyDomain> {
     let mut out: BTreeMap<(String, String), p::TopologyDomain> = BTreeMap::new();
     for node in nodes {
@@ -96,7 +154,7 @@ pub fn domains(
         {
             d.occupied_by.push(p::Occupant {
                 job_key: o.job_key.clone(),
-                priority: o.priority,
+                priority: o.priority.or(unrecorded),
             });
         }
     }
@@ -161,7 +219,7 @@ pub fn pending_job(job: &Job, rjob: &str, index: i32) -> p::PendingJob {
         // As upstream: the strategy counts only beside an exclusive topology.
         node_selector_strategy: annotation(job, EXCLUSIVE_KEY).is_some()
             && annotation(job, NODE_SELECTOR_STRATEGY_KEY).is_some(),
-        priority: pod.and_then(|p| p.priority),
+        priority: recorded_priority(job).or_else(|| pod.and_then(|p| p.priority)),
         pods: parallelism,
     }
 }
@@ -239,6 +297,42 @@ mod tests {
     use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+    #[test]
+    fn priority_resolves_as_the_priority_admission_plugin_does() {
+        let pod = |priority: Option<i32>, class: Option<&str>| PodSpec {
+            priority,
+            priority_class_name: class.map(str::to_string),
+            ..Default::default()
+        };
+        let none = PriorityClasses::default();
+        assert_eq!(
+            none.resolve(&pod(None, None)),
+            Some(0),
+            "no default class: 0"
+        );
+        assert_eq!(none.resolve(&pod(Some(7), Some("x"))), Some(7), "set wins");
+        assert_eq!(
+            none.resolve(&pod(None, Some("system-node-critical"))),
+            Some(2_000_001_000)
+        );
+        assert_eq!(none.resolve(&pod(None, Some("ghost"))), None);
+        let classes = PriorityClasses {
+            by_name: [
+                ("high".to_string(), 1000),
+                ("a".to_string(), 50),
+                ("b".to_string(), 20),
+            ]
+            .into(),
+            defaults: [("a".to_string(), 50), ("b".to_string(), 20)].into(),
+        };
+        assert_eq!(classes.resolve(&pod(None, Some("high"))), Some(1000));
+        assert_eq!(
+            classes.resolve(&pod(None, None)),
+            Some(20),
+            "lowest default"
+        );
+    }
+
     fn node(name: &str, pool: &str, ready: bool) -> NodeInfo {
         NodeInfo {
             name: name.into(),
@@ -277,7 +371,7 @@ mod tests {
             node("b1", "b", true),
         ];
         let occ = [occupant_of(&exclusive_job("k1", Some("a"))).unwrap()];
-        let d = domains(&nodes, &occ, &["pool".to_string()].into());
+        let d = domains(&nodes, &occ, &["pool".to_string()].into(), None);
         assert_eq!(d.len(), 2);
         assert_eq!(
             (d[0].value.as_str(), d[0].nodes, d[0].ready_nodes),

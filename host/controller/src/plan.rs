@@ -17,7 +17,7 @@ use crate::actions::{Action, EventSpec, Terminal, Waiting};
 use crate::conditions::{DesiredCondition, EventType, is_true, set_condition, types};
 use crate::error::ControllerError;
 use crate::observe::{Buckets, bucket_jobs, replicated_jobs_status, same_replicated_jobs_status};
-use crate::placement::{NodeInfo, Occupant};
+use crate::placement::{NodeInfo, Occupant, PriorityClasses};
 use crate::policy::{PolicyEngine, PolicyError, records as p};
 use crate::{creation, outcome, resources, snapshot, suspend, ttl};
 
@@ -40,6 +40,8 @@ pub struct Inputs<'a> {
     pub now: Timestamp,
     /// Feature gates that are on, by upstream name.
     pub feature_gates: &'a [String],
+    /// The PriorityClasses, to resolve the priority exclusivity compares.
+    pub priority_classes: &'a PriorityClasses,
 }
 
 /// What a reconcile does.

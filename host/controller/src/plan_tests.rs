@@ -15,7 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::actions::{Action, Terminal};
 use crate::conditions::{is_true, types};
 use crate::job_builder::build_job;
-use crate::placement::{NodeInfo, Occupant};
+use crate::placement::{NodeInfo, Occupant, PriorityClasses};
 use crate::plan::{Inputs, Plan, plan};
 use crate::policy::{Decision, ErrorKind, PolicyEngine, PolicyError, Slot, records as p};
 
@@ -111,6 +111,7 @@ struct World {
     now: Timestamp,
     /// Feature gates that are on.
     gates: Vec<String>,
+    priority_classes: PriorityClasses,
 }
 
 impl Default for World {
@@ -122,6 +123,7 @@ impl Default for World {
             service: true,
             now: ts(100),
             gates: vec!["RestartJob".to_string()],
+            priority_classes: PriorityClasses::default(),
         }
     }
 }
@@ -137,6 +139,7 @@ fn run_with(js: &JobSet, jobs: &[Job], world: &World, engine: &dyn PolicyEngine)
         occupants: &world.occupants,
         now: world.now,
         feature_gates: &world.gates,
+        priority_classes: &world.priority_classes,
     };
     plan(inputs, engine).expect("plan succeeds")
 }
@@ -949,6 +952,58 @@ fn a_suspended_jobset_holds_no_domain_and_is_placed_when_resumed() {
     assert_eq!(given, ["p0", "p1", "p3"]);
     assert_eq!(p.waiting.len(), 1, "{:?}", p.waiting);
     assert!(p.requeue_after.is_some());
+}
+
+#[test]
+fn exclusivity_is_per_priority_resolved_from_the_priority_class() {
+    // Exclusive Jobs whose pods name priorityClassName "high": the class's
+    // value, not the template's unset priority, is what domains compare.
+    let mut js = jobset("");
+    js.metadata.annotations = Some([(EXCLUSIVE_KEY.to_string(), "pool".to_string())].into());
+    for r in &mut js.spec.replicated_jobs {
+        let pod = r
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap();
+        pod.priority_class_name = Some("high".into());
+    }
+    let held = |priority| Occupant {
+        topology_key: "pool".into(),
+        value: "p0".into(),
+        job_key: "someone-else".into(),
+        priority,
+    };
+    let classes = PriorityClasses {
+        by_name: [("high".to_string(), 1000)].into(),
+        defaults: [("low".to_string(), 10)].into(),
+    };
+    let pools_used = |occupant: Occupant| {
+        let world = World {
+            nodes: pools(5),
+            occupants: vec![occupant],
+            priority_classes: classes.clone(),
+            ..Default::default()
+        };
+        let p = run_with(&js, &[], &world, &NativeDefaults);
+        let jobs = created_jobs(&p);
+        assert_eq!(jobs.len(), 4);
+        for j in &jobs {
+            let labels = j.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+            assert_eq!(labels.labels.as_ref().unwrap()[PRIORITY_KEY], "1000");
+            assert_eq!(crate::placement::recorded_priority(j), Some(1000));
+        }
+        jobs.iter()
+            .filter_map(|j| pin_of(j))
+            .collect::<BTreeSet<_>>()
+    };
+    // p0 held at the same priority: not used; at another priority: used.
+    assert!(!pools_used(held(Some(1000))).contains("p0"));
+    assert!(pools_used(held(Some(10))).contains("p0"));
 }
 
 #[test]

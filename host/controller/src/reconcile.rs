@@ -152,6 +152,7 @@ fn plan_now(js: &JobSet, ctx: &Context) -> Result<Plan, ControllerError> {
     let _placing =
         uses_exclusive_placement(js).then(|| ctx.placing.lock().unwrap_or_else(|e| e.into_inner()));
     let occupants = ctx.index.occupants();
+    let priority_classes = ctx.index.priority_classes();
     let inputs = Inputs {
         jobset: js,
         jobs: &jobs,
@@ -161,6 +162,7 @@ fn plan_now(js: &JobSet, ctx: &Context) -> Result<Plan, ControllerError> {
         occupants: &occupants,
         now: ctx.clock.now(),
         feature_gates: &ctx.feature_gates,
+        priority_classes: &priority_classes,
     };
     let planned = plan(inputs, ctx.policies.as_ref())?;
     reserve_pins(&ctx.index, &namespace, &planned);

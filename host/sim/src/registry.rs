@@ -118,6 +118,15 @@ pub fn builtins() -> Vec<ResourceInfo> {
             true,
         ),
         builtin("", "v1", "endpoints", "Endpoints", true, &["ep"], false),
+        builtin(
+            "scheduling.k8s.io",
+            "v1",
+            "priorityclasses",
+            "PriorityClass",
+            false,
+            &["pc"],
+            false,
+        ),
         // Stored once with the core Events and converted on the way in and out.
         ResourceInfo {
             storage_group: String::new(),
