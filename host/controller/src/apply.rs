@@ -300,40 +300,64 @@ mod tests {
         .expect("a Job")
     }
 
+    /// A simulated API server holding `existing` Jobs, and what an applier
+    /// for the JobSet "js" (uid `js-uid`) needs there.
+    struct World {
+        _sim: Sim,
+        client: Client,
+        js: JobSet,
+        index: Index,
+        recorder: Recorder,
+    }
+
+    impl World {
+        async fn with_jobs(existing: Vec<Job>) -> World {
+            let sim = Sim::new(SimConfig::default());
+            let client = Client::new(sim.service(), "default");
+            let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+            for job in existing {
+                jobs.create(&PostParams::default(), &job)
+                    .await
+                    .expect("the existing Job is created");
+            }
+            let js: JobSet = serde_json::from_value(json!({
+                "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+                "metadata": {"name": "js", "namespace": "default", "uid": "js-uid"},
+                "spec": {"replicatedJobs": []}
+            }))
+            .expect("a JobSet");
+            let reporter = Reporter {
+                controller: "jobset".into(),
+                instance: None,
+            };
+            World {
+                recorder: Recorder::new(client.clone(), reporter),
+                _sim: sim,
+                client,
+                js,
+                index: Index::default(),
+            }
+        }
+
+        fn applier(&self) -> Applier<'_> {
+            Applier {
+                client: &self.client,
+                jobset: &self.js,
+                index: &self.index,
+                recorder: &self.recorder,
+            }
+        }
+    }
+
     /// Creates `existing` directly, then has the applier create `wanted`;
     /// returns its result and the notes of the Events it recorded.
     async fn create_over(existing: Job, wanted: Job) -> (Result<(), ControllerError>, Vec<String>) {
-        let sim = Sim::new(SimConfig::default());
-        let client = Client::new(sim.service(), "default");
-        let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
-        jobs.create(&PostParams::default(), &existing)
-            .await
-            .expect("the existing Job is created");
-        let mut js: JobSet = serde_json::from_value(json!({
-            "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
-            "metadata": {"name": "js", "namespace": "default", "uid": "js-uid"},
-            "spec": {"replicatedJobs": []}
-        }))
-        .expect("a JobSet");
-        js.metadata.namespace = Some("default".into());
-        let index = Index::default();
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "jobset".into(),
-                instance: None,
-            },
-        );
-        let applier = Applier {
-            client: &client,
-            jobset: &js,
-            index: &index,
-            recorder: &recorder,
-        };
-        let result = applier
+        let world = World::with_jobs(vec![existing]).await;
+        let result = world
+            .applier()
             .apply(&[Action::CreateJobs(vec![Embedded::new(wanted)])])
             .await;
-        let events: Api<ApiEvent> = Api::namespaced(client, "default");
+        let events: Api<ApiEvent> = Api::namespaced(world.client.clone(), "default");
         let notes = events
             .list(&ListParams::default())
             .await
@@ -348,37 +372,13 @@ mod tests {
 
     #[tokio::test]
     async fn only_a_job_of_someone_else_holds_a_name() {
-        let sim = Sim::new(SimConfig::default());
-        let client = Client::new(sim.service(), "default");
-        let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
-        for j in [
+        let world = World::with_jobs(vec![
             job("ours", Some("js-uid")),
             job("theirs", Some("other")),
             job("bare", None),
-        ] {
-            jobs.create(&PostParams::default(), &j)
-                .await
-                .expect("created");
-        }
-        let js: JobSet = serde_json::from_value(json!({
-            "metadata": {"name": "js", "namespace": "default", "uid": "js-uid"},
-            "spec": {"replicatedJobs": []}
-        }))
-        .expect("a JobSet");
-        let index = Index::default();
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "jobset".into(),
-                instance: None,
-            },
-        );
-        let applier = Applier {
-            client: &client,
-            jobset: &js,
-            index: &index,
-            recorder: &recorder,
-        };
+        ])
+        .await;
+        let applier = world.applier();
         assert!(!applier.held_by_another("ours").await);
         assert!(
             !applier.held_by_another("gone").await,

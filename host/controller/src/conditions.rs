@@ -97,7 +97,6 @@ fn exclusive_partner(type_: &str) -> Option<&'static str> {
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
     desired: &DesiredCondition,
-    generation: Option<i64>,
     now: Timestamp,
 ) -> bool {
     let status = status_str(desired.status);
@@ -107,7 +106,7 @@ pub fn set_condition(
             existing.reason = desired.reason.clone();
             existing.message = desired.message.clone();
             existing.last_transition_time = Time(now);
-            existing.observed_generation = generation;
+            existing.observed_generation = None;
             true
         }
         Some(existing)
@@ -115,7 +114,7 @@ pub fn set_condition(
         {
             existing.reason = desired.reason.clone();
             existing.message = desired.message.clone();
-            existing.observed_generation = generation;
+            existing.observed_generation = None;
             true
         }
         Some(_) => false,
@@ -126,7 +125,7 @@ pub fn set_condition(
                 reason: desired.reason.clone(),
                 message: desired.message.clone(),
                 last_transition_time: Time(now),
-                observed_generation: generation,
+                observed_generation: None,
             });
             true
         }
@@ -181,7 +180,6 @@ mod tests {
         assert!(!set_condition(
             &mut conds,
             &restarting(false, "JobsReady"),
-            None,
             t(1)
         ));
         assert!(conds.is_empty());
@@ -193,28 +191,22 @@ mod tests {
         assert!(set_condition(
             &mut conds,
             &restarting(true, "DefaultFailurePolicy"),
-            Some(3),
             t(5)
         ));
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].status, "True");
         assert_eq!(conds[0].last_transition_time, Time(t(5)));
-        assert_eq!(conds[0].observed_generation, Some(3));
+        // As upstream, which never sets it.
+        assert_eq!(conds[0].observed_generation, None);
     }
 
     #[test]
     fn a_status_flip_stamps_a_new_transition_time() {
         let mut conds = vec![];
-        set_condition(
-            &mut conds,
-            &restarting(true, "DefaultFailurePolicy"),
-            None,
-            t(5),
-        );
+        set_condition(&mut conds, &restarting(true, "DefaultFailurePolicy"), t(5));
         assert!(set_condition(
             &mut conds,
             &restarting(false, "JobsReady"),
-            None,
             t(9)
         ));
         assert_eq!(conds[0].status, "False");
@@ -225,11 +217,10 @@ mod tests {
     #[test]
     fn a_reason_change_keeps_the_transition_time() {
         let mut conds = vec![];
-        set_condition(&mut conds, &restarting(true, "FailurePolicy_a"), None, t(5));
+        set_condition(&mut conds, &restarting(true, "FailurePolicy_a"), t(5));
         assert!(set_condition(
             &mut conds,
             &restarting(true, "FailurePolicy_b"),
-            None,
             t(9)
         ));
         assert_eq!(conds[0].reason, "FailurePolicy_b");
@@ -239,16 +230,10 @@ mod tests {
     #[test]
     fn an_identical_condition_changes_nothing() {
         let mut conds = vec![];
-        set_condition(
-            &mut conds,
-            &restarting(true, "DefaultFailurePolicy"),
-            None,
-            t(5),
-        );
+        set_condition(&mut conds, &restarting(true, "DefaultFailurePolicy"), t(5));
         assert!(!set_condition(
             &mut conds,
             &restarting(true, "DefaultFailurePolicy"),
-            None,
             t(9)
         ));
         assert_eq!(conds[0].last_transition_time, Time(t(5)));
@@ -269,8 +254,8 @@ mod tests {
             "in order startup policy has completed",
             EventType::Normal,
         );
-        set_condition(&mut conds, &progress, None, t(1));
-        assert!(set_condition(&mut conds, &done, None, t(2)));
+        set_condition(&mut conds, &progress, t(1));
+        assert!(set_condition(&mut conds, &done, t(2)));
         assert!(is_true(&conds, types::STARTUP_COMPLETED));
         assert!(!is_true(&conds, types::STARTUP_IN_PROGRESS));
         let in_progress = conds.iter().find(|c| c.type_ == types::STARTUP_IN_PROGRESS);

@@ -90,6 +90,24 @@ fn steady() -> SteadyBackoff {
     }
 }
 
+/// Every object of a cluster-scoped kind, watched with the steady backoff.
+fn watch_cluster<K>(
+    client: Client,
+) -> futures::stream::BoxStream<'static, watcher::Result<Event<K>>>
+where
+    K: kube::Resource<Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+    K::DynamicType: Default,
+{
+    watcher::watcher(Api::<K>::all(client), watcher::Config::default())
+        .backoff(steady())
+        .boxed()
+}
+
 fn owner_of_job(job: &Job) -> Option<ObjectRef<JobSet>> {
     let ns = job.metadata.namespace.as_deref()?;
     Some(ObjectRef::new(controller_name(job)?).within(ns))
@@ -197,10 +215,7 @@ async fn watch_nodes(
     health: Arc<Health>,
     mut tx: Trigger,
 ) {
-    let api: Api<Node> = Api::all(client);
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .backoff(steady())
-        .boxed();
+    let mut stream = watch_cluster::<Node>(client);
     let mut buffer = Vec::new();
     while let Some(ev) = stream.next().await {
         let changed = match ev {
@@ -242,10 +257,7 @@ async fn watch_nodes(
 /// pods. Not part of readiness: without this watch (a role without the
 /// permission) pods of a JobSet count with priority 0 unless they set one.
 async fn watch_priority_classes(client: Client, index: Index) {
-    let api: Api<PriorityClass> = Api::all(client);
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .backoff(steady())
-        .boxed();
+    let mut stream = watch_cluster::<PriorityClass>(client);
     let mut buffer = Vec::new();
     while let Some(ev) = stream.next().await {
         match ev {

@@ -68,7 +68,6 @@ pub(crate) struct Planner<'a> {
     pub inputs: Inputs<'a>,
     pub status: JobSetStatus,
     pub plan: Plan,
-    pub generation: Option<i64>,
     /// The domains held: the inputs' occupants plus the pins this plan
     /// gave so far (creations and resumes place against the same board).
     pub occupants: Vec<Occupant>,
@@ -76,12 +75,7 @@ pub(crate) struct Planner<'a> {
 
 impl Planner<'_> {
     pub(crate) fn condition(&mut self, c: DesiredCondition) {
-        if set_condition(
-            &mut self.status.conditions,
-            &c,
-            self.generation,
-            self.inputs.now,
-        ) {
+        if set_condition(&mut self.status.conditions, &c, self.inputs.now) {
             self.plan.events.push(EventSpec {
                 type_: c.event,
                 reason: c.reason,
@@ -159,7 +153,6 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
         inputs,
         status: stored.clone(),
         plan: Plan::default(),
-        generation: js.metadata.generation,
         occupants: inputs.occupants.to_vec(),
     };
     let counts = replicated_jobs_status(js, &buckets, per_job_restarts);

@@ -848,22 +848,7 @@ fn exclusive_jobs_get_distinct_free_domains_or_wait() {
     };
     let p = run_with(&js, &[], &world, &NativeDefaults);
     let jobs = created_jobs(&p);
-    let pinned: BTreeSet<String> = jobs
-        .iter()
-        .map(|j| {
-            j.spec
-                .as_ref()
-                .unwrap()
-                .template
-                .spec
-                .as_ref()
-                .unwrap()
-                .node_selector
-                .as_ref()
-                .unwrap()["pool"]
-                .clone()
-        })
-        .collect();
+    let pinned: BTreeSet<String> = jobs.iter().filter_map(|j| pin_of(j)).collect();
     assert_eq!(pinned.len(), 4, "four Jobs, four distinct pools");
     assert!(!pinned.contains("p0"), "an occupied pool is not used");
 
