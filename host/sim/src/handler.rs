@@ -98,7 +98,17 @@ impl Sim {
             Target::GroupVersion(g, v) => ok(self.discovery_group_version(&g, &v)?),
             Target::OpenApiIndex => ok(self.openapi_index()),
             Target::OpenApiDoc(g, v) => ok(self.openapi_doc(&g, &v)?),
-            Target::OpenApiV2 => Err(ApiError::path_not_found()),
+            Target::OpenApiV2 if req.accept.contains("protobuf") => Ok(ApiResponse {
+                status: 200,
+                body: ApiBody::Text(
+                    // kube-apiserver answers the deprecated "...v2@v1.0" form
+                    // with this one, which Go's mime parser reads.
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                    Bytes::from(crate::openapi::openapi_v2_protobuf()),
+                ),
+                warnings: Vec::new(),
+            }),
+            Target::OpenApiV2 => ok(crate::openapi::openapi_v2_json()),
             Target::Resource(t) => self.resource(req, t, user).await,
         }
     }

@@ -2,6 +2,12 @@
 //! whose PATCH operations carry `x-kubernetes-group-version-kind` and a
 //! `fieldValidation` parameter, which is what tells kubectl to leave field
 //! validation to the server. Custom resources include their schema.
+//!
+//! OpenAPI v2: a document with no definitions. kubectl reads it (as
+//! protobuf) only to validate what the v3 documents do not describe, such
+//! as a `kind: List` of objects; with no definitions it validates nothing
+//! there and leaves each item to the server, which checks it as it would
+//! any object.
 
 use serde_json::{Map, Value, json};
 
@@ -23,6 +29,47 @@ fn schema_name(group: &str, version: &str, kind: &str) -> String {
         group.split('.').rev().collect::<Vec<_>>().join(".")
     };
     format!("{g}.{version}.{kind}")
+}
+
+/// The v2 document's title and version.
+const V2_TITLE: &str = "Kubernetes";
+const V2_VERSION: &str = "v1.35.0";
+
+/// The v2 document as `application/com.github.proto-openapi.spec.v2.v1.0+protobuf`
+/// (gnostic's `openapi_v2.Document`: `swagger` is field 1, `info` field 2;
+/// `Info`'s `title` field 1, `version` field 2).
+pub(crate) fn openapi_v2_protobuf() -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+        out.push((number << 3) | 2);
+        let mut len = bytes.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(bytes);
+    }
+    let mut info = Vec::new();
+    field(&mut info, 1, V2_TITLE.as_bytes());
+    field(&mut info, 2, V2_VERSION.as_bytes());
+    let mut doc = Vec::new();
+    field(&mut doc, 1, b"2.0");
+    field(&mut doc, 2, &info);
+    doc
+}
+
+/// The same v2 document as JSON.
+pub(crate) fn openapi_v2_json() -> Value {
+    json!({
+        "swagger": "2.0",
+        "info": {"title": V2_TITLE, "version": V2_VERSION},
+        "paths": {},
+        "definitions": {}
+    })
 }
 
 impl Sim {
@@ -108,5 +155,22 @@ impl Sim {
             "paths": paths,
             "components": {"schemas": schemas},
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_v2_document_is_swagger_2_0_with_an_info_and_nothing_else() {
+        let mut want = vec![0x0a, 3];
+        want.extend_from_slice(b"2.0");
+        want.extend_from_slice(&[0x12, 21, 0x0a, 10]);
+        want.extend_from_slice(b"Kubernetes");
+        want.extend_from_slice(&[0x12, 7]);
+        want.extend_from_slice(b"v1.35.0");
+        assert_eq!(openapi_v2_protobuf(), want);
+        assert_eq!(openapi_v2_json()["swagger"], "2.0");
     }
 }

@@ -433,6 +433,42 @@ fn kubectl_applies_built_in_kinds_client_side_and_server_side() {
 }
 
 #[test]
+fn kubectl_creates_a_list_and_names_a_kind_no_server_serves() {
+    let c = start();
+    c.ok(&["apply", "-f", "-"], Some(CRD));
+    // A `kind: List`: kubectl validates it with the OpenAPI v2 document
+    // (protobuf), then creates each item; the server checks each one.
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n- {}\n- {}\n",
+        configmap("listed", "k: v").replace('\n', "\n  "),
+        widget("listed", "").trim_end().replace('\n', "\n  ")
+    );
+    let out = c.ok(&["create", "-f", "-"], Some(&list));
+    assert!(
+        out.contains("configmap/listed created")
+            && out.contains("widget.example.io/listed created"),
+        "{out}"
+    );
+    let bad = format!(
+        "apiVersion: v1\nkind: List\nitems:\n- {}\n",
+        widget("odd", "  shape: round\n")
+            .trim_end()
+            .replace('\n', "\n  ")
+    );
+    let err = c.fails(&["create", "-f", "-"], Some(&bad));
+    assert!(err.contains("unknown field \"spec.shape\""), "{err}");
+    // A kind nothing serves: kubectl's own words, from discovery.
+    let err = c.fails(
+        &["create", "-f", "-"],
+        Some("apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {name: w}\n"),
+    );
+    assert!(
+        err.contains("no matches for kind \"Workflow\" in version \"argoproj.io/v1alpha1\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn kubectl_typed_create_commands_send_protobuf_the_server_understands() {
     let c = start();
     c.ok(&["create", "namespace", "team"], None);
