@@ -832,18 +832,29 @@ fn pools(n: usize) -> Vec<NodeInfo> {
         .collect()
 }
 
+/// The test JobSet (with `extra_spec`), exclusive by "pool".
+fn exclusive_by_pool(extra_spec: &str) -> JobSet {
+    let mut js = jobset(extra_spec);
+    js.metadata.annotations = Some([(EXCLUSIVE_KEY.to_string(), "pool".to_string())].into());
+    js
+}
+
+/// Pool `value` held by another JobSet's Job at `priority`.
+fn held(value: &str, priority: Option<i32>) -> Occupant {
+    Occupant {
+        topology_key: "pool".into(),
+        value: value.into(),
+        job_key: "someone-else".into(),
+        priority,
+    }
+}
+
 #[test]
 fn exclusive_jobs_get_distinct_free_domains_or_wait() {
-    let mut js = jobset("");
-    js.metadata.annotations = Some([(EXCLUSIVE_KEY.to_string(), "pool".to_string())].into());
+    let js = exclusive_by_pool("");
     let world = World {
         nodes: pools(5),
-        occupants: vec![Occupant {
-            topology_key: "pool".into(),
-            value: "p0".into(),
-            job_key: "someone-else".into(),
-            priority: None,
-        }],
+        occupants: vec![held("p0", None)],
         ..Default::default()
     };
     let p = run_with(&js, &[], &world, &NativeDefaults);
@@ -877,8 +888,7 @@ fn pin_of(job: &Job) -> Option<String> {
 
 #[test]
 fn a_suspended_jobset_holds_no_domain_and_is_placed_when_resumed() {
-    let mut js = jobset("suspend: true");
-    js.metadata.annotations = Some([(EXCLUSIVE_KEY.to_string(), "pool".to_string())].into());
+    let mut js = exclusive_by_pool("suspend: true");
     let world = World {
         nodes: pools(4),
         ..Default::default()
@@ -914,12 +924,7 @@ fn a_suspended_jobset_holds_no_domain_and_is_placed_when_resumed() {
     js.spec.suspend = Some(false);
     let world = World {
         nodes: pools(4),
-        occupants: vec![Occupant {
-            topology_key: "pool".into(),
-            value: "p2".into(),
-            job_key: "someone-else".into(),
-            priority: None,
-        }],
+        occupants: vec![held("p2", None)],
         ..Default::default()
     };
     let p = run_with(&js, &jobs, &world, &NativeDefaults);
@@ -943,8 +948,7 @@ fn a_suspended_jobset_holds_no_domain_and_is_placed_when_resumed() {
 fn exclusivity_is_per_priority_resolved_from_the_priority_class() {
     // Exclusive Jobs whose pods name priorityClassName "high": the class's
     // value, not the template's unset priority, is what domains compare.
-    let mut js = jobset("");
-    js.metadata.annotations = Some([(EXCLUSIVE_KEY.to_string(), "pool".to_string())].into());
+    let mut js = exclusive_by_pool("");
     for r in &mut js.spec.replicated_jobs {
         let pod = r
             .template
@@ -957,12 +961,6 @@ fn exclusivity_is_per_priority_resolved_from_the_priority_class() {
             .unwrap();
         pod.priority_class_name = Some("high".into());
     }
-    let held = |priority| Occupant {
-        topology_key: "pool".into(),
-        value: "p0".into(),
-        job_key: "someone-else".into(),
-        priority,
-    };
     let classes = PriorityClasses {
         by_name: [("high".to_string(), 1000)].into(),
         defaults: [("low".to_string(), 10)].into(),
@@ -987,8 +985,8 @@ fn exclusivity_is_per_priority_resolved_from_the_priority_class() {
             .collect::<BTreeSet<_>>()
     };
     // p0 held at the same priority: not used; at another priority: used.
-    assert!(!pools_used(held(Some(1000))).contains("p0"));
-    assert!(pools_used(held(Some(10))).contains("p0"));
+    assert!(!pools_used(held("p0", Some(1000))).contains("p0"));
+    assert!(pools_used(held("p0", Some(10))).contains("p0"));
 }
 
 #[test]
