@@ -16,7 +16,6 @@ use serde_json::json;
 use crate::actions::Action;
 use crate::error::ControllerError;
 use crate::index::Index;
-use crate::placement::occupant_of;
 
 /// Creates and deletes at most this many objects at once.
 pub const MAX_PARALLELISM: usize = jobset_api::labels::MAX_PARALLELISM;
@@ -152,12 +151,6 @@ impl Applier<'_> {
 
     async fn create_jobs(&self, jobs: &[Embedded<Job>]) -> Result<(), ControllerError> {
         let ns = self.ns();
-        for job in jobs {
-            if let Some(o) = occupant_of(job) {
-                self.index
-                    .reserve(&ns, job.metadata.name.as_deref().unwrap_or(""), o);
-            }
-        }
         // Sent as the bytes of the Job with its preserved fields, so that
         // template fields the compiled Kubernetes types do not know (a newer
         // pod field) reach the API server.

@@ -11,7 +11,9 @@ use k8s_openapi::api::batch::v1::Job;
 use crate::actions::{Action, Waiting};
 use crate::job_builder::build_job;
 use crate::observe::Buckets;
-use crate::placement::{Occupant, apply_pin, domains, is_domain_exclusive, node_fits, pending_job};
+use crate::placement::{
+    Occupant, PriorityClasses, apply_pin, domains, is_domain_exclusive, node_fits, pending_job,
+};
 use crate::plan::Planner;
 use crate::policy::{Decision, PolicyEngine, Slot, invalid_verdict, records as p};
 
@@ -52,7 +54,7 @@ pub(crate) fn plan_creation(
         .filter_map(|j| j.metadata.name.as_deref())
         .collect();
     let jobset_name = js.metadata.name.as_deref().unwrap_or_default();
-    let per_job_restarts = snap.feature_gates.iter().any(|g| g == RESTART_JOB_GATE);
+    let per_job_restarts = planner.inputs.gate_on(RESTART_JOB_GATE);
     let mut to_create: Vec<(Embedded<Job>, p::PendingJob)> = Vec::new();
     for rjob in &js.spec.replicated_jobs {
         if !startup.verdict.create.contains(&rjob.name) {
@@ -69,8 +71,10 @@ pub(crate) fn plan_creation(
                 build_job(js, rjob, index, per_job_restarts),
                 &rjob.template,
             );
-            record_priority(&mut job, planner.inputs.priority_classes);
-            let pending = pending_job(&job, &rjob.name, index);
+            let mut pending = pending_job(&job, &rjob.name, index);
+            if is_domain_exclusive(&pending) {
+                record_priority(&mut job, &mut pending, planner.inputs.priority_classes);
+            }
             to_create.push((job, pending));
         }
     }
@@ -213,16 +217,16 @@ pub(crate) fn place(
 
 /// Places the exclusive Jobs about to be resumed (their domain was not
 /// held while they were suspended) and writes each pin into the Job to
-/// write. A Job with no free domain stays suspended and waits, as a Job
-/// with no free domain waits to be created. Returns the Jobs to resume, or
+/// write. Returns the positions of the Jobs with no free domain, which stay
+/// suspended and wait, as a Job with no free domain waits to be created; or
 /// `None` when the plugin failed (then nothing is resumed in this
 /// reconcile).
 pub(crate) fn place_resumed(
     planner: &mut Planner<'_>,
     snap: &p::Snapshot,
     policies: &dyn PolicyEngine,
-    mut resumed: Vec<Job>,
-) -> Option<Vec<Job>> {
+    resumed: &mut [Job],
+) -> Option<BTreeSet<usize>> {
     let pending: Vec<(usize, p::PendingJob)> = resumed
         .iter()
         .enumerate()
@@ -237,13 +241,13 @@ pub(crate) fn place_resumed(
             is_domain_exclusive(&pending).then_some((i, pending))
         })
         .collect();
+    let mut waiting = BTreeSet::new();
     if pending.is_empty() {
-        return Some(resumed);
+        return Some(waiting);
     }
     let refs: Vec<(&Job, &p::PendingJob)> =
         pending.iter().map(|(i, p)| (&resumed[*i], p)).collect();
     let (verdicts, plugin) = place(planner, snap, policies, &refs)?;
-    let mut keep = vec![true; resumed.len()];
     for (i, pending) in &pending {
         match verdicts.get(&pending.name) {
             Some(p::Placement::Pin(pin)) => {
@@ -251,7 +255,7 @@ pub(crate) fn place_resumed(
                 apply_pin(&mut resumed[*i], pin);
             }
             Some(p::Placement::Wait(reason)) => {
-                keep[*i] = false;
+                waiting.insert(*i);
                 planner.plan.waiting.push(Waiting {
                     job: pending.name.clone(),
                     reason: format!("{reason} (policy {plugin})"),
@@ -261,22 +265,16 @@ pub(crate) fn place_resumed(
             Some(p::Placement::Unchanged) | None => {}
         }
     }
-    let mut keep = keep.into_iter();
-    resumed.retain(|_| keep.next().unwrap_or(true));
-    Some(resumed)
+    Some(waiting)
 }
 
 /// Writes the priority the pods of an exclusive Job will have (resolved as
 /// admission resolves it) into its pod template as
-/// `jobset.sigs.k8s.io/priority`, the label upstream puts on such pods:
-/// exclusivity is per priority, and the label keeps the value the Job was
-/// placed with.
-fn record_priority(job: &mut Job, classes: &crate::placement::PriorityClasses) {
-    let exclusive = job.metadata.annotations.as_ref().is_some_and(|a| {
-        a.contains_key(jobset_api::labels::EXCLUSIVE_KEY)
-            && !a.contains_key(jobset_api::labels::NODE_SELECTOR_STRATEGY_KEY)
-    });
-    let Some(spec) = job.spec.as_mut().filter(|_| exclusive) else {
+/// `jobset.sigs.k8s.io/priority`, the label upstream puts on such pods, and
+/// into its placement record: exclusivity is per priority, and the label
+/// keeps the value the Job was placed with.
+fn record_priority(job: &mut Job, pending: &mut p::PendingJob, classes: &PriorityClasses) {
+    let Some(spec) = job.spec.as_mut() else {
         return;
     };
     let Some(priority) = spec.template.spec.as_ref().and_then(|p| classes.resolve(p)) else {
@@ -291,4 +289,5 @@ fn record_priority(job: &mut Job, classes: &crate::placement::PriorityClasses) {
             jobset_api::labels::PRIORITY_KEY.to_string(),
             priority.to_string(),
         );
+    pending.priority = Some(priority);
 }

@@ -59,7 +59,7 @@ pub fn job_restart_attempt(js: &JobSet, rjob: &str, index: usize) -> i32 {
 /// The exclusive-placement annotations a Job inherits: taken from the
 /// replicated job's template if it sets the topology key, else from the
 /// JobSet (the node-selector flag travels with the key, from the same level).
-fn placement_annotations(js: &JobSet, rjob: &ReplicatedJob) -> BTreeMap<String, String> {
+pub(crate) fn placement_annotations(js: &JobSet, rjob: &ReplicatedJob) -> BTreeMap<String, String> {
     // Upstream's layering: the JobSet's exclusive topology (with its
     // strategy, if any), then the replicated job's (with its strategy), each
     // over what came before. The template's own annotations are already on

@@ -116,7 +116,7 @@ pub(crate) fn apply_outcome(
             true
         }
         p::Action::RestartJob(r) => {
-            if !snap.feature_gates.iter().any(|g| g == RESTART_JOB_GATE) {
+            if !planner.inputs.gate_on(RESTART_JOB_GATE) {
                 refuse_gated_restart_job(planner, plugin, r);
                 return true;
             }

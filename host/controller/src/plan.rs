@@ -44,6 +44,13 @@ pub struct Inputs<'a> {
     pub priority_classes: &'a PriorityClasses,
 }
 
+impl Inputs<'_> {
+    /// Whether the feature gate `name` (upstream's name) is on.
+    pub fn gate_on(&self, name: &str) -> bool {
+        self.feature_gates.iter().any(|g| g == name)
+    }
+}
+
 /// What a reconcile does.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -146,7 +153,7 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
     {
         return Ok(Plan::default());
     }
-    let per_job_restarts = inputs.feature_gates.iter().any(|g| g == RESTART_JOB_GATE);
+    let per_job_restarts = inputs.gate_on(RESTART_JOB_GATE);
     let buckets = bucket_jobs(js, inputs.jobs, per_job_restarts)?;
     let stored = js.status.clone().unwrap_or_default();
     let mut planner = Planner {
@@ -334,25 +341,17 @@ fn plan_suspend_resume(
             }
         }
     }
-    let clear: BTreeSet<String> = resumed
-        .iter()
-        .filter(|(_, clear)| *clear)
-        .filter_map(|(j, _)| j.metadata.name.clone())
-        .collect();
-    let jobs: Vec<Job> = resumed.into_iter().map(|(j, _)| j).collect();
-    let Some(jobs) = crate::creation::place_resumed(planner, snap, policies, jobs) else {
+    let (mut jobs, clear): (Vec<Job>, Vec<bool>) = resumed.into_iter().unzip();
+    let Some(waiting) = crate::creation::place_resumed(planner, snap, policies, &mut jobs) else {
         return false;
     };
-    for job in jobs {
-        let clear_start_time = job
-            .metadata
-            .name
-            .as_ref()
-            .is_some_and(|n| clear.contains(n));
-        planner.plan.actions.push(Action::ResumeJob {
-            job: Box::new(job),
-            clear_start_time,
-        });
+    for (i, (job, clear_start_time)) in jobs.into_iter().zip(clear).enumerate() {
+        if !waiting.contains(&i) {
+            planner.plan.actions.push(Action::ResumeJob {
+                job: Box::new(job),
+                clear_start_time,
+            });
+        }
     }
     if verdict.in_order != p::InOrderCondition::InProgress {
         planner.condition(DesiredCondition::false_(

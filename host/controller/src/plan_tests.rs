@@ -8,7 +8,8 @@ use std::time::Duration;
 use jobset_api::labels::*;
 use jobset_api::{Embedded, JobSet, JobSetStatus, ReplicatedJobStatus};
 use jobset_policy::NativeDefaults;
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -873,6 +874,13 @@ fn exclusive_jobs_get_distinct_free_domains_or_wait() {
     assert!(p.requeue_after.is_some());
 }
 
+/// The pod spec of a Job's (or a replicated job's) Job spec.
+fn pod_of(spec: &mut Option<JobSpec>) -> &mut PodSpec {
+    spec.as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .expect("a pod spec")
+}
+
 /// The pool a Job's pod template is pinned to.
 fn pin_of(job: &Job) -> Option<String> {
     job.spec
@@ -905,15 +913,7 @@ fn a_suspended_jobset_holds_no_domain_and_is_placed_when_resumed() {
     let jobs: Vec<Job> = created.iter().map(|j| (***j).clone()).collect();
     // Suspended Jobs are nobody's occupants, even pinned ones.
     let mut pinned = jobs[0].clone();
-    pinned
-        .spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .node_selector = Some([("pool".to_string(), "p0".to_string())].into());
+    pod_of(&mut pinned.spec).node_selector = Some([("pool".to_string(), "p0".to_string())].into());
     assert!(crate::placement::occupant_of(&pinned).is_none());
     pinned.spec.as_mut().unwrap().suspend = Some(false);
     assert!(crate::placement::occupant_of(&pinned).is_some());
@@ -950,16 +950,7 @@ fn exclusivity_is_per_priority_resolved_from_the_priority_class() {
     // value, not the template's unset priority, is what domains compare.
     let mut js = exclusive_by_pool("");
     for r in &mut js.spec.replicated_jobs {
-        let pod = r
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap();
-        pod.priority_class_name = Some("high".into());
+        pod_of(&mut r.template.spec).priority_class_name = Some("high".into());
     }
     let classes = PriorityClasses {
         by_name: [("high".to_string(), 1000)].into(),

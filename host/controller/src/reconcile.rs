@@ -169,21 +169,13 @@ fn plan_now(js: &JobSet, ctx: &Context) -> Result<Plan, ControllerError> {
     Ok(planned)
 }
 
-/// Whether the JobSet or one of its replicated jobs asks for exclusive
-/// placement.
+/// Whether a Job of the JobSet is exclusive by topology, by the same
+/// layering of annotations the Jobs are built with.
 fn uses_exclusive_placement(js: &JobSet) -> bool {
-    let exclusive = |a: Option<&std::collections::BTreeMap<String, String>>| {
-        a.is_some_and(|a| a.contains_key(jobset_api::labels::EXCLUSIVE_KEY))
-    };
-    exclusive(js.metadata.annotations.as_ref())
-        || js.spec.replicated_jobs.iter().any(|r| {
-            exclusive(
-                r.template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.annotations.as_ref()),
-            )
-        })
+    js.spec.replicated_jobs.iter().any(|r| {
+        crate::job_builder::placement_annotations(js, r)
+            .contains_key(jobset_api::labels::EXCLUSIVE_KEY)
+    })
 }
 
 /// Records the domains the plan pins Jobs to (created or resumed) as held
