@@ -159,6 +159,20 @@ class Backend:
         self.plane = None
         self.driver: PodDriver | None = None
         self.controller_log: Path | None = None
+        # The gates the controller runs with now.
+        self.gates: dict[str, bool] = dict(FEATURE_GATES)
+
+    def gate_flag(self) -> str:
+        return ",".join(f"{g}={'true' if on else 'false'}" for g, on in self.gates.items())
+
+    def use_gates(self, gates: dict[str, bool]) -> None:
+        """Runs the controller with `gates` from now on: stopped and
+        installed again when they differ (the plane and its objects stay)."""
+        if gates == self.gates:
+            return
+        self.gates = dict(gates)
+        self.stop_controller()
+        self.install()
 
     def start_plane(self) -> None:
         from cluster import ControlPlane  # tests/realcluster
@@ -240,7 +254,7 @@ class Upstream(Backend):
             "metrics": {"bindAddress": f"127.0.0.1:{metrics}"},
             "health": {"healthProbeBindAddress": f"127.0.0.1:{health}"},
             "leaderElection": {"leaderElect": False},
-            "featureGates": FEATURE_GATES,
+            "featureGates": self.gates,
         }
         cfg = self.work / "upstream-config.yaml"
         cfg.write_text(yaml.safe_dump(config))
@@ -280,7 +294,7 @@ class Ours(Backend):
         }))
         certs, ca = make_webhook_certs(self.work / "webhook-certs")
         port, metrics, health = free_port(), free_port(), free_port()
-        gates = ",".join(f"{g}={'true' if on else 'false'}" for g, on in FEATURE_GATES.items())
+        gates = self.gate_flag()
         self.controller_log = self.work / "ours-controller.log"
         proc = self.spawn([
             str(self.jobset_bin), "controller", "--kubeconfig", str(sa_kubeconfig),
@@ -324,7 +338,7 @@ class Sim(Backend):
         (folder / "pods.scenario.yaml").write_text(
             yaml.safe_dump({"defaultDuration": "24h", "startDelay": "0.2s", "shutdown": "0.2s"}))
         kubeconfig = folder / "kubeconfig"
-        gates = ",".join(f"{g}={'true' if on else 'false'}" for g, on in FEATURE_GATES.items())
+        gates = ",".join(f"{g}={'true' if on else 'false'}" for g, on in {**FEATURE_GATES, **scenario.gates}.items())
         proc = subprocess.Popen(
             [str(self.jobset_bin), "sim", "serve", "--controller", "--listen", "127.0.0.1:0",
              "--kubeconfig-out", str(kubeconfig), "--scenario", str(folder / "pods.scenario.yaml"),
@@ -439,15 +453,27 @@ def run_backend(backend: Backend, scenarios, parallel: int) -> dict[str, dict]:
     backend.setup()
     log(f"{backend.name}: ready in {time.monotonic() - t0:.0f} s; playing {len(scenarios)} scenarios, {parallel} at a time")
     results: dict[str, dict] = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {pool.submit(play, backend, s): s for s in scenarios}
-        for f in concurrent.futures.as_completed(futures):
-            s = futures[f]
-            try:
-                results[s.name] = f.result()
-            except Exception as e:  # a scenario that cannot run is a failure of its own
-                results[s.name] = {"error": str(e)}
-            log(f"{backend.name}: {s.name} done ({len(results)}/{len(scenarios)})")
+    # Scenarios that need other gates run after the rest, one set at a time
+    # (a real-cluster backend runs one controller for all its scenarios).
+    groups: dict[tuple, list] = {}
+    for s in scenarios:
+        gates = {**FEATURE_GATES, **s.gates}
+        groups.setdefault(tuple(sorted(gates.items())), []).append(s)
+    default = tuple(sorted(FEATURE_GATES.items()))
+    for key in sorted(groups, key=lambda k: k != default):
+        if backend.real:
+            if dict(key) != backend.gates:
+                log(f"{backend.name}: restarting the controller with gates {dict(key)}")
+            backend.use_gates(dict(key))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+            futures = {pool.submit(play, backend, s): s for s in groups[key]}
+            for f in concurrent.futures.as_completed(futures):
+                s = futures[f]
+                try:
+                    results[s.name] = f.result()
+                except Exception as e:  # a scenario that cannot run is a failure of its own
+                    results[s.name] = {"error": str(e)}
+                log(f"{backend.name}: {s.name} done ({len(results)}/{len(scenarios)})")
     results["__problems__"] = {"problems": backend.problems()}
     log(f"{backend.name}: all scenarios in {time.monotonic() - t0:.0f} s")
     return results

@@ -33,6 +33,9 @@ class Scenario:
     settle: float | None = None
     timeout: float = 150.0
     source: str = ""
+    # Feature gates this scenario turns on or off, over the suite's own;
+    # the real-cluster backends restart their controller for each set.
+    gates: dict[str, bool] = field(default_factory=dict)
 
     @property
     def namespace(self) -> str:
@@ -107,6 +110,7 @@ def load(only: list[str] | None = None) -> list[Scenario]:
                 settle=entry.get("settle"),
                 timeout=entry.get("timeout", 150.0),
                 source="scenarios.yaml",
+                gates=entry.get("gates") or {},
             )
         )
     names = [s.name for s in scenarios]

@@ -5,6 +5,7 @@
 mod compat;
 mod conditions;
 mod controller;
+mod elastic;
 mod failure_policy;
 mod lifecycle;
 mod rbac;

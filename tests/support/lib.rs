@@ -15,7 +15,9 @@ use jobset_controller::clock::Clock;
 use jobset_controller::metrics::Metrics;
 use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
 use jobset_controller::reconcile::Report;
+use jobset_controller::webhook::{Target, configurations, server};
 use jobset_controller::{ControllerConfig, run};
+use jobset_sim::cluster::{Cluster, ClusterConfig, ClusterHandle, NodeLayout, Scenario};
 use jobset_sim::{Sim, SimConfig};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
@@ -65,6 +67,46 @@ impl Env {
         let client = Client::new(sim.service(), NS);
         let gates = gates.iter().map(|g| g.to_string()).collect();
         Env::launch(sim, client.clone(), client, engine, None, gates).await
+    }
+
+    /// As [`Env::start_with_gates`], on a simulated cluster (`layout` as
+    /// `jobset run --nodes` takes it; the Job controller, scheduler and
+    /// kubelets run, pods follow `scenario`), with the JobSet admission
+    /// webhooks answering in this process under the same gates. The
+    /// cluster stops when the handle is dropped.
+    pub async fn start_on_cluster(
+        engine: Arc<dyn PolicyEngine>,
+        gates: &[&str],
+        layout: &str,
+        scenario: &str,
+    ) -> (Env, ClusterHandle) {
+        let sim = Sim::new(SimConfig {
+            graceful_pod_deletion: true,
+            ..Default::default()
+        });
+        let client = Client::new(sim.service(), NS);
+        let gates: Vec<String> = gates.iter().map(|g| g.to_string()).collect();
+        let admission = jobset_api::FeatureGates::from_enabled(&gates);
+        let base = "http://e2e.in-process";
+        for (url, answer) in server::in_process_endpoints(base, admission) {
+            sim.serve_webhook_locally(&url, answer);
+        }
+        configurations::register(&client, &Target::Url(base.into()), None)
+            .await
+            .expect("the webhooks register");
+        let cluster = Cluster::start(
+            &sim,
+            ClusterConfig {
+                nodes: NodeLayout::parse(layout).expect("a node layout"),
+                scenario: Scenario::from_yaml(scenario).expect("a scenario"),
+                seed: 1,
+                job_controller: true,
+            },
+        )
+        .await
+        .expect("the cluster starts");
+        let env = Env::launch(sim, client.clone(), client, engine, None, gates).await;
+        (env, cluster)
     }
 
     /// Like [`Env::start`] on a given simulator: `client` registers the CRD

@@ -44,6 +44,10 @@ pub struct Attempt {
     pub ended: Option<(Duration, Ending)>,
     /// The node pool (or node) its pods ran in.
     pub domain: Option<String>,
+    /// Its `parallelism` when created.
+    pub pods: i32,
+    /// When its `parallelism` changed (an elastic JobSet), and to what.
+    pub resizes: Vec<(Duration, i32)>,
 }
 
 /// A pod that failed.
@@ -145,6 +149,7 @@ impl History {
         let Ok(mut r) = self.record.lock() else {
             return;
         };
+        let pods = job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(1);
         if !r.attempts.contains_key(&uid) {
             lines.push(format!("Job {} created", job.name_any()));
         }
@@ -160,7 +165,18 @@ impl History {
             created: now,
             ended: None,
             domain: None,
+            pods,
+            resizes: Vec::new(),
         });
+        let was = attempt.resizes.last().map_or(attempt.pods, |(_, n)| *n);
+        if pods != was && attempt.ended.is_none() {
+            attempt.resizes.push((now, pods));
+            let plural = if pods == 1 { "" } else { "s" };
+            lines.push(format!(
+                "Job {} resized from {was} to {pods} pod{plural}",
+                attempt.job
+            ));
+        }
         if attempt.ended.is_some() {
             drop(r);
             for l in lines {

@@ -14,7 +14,7 @@ use jobset_controller::policy::{PluginConfigMaps, PolicyEngine};
 use jobset_controller::reconcile::Report;
 use jobset_controller::{ControllerConfig, run as run_controller};
 use jobset_policy::{Registry, RegistryConfig, Runtime, Slot};
-use jobset_sim::cluster::{Cluster, ClusterConfig, NodeLayout, Scenario};
+use jobset_sim::cluster::{Cluster, ClusterConfig, ClusterHandle, NodeLayout, Scenario};
 use jobset_sim::{Sim, SimConfig};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -288,6 +288,50 @@ fn progress_line(js: &JobSet, at: Duration) -> String {
     )
 }
 
+/// Where the simulator finds the JobSet webhooks of this process.
+const IN_PROCESS_WEBHOOKS: &str = "http://jobset-run.in-process";
+
+/// Registers the JobSet admission webhooks with the simulator, answered in
+/// this process, so that a change a scenario makes to a JobSet is admitted
+/// or refused as a cluster would (the gates included).
+async fn serve_admission_in_process(
+    sim: &Sim,
+    client: &Client,
+    feature_gates: &[String],
+) -> Result<(), Failure> {
+    use jobset_controller::webhook::{Target, configurations, server};
+    let gates = jobset_api::FeatureGates::from_enabled(feature_gates);
+    for (url, answer) in server::in_process_endpoints(IN_PROCESS_WEBHOOKS, gates) {
+        sim.serve_webhook_locally(&url, answer);
+    }
+    let target = Target::Url(IN_PROCESS_WEBHOOKS.to_string());
+    configurations::register(client, &target, None)
+        .await
+        .map_err(|e| Failure::Internal(format!("registering the JobSet webhooks: {e}")))
+}
+
+/// Prints the scenario's timed changes made since the first `shown` of
+/// them (what was changed, or why the API server refused it); returns how
+/// many it printed.
+fn show_changes(cluster: &ClusterHandle, shown: usize, out: &Output) -> usize {
+    let changes: Vec<_> = cluster
+        .events()
+        .into_iter()
+        .filter(|e| e.component == "user")
+        .skip(shown)
+        .collect();
+    for c in &changes {
+        let at = fmt_duration(Duration::from_millis(c.at_ms));
+        let what = match c.action.as_str() {
+            "Resized" => format!("resized {}", c.detail),
+            "ResizeRefused" => format!("resize refused: {}", c.detail),
+            other => format!("{other} {}", c.detail),
+        };
+        out.line(&format!("[{at}] {}: {what}", c.object));
+    }
+    changes.len()
+}
+
 async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
     let internal = |e: String| Failure::Internal(e);
     let Inputs {
@@ -310,7 +354,8 @@ async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
     crds.create(&PostParams::default(), &jobset_api::crd())
         .await
         .map_err(|e| internal(format!("registering the JobSet CRD: {e}")))?;
-    let _cluster = Cluster::start(
+    serve_admission_in_process(&sim, &client, &feature_gates).await?;
+    let cluster = Cluster::start(
         &sim,
         ClusterConfig {
             nodes,
@@ -394,7 +439,9 @@ async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
     let mut current: Vec<JobSet>;
     let mut last_rv = sim.resource_version();
     let mut last_change = history.now();
+    let mut changes_shown = 0;
     let ended = loop {
+        changes_shown += show_changes(&cluster, changes_shown, out);
         current = api
             .list(&ListParams::default())
             .await

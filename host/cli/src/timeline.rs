@@ -158,7 +158,7 @@ pub fn render(record: &Record, end: Duration) -> String {
         s,
         r##"<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">
-<style>.ok{{fill:#4caf50}}.failed{{fill:#e53935}}.deleted{{fill:#9e9e9e}}.running{{fill:#42a5f5}}.podfail{{stroke:#b71c1c;stroke-width:2}}.restart{{stroke:#fb8c00;stroke-width:2;stroke-dasharray:3,2}}.grid{{stroke:#e0e0e0}}.group{{font-weight:bold;fill:#37474f}}</style>
+<style>.ok{{fill:#4caf50}}.failed{{fill:#e53935}}.deleted{{fill:#9e9e9e}}.running{{fill:#42a5f5}}.podfail{{stroke:#b71c1c;stroke-width:2}}.restart{{stroke:#fb8c00;stroke-width:2;stroke-dasharray:3,2}}.grid{{stroke:#e0e0e0}}.resize{{fill:#fff;font-size:11px;font-weight:bold}}.group{{font-weight:bold;fill:#37474f}}</style>
 <rect width="{width}" height="{height}" fill="white"/>
 <text x="10" y="20" font-size="15" font-weight="bold">jobset run: {} Job(s) over {} (virtual)</text>"##,
         rows.len(),
@@ -248,6 +248,21 @@ pub fn render(record: &Record, end: Duration) -> String {
                         .unwrap_or_default()
                 ))
             );
+        }
+        for a in &row.attempts {
+            for (at, pods) in &a.resizes {
+                let _ = writeln!(
+                    s,
+                    r##"<text class="resize" x="{:.1}" y="{:.1}">&#8594;{pods}<title>{}</title></text>"##,
+                    x(*at) + 2.0,
+                    y + ROW / 2.0 + 4.0,
+                    escape(&format!(
+                        "{} resized to {pods} pods at {}",
+                        a.job,
+                        fmt_duration(*at)
+                    ))
+                );
+            }
         }
         for f in record
             .pod_failures
@@ -347,6 +362,8 @@ mod tests {
                 Ending::Failed("BackoffLimitExceeded".into()),
             )),
             domain: None,
+            pods: 1,
+            resizes: Vec::new(),
         }
     }
 
@@ -378,6 +395,35 @@ mod tests {
         assert_eq!(b.len(), 2, "{svg}");
         let gap = b[1].0 - (b[0].0 + b[0].1);
         assert!(gap >= GAP - 0.11, "bars {b:?} are {gap} apart");
+    }
+
+    #[test]
+    fn a_resize_is_marked_on_its_bar_with_the_new_size() {
+        let mut record = Record::default();
+        let mut a = attempt("u1", "0", 0, 600);
+        a.resizes.push((Duration::from_secs(300), 4));
+        record.attempts.insert(a.uid.clone(), a);
+        let svg = render(&record, Duration::from_secs(600));
+        let b = bars(&svg)[0];
+        let mark = svg
+            .lines()
+            .find(|l| l.starts_with("<text class=\"resize\""))
+            .unwrap_or_else(|| panic!("no resize mark in {svg}"));
+        assert!(
+            mark.contains("&#8594;4<title>js-worker-0 resized to 4 pods at 00:05:00"),
+            "{mark}"
+        );
+        let x: f64 = mark["<text class=\"resize\" x=\"".len()..]
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let middle = b.0 + b.1 / 2.0;
+        assert!(
+            (x - middle).abs() < 5.0,
+            "mark at {x}, bar middle at {middle}"
+        );
     }
 
     #[test]

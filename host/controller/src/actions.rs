@@ -30,8 +30,18 @@ pub enum Action {
         job: Box<Job>,
         clear_start_time: bool,
     },
+    /// Set `parallelism` and `completions` of these Jobs (elastic JobSets).
+    ResizeJobs(Vec<Resize>),
     /// Delete the JobSet itself (TTL), foreground.
     DeleteJobSet,
+}
+
+/// The size one Job is brought to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resize {
+    pub job: String,
+    pub parallelism: Option<i32>,
+    pub completions: Option<i32>,
 }
 
 /// An event queued by the plan; emitted after the status write succeeds.

@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource};
 use serde_json::json;
 
-use crate::actions::Action;
+use crate::actions::{Action, Resize};
 use crate::error::ControllerError;
 use crate::index::Index;
 
@@ -83,6 +83,7 @@ impl Applier<'_> {
                     job,
                     clear_start_time,
                 } => self.resume_job(job, *clear_start_time).await?,
+                Action::ResizeJobs(resizes) => self.resize_jobs(resizes).await?,
                 Action::DeleteJobSet => self.delete_jobset().await?,
             }
         }
@@ -255,6 +256,30 @@ impl Applier<'_> {
             .await
             .map_err(|e| api_error("resume Job", &name, e))?;
         Ok(())
+    }
+
+    /// Patches every Job to its new size, then reports the first failure
+    /// (upstream tries every Job before it fails the reconcile). A Job
+    /// gone meanwhile is nothing to resize.
+    async fn resize_jobs(&self, resizes: &[Resize]) -> Result<(), ControllerError> {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &self.ns());
+        let mut first_failure = None;
+        for r in resizes {
+            let patch = Patch::Merge(json!({"spec": {
+                "parallelism": r.parallelism,
+                "completions": r.completions,
+            }}));
+            tracing::debug!(job = %r.job, parallelism = ?r.parallelism, completions = ?r.completions,
+                "resizing Job");
+            match api.patch(&r.job, &PatchParams::default(), &patch).await {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => {
+                    first_failure.get_or_insert_with(|| api_error("resize Job", &r.job, e));
+                }
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
     }
 
     async fn delete_jobset(&self) -> Result<(), ControllerError> {

@@ -25,6 +25,7 @@ pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod resources;
+mod scaling;
 pub mod snapshot;
 pub mod suspend;
 mod ttl;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobset_api::labels::JOBSET_CONTROLLER_NAME;
-use jobset_api::{JobSet, JobSetStatus, RESTART_JOB_GATE};
+use jobset_api::{ELASTIC_JOBSET_GATE, JobSet, JobSetStatus, RESTART_JOB_GATE};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 
@@ -19,7 +19,7 @@ use crate::error::ControllerError;
 use crate::observe::{Buckets, bucket_jobs, replicated_jobs_status, same_replicated_jobs_status};
 use crate::placement::{NodeInfo, Occupant, PriorityClasses};
 use crate::policy::{PolicyEngine, PolicyError, records as p};
-use crate::{creation, outcome, resources, snapshot, suspend, ttl};
+use crate::{creation, outcome, resources, scaling, snapshot, suspend, ttl};
 
 /// How long a decision held by a failed plugin waits before it is retried.
 pub const POLICY_RETRY: Duration = Duration::from_secs(5);
@@ -237,6 +237,11 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
         .collect();
     if !missing_pvcs.is_empty() {
         planner.plan.actions.push(Action::CreatePvcs(missing_pvcs));
+    }
+    if inputs.gate_on(ELASTIC_JOBSET_GATE)
+        && let Some(resize) = scaling::plan_scaling(js, &buckets.active)
+    {
+        planner.plan.actions.push(resize);
     }
 
     let startup = match policies.decide_startup(&snap) {

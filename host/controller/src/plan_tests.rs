@@ -1195,3 +1195,60 @@ fn replicated_job_counts_follow_spec_2_6() {
     let b = &status(&p).replicated_jobs_status[0];
     assert_eq!((b.ready, b.active, b.failed, b.succeeded), (2, 2, 0, 0));
 }
+
+fn resized(plan: &Plan) -> Vec<(String, Option<i32>, Option<i32>)> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ResizeJobs(r) => Some(r.iter()),
+            _ => None,
+        })
+        .flatten()
+        .map(|r| (r.job.clone(), r.parallelism, r.completions))
+        .collect()
+}
+
+/// The JobSet of BASE with replicated job "b" resized to `pods`.
+fn b_resized(js: &JobSet, pods: i32) -> JobSet {
+    let mut js = js.clone();
+    let spec = js.spec.replicated_jobs[1].template.spec.as_mut().unwrap();
+    spec.parallelism = Some(pods);
+    spec.completions = Some(pods);
+    js
+}
+
+#[test]
+fn an_elastic_resize_reaches_the_unfinished_jobs_of_the_attempt_before_creation() {
+    let js0 = jobset("");
+    let mut jobs = all_jobs(&js0);
+    complete(named(&mut jobs, "js-b-0"));
+    jobs.retain(|j| j.metadata.name.as_deref() != Some("js-b-2"));
+    let js = b_resized(&js0, 5);
+    let elastic = World {
+        gates: vec!["ElasticJobSet".to_string()],
+        ..World::default()
+    };
+    let p = run_with(&js, &jobs, &elastic, &NativeDefaults);
+    assert_eq!(resized(&p), [("js-b-1".to_string(), Some(5), Some(5))]);
+    let resize_at = p
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::ResizeJobs(_)));
+    let create_at = p
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::CreateJobs(_)));
+    assert!(resize_at < create_at, "{:?}", p.actions);
+    let new_b = created_jobs(&p)[0].clone().into_inner();
+    assert_eq!(new_b.spec.unwrap().parallelism, Some(5));
+
+    // Without the gate the Jobs keep their size.
+    let p = run(&js, &jobs);
+    assert!(resized(&p).is_empty(), "{:?}", p.actions);
+
+    // Jobs of an earlier attempt are deleted, not resized.
+    let js = with_status(b_resized(&js0, 1), |s| s.restarts = 1);
+    let p = run_with(&js, &all_jobs(&js0), &elastic, &NativeDefaults);
+    assert!(resized(&p).is_empty(), "{:?}", p.actions);
+    assert_eq!(deleted(&p).len(), 4);
+}

@@ -71,11 +71,7 @@ fn job(obj: &mut Value) {
     let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
         return;
     };
-    let completions_set = spec.get("completions").is_some_and(|c| !c.is_null());
-    if !completions_set && spec.get("parallelism").is_none_or(Value::is_null) {
-        spec["completions"] = json!(1);
-    }
-    default(spec, "/parallelism", json!(1));
+    job_sizes(spec);
     default(spec, "/backoffLimit", json!(6));
     default(spec, "/completionMode", json!("NonIndexed"));
     default(spec, "/suspend", json!(false));
@@ -181,7 +177,23 @@ fn service(obj: &mut Value) {
 }
 
 /// Defaults refreshed on every write (CRD status follows its spec).
+/// A Job's `completions` and `parallelism` when unset, on every write as
+/// kube-apiserver defaults them (a patch that clears them gets them back).
+fn job_sizes(spec: &mut Value) {
+    let completions_set = spec.get("completions").is_some_and(|c| !c.is_null());
+    if !completions_set && spec.get("parallelism").is_none_or(Value::is_null) {
+        spec["completions"] = json!(1);
+    }
+    default(spec, "/parallelism", json!(1));
+}
+
 pub fn on_update(info: &ResourceInfo, obj: &mut Value) {
+    if info.group == "batch"
+        && info.kind == "Job"
+        && let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object())
+    {
+        job_sizes(spec);
+    }
     if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
         let names = obj.pointer("/spec/names").cloned().unwrap_or_default();
         let stored: Vec<Value> = obj

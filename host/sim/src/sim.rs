@@ -58,7 +58,13 @@ pub(crate) struct Shared {
     pub tokens: Mutex<HashMap<String, UserInfo>>,
     pub faults: Mutex<FaultState>,
     pub clock: Clock,
+    /// Webhook endpoints served inside this process, by URL.
+    pub local_webhooks: Mutex<HashMap<String, LocalWebhook>>,
 }
+
+/// A webhook endpoint served inside the process: takes an AdmissionReview
+/// request and returns the AdmissionReview response, as JSON.
+pub type LocalWebhook = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 
 /// A simulated API server. Cheap to clone; clones share the store.
 #[derive(Clone)]
@@ -114,6 +120,7 @@ impl Sim {
                 tokens: Mutex::new(tokens),
                 faults: Mutex::new(faults),
                 clock,
+                local_webhooks: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -164,6 +171,17 @@ impl Sim {
     pub fn set_faults(&self, faults: Faults) {
         if let Ok(mut f) = self.shared.faults.lock() {
             *f = FaultState::new(faults);
+        }
+    }
+
+    /// Serves the webhook URL `url` inside this process: a webhook
+    /// configuration whose `clientConfig.url` is `url` is called through
+    /// `handler` instead of the network, with the same rules, selectors,
+    /// failure policy and answers. For one-process runs on a virtual clock,
+    /// where a network round trip would let virtual time jump.
+    pub fn serve_webhook_locally(&self, url: &str, handler: LocalWebhook) {
+        if let Ok(mut hooks) = self.shared.local_webhooks.lock() {
+            hooks.insert(url.to_string(), handler);
         }
     }
 

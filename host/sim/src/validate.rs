@@ -181,6 +181,7 @@ fn kind_rules(
                 ));
             }
             if let Some(old) = old {
+                job_completions_change(old, obj, causes);
                 for f in ["/spec/selector", "/spec/completionMode", "/spec/template"] {
                     let immutable_template = f != "/spec/template" || !is_suspended(old);
                     if immutable_template && old.pointer(f) != obj.pointer(f) {
@@ -205,6 +206,30 @@ fn kind_rules(
             }
         }
         _ => {}
+    }
+}
+
+/// `spec.completions` of a Job changes only for an Indexed Job, and then
+/// only together with `spec.parallelism` (elastic Indexed Jobs).
+fn job_completions_change(old: &Value, obj: &Value, causes: &mut Vec<(String, String)>) {
+    let completions = obj.pointer("/spec/completions");
+    if completions == old.pointer("/spec/completions") {
+        return;
+    }
+    let shown = completions.map_or("null".to_string(), Value::to_string);
+    let indexed = obj.pointer("/spec/completionMode").and_then(Value::as_str) == Some("Indexed");
+    if !indexed {
+        causes.push((
+            "spec.completions".into(),
+            format!("Invalid value: {shown}: field is immutable"),
+        ));
+    } else if completions.is_some_and(|c| !c.is_null())
+        && completions != obj.pointer("/spec/parallelism")
+    {
+        causes.push((
+            "spec.completions".into(),
+            format!("Invalid value: {shown}: can only be modified in tandem with spec.parallelism"),
+        ));
     }
 }
 
@@ -268,5 +293,46 @@ mod tests {
         let job = |img: &str, suspend: bool| json!({"metadata": {"name": "j"}, "spec": {"suspend": suspend, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": img}]}}}});
         assert!(validate_object(&info, &job("b", false), Some(&job("a", false))).is_err());
         assert!(validate_object(&info, &job("b", true), Some(&job("a", true))).is_ok());
+    }
+
+    #[test]
+    fn only_an_indexed_job_changes_completions_and_only_with_parallelism() {
+        let info = Registry::with_builtins()
+            .get("batch", "v1", "jobs")
+            .unwrap();
+        let job = |mode: &str, p: i64, c: i64| {
+            json!({"metadata": {"name": "j"}, "spec": {
+            "completionMode": mode, "parallelism": p, "completions": c,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}})
+        };
+        assert!(validate_object(&info, &job("Indexed", 4, 4), Some(&job("Indexed", 2, 2))).is_ok());
+        let e =
+            validate_object(&info, &job("Indexed", 3, 4), Some(&job("Indexed", 2, 2))).unwrap_err();
+        assert!(
+            e.message.ends_with("spec.completions: Invalid value: 4: can only be modified in tandem with spec.parallelism"),
+            "{}",
+            e.message
+        );
+        let e = validate_object(
+            &info,
+            &job("NonIndexed", 4, 4),
+            Some(&job("NonIndexed", 2, 2)),
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .ends_with("spec.completions: Invalid value: 4: field is immutable"),
+            "{}",
+            e.message
+        );
+        // Parallelism alone may change for any Job.
+        assert!(
+            validate_object(
+                &info,
+                &job("NonIndexed", 1, 2),
+                Some(&job("NonIndexed", 2, 2))
+            )
+            .is_ok()
+        );
     }
 }

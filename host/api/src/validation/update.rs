@@ -149,8 +149,11 @@ fn replicated_jobs(
 }
 
 /// ElasticJobSet: an Indexed template may change parallelism and completions
-/// together, to equal values of at least 1, while the JobSet is unfinished.
-/// The munged copy takes the old values so the change is judged here only.
+/// while the JobSet is unfinished, to values of at least 1 that are equal,
+/// in upstream's words. One rule is ours: a resize may not unset either
+/// value (upstream admits it, then never resizes the Jobs, and a Job built
+/// later from the template is refused for want of completions). The munged
+/// copy takes the old values so the change is judged here only.
 fn elastic_change(
     i: usize,
     old: &JobSet,
@@ -167,32 +170,44 @@ fn elastic_change(
         return;
     };
     let (np, nc) = (new_spec.parallelism, new_spec.completions);
+    new_spec.parallelism = op;
+    new_spec.completions = oc;
     if (op, oc) == (np, nc) {
         return;
     }
     let path = format!("spec.replicatedJobs[{i}].template.spec");
     if is_finished(old) {
         errs.push(
-            format!("{path}.parallelism"),
+            path,
             ErrorKind::Forbidden,
-            "parallelism and completions cannot change once the JobSet has finished",
+            "Cannot mutate parallelism or completions when JobSet is in a terminal state (Completed or Failed)",
         );
-    } else {
-        match (np, nc) {
-            (Some(p), Some(c)) if p >= 1 && p == c => {}
-            _ => errs.push(
-                format!("{path}.completions"),
+        return;
+    }
+    for (field, before, after) in [("parallelism", op, np), ("completions", oc, nc)] {
+        match after {
+            Some(v) if before != after && v < 1 => errs.push(
+                format!("{path}.{field}"),
                 ErrorKind::Invalid,
-                format!(
-                    "parallelism ({}) and completions ({}) must both be set, at least 1, and equal to resize an Indexed Job",
-                    np.map_or("unset".into(), |v| v.to_string()),
-                    nc.map_or("unset".into(), |v| v.to_string())
-                ),
+                format!("{v}: {field} must be >= 1"),
             ),
+            None if before.is_some() => errs.push(
+                format!("{path}.{field}"),
+                ErrorKind::Required,
+                format!("{field} cannot be unset when resizing an Elastic Indexed Job"),
+            ),
+            _ => {}
         }
     }
-    new_spec.parallelism = op;
-    new_spec.completions = oc;
+    if let (Some(p), Some(c)) = (np, nc)
+        && p != c
+    {
+        errs.push(
+            format!("{path}.completions"),
+            ErrorKind::Invalid,
+            format!("{c}: completions must be equal to parallelism for Elastic Indexed Jobs"),
+        );
+    }
 }
 
 /// While suspended, Kueue may rewrite these pod-template fields.

@@ -334,13 +334,16 @@ fn cases() -> Vec<Case> {
             "elastic resize to zero",
             same,
             resize(Some(0), Some(0)),
-            &[("spec.replicatedJobs[1].template.spec.completions", Invalid)],
+            &[
+                ("spec.replicatedJobs[1].template.spec.parallelism", Invalid),
+                ("spec.replicatedJobs[1].template.spec.completions", Invalid),
+            ],
         ),
         case(
             "elastic resize dropping completions",
             same,
             resize(Some(2), None),
-            &[("spec.replicatedJobs[1].template.spec.completions", Invalid)],
+            &[("spec.replicatedJobs[1].template.spec.completions", Required)],
         ),
         case(
             "elastic resize of a finished jobset",
@@ -349,10 +352,7 @@ fn cases() -> Vec<Case> {
                 finished(js);
                 resize(Some(4), Some(4))(js)
             },
-            &[(
-                "spec.replicatedJobs[1].template.spec.parallelism",
-                Forbidden,
-            )],
+            &[("spec.replicatedJobs[1].template.spec", Forbidden)],
         ),
         case(
             "resizing a NonIndexed job",
@@ -544,5 +544,44 @@ fn immutable_field_messages_point_at_the_suspended_exceptions() {
     assert!(
         errs.to_string().contains("while the JobSet is suspended"),
         "{errs}"
+    );
+}
+
+#[test]
+fn elastic_refusals_are_in_upstreams_words() {
+    let old = base();
+    let ctx = ValidationContext {
+        gates: FeatureGates::all(),
+        pvcs: &NoPvcs,
+    };
+    let refused = |p, c| {
+        let mut new = old.clone();
+        resize(Some(p), Some(c))(&mut new);
+        validate_update(&old, &new, &ctx)
+            .unwrap_err()
+            .to_status("js")
+            .message
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        refused(4, 3),
+        "JobSet.jobset.x-k8s.io \"js\" is invalid: spec.replicatedJobs[1].template.spec.completions: \
+         Invalid value: 3: completions must be equal to parallelism for Elastic Indexed Jobs"
+    );
+    assert_eq!(
+        refused(0, 0),
+        "JobSet.jobset.x-k8s.io \"js\" is invalid: [spec.replicatedJobs[1].template.spec.parallelism: \
+         Invalid value: 0: parallelism must be >= 1, spec.replicatedJobs[1].template.spec.completions: \
+         Invalid value: 0: completions must be >= 1]"
+    );
+    let mut done = old.clone();
+    finished(&mut done);
+    let mut new = done.clone();
+    resize(Some(4), Some(4))(&mut new);
+    let errs = validate_update(&done, &new, &ctx).unwrap_err();
+    assert_eq!(
+        errs.to_string(),
+        "spec.replicatedJobs[1].template.spec: Cannot mutate parallelism or completions when \
+         JobSet is in a terminal state (Completed or Failed)"
     );
 }

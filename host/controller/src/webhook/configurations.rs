@@ -117,18 +117,20 @@ fn api_error(action: &str, object: &str, e: kube::Error) -> ControllerError {
 }
 
 /// Creates or updates both configurations (server-side apply), e.g. when
-/// the controller runs next to a simulator and serves on loopback.
+/// the controller runs next to a simulator and serves on loopback (with
+/// the CA that signed its certificate) or in the simulator's own process
+/// (no CA).
 pub async fn register(
     client: &Client,
     target: &Target,
-    ca_pem: &str,
+    ca_pem: Option<&str>,
 ) -> Result<(), ControllerError> {
     let pp = PatchParams::apply("jobset-controller").force();
     let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     m.patch(
         MUTATING_CONFIGURATION,
         &pp,
-        &Patch::Apply(mutating(target, Some(ca_pem))),
+        &Patch::Apply(mutating(target, ca_pem)),
     )
     .await
     .map_err(|e| api_error("register", MUTATING_CONFIGURATION, e))?;
@@ -136,7 +138,7 @@ pub async fn register(
     v.patch(
         VALIDATING_CONFIGURATION,
         &pp,
-        &Patch::Apply(validating(target, Some(ca_pem))),
+        &Patch::Apply(validating(target, ca_pem)),
     )
     .await
     .map_err(|e| api_error("register", VALIDATING_CONFIGURATION, e))?;

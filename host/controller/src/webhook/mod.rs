@@ -147,7 +147,7 @@ pub async fn serve_on_loopback(
     configurations::register(
         &client,
         &Target::Url(format!("https://{addr}")),
-        &bundle.ca_pem,
+        Some(&bundle.ca_pem),
     )
     .await?;
     Ok(addr)

@@ -84,6 +84,50 @@ pub async fn fetch_claims(
     Ok(claims)
 }
 
+fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    review
+        .try_into()
+        .map_err(|e: kube::core::admission::ConvertAdmissionReviewError| e.to_string())
+}
+
+/// Answers an AdmissionReview sent to `path` inside the process (a
+/// simulator in the same process calls it instead of the network). No
+/// PersistentVolumeClaims are looked up: such a run starts with none.
+pub fn answer_in_process(
+    path: &str,
+    review: &serde_json::Value,
+    gates: FeatureGates,
+) -> serde_json::Value {
+    let body = serde_json::to_vec(review).unwrap_or_default();
+    let response = match parse_review(&body) {
+        Err(why) => AdmissionResponse::invalid(format!("not an AdmissionReview: {why}")),
+        Ok(request) if path == MUTATE_PATH => handlers::mutate(&request),
+        Ok(request) if path == VALIDATE_PATH => {
+            handlers::validate(&request, gates, &Claims::default())
+        }
+        Ok(request) => AdmissionResponse::from(&request).deny(format!("no webhook at {path}")),
+    };
+    serde_json::from_slice(&handlers::encode_review(response)).unwrap_or_default()
+}
+
+/// An in-process webhook endpoint: AdmissionReview in, AdmissionReview out.
+pub type InProcessAnswer = Arc<dyn Fn(&serde_json::Value) -> serde_json::Value + Send + Sync>;
+
+/// The webhook URLs under `base` with their in-process answers, for a
+/// simulator in this process to call (see [`answer_in_process`]).
+pub fn in_process_endpoints(base: &str, gates: FeatureGates) -> Vec<(String, InProcessAnswer)> {
+    [MUTATE_PATH, VALIDATE_PATH]
+        .into_iter()
+        .map(|path| {
+            let answer: InProcessAnswer =
+                Arc::new(move |review| answer_in_process(path, review, gates));
+            (format!("{}{path}", base.trim_end_matches('/')), answer)
+        })
+        .collect()
+}
+
 /// Answers one HTTP request.
 pub async fn handle(
     state: Arc<WebhookState>,
@@ -107,13 +151,7 @@ pub async fn handle(
             return Ok(respond(400, handlers::encode_review(r)));
         }
     };
-    let request = serde_json::from_slice::<AdmissionReview<DynamicObject>>(&body)
-        .map_err(|e| e.to_string())
-        .and_then(|r| {
-            let req: Result<AdmissionRequest<DynamicObject>, _> = r.try_into();
-            req.map_err(|e| e.to_string())
-        });
-    let request = match request {
+    let request = match parse_review(&body) {
         Ok(r) => r,
         Err(why) => {
             let r = AdmissionResponse::invalid(format!("not an AdmissionReview: {why}"));

@@ -87,7 +87,7 @@ async fn setup() -> (Client, Arc<CertStore>) {
         state,
         std::future::pending::<()>(),
     ));
-    configurations::register(&client, &Target::Url(format!("https://{addr}")), "")
+    configurations::register(&client, &Target::Url(format!("https://{addr}")), Some(""))
         .await
         .expect("configurations registered");
     (client, store)

@@ -141,18 +141,14 @@ pub fn plan(
 
     let mut succeeded = status.get("succeeded").and_then(Value::as_i64).unwrap_or(0);
     let mut failed = status.get("failed").and_then(Value::as_i64).unwrap_or(0);
-    let mut completed = parse_indexes(
-        status
-            .get("completedIndexes")
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-    );
-    let mut failed_idx = parse_indexes(
-        status
-            .get("failedIndexes")
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-    );
+    // Indexes past `completions` (an elastic Job shrank) no longer count.
+    let in_range = |i: &u32| completions.is_none_or(|c| *i < c);
+    let indexes_at = |key: &str| -> BTreeSet<u32> {
+        let all = parse_indexes(status.get(key).and_then(Value::as_str).unwrap_or(""));
+        all.into_iter().filter(in_range).collect()
+    };
+    let mut completed = indexes_at("completedIndexes");
+    let mut failed_idx = indexes_at("failedIndexes");
     let mut failure_target: Option<(String, String)> = None;
     let mut consecutive = mem.consecutive_failures;
 
@@ -176,7 +172,11 @@ pub fn plan(
                         (false, _) => succeeded += 1,
                     }
                     out.newly_counted.push((uid.clone(), false));
-                } else if mem.suspend_deleted.contains(&uid) {
+                } else if mem.suspend_deleted.contains(&uid)
+                    || (indexed && idx.is_some_and(|i| !in_range(&i)))
+                {
+                    // Deleted for a suspension, or of an index the Job no
+                    // longer has: not a failure.
                     out.newly_counted.push((uid.clone(), false));
                 } else {
                     let verdict = evaluate(job, pod);
@@ -395,6 +395,18 @@ pub fn plan(
             status["startTime"] = json!(now_str);
             out.started = true;
         }
+        // Pods the Job no longer wants: out-of-range and duplicate
+        // indexes, then any beyond what is left to do, cheapest first.
+        let want = match completions {
+            Some(c) => (i64::from(c) - succeeded).clamp(0, parallelism as i64) as usize,
+            None if succeeded > 0 => active.len(),
+            None => parallelism,
+        };
+        let excess = excess_pods(&mut active, indexed.then(|| completions.unwrap_or(0)), want);
+        terminating += excess.len() as i64;
+        active_count = active.len() as i64;
+        out.delete
+            .extend(excess.iter().map(|p| (meta(p, "name").to_string(), false)));
         let wait_until = mem
             .last_failure
             .map(|t| t + backoff_secs(consecutive) as u64 * 1000)
@@ -418,10 +430,10 @@ pub fn plan(
                     })
                     .collect();
             } else {
-                let want = match completions {
-                    Some(c) => (i64::from(c) - succeeded).clamp(0, parallelism as i64) as usize,
-                    None if succeeded > 0 => 0,
-                    None => parallelism,
+                let want = if completions.is_none() && succeeded > 0 {
+                    0
+                } else {
+                    want
                 };
                 let n = want.saturating_sub(active.len()).min(room);
                 out.create = (0..n)
@@ -460,6 +472,45 @@ pub fn plan(
     }
     out.consecutive_failures = consecutive;
     out
+}
+
+/// Takes out of `active` the pods a Job no longer wants, as the Job
+/// controller picks them: for an Indexed Job (`indexed` gives its
+/// completions) every pod whose index is out of range or repeats an index,
+/// then, while more than `want` are left, the cheapest to lose: not yet on
+/// a node, then not running, then not ready, then the newest.
+fn excess_pods<'p>(
+    active: &mut Vec<&'p Value>,
+    indexed: Option<u32>,
+    want: usize,
+) -> Vec<&'p Value> {
+    let mut excess = Vec::new();
+    if let Some(completions) = indexed {
+        let mut seen = BTreeSet::new();
+        active.retain(|p| match pod_index(p) {
+            Some(i) if i < completions && seen.insert(i) => true,
+            _ => {
+                excess.push(*p);
+                false
+            }
+        });
+    }
+    if active.len() > want {
+        let cost = |p: &Value| {
+            let on_node = p
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            let running = phase(p) == "Running";
+            let ready = condition_true(p, "Ready");
+            let created = str_at(p, "/metadata/creationTimestamp").to_string();
+            (on_node, running, ready, std::cmp::Reverse(created))
+        };
+        active.sort_by_key(|p| cost(p));
+        let n = active.len() - want;
+        excess.extend(active.drain(..n));
+    }
+    excess
 }
 
 #[cfg(test)]
@@ -600,5 +651,62 @@ mod tests {
             (backoff_secs(1), backoff_secs(3), backoff_secs(20)),
             (10, 40, 360)
         );
+    }
+
+    #[test]
+    fn a_shrunk_indexed_job_deletes_its_out_of_range_pods_and_forgets_their_indexes() {
+        let shrunk = {
+            let mut j = job(json!({"parallelism": 2, "completions": 2, "backoffLimit": 0}));
+            j["status"] = json!({"completedIndexes": "1,3", "succeeded": 2});
+            j
+        };
+        let (p0, p2, f4) = (
+            pod("p0", 0, "Running"),
+            pod("p2", 2, "Running"),
+            pod("f4", 4, "Failed"),
+        );
+        let p = plan(&shrunk, &[&p0, &p2, &f4], &JobMemory::default(), 0, "t", 0);
+        assert_eq!(p.delete, vec![("p2".to_string(), false)]);
+        // The failed pod of index 4 is no failure of a Job of two indexes.
+        assert_eq!(p.newly_counted, vec![("uid-f4".to_string(), false)]);
+        assert!(types(&p).is_empty(), "{:?}", types(&p));
+        let s = p.status.expect("status");
+        assert_eq!(s["completedIndexes"], "1");
+        assert_eq!(
+            (s["succeeded"].as_i64(), s["active"].as_i64()),
+            (Some(1), Some(1))
+        );
+        assert!(p.create.is_empty(), "index 0 runs, index 1 is done");
+    }
+
+    #[test]
+    fn a_grown_indexed_job_creates_pods_for_its_new_indexes() {
+        let grown = job(json!({"parallelism": 4, "completions": 4}));
+        let (p0, p1) = (pod("p0", 0, "Running"), pod("p1", 1, "Running"));
+        let p = plan(&grown, &[&p0, &p1], &JobMemory::default(), 0, "t", 0);
+        assert!(p.delete.is_empty());
+        assert_eq!(
+            p.create.iter().map(|c| c.index).collect::<Vec<_>>(),
+            vec![Some(2), Some(3)]
+        );
+    }
+
+    #[test]
+    fn beyond_parallelism_the_pods_not_yet_on_a_node_go_first() {
+        let lower =
+            job(json!({"parallelism": 1, "completions": 3, "completionMode": "NonIndexed"}));
+        let mut pending = pod("pending", 0, "Pending");
+        pending["spec"] = json!({});
+        let running = pod("running", 0, "Running");
+        let p = plan(
+            &lower,
+            &[&running, &pending],
+            &JobMemory::default(),
+            0,
+            "t",
+            0,
+        );
+        assert_eq!(p.delete, vec![("pending".to_string(), false)]);
+        assert!(p.create.is_empty());
     }
 }

@@ -3,6 +3,7 @@
 //! the server through `SimClient` like any other client, on tokio time (so
 //! a paused clock makes hours pass in moments), deterministic for a seed.
 
+mod changes;
 pub mod faults;
 mod filters;
 pub mod informer;
@@ -174,6 +175,13 @@ impl Cluster {
                 recorder.clone(),
                 tx.clone(),
                 config.scenario.faults.clone(),
+            )));
+        }
+        if !config.scenario.changes.is_empty() {
+            tasks.push(tokio::spawn(changes::run_changes(
+                sim.client("kubectl"),
+                recorder.clone(),
+                config.scenario.changes.clone(),
             )));
         }
         Ok(ClusterHandle {

@@ -112,7 +112,11 @@ pub struct PodRule {
 
 /// What a timed fault does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 pub enum FaultAction {
     /// The node goes NotReady; its pods fail with DisruptionTarget.
     FailNode(String),
@@ -147,6 +151,37 @@ pub struct TimedFault {
     pub at: Dur,
     #[serde(flatten)]
     pub action: FaultAction,
+}
+
+/// A change a user makes to a running JobSet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum ChangeAction {
+    /// Sets `parallelism` and `completions` (default: `parallelism`) of one
+    /// replicated job's template: an elastic JobSet grows or shrinks
+    /// (admission refuses it unless the ElasticJobSet gate is on).
+    Resize {
+        #[serde(default = "default_ns")]
+        namespace: String,
+        job_set: String,
+        replicated_job: String,
+        parallelism: i32,
+        #[serde(default)]
+        completions: Option<i32>,
+    },
+}
+
+/// A change at a virtual time since the start of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimedChange {
+    pub at: Dur,
+    #[serde(flatten)]
+    pub action: ChangeAction,
 }
 
 /// One verb's error rate.
@@ -193,6 +228,9 @@ pub struct Scenario {
     pub rules: Vec<PodRule>,
     #[serde(default)]
     pub faults: Vec<TimedFault>,
+    /// Timed changes to JobSets, made through the API as a user would.
+    #[serde(default)]
+    pub changes: Vec<TimedChange>,
     #[serde(default)]
     pub api: Option<ApiFaults>,
 }
@@ -213,6 +251,7 @@ impl Default for Scenario {
             shutdown: None,
             rules: Vec::new(),
             faults: Vec::new(),
+            changes: Vec::new(),
             api: None,
         }
     }
@@ -447,5 +486,36 @@ api:
             .unwrap_err()
             .to_string();
         assert!(e.contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn timed_faults_and_changes_spell_their_fields_in_camel_case() {
+        let s = Scenario::from_yaml(
+            "faults:\n- {at: 1m, failPod: {name: p, exitCode: 137}}\n\
+             changes:\n- {at: 2m, resize: {jobSet: js, replicatedJob: workers, parallelism: 4}}\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            s.faults[0].action,
+            FaultAction::FailPod {
+                namespace: "default".into(),
+                name: "p".into(),
+                exit_code: Some(137)
+            }
+        );
+        assert_eq!(
+            s.changes[0].action,
+            ChangeAction::Resize {
+                namespace: "default".into(),
+                job_set: "js".into(),
+                replicated_job: "workers".into(),
+                parallelism: 4,
+                completions: None
+            }
+        );
+        let e = Scenario::from_yaml("changes:\n- {at: 1m, resize: {jobset: js}}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("jobset") && e.contains("jobSet"), "{e}");
     }
 }
