@@ -7,6 +7,7 @@ mod conditions;
 mod controller;
 mod elastic;
 mod failure_policy;
+mod in_place;
 mod lifecycle;
 mod rbac;
 mod recreate;

@@ -136,6 +136,24 @@ spec:
               volumeMounts: [{name: data, mountPath: /data}]
 "#;
 
+const IN_PLACE: &str = r#"
+apiVersion: jobset.x-k8s.io/v1alpha2
+kind: JobSet
+metadata: {name: rbac-in-place, namespace: default}
+spec:
+  failurePolicy: {maxRestarts: 1, restartStrategy: InPlaceRestart}
+  replicatedJobs:
+  - name: w
+    template:
+      spec:
+        completionMode: Indexed
+        parallelism: 2
+        completions: 2
+        backoffLimit: 2147483647
+        podReplacementPolicy: Failed
+        template: {spec: {containers: [{name: c, image: busybox}]}}
+"#;
+
 async fn can(
     client: &Client,
     verb: &str,
@@ -195,14 +213,18 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
     let body = async {
         let mut failed = Vec::new();
 
-        let env = Env::start_on(
+        // With InPlaceRestart on, a JobSet restarting in place has its
+        // pods watched.
+        let env = Env::start_on_with_gates(
             sim.clone(),
             admin.clone(),
             sa.clone(),
             Arc::new(NativeDefaults),
             Some(Arc::new(NoPlugins)),
+            &["InPlaceRestart"],
         )
         .await;
+        env.create(IN_PLACE).await;
         env.create(FIXTURE).await;
         let jobs = env.wait_jobs("rbac", 2).await;
         // The validating webhook reads the claim the controller created.

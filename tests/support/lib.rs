@@ -123,6 +123,19 @@ impl Env {
         Env::launch(sim, client, controller_client, engine, plugins, Vec::new()).await
     }
 
+    /// As [`Env::start_on`], with upstream's alpha feature `gates` on.
+    pub async fn start_on_with_gates(
+        sim: Sim,
+        client: Client,
+        controller_client: Client,
+        engine: Arc<dyn PolicyEngine>,
+        plugins: Option<Arc<dyn PluginConfigMaps>>,
+        gates: &[&str],
+    ) -> Env {
+        let gates = gates.iter().map(|g| g.to_string()).collect();
+        Env::launch(sim, client, controller_client, engine, plugins, gates).await
+    }
+
     async fn launch(
         sim: Sim,
         client: Client,

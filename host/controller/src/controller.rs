@@ -28,6 +28,7 @@ use crate::health::Health;
 use crate::index::{Index, controller_name};
 use crate::job_builder::JOBSET_KIND;
 use crate::metrics::Metrics;
+use crate::pod_watch::PodWatches;
 use crate::policy::{Metered, PluginConfigMaps, PolicyEngine};
 use crate::reconcile::{Context, Observer, error_policy, reconcile};
 
@@ -65,7 +66,7 @@ impl Default for ControllerConfig {
 }
 
 /// A retry schedule without jitter, so runs under a virtual clock repeat.
-struct SteadyBackoff {
+pub(crate) struct SteadyBackoff {
     next: Duration,
 }
 
@@ -84,7 +85,7 @@ impl kube::runtime::utils::Backoff for SteadyBackoff {
     }
 }
 
-fn steady() -> SteadyBackoff {
+pub(crate) fn steady() -> SteadyBackoff {
     SteadyBackoff {
         next: Duration::from_millis(800),
     }
@@ -349,7 +350,14 @@ pub async fn run(
         inner: policies,
         metrics: metrics.clone(),
     });
-    let ctx = Arc::new(Context::new(
+    let (tx, rx) = mpsc::unbounded();
+    let pod_watches = Arc::new(PodWatches::new(
+        client.clone(),
+        index.clone(),
+        metrics.clone(),
+        tx.clone(),
+    ));
+    let mut context = Context::new(
         client.clone(),
         index.clone(),
         policies,
@@ -358,8 +366,9 @@ pub async fn run(
         config.clock.clone(),
         config.feature_gates.clone(),
         config.observer.clone(),
-    ));
-    let (tx, rx) = mpsc::unbounded();
+    );
+    context.pod_watches = Some(pod_watches.clone());
+    let ctx = Arc::new(context);
     let (all_tx, all_rx) = mpsc::unbounded();
     for w in ["jobsets", "jobs", "services", "nodes"] {
         health.watch_started(w);
@@ -406,10 +415,14 @@ pub async fn run(
         writer,
         watcher::watcher(jobsets, watcher::Config::default()),
     )
-    .inspect(move |ev| {
-        if matches!(ev, Ok(Event::InitDone)) {
-            synced.watch_synced("jobsets");
-        }
+    .inspect(move |ev| match ev {
+        Ok(Event::InitDone) => synced.watch_synced("jobsets"),
+        // A deleted JobSet is never reconciled again: its pod watch ends here.
+        Ok(Event::Delete(js)) => pod_watches.release(&(
+            js.metadata.namespace.clone().unwrap_or_default(),
+            js.metadata.name.clone().unwrap_or_default(),
+        )),
+        _ => {}
     })
     .applied_objects();
     let controller = Controller::for_stream(trigger, reader)

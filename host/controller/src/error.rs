@@ -10,6 +10,23 @@ pub enum ControllerError {
         label: String,
         detail: String,
     },
+    /// A pod of an in-place JobSet carries an annotation the controller
+    /// cannot read.
+    #[error("Pod {pod}: annotation {annotation} is {detail}")]
+    BadPodAnnotation {
+        pod: String,
+        annotation: String,
+        detail: String,
+    },
+    /// An in-place JobSet's replicated job without equal parallelism and
+    /// completions (admission refuses it; an older object may have it).
+    #[error(
+        "JobSet {jobset}: replicated job {replicated_job}: in-place restart needs its template's completions equal to its parallelism, both set"
+    )]
+    InPlaceSizes {
+        jobset: String,
+        replicated_job: String,
+    },
     /// The JobSet is finished but its terminal condition has no time.
     #[error("JobSet {0}: the finished condition has no lastTransitionTime")]
     NoFinishTime(String),
@@ -41,6 +58,8 @@ impl ControllerError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             ControllerError::BadJobLabel { .. } => "bad_job_label",
+            ControllerError::BadPodAnnotation { .. } => "bad_pod_annotation",
+            ControllerError::InPlaceSizes { .. } => "in_place_sizes",
             ControllerError::NoFinishTime(_) => "no_finish_time",
             ControllerError::Api { source, .. } => match source.as_ref() {
                 kube::Error::Api(s) if s.code == 409 => "conflict",

@@ -1,8 +1,10 @@
 //! The controller's in-memory view of the cluster, fed by its watches:
 //! child Jobs indexed by their JobSet's UID (managedFields stripped), the
 //! owned Services by name, Nodes as a projection (name, labels, readiness),
-//! and the topology domains exclusive Jobs hold. No Pod is ever stored, so
-//! memory grows with Jobs, not with pods.
+//! and the topology domains exclusive Jobs hold. Pods are kept only for
+//! JobSets that restart in place, and only what the in-place protocol
+//! reads of them (name, failed, the agent's attempt, restart count), so
+//! memory grows with Jobs, and with pods only where in-place restart asks.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -11,6 +13,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 
+use crate::in_place::PodFacts;
 use crate::job_builder::{JOBSET_API_VERSION, JOBSET_KIND};
 use crate::placement::{NodeInfo, Occupant, PriorityClasses, occupant_of};
 
@@ -54,6 +57,9 @@ struct Inner {
     /// Claims known to exist, by namespace and name.
     pvcs: BTreeSet<NsName>,
     priority_classes: PriorityClasses,
+    /// Pods of the in-place JobSets, by JobSet (namespace, name), then pod
+    /// name; present once that JobSet's pod watch has listed them.
+    pods: HashMap<NsName, BTreeMap<String, PodFacts>>,
 }
 
 /// Shared, cheaply cloneable index. Reads take a snapshot of what a
@@ -247,6 +253,52 @@ impl Index {
             .filter(|(n, _)| n == ns)
             .map(|(_, name)| name.clone())
             .collect()
+    }
+
+    /// Records one pod of the in-place JobSet `jobset`; whether what the
+    /// controller keeps of it changed.
+    pub fn upsert_pod(&self, jobset: &NsName, facts: PodFacts) -> bool {
+        let mut inner = self.write();
+        let Some(pods) = inner.pods.get_mut(jobset) else {
+            // Not listed yet: the list brings it.
+            return false;
+        };
+        let changed = pods.get(&facts.name) != Some(&facts);
+        pods.insert(facts.name.clone(), facts);
+        changed
+    }
+
+    /// Forgets one pod of the in-place JobSet `jobset`.
+    pub fn remove_pod(&self, jobset: &NsName, pod: &str) -> bool {
+        self.write()
+            .pods
+            .get_mut(jobset)
+            .is_some_and(|pods| pods.remove(pod).is_some())
+    }
+
+    /// Replaces the pods of `jobset` with a fresh list.
+    pub fn reset_pods(&self, jobset: &NsName, pods: Vec<PodFacts>) {
+        let pods = pods.into_iter().map(|p| (p.name.clone(), p)).collect();
+        self.write().pods.insert(jobset.clone(), pods);
+    }
+
+    /// Forgets every pod of `jobset` (its watch ended).
+    pub fn forget_pods(&self, jobset: &NsName) {
+        self.write().pods.remove(jobset);
+    }
+
+    /// The pods of the in-place JobSet `jobset`, or `None` until its watch
+    /// has listed them.
+    pub fn pods_of(&self, jobset: &NsName) -> Option<Vec<PodFacts>> {
+        self.read()
+            .pods
+            .get(jobset)
+            .map(|pods| pods.values().cloned().collect())
+    }
+
+    /// How many pods the index holds (only those of in-place JobSets).
+    pub fn pod_count(&self) -> usize {
+        self.read().pods.values().map(BTreeMap::len).sum()
     }
 
     /// How many Jobs the index holds (for metrics and memory checks).

@@ -83,6 +83,10 @@ struct Inner {
     active: u64,
     decisions: BTreeMap<(String, String), Histogram>,
     plugin_errors: BTreeMap<(String, String, String), u64>,
+    /// Pod watches running (one per JobSet restarting in place).
+    pod_watches: u64,
+    /// Pods those watches keep.
+    watched_pods: u64,
 }
 
 /// Counts one reconcile as active while it lives.
@@ -183,6 +187,20 @@ impl Metrics {
     }
 
     /// Renders every metric in the Prometheus text format.
+    /// The pod watches of in-place JobSets: how many run, and the pods
+    /// they keep.
+    pub fn set_pod_watches(&self, watches: usize, pods: usize) {
+        let mut inner = self.lock();
+        inner.pod_watches = watches as u64;
+        inner.watched_pods = pods as u64;
+    }
+
+    /// The pod watches running and the pods they keep, as last set.
+    pub fn pod_watches(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.pod_watches, inner.watched_pods)
+    }
+
     pub fn render(&self) -> String {
         let inner = self.lock();
         let mut out = String::new();
@@ -244,6 +262,16 @@ impl Metrics {
                 &DECISION_BUCKETS,
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP jobset_pod_watches Pod watches running, one per JobSet that restarts in place\n# TYPE jobset_pod_watches gauge\njobset_pod_watches {}",
+            inner.pod_watches
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jobset_watched_pods Pods kept for in-place restart\n# TYPE jobset_watched_pods gauge\njobset_watched_pods {}",
+            inner.watched_pods
+        );
         let _ = writeln!(
             out,
             "# HELP jobset_policy_errors_total Plugin decisions that failed, by kind\n# TYPE jobset_policy_errors_total counter"

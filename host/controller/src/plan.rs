@@ -16,10 +16,11 @@ use k8s_openapi::jiff::Timestamp;
 use crate::actions::{Action, EventSpec, Terminal, Waiting};
 use crate::conditions::{DesiredCondition, EventType, is_true, set_condition, types};
 use crate::error::ControllerError;
+use crate::in_place::PodFacts;
 use crate::observe::{Buckets, bucket_jobs, replicated_jobs_status, same_replicated_jobs_status};
 use crate::placement::{NodeInfo, Occupant, PriorityClasses};
 use crate::policy::{PolicyEngine, PolicyError, records as p};
-use crate::{creation, outcome, resources, scaling, snapshot, suspend, ttl};
+use crate::{creation, in_place, outcome, resources, scaling, snapshot, suspend, ttl};
 
 /// How long a decision held by a failed plugin waits before it is retried.
 pub const POLICY_RETRY: Duration = Duration::from_secs(5);
@@ -42,6 +43,8 @@ pub struct Inputs<'a> {
     pub feature_gates: &'a [String],
     /// The PriorityClasses, to resolve the priority exclusivity compares.
     pub priority_classes: &'a PriorityClasses,
+    /// The pods of an in-place JobSet, once its pod watch listed them.
+    pub pods: Option<&'a [PodFacts]>,
 }
 
 impl Inputs<'_> {
@@ -280,6 +283,9 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
             )),
             p::InOrderCondition::None => {}
         }
+    }
+    if in_place::uses_in_place_restart(js, inputs.feature_gates) {
+        in_place::plan_in_place(&mut planner, inputs.pods)?;
     }
     if plugins_ok {
         planner.condition(DesiredCondition::false_(

@@ -113,6 +113,8 @@ struct World {
     /// Feature gates that are on.
     gates: Vec<String>,
     priority_classes: PriorityClasses,
+    /// The pods of an in-place JobSet, as its pod watch lists them.
+    pods: Option<Vec<crate::in_place::PodFacts>>,
 }
 
 impl Default for World {
@@ -125,6 +127,7 @@ impl Default for World {
             now: ts(100),
             gates: vec!["RestartJob".to_string()],
             priority_classes: PriorityClasses::default(),
+            pods: None,
         }
     }
 }
@@ -141,6 +144,7 @@ fn run_with(js: &JobSet, jobs: &[Job], world: &World, engine: &dyn PolicyEngine)
         now: world.now,
         feature_gates: &world.gates,
         priority_classes: &world.priority_classes,
+        pods: world.pods.as_deref(),
     };
     plan(inputs, engine).expect("plan succeeds")
 }
@@ -1251,4 +1255,181 @@ fn an_elastic_resize_reaches_the_unfinished_jobs_of_the_attempt_before_creation(
     let p = run_with(&js, &all_jobs(&js0), &elastic, &NativeDefaults);
     assert!(resized(&p).is_empty(), "{:?}", p.actions);
     assert_eq!(deleted(&p).len(), 4);
+}
+
+/// BASE restarting in place: "a" runs 1 pod, "b" 3 Jobs of 2 pods.
+fn in_place_jobset(max_restarts: i32) -> JobSet {
+    let mut js = jobset(&format!(
+        "failurePolicy: {{maxRestarts: {max_restarts}, restartStrategy: InPlaceRestart}}"
+    ));
+    let a = js.spec.replicated_jobs[0].template.spec.as_mut().unwrap();
+    a.parallelism = Some(1);
+    a.completions = Some(1);
+    js
+}
+
+fn pod_at(name: &str, attempt: Option<&str>) -> crate::in_place::PodFacts {
+    crate::in_place::PodFacts {
+        name: name.to_string(),
+        attempt: attempt.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+/// The JobSet's seven pods, reporting `attempts` in order (None: the
+/// agent has not written its annotation yet).
+fn in_place_world(attempts: [Option<&str>; 7]) -> World {
+    World {
+        gates: vec!["InPlaceRestart".to_string()],
+        pods: Some(
+            attempts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| pod_at(&format!("p{i}"), *a))
+                .collect(),
+        ),
+        ..World::default()
+    }
+}
+
+fn in_place_run(js: &JobSet, world: &World) -> Plan {
+    let jobs = all_jobs(js);
+    run_with(js, &jobs, world, &NativeDefaults)
+}
+
+#[test]
+fn every_pod_at_one_attempt_sets_the_current_attempt_and_lifts_the_barrier() {
+    let js = in_place_jobset(3);
+    let p = in_place_run(&js, &in_place_world([Some("0"); 7]));
+    assert_eq!(status(&p).current_in_place_restart_attempt, Some(0));
+    assert_eq!(status(&p).previous_in_place_restart_attempt, None);
+    // One pod without its annotation yet: nothing moves.
+    let mut attempts = [Some("0"); 7];
+    attempts[6] = None;
+    let p = in_place_run(&js, &in_place_world(attempts));
+    assert!(
+        p.status
+            .as_ref()
+            .is_none_or(|s| s.current_in_place_restart_attempt.is_none()),
+        "{:?}",
+        p.status
+    );
+    // Not yet listed by the pod watch: nothing either.
+    let world = World {
+        pods: None,
+        ..in_place_world([Some("0"); 7])
+    };
+    let p = in_place_run(&js, &world);
+    assert!(
+        p.status
+            .as_ref()
+            .is_none_or(|s| s.current_in_place_restart_attempt.is_none())
+    );
+}
+
+#[test]
+fn a_pod_that_moved_on_makes_the_others_restart_in_place_then_all_run_the_new_attempt() {
+    let js = with_status(in_place_jobset(3), |s| {
+        s.current_in_place_restart_attempt = Some(0)
+    });
+    let mut attempts = [Some("0"); 7];
+    attempts[3] = Some("1");
+    let p = in_place_run(&js, &in_place_world(attempts));
+    assert_eq!(status(&p).previous_in_place_restart_attempt, Some(0));
+    assert_eq!(status(&p).current_in_place_restart_attempt, Some(0));
+    assert!(cond_opt(&p, types::FAILED).is_none());
+
+    // Every agent restarted and reports 1: the barrier lifts at attempt 1.
+    let js = with_status(js, |s| s.previous_in_place_restart_attempt = Some(0));
+    let p = in_place_run(&js, &in_place_world([Some("1"); 7]));
+    assert_eq!(status(&p).current_in_place_restart_attempt, Some(1));
+    assert_eq!(status(&p).previous_in_place_restart_attempt, Some(0));
+
+    // The previous attempt never moves back while pods are recreated.
+    let js = with_status(js, |s| s.previous_in_place_restart_attempt = Some(4));
+    let p = in_place_run(&js, &in_place_world(attempts));
+    assert!(
+        p.status
+            .as_ref()
+            .is_none_or(|s| s.previous_in_place_restart_attempt == Some(4))
+    );
+}
+
+#[test]
+fn pods_past_max_restarts_fail_the_jobset_in_upstreams_words() {
+    let js = in_place_jobset(1);
+    let mut attempts = [Some("1"); 7];
+    attempts[0] = Some("2");
+    let p = in_place_run(&js, &in_place_world(attempts));
+    let failed = cond(&p, types::FAILED).expect("Failed is set");
+    assert_eq!(
+        (failed.reason.as_str(), failed.message.as_str()),
+        (
+            "ReachedMaxRestarts",
+            "jobset failed due to reaching max number of restarts"
+        )
+    );
+    assert_eq!(status(&p).terminal_state, "Failed");
+    assert_eq!(p.terminal, Some(Terminal::Failed));
+
+    // Uncounted restarts of the JobSet do not count.
+    let js2 = with_status(in_place_jobset(1), |s| s.restarts = 1);
+    let p = in_place_run(&js2, &in_place_world(attempts));
+    assert!(cond_opt(&p, types::FAILED).is_none());
+
+    // A container restarting faster than the barrier can lift.
+    let mut world = in_place_world([Some("0"); 7]);
+    world.pods.as_mut().unwrap()[2].max_restart_count = 2;
+    let p = in_place_run(&js, &world);
+    assert_eq!(
+        cond(&p, types::FAILED).unwrap().reason,
+        "ReachedMaxRestarts"
+    );
+
+    // Failed pods are replaced: what they report does not count.
+    let mut world = in_place_world(attempts);
+    world.pods.as_mut().unwrap()[0].failed = true;
+    let p = in_place_run(&js, &world);
+    assert!(cond_opt(&p, types::FAILED).is_none());
+}
+
+#[test]
+fn without_the_gate_or_the_strategy_pods_change_nothing() {
+    let js = in_place_jobset(1);
+    let world = World {
+        gates: vec![],
+        ..in_place_world([Some("5"); 7])
+    };
+    let p = in_place_run(&js, &world);
+    assert!(cond_opt(&p, types::FAILED).is_none());
+    assert!(
+        p.status
+            .as_ref()
+            .is_none_or(|s| s.current_in_place_restart_attempt.is_none())
+    );
+}
+
+#[test]
+fn an_unreadable_attempt_is_an_error_naming_the_pod() {
+    let js = in_place_jobset(1);
+    let world = in_place_world([Some("0"), Some("zero"), None, None, None, None, None]);
+    let jobs: Vec<std::sync::Arc<Job>> =
+        all_jobs(&js).into_iter().map(std::sync::Arc::new).collect();
+    let inputs = Inputs {
+        jobset: &js,
+        jobs: &jobs,
+        service_exists: true,
+        existing_pvcs: &world.pvcs,
+        nodes: &world.nodes,
+        occupants: &world.occupants,
+        now: world.now,
+        feature_gates: &world.gates,
+        priority_classes: &world.priority_classes,
+        pods: world.pods.as_deref(),
+    };
+    let err = plan(inputs, &NativeDefaults).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "Pod p1: annotation jobset.sigs.k8s.io/in-place-restart-attempt is \"zero\"; it must be a non-negative integer"
+    );
 }

@@ -24,6 +24,7 @@ use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::placement::occupant_of;
 use crate::plan::{Inputs, Plan, plan};
+use crate::pod_watch::PodWatches;
 use crate::policy::PolicyEngine;
 
 /// What a reconcile reports to an observer (`jobset run` shows it).
@@ -51,6 +52,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<JobSet>, u32>>,
     /// JobSets waiting for a placement (reconciled again when Nodes change).
     waiting: Mutex<HashMap<ObjectRef<JobSet>, ()>>,
+    /// The pod watches of in-place JobSets.
+    pub pod_watches: Option<Arc<PodWatches>>,
     /// Held by a reconcile of an exclusive JobSet from reading who holds
     /// which domain until its own pins are reserved, so that two JobSets
     /// planned in parallel never pick the same free domain.
@@ -81,6 +84,7 @@ impl Context {
             failures: Mutex::default(),
             waiting: Mutex::default(),
             placing: Mutex::default(),
+            pod_watches: None,
         }
     }
 
@@ -153,6 +157,10 @@ fn plan_now(js: &JobSet, ctx: &Context) -> Result<Plan, ControllerError> {
         uses_exclusive_placement(js).then(|| ctx.placing.lock().unwrap_or_else(|e| e.into_inner()));
     let occupants = ctx.index.occupants();
     let priority_classes = ctx.index.priority_classes();
+    let pods = ctx.index.pods_of(&(
+        namespace.clone(),
+        js.metadata.name.clone().unwrap_or_default(),
+    ));
     let inputs = Inputs {
         jobset: js,
         jobs: &jobs,
@@ -163,6 +171,7 @@ fn plan_now(js: &JobSet, ctx: &Context) -> Result<Plan, ControllerError> {
         now: ctx.clock.now(),
         feature_gates: &ctx.feature_gates,
         priority_classes: &priority_classes,
+        pods: pods.as_deref(),
     };
     let planned = plan(inputs, ctx.policies.as_ref())?;
     reserve_pins(&ctx.index, &namespace, &planned);
@@ -197,6 +206,17 @@ fn reserve_pins(index: &Index, namespace: &str, plan: &Plan) {
 
 async fn reconcile_inner(js: &Arc<JobSet>, ctx: &Arc<Context>) -> Result<Requeue, ControllerError> {
     let namespace = js.metadata.namespace.clone().unwrap_or_default();
+    if let Some(watches) = &ctx.pod_watches {
+        let key = (
+            namespace.clone(),
+            js.metadata.name.clone().unwrap_or_default(),
+        );
+        if crate::in_place::wants_pod_watch(js, &ctx.feature_gates) {
+            watches.ensure(&key);
+        } else {
+            watches.release(&key);
+        }
+    }
     // Planning makes the plugin calls: it runs off the async runtime, so
     // the runtime's thread serves other reconciles (and, in-process, the
     // simulator) while plugins decide.
