@@ -7,6 +7,7 @@ pub mod crd;
 pub mod defaulting;
 pub mod dns;
 pub mod embedded;
+pub mod in_place;
 pub mod labels;
 pub mod naming;
 pub mod parse;

@@ -60,6 +60,18 @@ pub struct PodFailure {
     pub why: String,
 }
 
+/// A pod whose containers restarted in place (restart policy or rules).
+#[derive(Debug, Clone)]
+pub struct PodRestart {
+    pub at: Duration,
+    pub job_uid: String,
+    pub pod: String,
+    /// The restart count after it.
+    pub restarts: i32,
+    /// The exit code of the run that ended.
+    pub exit_code: Option<i32>,
+}
+
 /// A decision a plugin took.
 #[derive(Debug, Clone)]
 pub struct Decision {
@@ -74,6 +86,9 @@ pub struct Record {
     /// By Job uid.
     pub attempts: BTreeMap<String, Attempt>,
     pub pod_failures: Vec<PodFailure>,
+    pub pod_restarts: Vec<PodRestart>,
+    /// The highest restart count seen per pod uid.
+    restart_counts: BTreeMap<String, i32>,
     pub decisions: Vec<Decision>,
     /// Why Jobs of a JobSet could not be created yet (latest reconcile).
     pub waiting: BTreeMap<String, Vec<String>>,
@@ -240,6 +255,42 @@ impl History {
         }
         let status = pod.status.clone().unwrap_or_default();
         let uid = pod.uid().unwrap_or_default();
+        let restarts = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .map(|c| c.restart_count)
+            .max()
+            .unwrap_or(0);
+        let before = r.restart_counts.get(&uid).copied().unwrap_or(0);
+        if restarts > before {
+            r.restart_counts.insert(uid.clone(), restarts);
+            let exit_code = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .filter_map(|c| c.last_state.as_ref()?.terminated.as_ref())
+                .map(|t| t.exit_code)
+                .next();
+            r.pod_restarts.push(PodRestart {
+                at: now,
+                job_uid: owner.uid.clone(),
+                pod: pod.name_any(),
+                restarts,
+                exit_code,
+            });
+            let jobset = jobset_of(pod.labels(), &pod.namespace().unwrap_or_default());
+            let why = exit_code
+                .map(|c| format!(" after exit code {c}"))
+                .unwrap_or_default();
+            let line = format!(
+                "pod {} restarted in place{why} (restart {restarts})",
+                pod.name_any()
+            );
+            if let Some(js) = jobset {
+                self.log(now, &js, &line);
+            }
+        }
         // A pod stopped because it was deleted (a restart, a failed Job's
         // other pods) did not fail on its own.
         let stopped = pod.metadata.deletion_timestamp.is_some();

@@ -158,7 +158,7 @@ pub fn render(record: &Record, end: Duration) -> String {
         s,
         r##"<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">
-<style>.ok{{fill:#4caf50}}.failed{{fill:#e53935}}.deleted{{fill:#9e9e9e}}.running{{fill:#42a5f5}}.podfail{{stroke:#b71c1c;stroke-width:2}}.restart{{stroke:#fb8c00;stroke-width:2;stroke-dasharray:3,2}}.grid{{stroke:#e0e0e0}}.resize{{fill:#fff;font-size:11px;font-weight:bold}}.group{{font-weight:bold;fill:#37474f}}</style>
+<style>.ok{{fill:#4caf50}}.failed{{fill:#e53935}}.deleted{{fill:#9e9e9e}}.running{{fill:#42a5f5}}.podfail{{stroke:#b71c1c;stroke-width:2}}.restart{{stroke:#fb8c00;stroke-width:2;stroke-dasharray:3,2}}.grid{{stroke:#e0e0e0}}.resize{{fill:#fff;font-size:11px;font-weight:bold}}.inplace{{fill:#6a1b9a;font-size:15px;font-weight:bold}}.group{{font-weight:bold;fill:#37474f}}</style>
 <rect width="{width}" height="{height}" fill="white"/>
 <text x="10" y="20" font-size="15" font-weight="bold">jobset run: {} Job(s) over {} (virtual)</text>"##,
         rows.len(),
@@ -253,7 +253,7 @@ pub fn render(record: &Record, end: Duration) -> String {
             for (at, pods) in &a.resizes {
                 let _ = writeln!(
                     s,
-                    r##"<text class="resize" x="{:.1}" y="{:.1}">&#8594;{pods}<title>{}</title></text>"##,
+                    r##"<text class="resize" x="{:.1}" y="{:.1}">→{pods}<title>{}</title></text>"##,
                     x(*at) + 2.0,
                     y + ROW / 2.0 + 4.0,
                     escape(&format!(
@@ -263,6 +263,28 @@ pub fn render(record: &Record, end: Duration) -> String {
                     ))
                 );
             }
+        }
+        for r in record
+            .pod_restarts
+            .iter()
+            .filter(|r| row.attempts.iter().any(|a| a.uid == r.job_uid))
+        {
+            let why = r
+                .exit_code
+                .map(|c| format!(" after exit code {c}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                r##"<text class="inplace" x="{:.1}" y="{:.1}" text-anchor="middle">↻<title>{}</title></text>"##,
+                x(r.at),
+                y + ROW / 2.0 + 5.0,
+                escape(&format!(
+                    "pod {} restarted in place{why} at {} (restart {})",
+                    r.pod,
+                    fmt_duration(r.at),
+                    r.restarts
+                ))
+            );
         }
         for f in record
             .pod_failures
@@ -410,7 +432,7 @@ mod tests {
             .find(|l| l.starts_with("<text class=\"resize\""))
             .unwrap_or_else(|| panic!("no resize mark in {svg}"));
         assert!(
-            mark.contains("&#8594;4<title>js-worker-0 resized to 4 pods at 00:05:00"),
+            mark.contains("→4<title>js-worker-0 resized to 4 pods at 00:05:00"),
             "{mark}"
         );
         let x: f64 = mark["<text class=\"resize\" x=\"".len()..]
@@ -423,6 +445,29 @@ mod tests {
         assert!(
             (x - middle).abs() < 5.0,
             "mark at {x}, bar middle at {middle}"
+        );
+    }
+
+    #[test]
+    fn an_in_place_restart_is_marked_on_its_jobs_bar() {
+        let mut record = Record::default();
+        let a = attempt("u1", "0", 0, 600);
+        record.attempts.insert(a.uid.clone(), a);
+        record.pod_restarts.push(crate::history::PodRestart {
+            at: Duration::from_secs(130),
+            job_uid: "u1".into(),
+            pod: "js-worker-0-1-abcde".into(),
+            restarts: 1,
+            exit_code: Some(1),
+        });
+        let svg = render(&record, Duration::from_secs(600));
+        let mark = svg
+            .lines()
+            .find(|l| l.starts_with("<text class=\"inplace\""))
+            .unwrap_or_else(|| panic!("no in-place mark in {svg}"));
+        assert!(
+            mark.contains("pod js-worker-0-1-abcde restarted in place after exit code 1 at 00:02:10 (restart 1)"),
+            "{mark}"
         );
     }
 

@@ -392,3 +392,97 @@ fn exclusive_jobsets_started_together_never_share_a_pool() {
     let distinct: std::collections::BTreeSet<&str> = pinned.iter().copied().collect();
     assert_eq!(distinct.len(), 12, "a pool pinned twice: {pinned:?}\n{out}");
 }
+
+/// Runs one of the repository's examples with its scenario and `gates`,
+/// writing the timeline; returns the output and the picture.
+fn run_with_timeline(name: &str, gates: &str) -> (u8, String, String) {
+    let dir = std::env::temp_dir().join(format!("jobset-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let svg = dir.join("run.svg");
+    let svg_arg = svg.display().to_string();
+    let mut args = vec![
+        "run".to_string(),
+        example(&format!("{name}.yaml")),
+        "--scenario".to_string(),
+        example(&format!("{name}.scenario.yaml")),
+        "--timeline".to_string(),
+        svg_arg,
+    ];
+    if !gates.is_empty() {
+        args.extend(["--feature-gates".to_string(), gates.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out) = jobset::cli::run_captured(&args);
+    let text = std::fs::read_to_string(&svg).unwrap_or_default();
+    (code, out, text)
+}
+
+#[test]
+fn an_in_place_restart_brings_every_pod_to_the_new_attempt_without_recreating_a_job() {
+    let (code, out, svg) = run_with_timeline("in-place-restart", "InPlaceRestart=true");
+    assert_eq!(code, 0, "{out}");
+    // Pod 1 of Job 0 crashes at 2m and restarts in place; after the
+    // kubelet's 10 s back-off its agent reports attempt 1, the three others
+    // restart to join it, and attempt 1 runs ten more minutes.
+    for line in [
+        "[00:00:01] default/in-place: in-place restart: attempt 0 runs",
+        "[00:02:11] default/in-place: in-place restart: pods at attempt 0 or below restart in place",
+        "[00:02:21] default/in-place: in-place restart: attempt 1 runs",
+        "[00:12:25] default/in-place: Completed",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    assert_eq!(
+        out.matches("restarted in place after exit code 1 (restart 1)")
+            .count(),
+        4,
+        "{out}"
+    );
+    // No Job was recreated: one creation each, no JobSet restart.
+    assert_eq!(
+        out.matches("Job in-place-workers-0 created").count(),
+        1,
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("default/in-place "))
+        .unwrap_or_else(|| panic!("no summary row\n{out}"));
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>()[..4],
+        ["default/in-place", "Completed", "0", "0"],
+        "{row}"
+    );
+    // Each pod's restart is marked on its Job's row.
+    well_formed_xml(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+    assert_eq!(svg.matches("<text class=\"inplace\"").count(), 4, "{svg}");
+}
+
+#[test]
+fn without_its_gate_the_in_place_example_is_refused_with_the_flag_that_turns_it_on() {
+    let (code, out, _) = run_with_timeline("in-place-restart", "");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--feature-gates InPlaceRestart=true"), "{out}");
+}
+
+#[test]
+fn an_elastic_jobset_grows_and_shrinks_only_with_its_gate() {
+    let (code, out, svg) = run_with_timeline("elastic", "ElasticJobSet=true");
+    assert_eq!(code, 0, "{out}");
+    for line in [
+        "[00:02:00] default/elastic: Job elastic-workers-0 resized from 2 to 4 pods",
+        "[00:06:00] default/elastic: Job elastic-workers-1 resized from 4 to 1 pod",
+        "[00:02:00] default/elastic: resized workers parallelism=4 completions=4",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    assert_eq!(svg.matches("<text class=\"resize\"").count(), 4, "{svg}");
+
+    let (code, out, _) = run_with_timeline("elastic", "");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("[00:02:00] default/elastic: resize refused: workers parallelism=4 completions=4: admission webhook \"vjobset.kb.io\" denied the request"),
+        "{out}"
+    );
+    assert!(!out.contains("resized from"), "{out}");
+}

@@ -21,6 +21,8 @@ use super::util::{
 };
 use crate::client::{PatchKind, Resource, SimClient};
 use crate::clock::Clock;
+use jobset_api::in_place::{Agent, JobSetView, Then};
+use jobset_api::labels::{IN_PLACE_RESTART_ATTEMPT_KEY, JOBSET_NAME_KEY as JOBSET_NAME_LABEL};
 
 const COMPONENT: &str = "kubelet";
 
@@ -47,6 +49,8 @@ enum Task {
     Start,
     Finish,
     Terminate,
+    /// The agent looks at its JobSet (after it starts or restarts).
+    Agent,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +61,19 @@ struct Run {
     plan: Option<PodPlan>,
     restarts: u32,
     stopping: bool,
+    /// The in-place restart agent this pod's container runs, if it does.
+    agent: Option<AgentRun>,
+}
+
+/// The agent of a pod (see `jobset_api::in_place`): the kubelet plays it,
+/// since a simulated container runs no program.
+#[derive(Debug, Clone)]
+struct AgentRun {
+    state: Agent,
+    /// `namespace/name` of its JobSet.
+    jobset: String,
+    /// `IN_PLACE_RESTART_EXIT_CODE` (default 1).
+    exit_code: i32,
 }
 
 /// The kubelets' state.
@@ -76,11 +93,14 @@ pub struct Kubelet {
     /// Failed pods by (owning Job UID, completion index).
     failed_by: BTreeMap<(String, Option<u32>), BTreeSet<String>>,
     next_ip: u32,
+    /// JobSets, watched once a pod runs an in-place restart agent.
+    jobsets: Option<Informer>,
 }
 
 enum Wake {
     Pod(Change),
     Node(Change),
+    JobSet(Change),
     Timer,
     Command(Option<KubeletCommand>),
 }
@@ -108,6 +128,7 @@ impl Kubelet {
             node_ips: BTreeMap::new(),
             failed_by: BTreeMap::new(),
             next_ip: 0,
+            jobsets: None,
         }
     }
 
@@ -118,6 +139,7 @@ impl Kubelet {
                 biased;
                 c = self.nodes.next() => Wake::Node(c),
                 c = self.pods.next() => Wake::Pod(c),
+                c = next_of(&mut self.jobsets) => Wake::JobSet(c),
                 _ = sleep_until(self.timers.next_deadline()) => Wake::Timer,
                 c = self.commands.recv(), if commands_open => Wake::Command(c),
             };
@@ -130,6 +152,8 @@ impl Kubelet {
                     self.on_wake(Wake::Node(c)).await;
                 } else if let Some(c) = self.pods.try_next() {
                     self.on_wake(Wake::Pod(c)).await;
+                } else if let Some(c) = self.jobsets.as_mut().and_then(Informer::try_next) {
+                    self.on_wake(Wake::JobSet(c)).await;
                 } else {
                     break;
                 }
@@ -179,6 +203,19 @@ impl Kubelet {
                     }
                 }
             }
+            Wake::JobSet(Change::Applied(js)) => {
+                let jobset = key_of(&js);
+                let agents: Vec<String> = self
+                    .runs
+                    .iter()
+                    .filter(|(_, r)| r.agent.as_ref().is_some_and(|a| a.jobset == jobset))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in agents {
+                    self.agent_step(&key).await;
+                }
+            }
+            Wake::JobSet(Change::Deleted(_)) => {}
             Wake::Command(Some(cmd)) => self.command(cmd).await,
             Wake::Command(None) => {}
         }
@@ -227,6 +264,7 @@ impl Kubelet {
                 plan: None,
                 restarts: 0,
                 stopping: true,
+                agent: None,
             });
             run.stopping = true;
             self.schedule(&key, wait, Task::Terminate);
@@ -244,6 +282,7 @@ impl Kubelet {
                 plan: None,
                 restarts: 0,
                 stopping: false,
+                agent: None,
             },
         );
         let delay = self.scenario.start_delay.0;
@@ -289,6 +328,89 @@ impl Kubelet {
                     .await;
             }
             Task::Terminate => self.finish(key, &pod, 143, None, true).await,
+            Task::Agent => self.agent_step(key).await,
+        }
+    }
+
+    /// The agent of the pod `key` looks at its JobSet and acts: reports its
+    /// attempt, lifts its barrier (the worker runs its planned time), or
+    /// exits so that the pod restarts in place.
+    async fn agent_step(&mut self, key: &str) {
+        let Some(agent) = self.runs.get(key).and_then(|r| r.agent.clone()) else {
+            return;
+        };
+        let Some(pod) = self.pods.cache.get(key).cloned() else {
+            return;
+        };
+        if is_terminal(&pod) || is_deleting(&pod) {
+            return;
+        }
+        let Some(js) = self
+            .jobsets
+            .as_ref()
+            .and_then(|i| i.cache.get(&agent.jobset))
+        else {
+            // Looked at again when the JobSet watch brings it.
+            return;
+        };
+        let step = agent.state.step(JobSetView::of_json(js));
+        if let Some(attempt) = step.report {
+            let patch = json!({"metadata": {"annotations": {IN_PLACE_RESTART_ATTEMPT_KEY: attempt.to_string()}}});
+            match self
+                .client
+                .patch(
+                    &Resource::pods(),
+                    Some(meta(&pod, "namespace")),
+                    meta(&pod, "name"),
+                    PatchKind::Merge,
+                    &patch,
+                )
+                .await
+            {
+                Ok(obj) => {
+                    self.pods.apply(obj);
+                    self.rec.record(
+                        COMPONENT,
+                        "AgentReported",
+                        key,
+                        format!("attempt={attempt}"),
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(pod = %key, error = %e.message, "the agent could not annotate its pod");
+                    self.schedule(key, Duration::from_secs(1), Task::Agent);
+                    return;
+                }
+            }
+        }
+        if let Some(a) = self.runs.get_mut(key).and_then(|r| r.agent.as_mut()) {
+            a.state = a.state.after(step);
+        }
+        match step.then {
+            Then::Wait => {}
+            Then::LiftBarrier => {
+                let run = self
+                    .runs
+                    .get(key)
+                    .and_then(|r| r.plan.as_ref())
+                    .map_or(Duration::ZERO, |p| p.run);
+                self.rec.record(
+                    COMPONENT,
+                    "BarrierLifted",
+                    key,
+                    format!("run={}s", run.as_secs()),
+                );
+                self.schedule(key, run, Task::Finish);
+            }
+            Then::RestartInPlace => {
+                self.rec.record(
+                    COMPONENT,
+                    "AgentRestarts",
+                    key,
+                    format!("exit={}", agent.exit_code),
+                );
+                self.finish(key, &pod, agent.exit_code, None, false).await;
+            }
         }
     }
 
@@ -341,7 +463,11 @@ impl Kubelet {
                 r.started_at = Some(now);
                 r.plan = Some(plan.clone());
             }
-            self.schedule(key, plan.run, Task::Finish);
+            if self.start_agent(key, pod) {
+                self.schedule(key, Duration::ZERO, Task::Agent);
+            } else {
+                self.schedule(key, plan.run, Task::Finish);
+            }
         } else {
             self.schedule(key, Duration::from_secs(1), Task::Start);
         }
@@ -389,10 +515,7 @@ impl Kubelet {
         }
         // A pod failed with a condition (a disruption) is gone, whatever its
         // restart policy; an ordinary crash restarts the container in place.
-        let restart = !stopped
-            && extra.is_none()
-            && exit_code != 0
-            && matches!(str_at(pod, "/spec/restartPolicy"), "OnFailure" | "Always");
+        let restart = !stopped && extra.is_none() && restarts_in_place(pod, exit_code);
         if restart {
             self.restart(key, pod, exit_code).await;
             return;
@@ -474,10 +597,42 @@ impl Kubelet {
                 r.restarts = restarts;
                 r.plan = Some(plan.clone());
             }
-            self.schedule(key, crash_loop_backoff(restarts) + plan.run, Task::Finish);
+            let backoff = crash_loop_backoff(restarts);
+            if self.start_agent(key, pod) {
+                // A new agent: no attempt yet, its barrier up.
+                self.schedule(key, backoff, Task::Agent);
+            } else {
+                self.schedule(key, backoff + plan.run, Task::Finish);
+            }
         } else {
             self.schedule(key, Duration::from_secs(1), Task::Finish);
         }
+    }
+
+    /// Starts the in-place restart agent of pod `key` afresh if its
+    /// container runs one; whether it does.
+    fn start_agent(&mut self, key: &str, pod: &Value) -> bool {
+        let Some(exit_code) = agent_exit_code(pod) else {
+            return false;
+        };
+        let jobset = match super::util::label(pod, JOBSET_NAME_LABEL) {
+            Some(name) => format!("{}/{name}", meta(pod, "namespace")),
+            None => return false,
+        };
+        if self.jobsets.is_none() {
+            self.jobsets = Some(Informer::new(
+                self.client.clone(),
+                Resource::new("jobset.x-k8s.io", "v1alpha2", "jobsets"),
+            ));
+        }
+        if let Some(r) = self.runs.get_mut(key) {
+            r.agent = Some(AgentRun {
+                state: Agent::default(),
+                jobset,
+                exit_code,
+            });
+        }
+        true
     }
 
     async fn write_status(&mut self, pod: &Value, patch: &Value) -> bool {
@@ -529,6 +684,7 @@ impl Kubelet {
                 plan: None,
                 restarts: 0,
                 stopping: true,
+                agent: None,
             });
             self.finish(&key, &pod, 137, Some(&cond), true).await;
         }
@@ -551,6 +707,7 @@ impl Kubelet {
                             plan: None,
                             restarts: 0,
                             stopping: false,
+                            agent: None,
                         });
                         if let Some(r) = self.runs.get_mut(&key) {
                             r.generation = 0;
@@ -665,6 +822,77 @@ fn pod_conditions(pod: &Value, ready: bool, now: &str) -> Value {
         }
     }
     json!(out)
+}
+
+/// The next change of an informer that may not run yet (then: never).
+async fn next_of(informer: &mut Option<Informer>) -> Change {
+    match informer {
+        Some(i) => i.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a container's exit with `exit_code` restarts it in place: the
+/// pod's `restartPolicy` (OnFailure, Always) for a failure, or a
+/// `restartPolicyRules` entry of one of its containers (action `Restart`
+/// or `RestartAllContainers`) whose `exitCodes` take the code. A simulated
+/// pod's containers end together, so any container's rule applies.
+fn restarts_in_place(pod: &Value, exit_code: i32) -> bool {
+    if exit_code != 0 && matches!(str_at(pod, "/spec/restartPolicy"), "OnFailure" | "Always") {
+        return true;
+    }
+    all_containers(pod).any(|c| {
+        c.get("restartPolicyRules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|rule| {
+                let action = str_at(rule, "/action");
+                let listed = rule
+                    .pointer("/exitCodes/values")
+                    .and_then(Value::as_array)
+                    .is_some_and(|v| v.iter().any(|x| x.as_i64() == Some(i64::from(exit_code))));
+                let takes = match str_at(rule, "/exitCodes/operator") {
+                    "In" => listed,
+                    "NotIn" => !listed,
+                    _ => false,
+                };
+                matches!(action, "Restart" | "RestartAllContainers") && takes
+            })
+    })
+}
+
+/// Init containers, then containers.
+fn all_containers(pod: &Value) -> impl Iterator<Item = &Value> {
+    ["/spec/initContainers", "/spec/containers"]
+        .into_iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+}
+
+/// The exit code of the in-place restart agent, if one of the pod's
+/// containers runs it: a container whose environment names `JOBSET_NAME`
+/// and `POD_NAME`, as upstream's agent (and `jobset agent`) requires;
+/// `IN_PLACE_RESTART_EXIT_CODE` gives the code, 1 by default.
+fn agent_exit_code(pod: &Value) -> Option<i32> {
+    all_containers(pod).find_map(|c| {
+        let env: Vec<&Value> = c
+            .get("env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        let has = |name: &str| env.iter().any(|e| str_at(e, "/name") == name);
+        if !(has("JOBSET_NAME") && has("POD_NAME")) {
+            return None;
+        }
+        let code = env
+            .iter()
+            .find(|e| str_at(e, "/name") == "IN_PLACE_RESTART_EXIT_CODE")
+            .and_then(|e| str_at(e, "/value").parse().ok())
+            .unwrap_or(1);
+        Some(code)
+    })
 }
 
 /// The kubelet's back-off before restarting a crashed container: 10 s,
