@@ -170,3 +170,30 @@ fn without_an_in_place_jobset_no_pod_is_watched() {
         env.stop().await;
     });
 }
+
+#[test]
+fn deleting_an_in_place_jobset_ends_its_pod_watch() {
+    runtime().block_on(async {
+        let (env, _cluster) = Env::start_on_cluster(
+            Arc::new(NativeDefaults),
+            &["InPlaceRestart"],
+            "default",
+            "defaultDuration: 1h\n",
+        )
+        .await;
+        env.create(IN_PLACE).await;
+        env.wait_until("the pods are watched", Duration::from_secs(120), || async {
+            env.metrics.pod_watches() == (1, 4)
+        })
+        .await;
+        env.jobsets()
+            .delete("ipr", &Default::default())
+            .await
+            .expect("the JobSet is deleted");
+        env.wait_until("the pod watch ends", Duration::from_secs(60), || async {
+            env.metrics.pod_watches() == (0, 0)
+        })
+        .await;
+        env.stop().await;
+    });
+}

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::outcome::Failure;
 use crate::output::Output;
-use crate::{controller_cmd, policy_cmd, run, sim_cmd};
+use crate::{agent_cmd, controller_cmd, policy_cmd, run, sim_cmd};
 
 /// JobSet controller with policies as WebAssembly plugins, and a simulated
 /// cluster to run it on.
@@ -31,6 +31,8 @@ enum Command {
     Policy(policy_cmd::PolicyCommand),
     /// Print the JobSet CustomResourceDefinition (YAML).
     Crd,
+    /// The in-place restart agent, as a pod's container (gate InPlaceRestart).
+    Agent(agent_cmd::AgentArgs),
 }
 
 /// Runs the command line; exit codes: 0 success, 1 failure, 2 bad input.
@@ -48,6 +50,7 @@ pub fn main() -> ExitCode {
         // A plugin's failure is the command's own output and exit code
         // here; the runtime's warning would only repeat it.
         Command::Policy(_) => init_logs("error", false),
+        Command::Agent(_) => init_logs("info", false),
         _ => init_logs("warn", false),
     }
     let result: Result<(), Failure> = match cli.command {
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Sim(cmd) => sim_cmd::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Crd => crate::outcome::emit(&jobset_api::crd::crd_yaml()),
+        Command::Agent(args) => agent_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,6 +82,7 @@ pub fn run_captured(args: &[&str]) -> (u8, String) {
         Command::Sim(cmd) => sim_cmd::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Crd => Ok(()),
+        Command::Agent(args) => agent_cmd::run(args),
     };
     match result {
         Ok(()) => (0, captured.text()),

@@ -123,7 +123,7 @@ pub async fn run_wired(
     run_controller(client, config, engine, Some(plugins), metrics, shutdown).await;
 }
 
-async fn load_config(path: &Option<PathBuf>) -> Result<Config, Failure> {
+pub(crate) async fn load_config(path: &Option<PathBuf>) -> Result<Config, Failure> {
     match path {
         Some(p) => {
             let shown = p.display();

@@ -3,6 +3,7 @@
 //! does (`cli::run_captured`).
 #![forbid(unsafe_code)]
 
+pub mod agent_cmd;
 pub mod cli;
 pub mod controller_cmd;
 pub mod history;

@@ -34,6 +34,11 @@ impl Drop for Proc {
 /// controller, writing its kubeconfig to `kubeconfig`, with `extra`
 /// options, and waits for its ready line.
 pub fn serve_sim(kubeconfig: &Path, extra: &[&str]) -> Proc {
+    serve_sim_with(kubeconfig, "off", extra)
+}
+
+/// As [`serve_sim`], with the Job controller `on` or `off`.
+pub fn serve_sim_with(kubeconfig: &Path, job_controller: &str, extra: &[&str]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobset"))
         .args([
             "sim",
@@ -41,7 +46,7 @@ pub fn serve_sim(kubeconfig: &Path, extra: &[&str]) -> Proc {
             "--listen",
             "127.0.0.1:0",
             "--job-controller",
-            "off",
+            job_controller,
         ])
         .arg("--kubeconfig-out")
         .arg(kubeconfig)

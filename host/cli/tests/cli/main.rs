@@ -2,6 +2,7 @@
 //! process (with the simulator, the controller, the policy tools, the
 //! examples and the tutorial). One test binary, so the workspace links it once.
 
+mod agent;
 mod common;
 mod controller;
 mod crd;
