@@ -384,7 +384,16 @@ def admission_answer(out: subprocess.CompletedProcess, namespace: str) -> dict:
 
 def apply_step(k: Kubectl, ns: str, step: dict) -> subprocess.CompletedProcess:
     """A timed update of a JobSet: a merge patch (`patch`) or a JSON patch
-    (`json`, for changes inside lists, as Kueue makes them)."""
+    (`json`, for changes inside lists, as Kueue makes them); or what an
+    in-place restart agent writes: `agents: {pods: SELECTOR, attempt: N}`
+    annotates the selected pods with their attempt."""
+    if "agents" in step:
+        agents = step["agents"]
+        out = k(["annotate", "pods", "-n", ns, "-l", agents["pods"], "--overwrite",
+                 f"jobset.sigs.k8s.io/in-place-restart-attempt={agents['attempt']}"], check=False)
+        # Pod names are random; how many pods the agents speak for is not.
+        annotated = sum(1 for line in out.stdout.splitlines() if line.endswith(" annotated"))
+        return subprocess.CompletedProcess(out.args, out.returncode, f"{annotated} pod(s) annotated", out.stderr)
     if "json" in step:
         kind, body = "json", step["json"]
     else:

@@ -121,6 +121,8 @@ def status_view(js: dict) -> dict:
             {k: r.get(k, 0) for k in ("name", "ready", "succeeded", "failed", "active", "suspended")}
             for r in status.get("replicatedJobsStatus") or []
         ],
+        "currentInPlaceRestartAttempt": status.get("currentInPlaceRestartAttempt"),
+        "previousInPlaceRestartAttempt": status.get("previousInPlaceRestartAttempt"),
     }
 
 

@@ -472,3 +472,151 @@ fn removing_any_single_verb_from_the_deploy_roles_makes_the_run_fail() {
         "removals nothing noticed: {unnoticed:#?}"
     );
 }
+
+/// The objects of `examples/in-place-restart-rbac.yaml`, in `default`.
+fn agent_rbac_objects() -> Vec<Value> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/in-place-restart-rbac.yaml"),
+    )
+    .expect("the example's RBAC");
+    text.split("\n---\n")
+        .map(|doc| {
+            let mut v: Value = serde_yaml::from_str(doc).expect("a YAML document");
+            v["metadata"]["namespace"] = json!("default");
+            v
+        })
+        .collect()
+}
+
+/// `jobset agent` as the example's service account: it reports its pod's
+/// attempt, and once the JobSet's current attempt is its own it runs its
+/// worker (which exits 7). What failed, or was forbidden.
+async fn agent_scenario(objects: Vec<Value>) -> Vec<String> {
+    let sim = Sim::new(SimConfig {
+        rbac: true,
+        ..Default::default()
+    });
+    sim.add_token("admin", UserInfo::admin());
+    let admin = client_as(&sim, "admin".into(), Arc::default());
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(admin.clone());
+    crds.create(&PostParams::default(), &jobset_api::crd::crd())
+        .await
+        .expect("the CRD registers");
+    for o in &objects {
+        apply(&admin, o).await;
+    }
+    let jobsets: Api<jobset_api::JobSet> = Api::namespaced(admin.clone(), "default");
+    let js = jobset_api::parse_jobset_yaml(
+        "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {name: ipr, namespace: default}\nspec:\n  failurePolicy: {maxRestarts: 1, restartStrategy: InPlaceRestart}\n  replicatedJobs:\n  - name: w\n    template: {spec: {completionMode: Indexed, parallelism: 1, completions: 1, template: {spec: {containers: [{name: c, image: busybox}]}}}}\n",
+    )
+    .expect("fixture");
+    jobsets
+        .create(&PostParams::default(), &js)
+        .await
+        .expect("JobSet created");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(admin.clone(), "default");
+    let pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "ipr-w-0-0", "namespace": "default",
+                     "labels": {"jobset.sigs.k8s.io/jobset-name": "ipr"}},
+        "spec": {"serviceAccountName": "jobset-in-place-restart",
+                 "containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .expect("a pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod created");
+
+    let forbidden = Arc::new(Mutex::new(Vec::new()));
+    let token = sim.mint_service_account_token("default", "jobset-in-place-restart");
+    let sa = client_as(&sim, token, forbidden.clone());
+    let settings = jobset::agent_cmd::Settings::main("default", "ipr", "ipr-w-0-0", "exit 7");
+    let mut agent = tokio::spawn(jobset::agent_cmd::serve(sa, settings));
+    let mut failed = Vec::new();
+    let attempt_reported = async {
+        loop {
+            let p = pods.get("ipr-w-0-0").await.expect("pod read");
+            let reported = p
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("jobset.sigs.k8s.io/in-place-restart-attempt"))
+                .cloned();
+            if reported.as_deref() == Some("0") {
+                return;
+            }
+            if forbidden.lock().map(|f| !f.is_empty()).unwrap_or(false) {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let stop_on_forbidden = || {
+        let forbidden = forbidden.clone();
+        async move {
+            loop {
+                if forbidden.lock().map(|f| !f.is_empty()).unwrap_or(false) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = attempt_reported => {
+            jobsets
+                .patch_status(
+                    "ipr",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"currentInPlaceRestartAttempt": 0}})),
+                )
+                .await
+                .expect("status written");
+            tokio::select! {
+                ended = &mut agent => match ended {
+                    Ok(Ok(7)) => {}
+                    other => failed.push(format!("the agent ended with {other:?}, not the worker's 7")),
+                },
+                _ = stop_on_forbidden() => {}
+                _ = tokio::time::sleep(Duration::from_secs(20)) => failed.push("the worker never ran".into()),
+            }
+        }
+        _ = stop_on_forbidden() => {}
+        _ = tokio::time::sleep(Duration::from_secs(20)) => failed.push("the agent never reported its attempt".into()),
+    }
+    agent.abort();
+    let mut out = forbidden.lock().map(|f| f.clone()).unwrap_or_default();
+    out.extend(failed);
+    out
+}
+
+/// A real clock: the agent runs its worker as a process.
+fn wall_clock_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+#[test]
+fn the_agent_role_of_the_example_is_enough_and_every_verb_of_it_is_needed() {
+    let objects = agent_rbac_objects();
+    let failures = wall_clock_runtime().block_on(agent_scenario(objects.clone()));
+    assert!(failures.is_empty(), "forbidden or failed: {failures:#?}");
+    let role_at = objects
+        .iter()
+        .position(|o| o["kind"] == "Role")
+        .expect("a Role");
+    let removals = single_removals(&[(
+        "examples/in-place-restart-rbac.yaml",
+        objects[role_at].clone(),
+    )]);
+    assert_eq!(removals.len(), 3, "{removals:?}");
+    for (what, changed) in removals {
+        let mut with = objects.clone();
+        with[role_at] = changed.into_iter().next().expect("the Role");
+        let failures = wall_clock_runtime().block_on(agent_scenario(with));
+        assert!(!failures.is_empty(), "{what}: the agent still worked");
+    }
+}

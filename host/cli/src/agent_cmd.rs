@@ -58,7 +58,7 @@ enum Mode {
 
 /// What the environment says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Settings {
+pub struct Settings {
     namespace: String,
     jobset: String,
     pod: String,
@@ -67,6 +67,20 @@ struct Settings {
 }
 
 impl Settings {
+    /// Main container mode: the agent of `pod` runs `command` once the
+    /// barrier is down (for running the agent in-process, as tests do).
+    pub fn main(namespace: &str, jobset: &str, pod: &str, command: &str) -> Settings {
+        Settings {
+            namespace: namespace.to_string(),
+            jobset: jobset.to_string(),
+            pod: pod.to_string(),
+            mode: Mode::Main {
+                command: command.to_string(),
+            },
+            restart_exit_code: 1,
+        }
+    }
+
     /// Reads the settings, naming the variable that is missing or wrong.
     fn from(
         get: impl Fn(&str) -> Option<String>,
@@ -132,7 +146,12 @@ pub fn run(args: AgentArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Internal(e.to_string()))?;
-    let code = rt.block_on(serve(settings, args.kubeconfig))?;
+    let code = rt.block_on(async {
+        let config = crate::controller_cmd::load_config(&args.kubeconfig).await?;
+        let client =
+            kube::Client::try_from(config).map_err(|e| Failure::Internal(e.to_string()))?;
+        serve(client, settings).await
+    })?;
     std::process::exit(code);
 }
 
@@ -143,9 +162,8 @@ enum Lifted {
     Probe(tokio::task::JoinHandle<std::io::Result<()>>),
 }
 
-async fn serve(settings: Settings, kubeconfig: Option<PathBuf>) -> Result<i32, Failure> {
-    let config = crate::controller_cmd::load_config(&kubeconfig).await?;
-    let client = kube::Client::try_from(config).map_err(|e| Failure::Internal(e.to_string()))?;
+/// Runs the agent with `client` until it must exit; the exit code.
+pub async fn serve(client: kube::Client, settings: Settings) -> Result<i32, Failure> {
     let jobsets: Api<JobSet> = Api::namespaced(client.clone(), &settings.namespace);
     let pods: Api<Pod> = Api::namespaced(client, &settings.namespace);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={}", settings.jobset));
