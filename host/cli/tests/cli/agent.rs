@@ -106,7 +106,14 @@ fn agents_report_wait_at_the_barrier_and_restart_their_pods_in_place() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
     let scenario = dir.path().join("pods.yaml");
-    std::fs::write(&scenario, "defaultDuration: 1h\nstartDelay: 0.1s\n").expect("scenario");
+    // Every watch ends after a second: the agents (and the controller)
+    // watch again, and an agent that already reported does not report
+    // again or restart for it.
+    std::fs::write(
+        &scenario,
+        "defaultDuration: 1h\nstartDelay: 0.1s\napi: {dropWatchesAfter: 1s}\n",
+    )
+    .expect("scenario");
     let scenario_arg = scenario.display().to_string();
     let _sim = serve_sim_with(
         &kubeconfig,
@@ -152,11 +159,17 @@ fn agents_report_wait_at_the_barrier_and_restart_their_pods_in_place() {
     // Both agents report 0 and wait; the controller lifts the barrier at 0.
     // Pod 1's worker then crashes with exit code 3, and so does its agent.
     let mut a0 = agent(&kubeconfig, &pods[0], "sleep 600");
-    let mut a1 = agent(&kubeconfig, &pods[1], "exit 3");
+    let mut a1 = agent(&kubeconfig, &pods[1], "sleep 3; exit 3");
     wait_for(
         "currentInPlaceRestartAttempt is 0",
         Duration::from_secs(60),
         || status("currentInPlaceRestartAttempt") == "0",
+    );
+    // Watches dropped meanwhile: both agents still run their workers.
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(
+        a0.0.try_wait().expect("waited").is_none() && a1.0.try_wait().expect("waited").is_none(),
+        "an agent exited on a dropped watch"
     );
     assert_eq!(
         exit_code(&mut a1, Duration::from_secs(30)),
