@@ -178,7 +178,15 @@ async fn can(
 /// Runs everything the controller does with the given RBAC objects and
 /// returns the failures (forbidden requests and failed checks). Panics
 /// when a step of the scenario times out.
+/// The controller as `deploy/` runs it: plugin ConfigMaps read in its own
+/// namespace only.
 async fn scenario(objects: Vec<Value>) -> Vec<String> {
+    scenario_with(objects, Some(SYSTEM)).await
+}
+
+/// The scenario, with plugin ConfigMaps watched in `plugin_namespace`
+/// (`None`: every namespace, as with namespace plugins).
+async fn scenario_with(objects: Vec<Value>, plugin_namespace: Option<&str>) -> Vec<String> {
     let sim = Sim::new(SimConfig {
         rbac: true,
         ..Default::default()
@@ -222,6 +230,7 @@ async fn scenario(objects: Vec<Value>) -> Vec<String> {
             Arc::new(NativeDefaults),
             Some(Arc::new(NoPlugins)),
             &["InPlaceRestart"],
+            plugin_namespace,
         )
         .await;
         env.create(IN_PLACE).await;
@@ -619,4 +628,33 @@ fn the_agent_role_of_the_example_is_enough_and_every_verb_of_it_is_needed() {
         let failures = wall_clock_runtime().block_on(agent_scenario(with));
         assert!(!failures.is_empty(), "{what}: the agent still worked");
     }
+}
+
+#[test]
+fn namespace_plugins_need_the_component_and_the_base_grants_no_cluster_wide_configmaps() {
+    let base: Vec<Value> = rbac_objects().into_iter().map(|(_, o)| o).collect();
+    for (file, o) in rbac_objects() {
+        if o["kind"] == "ClusterRole" {
+            let rules = o["rules"].as_array().cloned().unwrap_or_default();
+            assert!(
+                !rules
+                    .iter()
+                    .any(|r| r["resources"].to_string().contains("configmaps")),
+                "{file} grants ConfigMaps cluster-wide"
+            );
+        }
+    }
+    // Watching plugins in every namespace with the base alone is refused.
+    let failures = runtime().block_on(scenario_with(base.clone(), None));
+    assert!(
+        failures.iter().any(|f| f.contains("configmaps")),
+        "the base let the controller read every namespace's ConfigMaps: {failures:#?}"
+    );
+    // With the component's ClusterRole and binding it is allowed.
+    let mut with = base;
+    for f in ["cluster_role.yaml", "cluster_role_binding.yaml"] {
+        with.push(deploy_doc(&format!("components/namespace-plugins/{f}")));
+    }
+    let failures = runtime().block_on(scenario_with(with, None));
+    assert!(failures.is_empty(), "forbidden or failed: {failures:#?}");
 }

@@ -123,7 +123,9 @@ impl Env {
         Env::launch(sim, client, controller_client, engine, plugins, Vec::new()).await
     }
 
-    /// As [`Env::start_on`], with upstream's alpha feature `gates` on.
+    /// As [`Env::start_on`], with upstream's alpha feature `gates` on and
+    /// plugin ConfigMaps watched in `plugin_namespace` only (`None`: in
+    /// every namespace).
     pub async fn start_on_with_gates(
         sim: Sim,
         client: Client,
@@ -131,9 +133,19 @@ impl Env {
         engine: Arc<dyn PolicyEngine>,
         plugins: Option<Arc<dyn PluginConfigMaps>>,
         gates: &[&str],
+        plugin_namespace: Option<&str>,
     ) -> Env {
         let gates = gates.iter().map(|g| g.to_string()).collect();
-        Env::launch(sim, client, controller_client, engine, plugins, gates).await
+        Env::launch_with(
+            sim,
+            client,
+            controller_client,
+            engine,
+            plugins,
+            gates,
+            plugin_namespace.map(str::to_string),
+        )
+        .await
     }
 
     async fn launch(
@@ -143,6 +155,27 @@ impl Env {
         engine: Arc<dyn PolicyEngine>,
         plugins: Option<Arc<dyn PluginConfigMaps>>,
         feature_gates: Vec<String>,
+    ) -> Env {
+        Env::launch_with(
+            sim,
+            client,
+            controller_client,
+            engine,
+            plugins,
+            feature_gates,
+            None,
+        )
+        .await
+    }
+
+    async fn launch_with(
+        sim: Sim,
+        client: Client,
+        controller_client: Client,
+        engine: Arc<dyn PolicyEngine>,
+        plugins: Option<Arc<dyn PluginConfigMaps>>,
+        feature_gates: Vec<String>,
+        plugin_watch_namespace: Option<String>,
     ) -> Env {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &jobset_api::crd::crd())
@@ -162,6 +195,7 @@ impl Env {
                 }
             })),
             feature_gates,
+            plugin_watch_namespace,
             ..Default::default()
         };
         let metrics = Arc::new(Metrics::default());

@@ -57,6 +57,13 @@ pub struct ControllerArgs {
     /// Namespace whose plugin ConfigMaps serve every JobSet.
     #[arg(long, default_value_t = default_namespace())]
     pub plugin_namespace: String,
+    /// Let plugin ConfigMaps in a JobSet's own namespace serve it. Off, the
+    /// controller reads ConfigMaps only in --plugin-namespace (a Role
+    /// there suffices); on, it watches them cluster-wide (see
+    /// deploy/components/namespace-plugins).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub namespace_plugins: bool,
     /// Feature gates: `Name=true|false,...` (upstream names).
     #[arg(long, value_delimiter = ',')]
     pub feature_gates: Vec<String>,
@@ -68,11 +75,14 @@ pub struct ControllerArgs {
 }
 
 /// The default plugins from the builtins, plus whatever ConfigMaps in
-/// `namespace` (and JobSet namespaces) add; shared with `jobset sim serve`.
-pub fn plugin_registry(namespace: &str) -> Result<Arc<Registry>, Failure> {
+/// `namespace` (and, with `namespace_plugins`, JobSet namespaces) add;
+/// shared with `jobset sim serve`.
+pub fn plugin_registry(namespace: &str, namespace_plugins: bool) -> Result<Arc<Registry>, Failure> {
     let runtime = Runtime::new(Default::default())
         .map_err(|e| Failure::Internal(format!("starting the Wasm runtime: {e}")))?;
-    let registry = Registry::new(runtime, RegistryConfig::new(namespace))
+    let mut config = RegistryConfig::new(namespace);
+    config.namespace_plugins = namespace_plugins;
+    let registry = Registry::new(runtime, config)
         .map_err(|e| Failure::Internal(format!("loading the default plugins: {e}")))?;
     Ok(Arc::new(registry))
 }
@@ -229,7 +239,7 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
         }
         // Compiling the default plugins takes a moment: after the
         // endpoints are up, so that /healthz answers meanwhile.
-        let registry = plugin_registry(&args.plugin_namespace)?;
+        let registry = plugin_registry(&args.plugin_namespace, args.namespace_plugins)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             signal().await;
@@ -259,6 +269,9 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
             concurrency: args.concurrency,
             feature_gates: gates,
             health: health.clone(),
+            // Without namespace plugins, ConfigMaps are read in one
+            // namespace only, so the ClusterRole needs no ConfigMap rule.
+            plugin_watch_namespace: (!args.namespace_plugins).then(|| args.plugin_namespace.clone()),
             ..Default::default()
         };
         if !args.leader_elect {

@@ -157,7 +157,7 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::Internal(format!("starting the admission webhooks: {e}")))?;
             let registry =
-                crate::controller_cmd::plugin_registry(crate::run::CONTROLLER_NAMESPACE)?;
+                crate::controller_cmd::plugin_registry(crate::run::CONTROLLER_NAMESPACE, true)?;
             Some(tokio::spawn(crate::controller_cmd::run_wired(
                 client,
                 ControllerConfig {

@@ -48,6 +48,9 @@ pub struct ControllerConfig {
     pub observer: Option<Observer>,
     /// Where the watches report that they have synced (for `/readyz`).
     pub health: Arc<Health>,
+    /// The one namespace whose plugin ConfigMaps are watched; `None`
+    /// watches every namespace (namespace plugins).
+    pub plugin_watch_namespace: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -61,6 +64,7 @@ impl Default for ControllerConfig {
             clock: Clock::wall(),
             observer: None,
             health: Arc::new(Health::default()),
+            plugin_watch_namespace: None,
         }
     }
 }
@@ -276,12 +280,16 @@ async fn watch_priority_classes(client: Client, index: Index) {
 
 async fn watch_plugins(
     client: Client,
+    namespace: Option<String>,
     plugins: Arc<dyn PluginConfigMaps>,
     recorder: Recorder,
     health: Arc<Health>,
     mut all: mpsc::UnboundedSender<()>,
 ) {
-    let api: Api<ConfigMap> = Api::all(client);
+    let api: Api<ConfigMap> = match &namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
     let cfg = watcher::Config::default().labels(PLUGIN_LABEL);
     let mut stream = watcher::watcher(api, cfg).backoff(steady()).boxed();
     while let Some(ev) = stream.next().await {
@@ -399,6 +407,7 @@ pub async fn run(
         health.watch_started("plugins");
         tasks.push(tokio::spawn(watch_plugins(
             client.clone(),
+            config.plugin_watch_namespace.clone(),
             plugins,
             recorder,
             health.clone(),

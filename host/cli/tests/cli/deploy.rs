@@ -72,9 +72,14 @@ impl Serve {
 }
 
 fn kustomize() -> String {
+    kustomize_at("deploy")
+}
+
+/// `kubectl kustomize` of a directory of the repository.
+fn kustomize_at(dir: &str) -> String {
     let out = Command::new("kubectl")
         .args(["kustomize"])
-        .arg(repo().join("deploy"))
+        .arg(repo().join(dir))
         .output()
         .expect("kubectl kustomize runs");
     assert!(
@@ -438,4 +443,21 @@ fn a_webhook_that_is_down_blocks_admission_with_a_clear_message() {
     );
     let listed = sim.ok(&["get", "jobsets", "-o", "name"], None);
     assert!(listed.trim().is_empty(), "nothing got in: {listed}");
+}
+
+#[test]
+fn namespace_plugins_are_off_in_the_base_and_on_with_the_component() {
+    let base = kustomize();
+    assert!(base.contains("NAMESPACE_PLUGINS: \"false\""), "{base}");
+    assert!(base.contains("--namespace-plugins=$(NAMESPACE_PLUGINS)"));
+    assert!(!base.contains("jobset-controller-namespace-plugins"));
+    let with = kustomize_at("examples/namespace-plugins");
+    assert!(with.contains("NAMESPACE_PLUGINS: \"true\""), "{with}");
+    // The ClusterRole and its binding to the controller's ServiceAccount.
+    assert_eq!(
+        with.matches("name: jobset-controller-namespace-plugins")
+            .count(),
+        3,
+        "{with}"
+    );
 }
