@@ -64,6 +64,13 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     pub namespace_plugins: bool,
+    /// Run only plugins signed by one of these ed25519 public keys (as
+    /// `jobset policy keygen` prints them); none: no signature needed.
+    #[arg(long, value_delimiter = ',', value_name = "KEY,...")]
+    pub trusted_plugin_keys: Vec<String>,
+    /// Run only plugins with one of these sha256 digests; none: any.
+    #[arg(long, value_delimiter = ',', value_name = "SHA256,...")]
+    pub allowed_plugin_digests: Vec<String>,
     /// Feature gates: `Name=true|false,...` (upstream names).
     #[arg(long, value_delimiter = ',')]
     pub feature_gates: Vec<String>,
@@ -77,11 +84,16 @@ pub struct ControllerArgs {
 /// The default plugins from the builtins, plus whatever ConfigMaps in
 /// `namespace` (and, with `namespace_plugins`, JobSet namespaces) add;
 /// shared with `jobset sim serve`.
-pub fn plugin_registry(namespace: &str, namespace_plugins: bool) -> Result<Arc<Registry>, Failure> {
+pub fn plugin_registry(
+    namespace: &str,
+    namespace_plugins: bool,
+    trust: jobset_policy::trust::Trust,
+) -> Result<Arc<Registry>, Failure> {
     let runtime = Runtime::new(Default::default())
         .map_err(|e| Failure::Internal(format!("starting the Wasm runtime: {e}")))?;
     let mut config = RegistryConfig::new(namespace);
     config.namespace_plugins = namespace_plugins;
+    config.trust = trust;
     let registry = Registry::new(runtime, config)
         .map_err(|e| Failure::Internal(format!("loading the default plugins: {e}")))?;
     Ok(Arc::new(registry))
@@ -208,6 +220,8 @@ async fn signal() {
 /// Runs `jobset controller`.
 pub fn run(args: ControllerArgs) -> Result<(), Failure> {
     let gates = feature_gates(&args.feature_gates)?;
+    let trust =
+        crate::policy_cmd::trust_from(&args.trusted_plugin_keys, &args.allowed_plugin_digests)?;
     if args.concurrency == 0 {
         return Err(bad_input("--concurrency must be at least 1".to_string()));
     }
@@ -239,7 +253,7 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
         }
         // Compiling the default plugins takes a moment: after the
         // endpoints are up, so that /healthz answers meanwhile.
-        let registry = plugin_registry(&args.plugin_namespace, args.namespace_plugins)?;
+        let registry = plugin_registry(&args.plugin_namespace, args.namespace_plugins, trust)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             signal().await;

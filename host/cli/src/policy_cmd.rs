@@ -25,7 +25,55 @@ pub enum PolicyCommand {
         name: String,
         #[arg(long, default_value = "jobset-system")]
         namespace: String,
+        /// Sign the plugin's sha256 with this private key (a file written
+        /// by `jobset policy keygen`).
+        #[arg(long, value_name = "KEY_FILE")]
+        sign: Option<PathBuf>,
     },
+    /// Makes a signing key pair: writes the private key to FILE and prints
+    /// the public key to trust (`--trusted-plugin-keys`).
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Checks a packed plugin ConfigMap as a controller trusting `--key`
+    /// (and, with `--allowed-digest`, only those digests) would.
+    Verify {
+        file: PathBuf,
+        #[arg(long = "key", value_name = "PUBLIC_KEY")]
+        keys: Vec<String>,
+        #[arg(long = "allowed-digest", value_name = "SHA256")]
+        allowed_digests: Vec<String>,
+    },
+}
+
+/// The trust rules a controller (or `policy verify`) takes from flags:
+/// public keys and allowed digests; empty entries are ignored.
+pub fn trust_from(
+    keys: &[String],
+    digests: &[String],
+) -> Result<jobset_policy::trust::Trust, Failure> {
+    let keys = keys
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| jobset_policy::trust::PublicKey::parse(k).map_err(bad_input))
+        .collect::<Result<Vec<_>, _>>()?;
+    let digests: std::collections::BTreeSet<String> = digests
+        .iter()
+        .map(|d| d.trim().to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+        .collect();
+    for d in &digests {
+        if d.len() != 64 || !d.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad_input(format!(
+                "{d:?} is not a sha256 digest (64 hex digits)"
+            )));
+        }
+    }
+    Ok(jobset_policy::trust::Trust {
+        keys,
+        allowed_digests: (!digests.is_empty()).then_some(digests),
+    })
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {
@@ -56,6 +104,23 @@ pub(crate) fn check_name(flag: &str, name: &str) -> Result<(), Failure> {
 
 fn runtime() -> Result<Runtime, Failure> {
     Runtime::new(Default::default()).map_err(|e| Failure::Internal(e.to_string()))
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private_key(path: &std::path::Path, private: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .map_err(|e| bad_input(format!("--out {}: {e}", path.display())))?;
+    f.write_all(format!("{private}\n").as_bytes())
+        .map_err(|e| Failure::Internal(format!("--out {}: {e}", path.display())))
 }
 
 /// Runs a policy subcommand.
@@ -94,15 +159,62 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
             file,
             name,
             namespace,
+            sign,
         } => {
             check_name("--name", &name)?;
             if let Some(problem) = jobset_api::dns::dns1123_label(&namespace).first() {
                 return Err(bad_input(format!("--namespace {namespace:?}: {problem}")));
             }
             let bytes = read(&file)?;
-            let yaml = jobset_policy::tools::pack(&bytes, &name, &namespace)
-                .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+            let signature = match &sign {
+                None => None,
+                Some(key) => {
+                    let private = std::fs::read_to_string(key)
+                        .map_err(|e| bad_input(format!("--sign {}: {e}", key.display())))?;
+                    let digest = jobset_policy::sha256_hex(&bytes);
+                    Some(
+                        jobset_policy::trust::sign(&private, &digest)
+                            .map_err(|e| bad_input(format!("--sign {}: {e}", key.display())))?,
+                    )
+                }
+            };
+            let yaml =
+                jobset_policy::tools::pack_signed(&bytes, &name, &namespace, signature.as_deref())
+                    .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
             emit(&yaml)?;
+        }
+        PolicyCommand::Keygen { out } => {
+            let (private, public) = jobset_policy::trust::generate().map_err(Failure::Internal)?;
+            write_private_key(&out, &private)?;
+            emit(&format!(
+                "private key written to {} (keep it secret)\npublic key, to trust: {}\nkey id: {}\n",
+                out.display(),
+                public.to_text(),
+                public.id
+            ))?;
+        }
+        PolicyCommand::Verify {
+            file,
+            keys,
+            allowed_digests,
+        } => {
+            let trust = trust_from(&keys, &allowed_digests)?;
+            if trust.is_open() {
+                return Err(bad_input(
+                    "give the public keys to trust (--key) or the digests allowed (--allowed-digest)".into(),
+                ));
+            }
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+            match jobset_policy::tools::verify(&text, &trust) {
+                Ok(summary) => emit(&format!("{summary}\n"))?,
+                Err(why) => {
+                    return Err(Failure::Outcome(format!(
+                        "{}: may not run: {why}",
+                        file.display()
+                    )));
+                }
+            }
         }
     }
     Ok(())

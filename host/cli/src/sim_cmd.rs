@@ -156,8 +156,11 @@ pub fn run(cmd: SimCommand) -> Result<(), Failure> {
             )
             .await
             .map_err(|e| Failure::Internal(format!("starting the admission webhooks: {e}")))?;
-            let registry =
-                crate::controller_cmd::plugin_registry(crate::run::CONTROLLER_NAMESPACE, true)?;
+            let registry = crate::controller_cmd::plugin_registry(
+                crate::run::CONTROLLER_NAMESPACE,
+                true,
+                Default::default(),
+            )?;
             Some(tokio::spawn(crate::controller_cmd::run_wired(
                 client,
                 ControllerConfig {

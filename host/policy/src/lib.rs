@@ -24,6 +24,7 @@ pub mod runtime;
 mod sandbox;
 pub mod snapshot;
 pub mod tools;
+pub mod trust;
 pub mod validate;
 
 pub use bindings::SUPPORTED_VERSIONS;

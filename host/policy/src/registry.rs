@@ -16,6 +16,7 @@ use crate::runtime::{Runtime, sha256_hex};
 use crate::snapshot::{
     JobPlacement, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
 };
+use crate::trust::{SIGNATURE_ANNOTATION, Trust};
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -60,6 +61,8 @@ pub struct RegistryConfig {
     pub failure_modes: HashMap<Slot, FailureMode>,
     /// The circuit breaker.
     pub breaker: BreakerConfig,
+    /// Which plugins may run (signatures, allowed digests); open by default.
+    pub trust: Trust,
 }
 
 impl RegistryConfig {
@@ -71,6 +74,7 @@ impl RegistryConfig {
             plugins: HashMap::new(),
             failure_modes: HashMap::new(),
             breaker: BreakerConfig::default(),
+            trust: Trust::default(),
         }
     }
 }
@@ -104,6 +108,8 @@ pub struct Registry {
     /// ConfigMap `namespace/name` to the key it provides.
     sources: RwLock<HashMap<String, Key>>,
     builtins: HashMap<Slot, WasmPlugin>,
+    /// The sha256 of the built-in defaults: trusted as the binary is.
+    builtin_digests: Vec<String>,
     breakers: Breakers,
 }
 
@@ -111,6 +117,10 @@ impl Registry {
     /// A registry with the three built-in defaults loaded.
     pub fn new(runtime: Runtime, config: RegistryConfig) -> Result<Registry, LoadError> {
         let mut builtins = HashMap::new();
+        let builtin_digests = Slot::ALL
+            .iter()
+            .map(|s| sha256_hex(builtin::default_bytes(*s)))
+            .collect();
         for slot in Slot::ALL {
             let plugin = runtime.load(builtin::default_name(slot), builtin::default_bytes(slot))?;
             builtins.insert(slot, plugin);
@@ -122,6 +132,7 @@ impl Registry {
             plugins: RwLock::new(HashMap::new()),
             sources: RwLock::new(HashMap::new()),
             builtins,
+            builtin_digests,
         })
     }
 
@@ -180,6 +191,19 @@ impl Registry {
                     actual,
                 });
             }
+        }
+        let digest = sha256_hex(bytes);
+        if !self.builtin_digests.contains(&digest) {
+            let signature = cm
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+                .map(String::as_str);
+            self.config
+                .trust
+                .check(&digest, signature)
+                .map_err(|why| bad(format!("plugin {name} may not run here: {why}")))?;
         }
         let result = self.runtime.load(&name, bytes).and_then(|plugin| {
             plugin.validate_config(&config)?;

@@ -119,6 +119,23 @@ pub fn test(
 /// The plugin ConfigMap for a component (`jobset policy pack`), pinned to
 /// its sha256.
 pub fn pack(bytes: &[u8], name: &str, namespace: &str) -> Result<String, LoadError> {
+    pack_signed(bytes, name, namespace, None)
+}
+
+/// As [`pack`], with the signature annotation `signature` (see `trust`).
+pub fn pack_signed(
+    bytes: &[u8],
+    name: &str,
+    namespace: &str,
+    signature: Option<&str>,
+) -> Result<String, LoadError> {
+    let mut annotations = BTreeMap::from([(SHA256_ANNOTATION.to_string(), sha256_hex(bytes))]);
+    if let Some(sig) = signature {
+        annotations.insert(
+            crate::trust::SIGNATURE_ANNOTATION.to_string(),
+            sig.to_string(),
+        );
+    }
     let cm = ConfigMap {
         metadata: ObjectMeta {
             name: Some(format!("jobset-policy-{name}")),
@@ -127,10 +144,7 @@ pub fn pack(bytes: &[u8], name: &str, namespace: &str) -> Result<String, LoadErr
                 PLUGIN_LABEL.to_string(),
                 name.to_string(),
             )])),
-            annotations: Some(BTreeMap::from([(
-                SHA256_ANNOTATION.to_string(),
-                sha256_hex(bytes),
-            )])),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         },
         binary_data: Some(BTreeMap::from([(
@@ -141,6 +155,43 @@ pub fn pack(bytes: &[u8], name: &str, namespace: &str) -> Result<String, LoadErr
     };
     let body = serde_yaml::to_string(&cm).map_err(|e| LoadError::Scenario(e.to_string()))?;
     Ok(body)
+}
+
+/// Checks a packed plugin ConfigMap (YAML) as a controller with `trust`
+/// would before loading it: its bytes, its sha256 pin, and the signature
+/// or digest rules. What it found, for a person.
+pub fn verify(configmap_yaml: &str, trust: &crate::trust::Trust) -> Result<String, String> {
+    let cm: ConfigMap =
+        serde_yaml::from_str(configmap_yaml).map_err(|e| format!("not a ConfigMap: {e}"))?;
+    let annotations = cm.metadata.annotations.clone().unwrap_or_default();
+    let name = cm
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(PLUGIN_LABEL))
+        .cloned()
+        .ok_or_else(|| format!("metadata.labels[{PLUGIN_LABEL}] is missing"))?;
+    let bytes = cm
+        .binary_data
+        .as_ref()
+        .and_then(|b| b.get(WASM_KEY))
+        .map(|b| b.0.clone())
+        .ok_or_else(|| format!("binaryData[{WASM_KEY}] is missing"))?;
+    let digest = sha256_hex(&bytes);
+    if let Some(pinned) = annotations.get(SHA256_ANNOTATION)
+        && !pinned.trim().eq_ignore_ascii_case(&digest)
+    {
+        return Err(format!(
+            "sha256 {digest} does not match the pinned {pinned}"
+        ));
+    }
+    let signature = annotations.get(crate::trust::SIGNATURE_ANNOTATION);
+    trust.check(&digest, signature.map(String::as_str))?;
+    let by = match signature {
+        Some(sig) => format!(", signed by key {}", sig.split(':').nth(1).unwrap_or("?")),
+        None => String::new(),
+    };
+    Ok(format!("plugin {name}: sha256 {digest}{by}: may run"))
 }
 
 /// Serialising verdicts of different types through one closure.

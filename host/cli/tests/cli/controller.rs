@@ -247,3 +247,130 @@ fn an_unreachable_server_is_retried_and_logged_without_a_panic() {
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// A plugin ConfigMap in `jobset-system`, packed by `jobset policy pack`
+/// (signed when `key` is given).
+fn packed_plugin(
+    dir: &Path,
+    name: &str,
+    key: Option<&Path>,
+) -> k8s_openapi::api::core::v1::ConfigMap {
+    let wasm = dir.join(format!("{name}.wasm"));
+    std::fs::write(&wasm, jobset_policy::builtin::EXAMPLE_PREEMPTION_AWARE).expect("writes");
+    let mut cmd = jobset();
+    cmd.args(["policy", "pack"])
+        .arg(&wasm)
+        .args(["--name", name]);
+    if let Some(k) = key {
+        cmd.arg("--sign").arg(k);
+    }
+    let out = cmd.output().expect("jobset policy pack runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml::from_slice(&out.stdout).expect("a ConfigMap")
+}
+
+#[test]
+fn with_trusted_keys_the_controller_rejects_an_unsigned_plugin_with_an_event_and_runs_a_signed_one()
+{
+    let dir = tempdir();
+    let dir = dir.path();
+    let key = dir.join("signing.key");
+    let made = jobset()
+        .args(["policy", "keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen runs");
+    let public = String::from_utf8_lossy(&made.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key, to trust: "))
+        .expect("a public key")
+        .to_string();
+    let kc = dir.join("kubeconfig");
+    let _sim = serve_sim(&kc, &[]);
+    let rt = runtime();
+    let client = rt.block_on(client(&kc));
+    rt.block_on(async {
+        let crds: Api<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        > = Api::all(client.clone());
+        crds.create(&PostParams::default(), &jobset_api::crd::crd())
+            .await
+            .expect("CRD registered");
+        let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "jobset-system"}})).expect("ns"),
+        )
+        .await
+        .expect("namespace created");
+    });
+    let (metrics, health) = (free_addr(), free_addr());
+    let _ctl = Proc(
+        jobset()
+            .args([
+                "controller",
+                "--plugin-namespace",
+                "jobset-system",
+                "--trusted-plugin-keys",
+                &public,
+            ])
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["--metrics-addr", &metrics.to_string()])
+            .args(["--health-addr", &health.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("jobset controller starts"),
+    );
+    wait_for("/readyz is ok", Duration::from_secs(60), || {
+        get(health, "/readyz").0 == 200
+    });
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "jobset-system");
+    rt.block_on(async {
+        cms.create(
+            &PostParams::default(),
+            &packed_plugin(dir, "unsigned", None),
+        )
+        .await
+        .expect("created");
+        cms.create(
+            &PostParams::default(),
+            &packed_plugin(dir, "signed", Some(&key)),
+        )
+        .await
+        .expect("created");
+    });
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "jobset-system");
+    wait_for(
+        "the unsigned plugin is rejected with an event",
+        Duration::from_secs(30),
+        || {
+            rt.block_on(events.list(&ListParams::default()))
+            .map(|l| {
+                l.items.iter().any(|e| {
+                    e.reason.as_deref() == Some("PluginRejected")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("jobset-policy-unsigned")
+                        && e.note.as_deref().is_some_and(|n| {
+                            n.contains("plugin unsigned may not run here: it carries no policy.jobset.dev/signature annotation")
+                        })
+                })
+            })
+            .unwrap_or(false)
+        },
+    );
+    let rejected_signed = rt
+        .block_on(events.list(&ListParams::default()))
+        .map(|l| {
+            l.items.iter().any(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("jobset-policy-signed")
+            })
+        })
+        .unwrap_or(true);
+    assert!(!rejected_signed, "the signed plugin was rejected");
+}

@@ -140,3 +140,122 @@ fn output_into_a_pipe_closed_early_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
 }
+
+fn jobset_cmd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jobset"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the jobset binary runs")
+}
+
+/// The public key `jobset policy keygen` printed.
+fn public_key(keygen: &Output) -> String {
+    String::from_utf8_lossy(&keygen.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key, to trust: "))
+        .expect("a public key line")
+        .to_string()
+}
+
+#[test]
+fn keygen_pack_sign_and_verify_agree_and_refuse_other_keys_and_bytes() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let plugin = dir.path().join("plugin.wasm");
+    std::fs::write(&plugin, jobset_policy::builtin::EXAMPLE_PREEMPTION_AWARE).expect("writes");
+    let key = dir.path().join("signing.key");
+    let key_arg = key.display().to_string();
+    let made = jobset_cmd(&["policy", "keygen", "--out", &key_arg]);
+    assert_eq!(
+        made.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let public = public_key(&made);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key)
+            .expect("the key exists")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the private key is readable by its owner only"
+        );
+    }
+    // keygen never overwrites a key.
+    assert_eq!(
+        jobset_cmd(&["policy", "keygen", "--out", &key_arg])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let plugin_arg = plugin.display().to_string();
+    let packed = jobset_cmd(&[
+        "policy",
+        "pack",
+        &plugin_arg,
+        "--name",
+        "preemption-aware",
+        "--sign",
+        &key_arg,
+    ]);
+    assert_eq!(packed.status.code(), Some(0));
+    let yaml = String::from_utf8_lossy(&packed.stdout).to_string();
+    assert!(
+        yaml.contains("policy.jobset.dev/signature: ed25519:"),
+        "{yaml}"
+    );
+    let cm = dir.path().join("cm.yaml");
+    std::fs::write(&cm, &yaml).expect("writes");
+    let cm_arg = cm.display().to_string();
+
+    let ok = jobset_cmd(&["policy", "verify", &cm_arg, "--key", &public]);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        text.starts_with("plugin preemption-aware: sha256 ") && text.contains("signed by key"),
+        "{text}"
+    );
+
+    // Another key, and the same signature over other bytes, are refused.
+    let other = jobset_cmd(&[
+        "policy",
+        "keygen",
+        "--out",
+        &dir.path().join("other.key").display().to_string(),
+    ]);
+    let refused = jobset_cmd(&["policy", "verify", &cm_arg, "--key", &public_key(&other)]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("which this cluster does not trust"));
+    let swapped = yaml.replace("policy.jobset.dev/sha256:", "policy.jobset.dev/unpinned:");
+    let hostile = serde_yaml::to_string(&{
+        let mut v: serde_yaml::Value = serde_yaml::from_str(&swapped).expect("yaml");
+        v["binaryData"]["plugin.wasm"] =
+            serde_yaml::Value::String(base64_of(jobset_policy::builtin::DEFAULT_OUTCOME));
+        v
+    })
+    .expect("yaml");
+    std::fs::write(&cm, hostile).expect("writes");
+    let refused = jobset_cmd(&["policy", "verify", &cm_arg, "--key", &public]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not a signature of sha256"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -245,3 +245,62 @@ fn the_circuit_opens_after_repeated_failures() {
         "{err}"
     );
 }
+
+#[test]
+fn with_trusted_keys_only_plugins_signed_over_their_own_bytes_run() {
+    use jobset_policy::trust::{SIGNATURE_ANNOTATION, Trust, generate, sign};
+    let (private, public) = generate().expect("a key");
+    let mut config = RegistryConfig::new("jobset-system");
+    config.trust = Trust {
+        keys: vec![public],
+        allowed_digests: None,
+    };
+    let reg = registry(config);
+    let signed = |bytes: &[u8], over: &[u8]| {
+        let mut cm = configmap("jobset-system", "custom", bytes, None);
+        cm.metadata.annotations = Some(BTreeMap::from([(
+            SIGNATURE_ANNOTATION.to_string(),
+            sign(&private, &sha256_hex(over)).expect("signed"),
+        )]));
+        cm
+    };
+    let good = reg
+        .apply_configmap(&signed(
+            builtin::EXAMPLE_PREEMPTION_AWARE,
+            builtin::EXAMPLE_PREEMPTION_AWARE,
+        ))
+        .expect("a signed plugin runs");
+
+    // Unsigned: refused, naming the ConfigMap and why; the last good stays.
+    let unsigned = configmap("jobset-system", "custom", builtin::EXAMPLE_HOSTILE, None);
+    let err = reg
+        .apply_configmap(&unsigned)
+        .expect_err("unsigned refused");
+    assert_eq!(
+        err.to_string(),
+        "ConfigMap jobset-system/plugin-custom: plugin custom may not run here: it carries no \
+         policy.jobset.dev/signature annotation, and this cluster runs only signed plugins"
+    );
+    // A signature copied from other bytes.
+    let err = reg
+        .apply_configmap(&signed(
+            builtin::EXAMPLE_HOSTILE,
+            builtin::EXAMPLE_PREEMPTION_AWARE,
+        ))
+        .expect_err("a signature for other bytes is refused");
+    assert!(
+        err.to_string().contains("is not a signature of sha256"),
+        "{err}"
+    );
+    let d = reg.decide_outcome(&preempted("team")).expect("decides");
+    assert_eq!(d.plugin, good.id, "the last good version stays in force");
+
+    // The built-in defaults (as deploy/plugins ships them) need no signature.
+    reg.apply_configmap(&configmap(
+        "jobset-system",
+        "default-outcome",
+        builtin::DEFAULT_OUTCOME,
+        None,
+    ))
+    .expect("the built-in bytes are trusted as the binary is");
+}
