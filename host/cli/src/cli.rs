@@ -22,7 +22,7 @@ enum Command {
     /// Run JobSet manifests on the embedded simulated cluster, in virtual time.
     Run(run::RunArgs),
     /// Run the controller against a cluster (kubeconfig or in-cluster).
-    Controller(controller_cmd::ControllerArgs),
+    Controller(Box<controller_cmd::ControllerArgs>),
     /// The simulated cluster.
     #[command(subcommand)]
     Sim(sim_cmd::SimCommand),
@@ -54,7 +54,7 @@ pub fn main() -> ExitCode {
         _ => init_logs("warn", false),
     }
     let result: Result<(), Failure> = match cli.command {
-        Command::Controller(args) => controller_cmd::run(args),
+        Command::Controller(args) => controller_cmd::run(*args),
         Command::Run(args) => run::run(args, &Output::stdout()),
         Command::Sim(cmd) => sim_cmd::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
@@ -78,7 +78,7 @@ pub fn run_captured(args: &[&str]) -> (u8, String) {
     let (out, captured) = Output::buffer();
     let result = match cli.command {
         Command::Run(args) => run::run(args, &out),
-        Command::Controller(args) => controller_cmd::run(args),
+        Command::Controller(args) => controller_cmd::run(*args),
         Command::Sim(cmd) => sim_cmd::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Crd => Ok(()),
