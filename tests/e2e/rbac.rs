@@ -285,6 +285,37 @@ async fn scenario_with(objects: Vec<Value>, plugin_namespace: Option<&str>) -> V
             })
         })
         .await;
+        // A creation that meets a Job of its name (a reconcile ahead of
+        // its cache) asks who holds the name, within the role.
+        let stored = env.get("rbac").await;
+        let applier = jobset_controller::apply::Applier {
+            client: &sa,
+            jobset: &stored,
+            index: &jobset_controller::index::Index::default(),
+            recorder: &kube::runtime::events::Recorder::new(
+                sa.clone(),
+                kube::runtime::events::Reporter {
+                    controller: "jobset".into(),
+                    instance: None,
+                },
+            ),
+        };
+        let again = jobset_controller::job_builder::build_job(
+            &stored,
+            &stored.spec.replicated_jobs[0],
+            0,
+            false,
+        );
+        if let Err(e) = applier
+            .apply(&[jobset_controller::actions::Action::CreateJobs(vec![
+                again.into(),
+            ])])
+            .await
+        {
+            failed.push(format!(
+                "creating a Job that exists, as its own JobSet: {e}"
+            ));
+        }
         let jobs = env.jobs("rbac").await;
         env.fail_job(&jobs[0], "BackoffLimitExceeded", "boom").await;
         let jobs = env.wait_attempt("rbac", 1, 2).await;

@@ -187,6 +187,63 @@ fn complete_schema(s: &mut Value) {
     ] {
         set(s, &format!("status.{field}"), json!({"minimum": 0}));
     }
+    core_type_defaults(s);
+}
+
+/// The defaults the embedded Kubernetes types declare (their `+default`
+/// markers), which a CRD generated from those types carries and the API
+/// server then fills in on the stored JobSet: as in upstream's CRD.
+const CONTAINER_DEFAULTS: &[(&str, &str)] = &[
+    ("env.[].valueFrom.configMapKeyRef.name", "\"\""),
+    ("env.[].valueFrom.fileKeyRef.optional", "false"),
+    ("env.[].valueFrom.secretKeyRef.name", "\"\""),
+    ("envFrom.[].configMapRef.name", "\"\""),
+    ("envFrom.[].secretRef.name", "\"\""),
+    ("livenessProbe.grpc.service", "\"\""),
+    ("readinessProbe.grpc.service", "\"\""),
+    ("startupProbe.grpc.service", "\"\""),
+    ("ports.[].protocol", "\"TCP\""),
+];
+const POD_DEFAULTS: &[(&str, &str)] = &[
+    ("imagePullSecrets.[].name", "\"\""),
+    ("volumes.[].azureDisk.fsType", "\"ext4\""),
+    ("volumes.[].azureDisk.readOnly", "false"),
+    ("volumes.[].cephfs.secretRef.name", "\"\""),
+    ("volumes.[].cinder.secretRef.name", "\"\""),
+    ("volumes.[].configMap.name", "\"\""),
+    ("volumes.[].csi.nodePublishSecretRef.name", "\"\""),
+    ("volumes.[].flexVolume.secretRef.name", "\"\""),
+    ("volumes.[].iscsi.iscsiInterface", "\"default\""),
+    ("volumes.[].iscsi.secretRef.name", "\"\""),
+    ("volumes.[].projected.sources.[].configMap.name", "\"\""),
+    ("volumes.[].projected.sources.[].secret.name", "\"\""),
+    ("volumes.[].rbd.keyring", "\"/etc/ceph/keyring\""),
+    ("volumes.[].rbd.pool", "\"rbd\""),
+    ("volumes.[].rbd.secretRef.name", "\"\""),
+    ("volumes.[].rbd.user", "\"admin\""),
+    ("volumes.[].scaleIO.fsType", "\"xfs\""),
+    ("volumes.[].scaleIO.secretRef.name", "\"\""),
+    ("volumes.[].scaleIO.storageMode", "\"ThinProvisioned\""),
+    ("volumes.[].storageos.secretRef.name", "\"\""),
+];
+
+fn core_type_defaults(s: &mut Value) {
+    let pod = "spec.replicatedJobs.[].template.spec.template.spec";
+    let mut put = |path: String, default: &str| {
+        if let Ok(v) = serde_json::from_str::<Value>(default)
+            && let Some(n) = node(s, &path)
+        {
+            n.insert("default".to_string(), v);
+        }
+    };
+    for (rel, default) in POD_DEFAULTS {
+        put(format!("{pod}.{rel}"), default);
+    }
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        for (rel, default) in CONTAINER_DEFAULTS {
+            put(format!("{pod}.{list}.[].{rel}"), default);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +354,35 @@ mod tests {
         assert_eq!(
             at("spec.successPolicy.targetReplicatedJobs")["x-kubernetes-list-type"],
             "atomic"
+        );
+    }
+
+    #[test]
+    fn the_embedded_core_types_carry_their_defaults_as_upstreams_crd() {
+        let pod = "spec.replicatedJobs.[].template.spec.template.spec";
+        for list in ["containers", "initContainers", "ephemeralContainers"] {
+            assert_eq!(
+                at(&format!("{pod}.{list}.[].ports.[].protocol"))["default"],
+                "TCP"
+            );
+            assert_eq!(
+                at(&format!(
+                    "{pod}.{list}.[].env.[].valueFrom.secretKeyRef.name"
+                ))["default"],
+                ""
+            );
+        }
+        assert_eq!(
+            at(&format!("{pod}.volumes.[].rbd.user"))["default"],
+            "admin"
+        );
+        assert_eq!(
+            at(&format!("{pod}.volumes.[].azureDisk.readOnly"))["default"],
+            false
+        );
+        assert_eq!(
+            at(&format!("{pod}.imagePullSecrets.[].name"))["default"],
+            ""
         );
     }
 

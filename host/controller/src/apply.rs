@@ -208,21 +208,26 @@ impl Applier<'_> {
     }
 
     /// Whether a Job `name` exists that this JobSet does not control (or
-    /// whether that cannot be told: the lookup failed).
+    /// whether that cannot be told: the lookup failed). Looked up with a
+    /// list by name: the controller's role may list Jobs, not get them.
     async fn held_by_another(&self, name: &str) -> bool {
         let api: Api<Job> = Api::namespaced(self.client.clone(), &self.ns());
         let Some(uid) = self.jobset.metadata.uid.as_deref() else {
             return true;
         };
-        match api.get_metadata_opt(name).await {
-            Ok(Some(job)) => !job
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.uid == uid && o.controller == Some(true)),
-            Ok(None) => false,
-            Err(_) => true,
+        let by_name = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
+        match api.list_metadata(&by_name).await {
+            Ok(list) => list.items.iter().any(|job| {
+                !job.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == uid && o.controller == Some(true))
+            }),
+            Err(e) => {
+                tracing::warn!(job = name, error = %e, "could not tell who holds the Job's name");
+                true
+            }
         }
     }
 

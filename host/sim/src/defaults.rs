@@ -178,8 +178,33 @@ fn service(obj: &mut Value) {
 
 /// Defaults refreshed on every write (CRD status follows its spec).
 /// A Job's `completions` and `parallelism` when unset, on every write as
-/// kube-apiserver defaults them (a patch that clears them gets them back).
+/// kube-apiserver defaults them (a patch that clears them gets them back);
+/// likewise a pod-failure-policy rule's condition `status` (True), and an
+/// empty `onPodConditions` list, which its Go types do not keep.
 fn job_sizes(spec: &mut Value) {
+    if let Some(rules) = spec
+        .pointer_mut("/podFailurePolicy/rules")
+        .and_then(Value::as_array_mut)
+    {
+        for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+            match rule
+                .get_mut("onPodConditions")
+                .and_then(Value::as_array_mut)
+            {
+                Some(conds) if conds.is_empty() => {
+                    rule.remove("onPodConditions");
+                }
+                Some(conds) => {
+                    for c in conds.iter_mut().filter_map(Value::as_object_mut) {
+                        if c.get("status").is_none_or(|s| s.is_null() || s == "") {
+                            c.insert("status".into(), json!("True"));
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+    }
     let completions_set = spec.get("completions").is_some_and(|c| !c.is_null());
     if !completions_set && spec.get("parallelism").is_none_or(Value::is_null) {
         spec["completions"] = json!(1);
@@ -264,6 +289,22 @@ mod tests {
             json!({"metadata": {"name": "h", "uid": "u2"}, "spec": {"clusterIP": "None"}});
         on_create(&info, &mut headless);
         assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
+    }
+
+    #[test]
+    fn pod_failure_policy_conditions_default_to_true_and_an_empty_list_goes() {
+        let info = Registry::with_builtins()
+            .get("batch", "v1", "jobs")
+            .unwrap();
+        let mut j = json!({"metadata": {"name": "w", "uid": "u"}, "spec": {"template": {},
+        "podFailurePolicy": {"rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}, "onPodConditions": []}
+        ]}}});
+        on_create(&info, &mut j);
+        let rules = &j["spec"]["podFailurePolicy"]["rules"];
+        assert_eq!(rules[0]["onPodConditions"][0]["status"], "True");
+        assert!(rules[1].get("onPodConditions").is_none(), "{rules}");
     }
 
     #[test]
