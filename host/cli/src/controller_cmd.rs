@@ -71,6 +71,10 @@ pub struct ControllerArgs {
     /// Run only plugins with one of these sha256 digests; none: any.
     #[arg(long, value_delimiter = ',', value_name = "SHA256,...")]
     pub allowed_plugin_digests: Vec<String>,
+    /// Most plugins one JobSet namespace may put in force (with
+    /// --namespace-plugins); ConfigMaps past it are refused uncompiled.
+    #[arg(long, default_value_t = jobset_policy::registry::DEFAULT_MAX_PLUGINS_PER_NAMESPACE)]
+    pub max_plugins_per_namespace: usize,
     /// Feature gates: `Name=true|false,...` (upstream names).
     #[arg(long, value_delimiter = ',')]
     pub feature_gates: Vec<String>,
@@ -89,11 +93,16 @@ pub fn plugin_registry(
     namespace_plugins: bool,
     trust: jobset_policy::trust::Trust,
 ) -> Result<Arc<Registry>, Failure> {
-    let runtime = Runtime::new(Default::default())
-        .map_err(|e| Failure::Internal(format!("starting the Wasm runtime: {e}")))?;
     let mut config = RegistryConfig::new(namespace);
     config.namespace_plugins = namespace_plugins;
     config.trust = trust;
+    registry_with(config)
+}
+
+/// The registry of `config`, with the default plugins built in.
+pub fn registry_with(config: RegistryConfig) -> Result<Arc<Registry>, Failure> {
+    let runtime = Runtime::new(Default::default())
+        .map_err(|e| Failure::Internal(format!("starting the Wasm runtime: {e}")))?;
     let registry = Registry::new(runtime, config)
         .map_err(|e| Failure::Internal(format!("loading the default plugins: {e}")))?;
     Ok(Arc::new(registry))
@@ -253,7 +262,11 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
         }
         // Compiling the default plugins takes a moment: after the
         // endpoints are up, so that /healthz answers meanwhile.
-        let registry = plugin_registry(&args.plugin_namespace, args.namespace_plugins, trust)?;
+        let mut registry_config = RegistryConfig::new(&args.plugin_namespace);
+        registry_config.namespace_plugins = args.namespace_plugins;
+        registry_config.trust = trust;
+        registry_config.max_plugins_per_namespace = args.max_plugins_per_namespace;
+        let registry = registry_with(registry_config)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             signal().await;

@@ -63,7 +63,14 @@ pub struct RegistryConfig {
     pub breaker: BreakerConfig,
     /// Which plugins may run (signatures, allowed digests); open by default.
     pub trust: Trust,
+    /// Most plugins one JobSet namespace may put in force (namespace
+    /// plugins): a tenant's flood of ConfigMaps is refused past it before
+    /// anything is compiled. The controller's namespace has no limit.
+    pub max_plugins_per_namespace: usize,
 }
+
+/// The default of [`RegistryConfig::max_plugins_per_namespace`].
+pub const DEFAULT_MAX_PLUGINS_PER_NAMESPACE: usize = 16;
 
 impl RegistryConfig {
     /// Defaults for a controller running in `namespace`.
@@ -75,6 +82,7 @@ impl RegistryConfig {
             failure_modes: HashMap::new(),
             breaker: BreakerConfig::default(),
             trust: Trust::default(),
+            max_plugins_per_namespace: DEFAULT_MAX_PLUGINS_PER_NAMESPACE,
         }
     }
 }
@@ -136,6 +144,11 @@ impl Registry {
         })
     }
 
+    /// How many plugins from ConfigMaps are in force.
+    pub fn plugin_count(&self) -> usize {
+        self.plugins.read().map(|p| p.len()).unwrap_or(0)
+    }
+
     /// The built-in default for a slot.
     pub fn builtin(&self, slot: Slot) -> Option<&WasmPlugin> {
         self.builtins.get(&slot)
@@ -190,6 +203,25 @@ impl Registry {
                     pinned: pinned.clone(),
                     actual,
                 });
+            }
+        }
+        if let Some(ns) = &scope {
+            let key: Key = (scope.clone(), name.clone());
+            let (held, replaces) = self
+                .plugins
+                .read()
+                .map(|p| {
+                    (
+                        p.keys().filter(|(s, _)| s.as_ref() == Some(ns)).count(),
+                        p.contains_key(&key),
+                    )
+                })
+                .unwrap_or((0, false));
+            if !replaces && held >= self.config.max_plugins_per_namespace {
+                return Err(bad(format!(
+                    "namespace {ns} already has {held} plugins in force, the most allowed \
+                     (--max-plugins-per-namespace); plugin {name} is not loaded"
+                )));
             }
         }
         let digest = sha256_hex(bytes);

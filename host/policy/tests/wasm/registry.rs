@@ -304,3 +304,44 @@ fn with_trusted_keys_only_plugins_signed_over_their_own_bytes_run() {
     ))
     .expect("the built-in bytes are trusted as the binary is");
 }
+
+#[test]
+fn a_flood_of_plugin_configmaps_in_one_namespace_stops_at_its_limit_before_compiling() {
+    let mut config = RegistryConfig::new("jobset-system");
+    config.max_plugins_per_namespace = 3;
+    let reg = registry(config);
+    let mut refused = Vec::new();
+    for i in 0..500 {
+        match reg.apply_configmap(&configmap(
+            "tenant",
+            &format!("p{i}"),
+            builtin::EXAMPLE_PREEMPTION_AWARE,
+            None,
+        )) {
+            Ok(_) => {}
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    assert_eq!(refused.len(), 497);
+    assert_eq!(
+        refused[0],
+        "ConfigMap tenant/plugin-p3: namespace tenant already has 3 plugins in force, the most allowed \
+         (--max-plugins-per-namespace); plugin p3 is not loaded"
+    );
+    assert_eq!(reg.plugin_count(), 3);
+    // A plugin already in force may still be updated, another namespace is
+    // not affected, and the controller's namespace has no limit.
+    reg.apply_configmap(&configmap("tenant", "p0", builtin::DEFAULT_OUTCOME, None))
+        .expect("an update of a plugin in force");
+    reg.apply_configmap(&configmap("other", "p0", builtin::DEFAULT_OUTCOME, None))
+        .expect("another namespace has its own limit");
+    for i in 0..5 {
+        reg.apply_configmap(&configmap(
+            "jobset-system",
+            &format!("c{i}"),
+            builtin::DEFAULT_OUTCOME,
+            None,
+        ))
+        .expect("no limit in the controller's namespace");
+    }
+}
