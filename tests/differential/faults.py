@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Our controller killed and restarted on a real control plane.
+
+JobSets whose first attempt fails (one pod of each Job exits 1, and the
+Jobs allow no pod failure) run on kube-apiserver, etcd, the Job
+controller, the scheduler and kwok nodes (tests/realcluster), under our
+controller deployed as `deploy/` deploys it. Meanwhile the controller is
+killed with SIGKILL at random moments and started again. At the end every
+JobSet must have reached what its failure policy dictates, exactly once:
+Completed, one restart counted, and each Job name created once per
+attempt (a restart lost, counted twice, or a Job created twice would all
+show).
+
+    python3 tests/differential/faults.py [--jobsets 20] [--kills 5] [--seed 1]
+
+Prints the kill times and a line per JobSet that ended wrong, then
+`faults: N JobSets, K kills, M wrong, S s`; exits 1 when any ended wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import yaml  # noqa: E402
+
+from diff import REPO, Ours, binaries, log  # noqa: E402
+from observe import Observer  # noqa: E402
+from pods import PodScript  # noqa: E402
+from scenarios import MINIMUM, SCALE  # noqa: E402
+
+NAMESPACE = "faults"
+# One minute here is two seconds: the first attempt's pod 0 of every Job
+# fails after 4 s; every other pod runs 10 s and succeeds.
+PODS = {
+    "defaultDuration": "5m",
+    "rules": [{"match": {"replicatedJob": "w", "podIndex": 0, "attempt": 0}, "duration": "2m", "exitCode": 1}],
+}
+
+
+def jobset(i: int) -> dict:
+    return {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2",
+        "kind": "JobSet",
+        "metadata": {"name": f"f{i}", "namespace": NAMESPACE},
+        "spec": {
+            "failurePolicy": {"maxRestarts": 3},
+            "replicatedJobs": [{
+                "name": "w",
+                "replicas": 2,
+                "template": {"spec": {
+                    "parallelism": 2, "completions": 2, "backoffLimit": 0,
+                    "template": {"spec": {"restartPolicy": "Never",
+                                          "containers": [{"name": "main", "image": "busybox"}]}},
+                }},
+            }],
+        },
+    }
+
+
+def kill_controller(backend: Ours) -> None:
+    """SIGKILL, as a node loss or an OOM kill ends the process: no shutdown."""
+    for p in backend.procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    for p in backend.procs:
+        p.wait()
+    backend.procs.clear()
+
+
+def wrong_endings(observer: Observer, n: int) -> list[str]:
+    observer.poll()
+    jobsets = {js["metadata"]["name"]: js for js in observer.get("jobsets.jobset.x-k8s.io")}
+    wrong = []
+    for i in range(n):
+        name = f"f{i}"
+        js = jobsets.get(name)
+        if js is None:
+            wrong.append(f"{name}: gone")
+            continue
+        status = js.get("status") or {}
+        conditions = {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
+        if "Completed" not in conditions:
+            wrong.append(f"{name}: not Completed ({sorted(conditions)}, terminalState {status.get('terminalState')!r})")
+        if status.get("restarts", 0) != 1 or status.get("restartsCountTowardsMax", 0) != 1:
+            wrong.append(f"{name}: restarts {status.get('restarts', 0)}, counted {status.get('restartsCountTowardsMax', 0)}; want 1 and 1")
+        for job in (f"{name}-w-0", f"{name}-w-1"):
+            created = len(observer.jobs_seen.get(job, ()))
+            if created != 2:
+                wrong.append(f"{name}: Job {job} created {created} times; want 2 (one per attempt)")
+    return wrong
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobsets", type=int, default=20)
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    rng = random.Random(args.seed)
+    jobset_bin, bin_dir = binaries(args.jobset)
+    work = Path(tempfile.mkdtemp(prefix="jobset-faults-"))
+    backend = Ours(work, bin_dir, jobset_bin)
+    try:
+        backend.setup()
+        k = backend.kubectl
+        k(["create", "namespace", NAMESPACE])
+        backend.driver.register(NAMESPACE, PodScript.from_scenario(PODS, SCALE, MINIMUM))
+        observer = Observer(k, NAMESPACE)
+        body = "\n---\n".join(yaml.safe_dump(jobset(i)) for i in range(args.jobsets))
+        k(["create", "-f", "-"], input=body)
+        t0 = time.monotonic()
+        # The first attempt fails after about 4 s, the second ends about 10 s
+        # later: kill within the first 20 s, where every step happens.
+        kills = sorted(rng.uniform(0.5, 20.0) for _ in range(args.kills))
+        log(f"killing the controller at {', '.join(f'{t:.1f}' for t in kills)} s")
+        for at in kills:
+            while time.monotonic() - t0 < at:
+                observer.poll()
+                time.sleep(0.2)
+            kill_controller(backend)
+            observer.poll()
+            backend.install()
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            observer.poll()
+            done = observer.get("jobsets.jobset.x-k8s.io")
+            if len(done) == args.jobsets and all((js.get("status") or {}).get("terminalState") for js in done):
+                break
+            time.sleep(0.5)
+        time.sleep(2)
+        wrong = wrong_endings(observer, args.jobsets)
+        wrong += [f"backend: {p}" for p in backend.problems()]
+    finally:
+        backend.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    for w in wrong:
+        print(w)
+    print(f"faults: {args.jobsets} JobSets, {args.kills} kills, {len(wrong)} wrong, {time.monotonic() - started:.0f} s")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
