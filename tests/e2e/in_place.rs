@@ -32,6 +32,17 @@ spec:
         template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}
 "#;
 
+/// The InPlaceRestart gate on, and pods that run an hour.
+async fn start() -> (Env, jobset_sim::cluster::ClusterHandle) {
+    Env::start_on_cluster(
+        Arc::new(NativeDefaults),
+        &["InPlaceRestart"],
+        "default",
+        "defaultDuration: 1h\n",
+    )
+    .await
+}
+
 async fn running_pods(env: &Env) -> Vec<String> {
     let pods = env
         .sim
@@ -80,13 +91,7 @@ async fn wait_status(env: &Env, what: &str, check: impl Fn(&Value) -> bool) {
 #[test]
 fn agents_at_one_attempt_lift_the_barrier_and_one_restart_brings_the_others_along() {
     runtime().block_on(async {
-        let (env, _cluster) = Env::start_on_cluster(
-            Arc::new(NativeDefaults),
-            &["InPlaceRestart"],
-            "default",
-            "defaultDuration: 1h\n",
-        )
-        .await;
+        let (env, _cluster) = start().await;
         env.create(IN_PLACE).await;
         env.wait_until("four pods run", Duration::from_secs(120), || async {
             running_pods(&env).await.len() == 4
@@ -152,13 +157,7 @@ fn agents_at_one_attempt_lift_the_barrier_and_one_restart_brings_the_others_alon
 #[test]
 fn without_an_in_place_jobset_no_pod_is_watched() {
     runtime().block_on(async {
-        let (env, _cluster) = Env::start_on_cluster(
-            Arc::new(NativeDefaults),
-            &["InPlaceRestart"],
-            "default",
-            "defaultDuration: 1h\n",
-        )
-        .await;
+        let (env, _cluster) = start().await;
         env.create(&IN_PLACE.replace(
             "restartStrategy: InPlaceRestart",
             "restartStrategy: Recreate",
@@ -174,13 +173,7 @@ fn without_an_in_place_jobset_no_pod_is_watched() {
 #[test]
 fn deleting_an_in_place_jobset_ends_its_pod_watch() {
     runtime().block_on(async {
-        let (env, _cluster) = Env::start_on_cluster(
-            Arc::new(NativeDefaults),
-            &["InPlaceRestart"],
-            "default",
-            "defaultDuration: 1h\n",
-        )
-        .await;
+        let (env, _cluster) = start().await;
         env.create(IN_PLACE).await;
         env.wait_until("the pods are watched", Duration::from_secs(120), || async {
             env.metrics.pod_watches() == (1, 4)

@@ -66,7 +66,7 @@ impl Env {
         let sim = Sim::new(SimConfig::default());
         let client = Client::new(sim.service(), NS);
         let gates = gates.iter().map(|g| g.to_string()).collect();
-        Env::launch(sim, client.clone(), client, engine, None, gates).await
+        Env::launch(sim, client.clone(), client, engine, None, gates, None).await
     }
 
     /// As [`Env::start_with_gates`], on a simulated cluster (`layout` as
@@ -105,7 +105,7 @@ impl Env {
         )
         .await
         .expect("the cluster starts");
-        let env = Env::launch(sim, client.clone(), client, engine, None, gates).await;
+        let env = Env::launch(sim, client.clone(), client, engine, None, gates, None).await;
         (env, cluster)
     }
 
@@ -120,7 +120,16 @@ impl Env {
         engine: Arc<dyn PolicyEngine>,
         plugins: Option<Arc<dyn PluginConfigMaps>>,
     ) -> Env {
-        Env::launch(sim, client, controller_client, engine, plugins, Vec::new()).await
+        Env::launch(
+            sim,
+            client,
+            controller_client,
+            engine,
+            plugins,
+            Vec::new(),
+            None,
+        )
+        .await
     }
 
     /// As [`Env::start_on`], with upstream's alpha feature `gates` on and
@@ -136,7 +145,7 @@ impl Env {
         plugin_namespace: Option<&str>,
     ) -> Env {
         let gates = gates.iter().map(|g| g.to_string()).collect();
-        Env::launch_with(
+        Env::launch(
             sim,
             client,
             controller_client,
@@ -149,26 +158,6 @@ impl Env {
     }
 
     async fn launch(
-        sim: Sim,
-        client: Client,
-        controller_client: Client,
-        engine: Arc<dyn PolicyEngine>,
-        plugins: Option<Arc<dyn PluginConfigMaps>>,
-        feature_gates: Vec<String>,
-    ) -> Env {
-        Env::launch_with(
-            sim,
-            client,
-            controller_client,
-            engine,
-            plugins,
-            feature_gates,
-            None,
-        )
-        .await
-    }
-
-    async fn launch_with(
         sim: Sim,
         client: Client,
         controller_client: Client,

@@ -1292,6 +1292,12 @@ fn in_place_world(attempts: [Option<&str>; 7]) -> World {
     }
 }
 
+/// The current in-place attempt the plan writes (none when it writes no
+/// status or leaves the attempt unset).
+fn current_attempt(p: &Plan) -> Option<i32> {
+    p.status.as_ref()?.current_in_place_restart_attempt
+}
+
 fn in_place_run(js: &JobSet, world: &World) -> Plan {
     let jobs = all_jobs(js);
     run_with(js, &jobs, world, &NativeDefaults)
@@ -1307,24 +1313,14 @@ fn every_pod_at_one_attempt_sets_the_current_attempt_and_lifts_the_barrier() {
     let mut attempts = [Some("0"); 7];
     attempts[6] = None;
     let p = in_place_run(&js, &in_place_world(attempts));
-    assert!(
-        p.status
-            .as_ref()
-            .is_none_or(|s| s.current_in_place_restart_attempt.is_none()),
-        "{:?}",
-        p.status
-    );
+    assert_eq!(current_attempt(&p), None, "{:?}", p.status);
     // Not yet listed by the pod watch: nothing either.
     let world = World {
         pods: None,
         ..in_place_world([Some("0"); 7])
     };
     let p = in_place_run(&js, &world);
-    assert!(
-        p.status
-            .as_ref()
-            .is_none_or(|s| s.current_in_place_restart_attempt.is_none())
-    );
+    assert_eq!(current_attempt(&p), None, "{:?}", p.status);
 }
 
 #[test]
@@ -1402,11 +1398,7 @@ fn without_the_gate_or_the_strategy_pods_change_nothing() {
     };
     let p = in_place_run(&js, &world);
     assert!(cond_opt(&p, types::FAILED).is_none());
-    assert!(
-        p.status
-            .as_ref()
-            .is_none_or(|s| s.current_in_place_restart_attempt.is_none())
-    );
+    assert_eq!(current_attempt(&p), None, "{:?}", p.status);
 }
 
 #[test]

@@ -69,6 +69,14 @@ async fn client(kubeconfig: &Path) -> Client {
     Client::try_from(config).expect("client")
 }
 
+async fn register_crd(client: &Client) {
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    crds.create(&PostParams::default(), &jobset_api::crd::crd())
+        .await
+        .expect("CRD registered");
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -84,14 +92,7 @@ fn the_controller_creates_jobs_serves_metrics_and_releases_its_lease_on_sigterm(
     let _sim = serve_sim(&kc, &[]);
     let rt = runtime();
     let client = rt.block_on(client(&kc));
-    rt.block_on(async {
-        let crds: Api<
-            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-        > = Api::all(client.clone());
-        crds.create(&PostParams::default(), &jobset_api::crd::crd())
-            .await
-            .expect("CRD registered");
-    });
+    rt.block_on(register_crd(&client));
     let (metrics, health) = (free_addr(), free_addr());
     let mut ctl = Proc(
         jobset()
@@ -294,16 +295,12 @@ fn with_trusted_keys_the_controller_rejects_an_unsigned_plugin_with_an_event_and
     let rt = runtime();
     let client = rt.block_on(client(&kc));
     rt.block_on(async {
-        let crds: Api<
-            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-        > = Api::all(client.clone());
-        crds.create(&PostParams::default(), &jobset_api::crd::crd())
-            .await
-            .expect("CRD registered");
+        register_crd(&client).await;
         let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
         ns.create(
             &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "jobset-system"}})).expect("ns"),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "jobset-system"}}))
+                .expect("ns"),
         )
         .await
         .expect("namespace created");
