@@ -30,6 +30,11 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Largest plugin accepted (a ConfigMap's limit).
     pub max_plugin_bytes: usize,
+    /// Compiled components kept for reuse (least recently used go first).
+    /// A plugin in force keeps its own code whatever the cache holds.
+    pub max_compiled: usize,
+    /// Bytes of machine code that cache may hold.
+    pub max_compiled_bytes: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +46,8 @@ impl Default for Limits {
             max_concurrent: 32,
             output_bytes: 4096,
             max_plugin_bytes: 1 << 20,
+            max_compiled: 64,
+            max_compiled_bytes: 256 << 20,
         }
     }
 }
@@ -51,7 +58,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) limits: Limits,
     /// Epoch ticks that make up the deadline.
     pub(crate) deadline_ticks: u64,
-    compiled: Mutex<HashMap<String, Component>>,
+    compiled: Mutex<Compiled>,
     /// One per instance the pool holds; a decision takes one.
     pub(crate) permits: Permits,
 }
@@ -105,6 +112,57 @@ impl Drop for Permit<'_> {
     }
 }
 
+/// Compiled components by sha256, bounded in entries and bytes of machine
+/// code; the least recently used go first.
+#[derive(Default)]
+struct Compiled {
+    /// sha256 -> (component, its code bytes, when last used).
+    entries: HashMap<String, (Component, usize, u64)>,
+    bytes: usize,
+    clock: u64,
+}
+
+impl Compiled {
+    fn get(&mut self, sha256: &str) -> Option<Component> {
+        self.clock += 1;
+        let now = self.clock;
+        self.entries.get_mut(sha256).map(|(c, _, used)| {
+            *used = now;
+            c.clone()
+        })
+    }
+
+    fn insert(&mut self, sha256: &str, component: Component, max_entries: usize, max_bytes: usize) {
+        self.clock += 1;
+        let range = component.image_range();
+        let size = (range.end as usize).saturating_sub(range.start as usize);
+        if let Some((_, old, _)) = self
+            .entries
+            .insert(sha256.to_string(), (component, size, self.clock))
+        {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        while self.entries.len() > max_entries.max(1)
+            || (self.bytes > max_bytes && self.entries.len() > 1)
+        {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .filter(|(k, _)| k.as_str() != sha256)
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((_, freed, _)) = self.entries.remove(&oldest) {
+                self.bytes -= freed;
+                tracing::debug!(sha256 = %oldest, bytes = freed, "compiled plugin dropped from the cache");
+            }
+        }
+    }
+}
+
 /// The Wasm runtime: cheap to clone, shared by every plugin it loads.
 #[derive(Clone)]
 pub struct Runtime {
@@ -147,7 +205,7 @@ impl Runtime {
                 permits: Permits::new(limits.max_concurrent.max(1)),
                 limits,
                 deadline_ticks,
-                compiled: Mutex::new(HashMap::new()),
+                compiled: Mutex::new(Compiled::default()),
             }),
         })
     }
@@ -235,7 +293,13 @@ impl Runtime {
                 message: compile_problem(bytes, &e),
             })?;
         if let Ok(mut cache) = self.inner.compiled.lock() {
-            cache.insert(sha256.to_string(), component.clone());
+            let limits = &self.inner.limits;
+            cache.insert(
+                sha256,
+                component.clone(),
+                limits.max_compiled,
+                limits.max_compiled_bytes,
+            );
         }
         Ok(component)
     }
@@ -245,7 +309,16 @@ impl Runtime {
             .compiled
             .lock()
             .ok()
-            .and_then(|c| c.get(sha256).cloned())
+            .and_then(|mut c| c.get(sha256))
+    }
+
+    /// How many compiled components the cache holds, and their bytes.
+    pub fn compiled_cache(&self) -> (usize, usize) {
+        self.inner
+            .compiled
+            .lock()
+            .map(|c| (c.entries.len(), c.bytes))
+            .unwrap_or((0, 0))
     }
 
     /// Compiles without caching (for measuring compile time).

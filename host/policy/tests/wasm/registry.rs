@@ -345,3 +345,40 @@ fn a_flood_of_plugin_configmaps_in_one_namespace_stops_at_its_limit_before_compi
         .expect("no limit in the controller's namespace");
     }
 }
+
+#[test]
+fn the_compiled_code_cache_keeps_the_most_recently_used_within_its_bound() {
+    let rt = jobset_policy::Runtime::new(jobset_policy::Limits {
+        max_compiled: 2,
+        ..Default::default()
+    })
+    .expect("a runtime");
+    rt.load("a", builtin::DEFAULT_STARTUP).expect("loads");
+    rt.load("b", builtin::DEFAULT_OUTCOME).expect("loads");
+    let (n, bytes) = rt.compiled_cache();
+    assert_eq!(n, 2);
+    assert!(bytes > 0);
+    // "a" is used again, so "b" is the least recently used when a third
+    // component comes in.
+    rt.load("a again", builtin::DEFAULT_STARTUP).expect("loads");
+    rt.load("c", builtin::DEFAULT_PLACEMENT).expect("loads");
+    assert_eq!(rt.compiled_cache().0, 2);
+    // A plugin loaded before keeps working when its code left the cache.
+    let tight = jobset_policy::Runtime::new(jobset_policy::Limits {
+        max_compiled_bytes: 1,
+        ..Default::default()
+    })
+    .expect("a runtime");
+    let kept = tight.load("kept", builtin::DEFAULT_OUTCOME).expect("loads");
+    tight
+        .load("other", builtin::DEFAULT_STARTUP)
+        .expect("loads");
+    assert_eq!(
+        tight.compiled_cache().0,
+        1,
+        "one component over the byte bound stays, the newest"
+    );
+    let snap = preempted("team");
+    kept.outcome(&snap)
+        .expect("the evicted plugin still decides");
+}
