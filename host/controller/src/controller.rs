@@ -282,6 +282,7 @@ async fn watch_plugins(
     client: Client,
     namespace: Option<String>,
     plugins: Arc<dyn PluginConfigMaps>,
+    metrics: Arc<Metrics>,
     recorder: Recorder,
     health: Arc<Health>,
     mut all: mpsc::UnboundedSender<()>,
@@ -292,10 +293,13 @@ async fn watch_plugins(
     };
     let cfg = watcher::Config::default().labels(PLUGIN_LABEL);
     let mut stream = watcher::watcher(api, cfg).backoff(steady()).boxed();
+    metrics.set_plugins(plugins.stats());
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Apply(cm)) | Ok(Event::InitApply(cm)) => {
-                if let Err(why) = plugins.upsert(&cm) {
+                let rejected = plugins.upsert(&cm);
+                metrics.set_plugins(plugins.stats());
+                if let Err(why) = rejected {
                     tracing::warn!(configmap = ?cm.metadata.name, reason = %why, "plugin rejected; the last good version stays in force");
                     let ev = kube::runtime::events::Event {
                         type_: kube::runtime::events::EventType::Warning,
@@ -314,6 +318,7 @@ async fn watch_plugins(
                     cm.metadata.namespace.as_deref().unwrap_or(""),
                     cm.metadata.name.as_deref().unwrap_or(""),
                 );
+                metrics.set_plugins(plugins.stats());
                 let _ = all.send(()).await;
             }
             Ok(Event::InitDone) => health.watch_synced("plugins"),
@@ -354,6 +359,7 @@ pub async fn run(
     };
     let recorder = Recorder::new(client.clone(), reporter);
     metrics.set_max_concurrent(config.concurrency);
+    let plugin_metrics = metrics.clone();
     let policies: Arc<dyn PolicyEngine> = Arc::new(Metered {
         inner: policies,
         metrics: metrics.clone(),
@@ -409,6 +415,7 @@ pub async fn run(
             client.clone(),
             config.plugin_watch_namespace.clone(),
             plugins,
+            plugin_metrics,
             recorder,
             health.clone(),
             all_tx,

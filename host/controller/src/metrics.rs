@@ -87,6 +87,7 @@ struct Inner {
     pod_watches: u64,
     /// Pods those watches keep.
     watched_pods: u64,
+    plugins: crate::policy::PluginStats,
 }
 
 /// Counts one reconcile as active while it lives.
@@ -195,6 +196,11 @@ impl Metrics {
         inner.watched_pods = pods as u64;
     }
 
+    /// What the plugins cost, as last reported.
+    pub fn set_plugins(&self, stats: crate::policy::PluginStats) {
+        self.lock().plugins = stats;
+    }
+
     /// The pod watches running and the pods they keep, as last set.
     pub fn pod_watches(&self) -> (u64, u64) {
         let inner = self.lock();
@@ -272,6 +278,44 @@ impl Metrics {
             "# HELP jobset_watched_pods Pods kept for in-place restart\n# TYPE jobset_watched_pods gauge\njobset_watched_pods {}",
             inner.watched_pods
         );
+        let p = inner.plugins;
+        for (name, help, value) in [
+            (
+                "jobset_plugins_in_force",
+                "Plugins from ConfigMaps in force",
+                p.in_force,
+            ),
+            (
+                "jobset_compiled_plugins",
+                "Compiled plugin components kept for reuse",
+                p.compiled,
+            ),
+            (
+                "jobset_compiled_plugin_bytes",
+                "Machine code of those components",
+                p.compiled_bytes,
+            ),
+            (
+                "jobset_plugin_limit_per_namespace",
+                "Most plugins one namespace may put in force",
+                p.max_per_namespace,
+            ),
+            (
+                "jobset_compiled_plugins_limit",
+                "Most compiled components kept",
+                p.max_compiled,
+            ),
+            (
+                "jobset_compiled_plugin_bytes_limit",
+                "Most bytes of compiled code kept",
+                p.max_compiled_bytes,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP jobset_policy_errors_total Plugin decisions that failed, by kind\n# TYPE jobset_policy_errors_total counter"

@@ -74,6 +74,22 @@ pub trait PluginConfigMaps: Send + Sync {
     fn upsert(&self, cm: &k8s_openapi::api::core::v1::ConfigMap) -> Result<(), String>;
     /// A ConfigMap was deleted.
     fn remove(&self, namespace: &str, name: &str);
+    /// What the plugins cost now, for the metrics.
+    fn stats(&self) -> PluginStats {
+        PluginStats::default()
+    }
+}
+
+/// Plugins from ConfigMaps in force, the compiled code kept, and the
+/// limits that bound both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    pub in_force: usize,
+    pub compiled: usize,
+    pub compiled_bytes: usize,
+    pub max_per_namespace: usize,
+    pub max_compiled: usize,
+    pub max_compiled_bytes: usize,
 }
 
 impl PluginConfigMaps for jobset_policy::Registry {
@@ -85,5 +101,18 @@ impl PluginConfigMaps for jobset_policy::Registry {
 
     fn remove(&self, namespace: &str, name: &str) {
         self.delete_configmap(namespace, name);
+    }
+
+    fn stats(&self) -> PluginStats {
+        let (compiled, compiled_bytes) = self.runtime().compiled_cache();
+        let limits = self.runtime().limits();
+        PluginStats {
+            in_force: self.plugin_count(),
+            compiled,
+            compiled_bytes,
+            max_per_namespace: self.config().max_plugins_per_namespace,
+            max_compiled: limits.max_compiled,
+            max_compiled_bytes: limits.max_compiled_bytes,
+        }
     }
 }

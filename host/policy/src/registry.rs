@@ -144,6 +144,16 @@ impl Registry {
         })
     }
 
+    /// The runtime the plugins run in.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The configuration it was made with.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
     /// How many plugins from ConfigMaps are in force.
     pub fn plugin_count(&self) -> usize {
         self.plugins.read().map(|p| p.len()).unwrap_or(0)

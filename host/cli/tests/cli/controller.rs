@@ -361,6 +361,18 @@ fn with_trusted_keys_the_controller_rejects_an_unsigned_plugin_with_an_event_and
             .unwrap_or(false)
         },
     );
+    // What the plugins cost, and the limits, in the metrics: the signed
+    // plugin is in force.
+    wait_for(
+        "the signed plugin is in force",
+        Duration::from_secs(30),
+        || {
+            get(metrics, "/metrics")
+                .1
+                .lines()
+                .any(|l| l == "jobset_plugins_in_force 1")
+        },
+    );
     let rejected_signed = rt
         .block_on(events.list(&ListParams::default()))
         .map(|l| {
@@ -370,4 +382,18 @@ fn with_trusted_keys_the_controller_rejects_an_unsigned_plugin_with_an_event_and
         })
         .unwrap_or(true);
     assert!(!rejected_signed, "the signed plugin was rejected");
+    let (code, text) = get(metrics, "/metrics");
+    assert_eq!(code, 200, "{text}");
+    for line in [
+        "jobset_plugins_in_force 1",
+        "jobset_plugin_limit_per_namespace 16",
+        "jobset_compiled_plugins_limit 64",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("jobset_compiled_plugin_bytes ") && !l.ends_with(" 0")),
+        "{text}"
+    );
 }
