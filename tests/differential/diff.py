@@ -292,18 +292,29 @@ class Ours(Backend):
             "contexts": [{"name": "controller", "context": {"cluster": "plane", "user": "jobset-controller"}}],
             "current-context": "controller",
         }))
-        certs, ca = make_webhook_certs(self.work / "webhook-certs")
+        self.sa_kubeconfig = sa_kubeconfig
+        self.start_controller()
+
+    def start_controller(self, name: str = "ours-controller", extra: tuple = (), env: dict | None = None,
+                         webhooks: bool = True) -> subprocess.Popen:
+        """One `jobset controller` process as deployed (its service
+        account, its settings); `extra` flags and `env` on top. With
+        `webhooks`, the webhook configurations point at it."""
+        certs, ca = make_webhook_certs(self.work / f"{name}-webhook-certs")
         port, metrics, health = free_port(), free_port(), free_port()
-        gates = self.gate_flag()
-        self.controller_log = self.work / "ours-controller.log"
+        log_path = self.work / f"{name}.log"
+        if webhooks:
+            self.controller_log = log_path
         proc = self.spawn([
-            str(self.jobset_bin), "controller", "--kubeconfig", str(sa_kubeconfig),
+            str(self.jobset_bin), "controller", "--kubeconfig", str(self.sa_kubeconfig),
             "--cert-dir", str(certs), "--webhook-addr", f"127.0.0.1:{port}",
             "--metrics-addr", f"127.0.0.1:{metrics}", "--health-addr", f"127.0.0.1:{health}",
-            "--plugin-namespace", "jobset-system", "--feature-gates", gates,
-        ], "ours-controller", env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info")))
-        wait_tcp(port, proc, "our controller's webhook server", self.controller_log)
-        k(["apply", "-f", "-"], input=webhook_configs(port, ca, pods=False))
+            "--plugin-namespace", "jobset-system", "--feature-gates", self.gate_flag(), *extra,
+        ], name, env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), **(env or {})))
+        wait_tcp(port, proc, f"{name}'s webhook server", log_path)
+        if webhooks:
+            self.kubectl(["apply", "-f", "-"], input=webhook_configs(port, ca, pods=False))
+        return proc
 
     def problems(self) -> list[str]:
         out = super().problems()

@@ -12,6 +12,12 @@ attempt (a restart lost, counted twice, or a Job created twice would all
 show).
 
     python3 tests/differential/faults.py [--jobsets 20] [--kills 5] [--seed 1]
+    python3 tests/differential/faults.py --failover
+
+With `--failover`, two replicas run with leader election on a real Lease
+instead; the leader is SIGKILLed once, and the standby must take the Lease
+within the lease duration (15 s) plus its retry period and finish every
+JobSet as above.
 
 Prints the kill times and a line per JobSet that ended wrong, then
 `faults: N JobSets, K kills, M wrong, S s`; exits 1 when any ended wrong.
@@ -79,6 +85,55 @@ def kill_controller(backend: Ours) -> None:
     backend.procs.clear()
 
 
+def lease_holder(k) -> str:
+    out = k(["get", "lease", "jobset-controller-leader", "-n", "jobset-system", "-o",
+             "jsonpath={.spec.holderIdentity}"], check=False)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def failover(backend: Ours, observer: Observer, rng: random.Random) -> list[str]:
+    """Two replicas; the leader is killed a few seconds in. What went wrong."""
+    kill_controller(backend)
+    replicas = {}
+    for i, name in enumerate(("replica-a", "replica-b")):
+        replicas[name] = backend.start_controller(
+            name, ("--leader-elect", "--lease-namespace", "jobset-system"), {"POD_NAME": name}, webhooks=i == 0)
+    k = backend.kubectl
+    deadline = time.monotonic() + 60
+    while not lease_holder(k) and time.monotonic() < deadline:
+        observer.poll()
+        time.sleep(0.2)
+    first = lease_holder(k)
+    if not first:
+        return ["no replica took the Lease within 60 s"]
+    at = rng.uniform(2.0, 8.0)
+    until = time.monotonic() + at
+    while time.monotonic() < until:
+        # Every Job the leader makes is seen before it can go.
+        observer.poll()
+        time.sleep(0.2)
+    leader = first.split("_")[0]
+    proc = replicas[leader]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = time.monotonic()
+    log(f"{first} leads; killed it {at:.1f} s in")
+    took = None
+    while time.monotonic() - killed < 60:
+        observer.poll()
+        holder = lease_holder(k)
+        if holder and holder != first:
+            took = time.monotonic() - killed
+            log(f"{holder} took the Lease {took:.1f} s after the kill")
+            break
+        time.sleep(0.2)
+    if took is None:
+        return ["the standby did not take the Lease within 60 s of the kill"]
+    if took > 15 + 5:
+        return [f"the standby took the Lease {took:.1f} s after the kill, past the 15 s lease and its retry"]
+    return []
+
+
 def wrong_endings(observer: Observer, n: int) -> list[str]:
     observer.poll()
     jobsets = {js["metadata"]["name"]: js for js in observer.get("jobsets.jobset.x-k8s.io")}
@@ -107,6 +162,7 @@ def main() -> int:
     parser.add_argument("--jobsets", type=int, default=20)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--failover", action="store_true", help="two replicas, the leader killed once")
     parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args()
@@ -125,17 +181,21 @@ def main() -> int:
         body = "\n---\n".join(yaml.safe_dump(jobset(i)) for i in range(args.jobsets))
         k(["create", "-f", "-"], input=body)
         t0 = time.monotonic()
-        # The first attempt fails after about 4 s, the second ends about 10 s
-        # later: kill within the first 20 s, where every step happens.
-        kills = sorted(rng.uniform(0.5, 20.0) for _ in range(args.kills))
-        log(f"killing the controller at {', '.join(f'{t:.1f}' for t in kills)} s")
-        for at in kills:
-            while time.monotonic() - t0 < at:
+        early: list[str] = []
+        if args.failover:
+            early = failover(backend, observer, rng)
+        else:
+            # The first attempt fails after about 4 s, the second ends about
+            # 10 s later: kill within the first 20 s, where every step happens.
+            kills = sorted(rng.uniform(0.5, 20.0) for _ in range(args.kills))
+            log(f"killing the controller at {', '.join(f'{t:.1f}' for t in kills)} s")
+            for at in kills:
+                while time.monotonic() - t0 < at:
+                    observer.poll()
+                    time.sleep(0.2)
+                kill_controller(backend)
                 observer.poll()
-                time.sleep(0.2)
-            kill_controller(backend)
-            observer.poll()
-            backend.install()
+                backend.start_controller()
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             observer.poll()
@@ -144,7 +204,7 @@ def main() -> int:
                 break
             time.sleep(0.5)
         time.sleep(2)
-        wrong = wrong_endings(observer, args.jobsets)
+        wrong = early + wrong_endings(observer, args.jobsets)
         wrong += [f"backend: {p}" for p in backend.problems()]
     finally:
         backend.close()
@@ -152,7 +212,8 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     for w in wrong:
         print(w)
-    print(f"faults: {args.jobsets} JobSets, {args.kills} kills, {len(wrong)} wrong, {time.monotonic() - started:.0f} s")
+    what = "failover" if args.failover else f"{args.kills} kills"
+    print(f"faults: {args.jobsets} JobSets, {what}, {len(wrong)} wrong, {time.monotonic() - started:.0f} s")
     return 1 if wrong else 0
 
 
