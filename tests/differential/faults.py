@@ -13,6 +13,11 @@ show).
 
     python3 tests/differential/faults.py [--jobsets 20] [--kills 5] [--seed 1]
     python3 tests/differential/faults.py --failover
+    python3 tests/differential/faults.py --apiserver-restart
+
+With `--apiserver-restart`, kube-apiserver is killed instead, twice, and
+started again on the same port a few seconds later (etcd keeps the data):
+the controller's watches recover and the JobSets end as above.
 
 With `--failover`, two replicas run with leader election on a real Lease
 instead; the leader is SIGKILLed once, and the standby must take the Lease
@@ -163,6 +168,7 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--failover", action="store_true", help="two replicas, the leader killed once")
+    parser.add_argument("--apiserver-restart", action="store_true", help="kube-apiserver killed and restarted twice")
     parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args()
@@ -184,6 +190,13 @@ def main() -> int:
         early: list[str] = []
         if args.failover:
             early = failover(backend, observer, rng)
+        elif args.apiserver_restart:
+            for at in sorted(rng.uniform(1.0, 14.0) for _ in range(2)):
+                while time.monotonic() - t0 < at:
+                    observer.poll()
+                    time.sleep(0.2)
+                down = backend.plane.restart_apiserver(down_for=rng.uniform(1.0, 4.0))
+                log(f"kube-apiserver restarted at {at:.1f} s, down {down:.1f} s")
         else:
             # The first attempt fails after about 4 s, the second ends about
             # 10 s later: kill within the first 20 s, where every step happens.
@@ -212,7 +225,7 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     for w in wrong:
         print(w)
-    what = "failover" if args.failover else f"{args.kills} kills"
+    what = "failover" if args.failover else "apiserver restarts" if args.apiserver_restart else f"{args.kills} kills"
     print(f"faults: {args.jobsets} JobSets, {what}, {len(wrong)} wrong, {time.monotonic() - started:.0f} s")
     return 1 if wrong else 0
 

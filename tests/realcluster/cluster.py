@@ -235,7 +235,7 @@ class ControlPlane:
         def args():
             port = self.ports["kube-apiserver"] = free_port()
             self.server = f"https://127.0.0.1:{port}"
-            return [
+            self.apiserver_args = [
                 "--etcd-servers", self.etcd_url,
                 "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(port),
                 "--tls-cert-file", str(crt), "--tls-private-key-file", str(key),
@@ -256,12 +256,27 @@ class ControlPlane:
                 "--profiling=false",
                 "--v", "1",
             ]
+            return self.apiserver_args
 
-        def ready():
-            self._write_admin_kubeconfig()
-            return self.kubectl("get", "--raw", "/readyz", check=False, timeout=5).returncode == 0
+        self._launch("kube-apiserver", args, self._apiserver_ready, 180)
 
-        self._launch("kube-apiserver", args, ready, 180)
+    def _apiserver_ready(self) -> bool:
+        self._write_admin_kubeconfig()
+        return self.kubectl("get", "--raw", "/readyz", check=False, timeout=5).returncode == 0
+
+    def restart_apiserver(self, down_for: float = 2.0) -> float:
+        """Kills kube-apiserver (SIGKILL) and starts it again on the same
+        port after `down_for` seconds, etcd keeping every object; returns
+        how long it answered nothing."""
+        proc = self.procs["kube-apiserver"]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        down = time.monotonic()
+        time.sleep(down_for)
+        os.replace(self.logs / "kube-apiserver.log", self.logs / f"kube-apiserver.before-{int(time.time())}.log")
+        self._spawn("kube-apiserver", self.apiserver_args)
+        self._wait("kube-apiserver", self._apiserver_ready, 180)
+        return time.monotonic() - down
 
     def _write_admin_kubeconfig(self) -> None:
         if not hasattr(self, "_admin_cert"):

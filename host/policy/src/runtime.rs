@@ -312,6 +312,15 @@ impl Runtime {
             .and_then(|mut c| c.get(sha256))
     }
 
+    /// Whether the cache holds the compiled component of these bytes.
+    pub fn is_compiled(&self, bytes: &[u8]) -> bool {
+        let sha256 = sha256_hex(bytes);
+        self.inner
+            .compiled
+            .lock()
+            .is_ok_and(|c| c.entries.contains_key(&sha256))
+    }
+
     /// How many compiled components the cache holds, and their bytes.
     pub fn compiled_cache(&self) -> (usize, usize) {
         self.inner
