@@ -190,6 +190,12 @@ def terminated_status(pod: dict, code: int, condition: dict | None, now: str) ->
     }
 
 
+def unreachable(stderr: str) -> bool:
+    """Whether kubectl failed for want of an API server, not for an answer."""
+    return any(w in stderr for w in ("connection to the server", "connection refused", "i/o timeout",
+                                      "EOF", "TLS handshake timeout", "ServiceUnavailable"))
+
+
 class PodDriver(threading.Thread):
     """Ends the pods of the registered namespaces as their scripts say."""
 
@@ -264,5 +270,7 @@ class PodDriver(threading.Thread):
                     facts = pod_facts(pod, 0)
                     key = (ns, facts["job"], facts["podIndex"])
                     self.retries[key] = self.retries.get(key, 0) + 1
-            elif "not found" not in done.stderr:
+            elif "not found" not in done.stderr and not unreachable(done.stderr):
+                # An API server that is down (a fault run restarts it) is
+                # tried again on the next pass: the plan stays.
                 self.errors.append(f"{ns}/{meta['name']}: status write failed: {done.stderr.strip()}")
