@@ -364,7 +364,10 @@ fn the_compiled_code_cache_keeps_the_most_recently_used_within_its_bound() {
     rt.load("c", builtin::DEFAULT_PLACEMENT).expect("loads");
     assert_eq!(rt.compiled_cache().0, 2);
     assert!(rt.is_compiled(builtin::DEFAULT_STARTUP) && rt.is_compiled(builtin::DEFAULT_PLACEMENT));
-    assert!(!rt.is_compiled(builtin::DEFAULT_OUTCOME), "the least recently used went first");
+    assert!(
+        !rt.is_compiled(builtin::DEFAULT_OUTCOME),
+        "the least recently used went first"
+    );
     // A plugin loaded before keeps working when its code left the cache.
     let tight = jobset_policy::Runtime::new(jobset_policy::Limits {
         max_compiled_bytes: 1,
