@@ -23,14 +23,20 @@ pub fn attributed(message: &str, plugin: &str) -> String {
     }
 }
 
-/// Whether `plugin` (`name` or `name@version`) is one of the default
-/// plugins, built in or replaced by a ConfigMap of the same name.
+/// Whether `plugin` (`name@version`) is one of the default plugins: a
+/// default's name with the built-in bytes (the version is their sha256
+/// prefix, also when a ConfigMap ships them) or the same code linked
+/// natively (`@native`). Other code under a default's name signs its
+/// messages like any other plugin.
 pub fn is_default_plugin(plugin: &str) -> bool {
-    let name = plugin.split('@').next().unwrap_or(plugin);
-    matches!(
-        name,
-        "default-startup" | "default-outcome" | "default-placement"
-    )
+    let (name, version) = plugin.split_once('@').unwrap_or((plugin, ""));
+    jobset_policy::Slot::ALL.iter().any(|slot| {
+        jobset_policy::builtin::default_name(*slot) == name
+            && (version == "native"
+                || (!version.is_empty()
+                    && jobset_policy::sha256_hex(jobset_policy::builtin::default_bytes(*slot))
+                        .starts_with(version)))
+    })
 }
 
 /// Applies the verdict; returns true when the reconcile must stop here
@@ -226,8 +232,17 @@ mod tests {
     #[test]
     fn default_plugins_write_upstreams_words_and_others_sign_theirs() {
         let m = "jobset completed successfully";
-        assert_eq!(attributed(m, "default-outcome@c16c21682681"), m);
-        assert_eq!(attributed(m, "default-outcome"), m);
+        let builtin = format!(
+            "default-outcome@{}",
+            &jobset_policy::sha256_hex(jobset_policy::builtin::DEFAULT_OUTCOME)[..12]
+        );
+        assert_eq!(attributed(m, &builtin), m);
+        assert_eq!(attributed(m, "default-outcome@native"), m);
+        // Other code under the default's name (a ConfigMap named so).
+        assert_eq!(
+            attributed(m, "default-outcome@c16c21682681"),
+            "jobset completed successfully (policy default-outcome@c16c21682681)"
+        );
         assert_eq!(
             attributed(m, "preemption-aware@2083d44ffec0"),
             "jobset completed successfully (policy preemption-aware@2083d44ffec0)"
