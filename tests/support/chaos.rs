@@ -377,7 +377,7 @@ pub async fn drive(sim: &Sim, plans: &[Plan]) {
     let mut done: BTreeSet<String> = BTreeSet::new();
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if let Ok(list) = client.list(&jobsets(), Some(NS), None).await {
+        if let Ok(list) = client.list(&Resource::jobsets(), Some(NS), None).await {
             let items = list["items"].as_array().cloned().unwrap_or_default();
             let terminal = items
                 .iter()
@@ -450,10 +450,6 @@ pub async fn drive(sim: &Sim, plans: &[Plan]) {
     }
 }
 
-fn jobsets() -> Resource {
-    Resource::new("jobset.x-k8s.io", "v1alpha2", "jobsets")
-}
-
 fn completed(sim: &Sim) -> Value {
     let t = sim.clock().now_rfc3339();
     json!({
@@ -482,7 +478,7 @@ pub async fn create_all(sim: &Sim, plans: &[Plan]) {
     for p in plans {
         let body = p.jobset();
         for _ in 0..50 {
-            match client.create(&jobsets(), Some(NS), &body).await {
+            match client.create(&Resource::jobsets(), Some(NS), &body).await {
                 Ok(_) => break,
                 Err(e) if e.code == 409 && e.reason == "AlreadyExists" => break,
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -511,7 +507,7 @@ pub async fn outcomes(sim: &Sim, recorder: &Recorder) -> BTreeMap<String, Outcom
     let client = sim.client(DRIVER);
     let mut out = BTreeMap::new();
     let list = loop {
-        if let Ok(l) = client.list(&jobsets(), Some(NS), None).await {
+        if let Ok(l) = client.list(&Resource::jobsets(), Some(NS), None).await {
             break l;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -317,7 +317,7 @@ fn show_changes(cluster: &ClusterHandle, shown: usize, out: &Output) -> usize {
     let changes: Vec<_> = cluster
         .events()
         .into_iter()
-        .filter(|e| e.component == "user")
+        .filter(|e| e.component == jobset_sim::cluster::changes::COMPONENT)
         .skip(shown)
         .collect();
     for c in &changes {

@@ -13,8 +13,6 @@ use jobset_api::labels::IN_PLACE_RESTART_ATTEMPT_KEY;
 use jobset_api::{IN_PLACE_RESTART_GATE, JobSet, RestartStrategy};
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::actions::Terminal;
-use crate::conditions::{DesiredCondition, EventType, types};
 use crate::error::ControllerError;
 use crate::plan::Planner;
 
@@ -78,19 +76,7 @@ pub fn uses_in_place_restart(js: &JobSet, gates: &[String]) -> bool {
 /// Whether the controller watches the pods of `js`: it restarts in place,
 /// is managed here, and neither finished nor is being deleted.
 pub fn wants_pod_watch(js: &JobSet, gates: &[String]) -> bool {
-    let finished = js
-        .status
-        .as_ref()
-        .is_some_and(|s| !s.terminal_state.is_empty());
-    let foreign = js
-        .spec
-        .managed_by
-        .as_deref()
-        .is_some_and(|m| m != jobset_api::labels::JOBSET_CONTROLLER_NAME);
-    uses_in_place_restart(js, gates)
-        && !finished
-        && !foreign
-        && js.metadata.deletion_timestamp.is_none()
+    uses_in_place_restart(js, gates) && crate::plan::acts_on(js) && !crate::plan::is_finished(js)
 }
 
 /// The attempts the agents of the pods that have not failed report.
@@ -199,16 +185,5 @@ fn fail(planner: &mut Planner<'_>, why: &str) {
     planner.plan.decisions.push(format!(
         "in-place restart: fail ({REACHED_MAX_RESTARTS_REASON}: {why})"
     ));
-    planner.condition(DesiredCondition::true_(
-        types::FAILED,
-        REACHED_MAX_RESTARTS_REASON,
-        REACHED_MAX_RESTARTS_MESSAGE,
-        EventType::Warning,
-    ));
-    planner.condition(DesiredCondition::false_(
-        types::RESTARTING,
-        "JobSetFailed",
-        "jobset failed",
-    ));
-    planner.finish(jobset_api::status::TERMINAL_STATE_FAILED, Terminal::Failed);
+    planner.fail(REACHED_MAX_RESTARTS_REASON, REACHED_MAX_RESTARTS_MESSAGE);
 }

@@ -196,6 +196,11 @@ impl Metrics {
         inner.watched_pods = pods as u64;
     }
 
+    /// The pods the pod watches keep (their number is unchanged).
+    pub fn set_watched_pods(&self, pods: usize) {
+        self.lock().watched_pods = pods as u64;
+    }
+
     /// What the plugins cost, as last reported.
     pub fn set_plugins(&self, stats: crate::policy::PluginStats) {
         self.lock().plugins = stats;

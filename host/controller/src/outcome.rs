@@ -8,7 +8,7 @@ use crate::conditions::{DesiredCondition, EventType, types};
 use crate::plan::{POLICY_RETRY, Planner};
 use crate::policy::{Decision, PolicyError, Slot, invalid_verdict, records as p};
 use jobset_api::RESTART_JOB_GATE;
-use jobset_api::status::{TERMINAL_STATE_COMPLETED, TERMINAL_STATE_FAILED};
+use jobset_api::status::TERMINAL_STATE_COMPLETED;
 
 /// A condition or event message as written: a custom plugin's words name
 /// the plugin that decided (`name@sha`); the default plugins' words are
@@ -74,18 +74,7 @@ pub(crate) fn apply_outcome(
                 "outcome by {plugin}: fail ({}, rule {rule})",
                 t.reason
             ));
-            planner.condition(DesiredCondition::true_(
-                types::FAILED,
-                t.reason.clone(),
-                attributed(&t.message, plugin),
-                EventType::Warning,
-            ));
-            planner.condition(DesiredCondition::false_(
-                types::RESTARTING,
-                "JobSetFailed",
-                "jobset failed",
-            ));
-            planner.finish(TERMINAL_STATE_FAILED, Terminal::Failed);
+            planner.fail(t.reason.clone(), attributed(&t.message, plugin));
             true
         }
         p::Action::RestartJobset(r) => {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobset_api::labels::JOBSET_CONTROLLER_NAME;
+use jobset_api::status::TERMINAL_STATE_FAILED;
 use jobset_api::{ELASTIC_JOBSET_GATE, JobSet, JobSetStatus, RESTART_JOB_GATE};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
@@ -127,9 +128,37 @@ impl Planner<'_> {
         self.status.terminal_state = state.to_string();
         self.plan.terminal = Some(terminal);
     }
+
+    /// Fails the JobSet, as upstream's `setJobSetFailedCondition`: Failed
+    /// with `reason` and `message`, Restarting false, terminal state Failed.
+    pub(crate) fn fail(&mut self, reason: impl Into<String>, message: impl Into<String>) {
+        self.condition(DesiredCondition::true_(
+            types::FAILED,
+            reason,
+            message,
+            EventType::Warning,
+        ));
+        self.condition(DesiredCondition::false_(
+            types::RESTARTING,
+            "JobSetFailed",
+            "jobset failed",
+        ));
+        self.finish(TERMINAL_STATE_FAILED, Terminal::Failed);
+    }
 }
 
-fn is_finished(js: &JobSet) -> bool {
+/// Whether this controller acts on `js` at all: not being deleted, and
+/// managed here (no `managedBy`, or this controller's name).
+pub(crate) fn acts_on(js: &JobSet) -> bool {
+    js.metadata.deletion_timestamp.is_none()
+        && js
+            .spec
+            .managed_by
+            .as_deref()
+            .is_none_or(|m| m == JOBSET_CONTROLLER_NAME)
+}
+
+pub(crate) fn is_finished(js: &JobSet) -> bool {
     js.status.as_ref().is_some_and(|s| {
         is_true(&s.conditions, types::COMPLETED) || is_true(&s.conditions, types::FAILED)
     })
@@ -145,15 +174,7 @@ fn undeleted_names(jobs: &[&Job]) -> Vec<String> {
 /// Computes the plan of one reconcile.
 pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, ControllerError> {
     let js = inputs.jobset;
-    if js.metadata.deletion_timestamp.is_some() {
-        return Ok(Plan::default());
-    }
-    if js
-        .spec
-        .managed_by
-        .as_deref()
-        .is_some_and(|m| m != JOBSET_CONTROLLER_NAME)
-    {
+    if !acts_on(js) {
         return Ok(Plan::default());
     }
     let per_job_restarts = inputs.gate_on(RESTART_JOB_GATE);

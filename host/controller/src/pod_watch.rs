@@ -82,11 +82,6 @@ impl PodWatches {
                 .set_pod_watches(running.len(), self.index.pod_count());
         }
     }
-
-    /// How many pod watches run.
-    pub fn count(&self) -> usize {
-        self.running().len()
-    }
 }
 
 impl Drop for PodWatches {
@@ -135,8 +130,7 @@ async fn watch_pods(
             }
         };
         if changed {
-            let (watches, _) = metrics.pod_watches();
-            metrics.set_pod_watches(watches as usize, index.pod_count());
+            metrics.set_watched_pods(index.pod_count());
             let _ = trigger.send(owner.clone()).await;
         }
     }

@@ -46,6 +46,10 @@ impl Resource {
         Self::new("", "v1", "events")
     }
 
+    pub fn jobsets() -> Self {
+        Self::new("jobset.x-k8s.io", "v1alpha2", "jobsets")
+    }
+
     fn path(&self, ns: Option<&str>, name: Option<&str>, sub: Option<&str>) -> String {
         let mut p = if self.group.is_empty() {
             format!("/api/{}", self.version)

@@ -9,11 +9,8 @@ use crate::client::{PatchKind, Resource, SimClient};
 use super::recorder::Recorder;
 use super::scenario::{ChangeAction, TimedChange};
 
-const COMPONENT: &str = "user";
-
-fn jobsets() -> Resource {
-    Resource::new("jobset.x-k8s.io", "v1alpha2", "jobsets")
-}
+/// The component the recorder names for these changes.
+pub const COMPONENT: &str = "user";
 
 /// The JSON patch that resizes replicated job `rjob` of `jobset`, or why
 /// there is none. The patch first tests the replicated job's name, so a
@@ -50,13 +47,16 @@ async fn apply(client: &SimClient, rec: &Recorder, action: &ChangeAction) {
             let completions = completions.unwrap_or(*parallelism);
             let detail =
                 format!("{replicated_job} parallelism={parallelism} completions={completions}");
-            let outcome = match client.get(&jobsets(), Some(namespace), job_set).await {
+            let outcome = match client
+                .get(&Resource::jobsets(), Some(namespace), job_set)
+                .await
+            {
                 Err(e) => Err(e.message),
                 Ok(js) => match resize_patch(&js, replicated_job, *parallelism, completions) {
                     Err(why) => Err(why),
                     Ok(patch) => client
                         .patch(
-                            &jobsets(),
+                            &Resource::jobsets(),
                             Some(namespace),
                             job_set,
                             PatchKind::Json,

@@ -620,10 +620,7 @@ impl Kubelet {
             None => return false,
         };
         if self.jobsets.is_none() {
-            self.jobsets = Some(Informer::new(
-                self.client.clone(),
-                Resource::new("jobset.x-k8s.io", "v1alpha2", "jobsets"),
-            ));
+            self.jobsets = Some(Informer::new(self.client.clone(), Resource::jobsets()));
         }
         if let Some(r) = self.runs.get_mut(key) {
             r.agent = Some(AgentRun {

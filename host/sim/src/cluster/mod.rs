@@ -3,7 +3,7 @@
 //! the server through `SimClient` like any other client, on tokio time (so
 //! a paused clock makes hours pass in moments), deterministic for a seed.
 
-mod changes;
+pub mod changes;
 pub mod faults;
 mod filters;
 pub mod informer;
