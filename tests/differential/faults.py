@@ -195,7 +195,9 @@ def main() -> int:
                 while time.monotonic() - t0 < at:
                     observer.poll()
                     time.sleep(0.2)
+                killed = time.time()
                 down = backend.plane.restart_apiserver(down_for=rng.uniform(1.0, 4.0))
+                backend.apiserver_restarts.append((killed, time.time()))
                 log(f"kube-apiserver restarted at {at:.1f} s, down {down:.1f} s")
         else:
             # The first attempt fails after about 4 s, the second ends about
