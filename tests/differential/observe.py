@@ -127,9 +127,10 @@ def status_view(js: dict) -> dict:
 
 
 def event_view(events: list[dict]) -> tuple[list[dict], dict[str, int]]:
-    """The JobSet controller's events about JobSets: each distinct event
-    once, in the order it first happened; and how many times each reason
-    was recorded (a new Event object, or a repeat counted in a series)."""
+    """The events about JobSets: each distinct event once, in the order it
+    first happened among those of the same controller; and how many times
+    each reason was recorded (a new Event object, or a repeat counted in a
+    series)."""
 
     def order(e):
         return (e.get("eventTime") or e["metadata"].get("creationTimestamp") or "", int(e["metadata"].get("resourceVersion", "0")))
@@ -151,6 +152,10 @@ def event_view(events: list[dict]) -> tuple[list[dict], dict[str, int]]:
             distinct.append(view)
         repeats = (e.get("series") or {}).get("count") or e.get("deprecatedCount") or 1
         counts[view["reason"]] = counts.get(view["reason"], 0) + max(1, int(repeats))
+    # Each controller's events in its own order; how the events of two
+    # controllers (the JobSet controller's and Kueue's) interleave is a
+    # matter of timing.
+    distinct.sort(key=lambda v: v["reportingController"] or "")
     return distinct, counts
 
 
@@ -158,9 +163,13 @@ class Observer:
     """Collects, while a scenario runs, every Job name it ever saw (so that
     creations and deletions are counted), and at the end the state."""
 
-    def __init__(self, kubectl, namespace: str):
+    def __init__(self, kubectl, namespace: str, kueue: bool = False):
         self.kubectl = kubectl
         self.namespace = namespace
+        self.kueue = kueue
+        # Under Kueue: the most JobSets seen with pods running at one poll
+        # (one, where the quota fits one JobSet at a time).
+        self.most_running = 0
         self.jobs_seen: dict[str, set[str]] = {}  # name -> uids
 
     def poll(self) -> None:
@@ -169,6 +178,13 @@ class Observer:
             return
         for job in json.loads(out.stdout).get("items", []):
             self.jobs_seen.setdefault(job["metadata"]["name"], set()).add(job["metadata"]["uid"])
+        if self.kueue:
+            running = {
+                (p["metadata"].get("labels") or {}).get(JOBSET_LABEL)
+                for p in self.get("pods")
+                if (p.get("status") or {}).get("phase") == "Running"
+            }
+            self.most_running = max(self.most_running, len(running - {None}))
 
     def get(self, *args: str) -> list[dict]:
         out = self.kubectl(["get", *args, "-n", self.namespace, "-o", "json"], check=False)
@@ -194,6 +210,12 @@ class Observer:
             "pvcs": sorted(p["metadata"]["name"] for p in pvcs),
         }
         view["events"], view["eventCounts"] = event_view(events)
+        if self.kueue:
+            import kueue
+
+            view["workloads"], names = kueue.workload_view(self.get("workloads.kueue.x-k8s.io"))
+            view["mostJobSetsRunningAtOnce"] = self.most_running
+            view = kueue.rename(view, names)
         return _clean(view, ns)
 
 

@@ -36,6 +36,10 @@ class Scenario:
     # Feature gates this scenario turns on or off, over the suite's own;
     # the real-cluster backends restart their controller for each set.
     gates: dict[str, bool] = field(default_factory=dict)
+    # Played with Kueue beside the controller (real-cluster backends only);
+    # `{ns}` in its manifests and steps is the scenario's namespace, for the
+    # cluster-scoped queues and flavors of each scenario.
+    kueue: bool = False
 
     @property
     def namespace(self) -> str:
@@ -100,19 +104,24 @@ def load(only: list[str] | None = None) -> list[Scenario]:
     for entry in yaml.safe_load((HERE / "scenarios.yaml").read_text()):
         doc = entry.get("pods")
         kind = entry.get("kind", "run")
-        scenarios.append(
-            Scenario(
-                name=entry["name"],
-                manifests=[d for d in yaml.safe_load_all(entry["manifests"]) if d],
-                pods=PodScript.from_scenario(doc, SCALE, MINIMUM),
-                kind=kind,
-                steps=entry.get("steps") or [],
-                settle=entry.get("settle"),
-                timeout=entry.get("timeout", 150.0),
-                source="scenarios.yaml",
-                gates=entry.get("gates") or {},
-            )
+        scenario = Scenario(
+            name=entry["name"],
+            manifests=[],
+            pods=PodScript.from_scenario(doc, SCALE, MINIMUM),
+            kind=kind,
+            settle=entry.get("settle"),
+            timeout=entry.get("timeout", 150.0),
+            source="scenarios.yaml",
+            gates=entry.get("gates") or {},
+            kueue=bool(entry.get("kueue")),
         )
+        text, steps = entry["manifests"], entry.get("steps") or []
+        if scenario.kueue:
+            text = text.replace("{ns}", scenario.namespace)
+            steps = yaml.safe_load(yaml.safe_dump(steps).replace("{ns}", scenario.namespace))
+        scenario.manifests = [d for d in yaml.safe_load_all(text) if d]
+        scenario.steps = steps
+        scenarios.append(scenario)
     names = [s.name for s in scenarios]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:

@@ -42,19 +42,35 @@ kwok_ldflags="-X 'sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION'"
 
 # The key covers everything that goes into the binaries: the pinned
 # versions, the modules, the Go toolchain and the build flags.
-key="$( { cat "$here/versions.env" "$here"/*/go.mod "$here"/*/go.sum "$here"/etcd/main.go; go version
+# Kueue is built under a key of its own (below), so that pinning another
+# Kueue leaves the plane's binaries cached.
+plane_modules=(etcd jobset k8s kwok)
+key="$( { grep -v '^KUEUE_' "$here/versions.env"
+  for d in "${plane_modules[@]}"; do cat "$here/$d/go.mod"; done
+  for d in "${plane_modules[@]}"; do cat "$here/$d/go.sum"; done
+  cat "$here"/etcd/main.go; go version
   echo "$GOFLAGS $CGO_ENABLED $(k8s_stamps DATE) $jobset_ldflags $kwok_ldflags"; } | sha256sum | cut -c1-16)"
+kueue_ldflags="-X 'sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION'"
+kueue_key="$( { echo "KUEUE_VERSION=$KUEUE_VERSION"; cat "$here/kueue/go.mod" "$here/kueue/go.sum"; go version
+  echo "$GOFLAGS $CGO_ENABLED $kueue_ldflags"; } | sha256sum | cut -c1-16)"
 root="${JOBSET_REALCLUSTER_CACHE:-$HOME/.cache/jobset-wasm/realcluster}"
 bin="$root/$key/bin"
+kueue_bin="$root/kueue-$kueue_key/bin"
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok jobset-upstream)
 
-cached() {
+plane_cached() {
   local c
   for c in "${components[@]}"; do [ -x "$bin/$c" ] || return 1; done
   [ -f "$bin/jobset-upstream-crd.yaml" ]
 }
+kueue_cached() {
+  [ -x "$kueue_bin/kueue" ] && [ -f "$kueue_bin/kueue-crds.yaml" ] && [ -f "$kueue_bin/kueue-webhooks.yaml" ]
+}
+cached() { plane_cached && kueue_cached; }
 done_cached() {
-  say "cached in $bin (key $key)"
+  # Kueue is found beside the plane's binaries.
+  for f in kueue kueue-crds.yaml kueue-webhooks.yaml; do ln -sfn "$kueue_bin/$f" "$bin/$f"; done
+  say "cached in $bin (key $key; Kueue key $kueue_key)"
   if $print_bin_dir; then echo "$bin"; fi
   exit 0
 }
@@ -96,12 +112,32 @@ build() { # output module-dir package ldflags
 }
 
 total=$SECONDS
-say "downloading modules"
+download() { # module-dir...
+  local d start=$SECONDS
+  say "downloading modules"
+  for d in "$@"; do (cd "$here/$d" && go mod download) >> "$logs/download.log" 2>&1 || {
+    say "FAILED to download the modules of $d:"; tail -n 30 "$logs/download.log" >&2; exit 1; }
+  done
+  say "modules downloaded in $((SECONDS - start)) s"
+}
 : > "$logs/download.log"
-for d in k8s etcd kwok jobset; do (cd "$here/$d" && go mod download) >> "$logs/download.log" 2>&1 || {
-  say "FAILED to download the modules of $d:"; tail -n 30 "$logs/download.log" >&2; exit 1; }
-done
-say "modules downloaded in $((SECONDS - total)) s"
+
+if ! kueue_cached; then
+  # Kueue, its CRDs and its webhook configurations, into a folder of its
+  # own that also appears whole or not at all.
+  download kueue
+  build kueue kueue sigs.k8s.io/kueue/cmd/kueue "$kueue_ldflags"
+  kdir="$(cd "$here/kueue" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)"
+  cat "$kdir"/config/components/crd/bases/*.yaml > "$staging/kueue-crds.yaml"
+  cp "$kdir/config/components/webhook/manifests.yaml" "$staging/kueue-webhooks.yaml"
+  mkdir -p "$(dirname "$kueue_bin")"
+  rm -rf "$kueue_bin"
+  mv "$staging" "$kueue_bin"
+  mkdir -p "$staging"
+fi
+plane_cached && done_cached
+
+download "${plane_modules[@]}"
 release_date="$(cd "$here/k8s" && go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)"
 k8s_ldflags="$(k8s_stamps "$release_date")"
 build etcd etcd . ""
@@ -118,5 +154,4 @@ cp "$crd" "$staging/jobset-upstream-crd.yaml"
 rm -rf "$bin"
 mv "$staging" "$bin"
 say "all built in $((SECONDS - total)) s into $bin"
-if $print_bin_dir; then echo "$bin"; fi
-exit 0
+done_cached

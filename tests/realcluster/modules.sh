@@ -64,4 +64,7 @@ write_module kwok jobset-wasm.dev/realcluster/kwok 1.24
 # --- the upstream JobSet controller (its main package is the module root)
 write_module jobset jobset-wasm.dev/realcluster/jobset 1.24
 (cd "$here/jobset" && go get -tool "sigs.k8s.io/jobset@${JOBSET_VERSION}" && go mod tidy)
+# --- Kueue, for the queueing scenarios (its main package is cmd/kueue)
+write_module kueue jobset-wasm.dev/realcluster/kueue 1.24
+(cd "$here/kueue" && go get -tool "sigs.k8s.io/kueue/cmd/kueue@${KUEUE_VERSION}" && go mod tidy)
 echo "modules written; commit tests/realcluster/*/go.mod and go.sum"
