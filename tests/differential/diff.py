@@ -157,10 +157,14 @@ class Backend:
         self.bin_dir = bin_dir
         self.jobset_bin = jobset_bin
         self.procs: list[subprocess.Popen] = []
+        # Processes that outlive a controller restart (Kueue); ended by close().
+        self.services: list[subprocess.Popen] = []
         self.kubectl: Kubectl | None = None
         self.plane = None
         self.driver: PodDriver | None = None
         self.controller_log: Path | None = None
+        # The plane's nodes (None: tests/realcluster/nodes.yaml).
+        self.nodes_file: Path | None = None
         # The gates the controller runs with now.
         self.gates: dict[str, bool] = dict(FEATURE_GATES)
         # Spans of wall-clock time (seconds since the epoch) in which a
@@ -189,7 +193,8 @@ class Backend:
     def start_plane(self) -> None:
         from cluster import ControlPlane  # tests/realcluster
 
-        self.plane = ControlPlane.up(dir=str(self.work / "plane"), bins=self.bin_dir, quiet=True)
+        self.plane = ControlPlane.up(dir=str(self.work / "plane"), bins=self.bin_dir, quiet=True,
+                                     nodes_file=self.nodes_file)
         self.kubectl = Kubectl(self.plane.kubeconfig)
         self.driver = PodDriver(self.kubectl)
         self.driver.start()
@@ -225,6 +230,8 @@ class Backend:
     def close(self) -> None:
         if self.driver:
             self.driver.stop()
+        self.end_procs()
+        self.procs, self.services = self.services, []
         self.end_procs()
         if self.plane is not None:
             self.plane.down()

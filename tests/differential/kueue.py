@@ -176,6 +176,9 @@ def start(backend, free_port, make_webhook_certs, wait_tcp) -> subprocess.Popen:
     config.write_text(yaml.safe_dump(configuration(port, health, certs)))
     log_path = backend.work / "kueue.log"
     proc = backend.spawn(command(bins, config, backend.plane.kubeconfig), "kueue")
+    # Kueue stays when the controller is restarted (with other gates).
+    backend.procs.remove(proc)
+    backend.services.append(proc)
     wait_tcp(port, proc, "Kueue's webhook server", log_path)
     k(["apply", "-f", "-"], input=webhook_configs((bins / "kueue-webhooks.yaml").read_text(), port, ca))
     wait_ready(k, backend.name)
