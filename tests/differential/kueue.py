@@ -41,6 +41,12 @@ def webhook_configs(manifests: str, port: int, ca_bundle: str) -> str:
             path = hook["clientConfig"]["service"]["path"]
             hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle}
             hook["timeoutSeconds"] = 10
+            if "jobset.x-k8s.io" in groups:
+                # Only JobSets of the Kueue scenarios: Kueue's webhook was
+                # seen suspending a JobSet with a queue-name label in another
+                # namespace (an upstream example carries one), whatever its
+                # managedJobsNamespaceSelector says.
+                hook["namespaceSelector"] = {"matchLabels": {NAMESPACE_LABEL: "true"}}
             hooks.append(hook)
         doc["metadata"] = {"name": name}
         doc["webhooks"] = hooks
