@@ -490,7 +490,10 @@ def play(backend: Backend, scenario) -> dict:
                     done = now > 5 or not any(a["accepted"] for a in result["admission"])
                 if done and finished_at is None:
                     finished_at = now
-                if finished_at is not None and now - finished_at >= 3 and not steps:
+                # Kueue's scenarios wait longer: upstream's event recorder is
+                # asynchronous, and its last events there came late under load.
+                linger = 8 if scenario.kueue else 3
+                if finished_at is not None and now - finished_at >= linger and not steps:
                     break
             if now > scenario.timeout:
                 timed_out = True
