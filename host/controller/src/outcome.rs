@@ -3,12 +3,11 @@
 //! conditions and state, restart counters, per-index restart arrays, the
 //! Restarting condition and the action events.
 
-use crate::actions::{EventSpec, Terminal};
+use crate::actions::EventSpec;
 use crate::conditions::{DesiredCondition, EventType, types};
 use crate::plan::{POLICY_RETRY, Planner};
 use crate::policy::{Decision, PolicyError, Slot, invalid_verdict, records as p};
 use jobset_api::RESTART_JOB_GATE;
-use jobset_api::status::TERMINAL_STATE_COMPLETED;
 
 /// A condition or event message as written: a custom plugin's words name
 /// the plugin that decided (`name@sha`); the default plugins' words are
@@ -55,18 +54,7 @@ pub(crate) fn apply_outcome(
                 .plan
                 .decisions
                 .push(format!("outcome by {plugin}: complete ({})", t.reason));
-            planner.condition(DesiredCondition::true_(
-                types::COMPLETED,
-                t.reason.clone(),
-                attributed(&t.message, plugin),
-                EventType::Normal,
-            ));
-            planner.condition(DesiredCondition::false_(
-                types::RESTARTING,
-                "JobSetCompleted",
-                "jobset completed successfully",
-            ));
-            planner.finish(TERMINAL_STATE_COMPLETED, Terminal::Completed);
+            planner.complete(t.reason.clone(), attributed(&t.message, plugin));
             true
         }
         p::Action::Fail(t) => {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobset_api::labels::JOBSET_CONTROLLER_NAME;
-use jobset_api::status::TERMINAL_STATE_FAILED;
+use jobset_api::status::{TERMINAL_STATE_COMPLETED, TERMINAL_STATE_FAILED};
 use jobset_api::{ELASTIC_JOBSET_GATE, JobSet, JobSetStatus, RESTART_JOB_GATE};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
@@ -127,6 +127,24 @@ impl Planner<'_> {
     pub(crate) fn finish(&mut self, state: &str, terminal: Terminal) {
         self.status.terminal_state = state.to_string();
         self.plan.terminal = Some(terminal);
+    }
+
+    /// Completes the JobSet, as upstream's `setJobSetCompletedCondition`:
+    /// Completed with `reason` and `message`, Restarting false, terminal
+    /// state Completed.
+    pub(crate) fn complete(&mut self, reason: impl Into<String>, message: impl Into<String>) {
+        self.condition(DesiredCondition::true_(
+            types::COMPLETED,
+            reason,
+            message,
+            EventType::Normal,
+        ));
+        self.condition(DesiredCondition::false_(
+            types::RESTARTING,
+            "JobSetCompleted",
+            "jobset completed successfully",
+        ));
+        self.finish(TERMINAL_STATE_COMPLETED, Terminal::Completed);
     }
 
     /// Fails the JobSet, as upstream's `setJobSetFailedCondition`: Failed
