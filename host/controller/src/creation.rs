@@ -12,7 +12,8 @@ use crate::actions::{Action, Waiting};
 use crate::job_builder::build_job;
 use crate::observe::Buckets;
 use crate::placement::{
-    Occupant, PriorityClasses, apply_pin, domains, is_domain_exclusive, node_fits, pending_job,
+    Occupant, PriorityClasses, apply_exclusive_affinity, apply_pin, domains, is_domain_exclusive,
+    needs_exclusive_affinity, node_fits, pending_job,
 };
 use crate::plan::Planner;
 use crate::policy::{Decision, PolicyEngine, Slot, invalid_verdict, records as p};
@@ -102,14 +103,18 @@ pub(crate) fn plan_creation(
                     reason: format!("{reason} (policy {plugin})"),
                 });
                 planner.requeue(crate::plan::POLICY_RETRY);
+                continue;
             }
             Some(p::Placement::Pin(pin)) => {
                 pinned_decision(planner, &plugin, &pending.name, pin);
                 apply_pin(&mut job, pin);
-                jobs.push(job);
             }
-            Some(p::Placement::Unchanged) | None => jobs.push(job),
+            Some(p::Placement::Unchanged) | None => {}
         }
+        if !suspended {
+            left_to_scheduler(planner, &plugin, &pending, &mut job);
+        }
+        jobs.push(job);
     }
     if !planner.plan.waiting.is_empty() {
         planner.plan.decisions.push(format!(
@@ -122,6 +127,27 @@ pub(crate) fn plan_creation(
         planner.plan.actions.push(Action::CreateJobs(jobs));
     }
     true
+}
+
+/// Gives an exclusive Job that no pin places (no domain was free, or the
+/// plugin left it alone) upstream's exclusive affinities, so it is created
+/// and its pods wait for a domain where the scheduler and autoscalers see
+/// them.
+fn left_to_scheduler(
+    planner: &mut Planner<'_>,
+    plugin: &str,
+    pending: &p::PendingJob,
+    job: &mut Job,
+) {
+    if !needs_exclusive_affinity(job) {
+        return;
+    }
+    apply_exclusive_affinity(job);
+    let key = pending.exclusive_topology.as_deref().unwrap_or_default();
+    planner.plan.decisions.push(format!(
+        "placement by {plugin}: {} left to the scheduler, exclusive by {key} (no domain pinned)",
+        pending.name
+    ));
 }
 
 fn pinned_decision(planner: &mut Planner<'_>, plugin: &str, job: &str, pin: &p::Pin) {
@@ -189,26 +215,38 @@ pub(crate) fn place(
             }
         };
         for jp in &placed.verdict {
-            let Some(pending) = request.jobs.iter().find(|j| j.name == jp.job) else {
+            if !request.jobs.iter().any(|j| j.name == jp.job) {
                 planner.policy_failed(&invalid_verdict(
                     Slot::Placement,
                     &placed.plugin,
                     format!("{:?} is not a Job about to be created", jp.job),
                 ));
                 return None;
-            };
-            if let (p::Placement::Pin(pin), Some(key)) =
-                (&jp.placement, &pending.exclusive_topology)
-                && let Some(kv) = pin.node_selector.iter().find(|kv| &kv.key == key)
-            {
-                planner.occupants.push(Occupant {
-                    topology_key: key.clone(),
-                    value: kv.value.clone(),
-                    job_key: pending.job_key.clone(),
-                    priority: pending.priority,
-                });
             }
             verdicts.insert(jp.job.clone(), jp.placement.clone());
+        }
+        // Who holds what once these Jobs exist, for the groups after this
+        // one: a pinned Job its domain; an exclusive Job no pin places,
+        // since the scheduler picks its domain, every domain of its key.
+        for pending in request.jobs.iter().filter(|j| is_domain_exclusive(j)) {
+            let Some(key) = &pending.exclusive_topology else {
+                continue;
+            };
+            let value = match verdicts.get(&pending.name) {
+                Some(p::Placement::Wait(_)) => continue,
+                Some(p::Placement::Pin(pin)) => pin
+                    .node_selector
+                    .iter()
+                    .find(|kv| &kv.key == key)
+                    .map(|kv| kv.value.clone()),
+                Some(p::Placement::Unchanged) | None => None,
+            };
+            planner.occupants.push(Occupant {
+                topology_key: key.clone(),
+                value,
+                job_key: pending.job_key.clone(),
+                priority: pending.priority,
+            });
         }
         plugin = placed.plugin;
     }
@@ -263,6 +301,9 @@ pub(crate) fn place_resumed(
                 planner.requeue(crate::plan::POLICY_RETRY);
             }
             Some(p::Placement::Unchanged) | None => {}
+        }
+        if !waiting.contains(i) {
+            left_to_scheduler(planner, &plugin, pending, &mut resumed[*i]);
         }
     }
     Some(waiting)

@@ -2,14 +2,27 @@
 //! projection of Nodes), which domains exclusive Jobs already hold (from
 //! the Jobs' own pins, so no pod is ever read), and how a placement
 //! verdict is written into a Job's pod template. Pure.
+//!
+//! An exclusive Job the placement plugin does not pin (no domain was free,
+//! or the plugin left it alone) is still created, so that its pods are
+//! Pending where the scheduler and cluster autoscalers see them. Its pod
+//! template then carries upstream's exclusive pod affinity (every pod of
+//! the Job in one domain) and anti-affinity (no pod of another exclusive
+//! Job of the same priority there), and the scheduler picks its domain when
+//! one frees. Which domain that is cannot be known without reading pods,
+//! so such a Job counts as a holder of every domain of its key, and later
+//! Jobs of that key and priority are left to the scheduler too until it
+//! ends: pins and the scheduler's choices never meet on one domain.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jobset_api::labels::{EXCLUSIVE_KEY, JOB_KEY, NODE_SELECTOR_STRATEGY_KEY, PRIORITY_KEY};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Toleration,
+    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodAffinity,
+    PodAffinityTerm, PodAntiAffinity, Toleration,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use crate::observe::finished_condition;
 use crate::policy::records as p;
@@ -66,7 +79,10 @@ impl PriorityClasses {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Occupant {
     pub topology_key: String,
-    pub value: String,
+    /// The domain it is pinned to; `None` for a Job the scheduler places
+    /// (no pin), which may be in any domain of its key and so counts in
+    /// every one.
+    pub value: Option<String>,
     pub job_key: String,
     pub priority: Option<i32>,
 }
@@ -79,11 +95,12 @@ fn annotation<'j>(job: &'j Job, key: &str) -> Option<&'j str> {
         .map(String::as_str)
 }
 
-/// The domain a Job holds: it is exclusive on key T and pinned to a value
-/// of T, it is not suspended (a suspended Job has no pods, as upstream
-/// where exclusivity lives on pods), and it has not finished (a Job being
-/// deleted still holds its domain until it is gone, so attempts never
-/// overlap on one domain).
+/// The domain a Job holds: it is exclusive on key T (and not by the
+/// node-selector strategy), pinned to a value of T or else left to the
+/// scheduler (then any domain of T), it is not suspended (a suspended Job
+/// has no pods, as upstream where exclusivity lives on pods), and it has
+/// not finished (a Job being deleted still holds its domain until it is
+/// gone, so attempts never overlap on one domain).
 pub fn occupant_of(job: &Job) -> Option<Occupant> {
     if finished_condition(job).is_some() && job.metadata.deletion_timestamp.is_none() {
         return None;
@@ -92,11 +109,16 @@ pub fn occupant_of(job: &Job) -> Option<Occupant> {
         return None;
     }
     let key = annotation(job, EXCLUSIVE_KEY)?;
-    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
-    let value = pod.node_selector.as_ref()?.get(key)?;
+    if annotation(job, NODE_SELECTOR_STRATEGY_KEY).is_some() {
+        return None;
+    }
+    let pod = job.spec.as_ref()?.template.spec.as_ref();
+    let value = pod
+        .and_then(|p| p.node_selector.as_ref())
+        .and_then(|s| s.get(key));
     Some(Occupant {
         topology_key: key.to_string(),
-        value: value.clone(),
+        value: value.cloned(),
         job_key: job.metadata.labels.as_ref()?.get(JOB_KEY)?.clone(),
         priority: recorded_priority(job),
     })
@@ -120,7 +142,8 @@ pub fn recorded_priority(job: &Job) -> Option<i32> {
 /// occupants, sorted by key then value. An occupant whose priority was not
 /// recorded (a Job created before priorities were, or by another
 /// controller) counts with `unrecorded`, the priority admission gives a pod
-/// that names none.
+/// that names none. An occupant the scheduler places is listed in every
+/// domain of its key.
 pub fn domains(
     nodes: &[NodeInfo],
     occupants: &[Occupant],
@@ -149,13 +172,24 @@ pub fn domains(
         }
     }
     for o in occupants {
-        if let Some(d) = out.get_mut(&(o.topology_key.clone(), o.value.clone()))
-            && !d.occupied_by.iter().any(|x| x.job_key == o.job_key)
-        {
-            d.occupied_by.push(p::Occupant {
-                job_key: o.job_key.clone(),
-                priority: o.priority.or(unrecorded),
-            });
+        let held: Vec<&mut p::TopologyDomain> = match &o.value {
+            Some(v) => out
+                .get_mut(&(o.topology_key.clone(), v.clone()))
+                .into_iter()
+                .collect(),
+            None => out
+                .range_mut((o.topology_key.clone(), String::new())..)
+                .take_while(|((key, _), _)| *key == o.topology_key)
+                .map(|(_, d)| d)
+                .collect(),
+        };
+        for d in held {
+            if !d.occupied_by.iter().any(|x| x.job_key == o.job_key) {
+                d.occupied_by.push(p::Occupant {
+                    job_key: o.job_key.clone(),
+                    priority: o.priority.or(unrecorded),
+                });
+            }
         }
     }
     out.into_values().collect()
@@ -290,6 +324,94 @@ pub fn apply_pin(job: &mut Job, pin: &p::Pin) {
     }
 }
 
+/// Whether the Job's pods need a domain chosen for them: it is exclusive by
+/// topology the way the placement plugin decides and its template does not
+/// name a domain of its key.
+pub fn needs_exclusive_affinity(job: &Job) -> bool {
+    let Some(key) = annotation(job, EXCLUSIVE_KEY) else {
+        return false;
+    };
+    annotation(job, NODE_SELECTOR_STRATEGY_KEY).is_none()
+        && !job
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.node_selector.as_ref())
+            .is_some_and(|sel| sel.contains_key(key))
+}
+
+/// Writes upstream's exclusive affinities into the pod template of a Job
+/// left to the scheduler: pod affinity to the pods of its own `job-key`
+/// and anti-affinity to pods of any other `job-key` with the same
+/// `jobset.sigs.k8s.io/priority`, both by the exclusive topology key and
+/// across namespaces. The first pod may go to any domain with no other
+/// exclusive Job of its priority; the others follow it. Written once, on
+/// every pod (upstream writes them on the leader and gives followers the
+/// leader's domain through its pod webhook; this needs no webhook and no
+/// pod is ever refused). A Job that does not need them is left alone.
+pub fn apply_exclusive_affinity(job: &mut Job) {
+    if !needs_exclusive_affinity(job) {
+        return;
+    }
+    let Some(key) = annotation(job, EXCLUSIVE_KEY).map(str::to_string) else {
+        return;
+    };
+    let job_key = job
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(JOB_KEY))
+        .cloned()
+        .unwrap_or_default();
+    let priority = recorded_priority(job)
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else {
+        return;
+    };
+    let requirement = |op: &str, values: Option<Vec<String>>, key: &str| LabelSelectorRequirement {
+        key: key.to_string(),
+        operator: op.to_string(),
+        values,
+    };
+    let term = |expressions: Vec<LabelSelectorRequirement>| PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_expressions: Some(expressions),
+            match_labels: None,
+        }),
+        namespace_selector: Some(LabelSelector::default()),
+        topology_key: key.clone(),
+        ..Default::default()
+    };
+    let together = term(vec![requirement(
+        "In",
+        Some(vec![job_key.clone()]),
+        JOB_KEY,
+    )]);
+    let apart = term(vec![
+        requirement("Exists", None, JOB_KEY),
+        requirement("NotIn", Some(vec![job_key]), JOB_KEY),
+        requirement("In", Some(vec![priority]), PRIORITY_KEY),
+    ]);
+    let affinity = pod.affinity.get_or_insert_with(Affinity::default);
+    let with = affinity
+        .pod_affinity
+        .get_or_insert_with(PodAffinity::default)
+        .required_during_scheduling_ignored_during_execution
+        .get_or_insert_with(Vec::new);
+    if !with.contains(&together) {
+        with.push(together);
+    }
+    let against = affinity
+        .pod_anti_affinity
+        .get_or_insert_with(PodAntiAffinity::default)
+        .required_during_scheduling_ignored_during_execution
+        .get_or_insert_with(Vec::new);
+    if !against.contains(&apart) {
+        against.push(apart);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,8 +504,78 @@ mod tests {
     }
 
     #[test]
-    fn an_unpinned_or_finished_job_holds_no_domain() {
-        assert!(occupant_of(&exclusive_job("k", None)).is_none());
+    fn a_job_the_scheduler_places_holds_every_domain_of_its_key() {
+        let nodes = [node("a1", "a", true), node("b1", "b", true)];
+        let unpinned = occupant_of(&exclusive_job("k1", None)).expect("an occupant");
+        assert_eq!(unpinned.value, None);
+        let d = domains(&nodes, &[unpinned], &["pool".to_string()].into(), Some(3));
+        for domain in &d {
+            assert_eq!(domain.occupied_by.len(), 1, "{}", domain.value);
+            assert_eq!(domain.occupied_by[0].job_key, "k1");
+            assert_eq!(domain.occupied_by[0].priority, Some(3), "unrecorded");
+        }
+        // Under the node-selector strategy the Job is no domain's occupant.
+        let mut strategy = exclusive_job("k2", None);
+        strategy
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(NODE_SELECTOR_STRATEGY_KEY.to_string(), "true".to_string());
+        assert!(occupant_of(&strategy).is_none());
+        assert!(!needs_exclusive_affinity(&strategy));
+    }
+
+    #[test]
+    fn exclusive_affinity_is_upstreams_written_once_and_never_on_a_pinned_job() {
+        let mut pinned = exclusive_job("k", Some("a"));
+        apply_exclusive_affinity(&mut pinned);
+        assert_eq!(
+            pinned
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .affinity,
+            None
+        );
+
+        let mut job = exclusive_job("k", None);
+        job.spec.as_mut().unwrap().template.metadata = Some(ObjectMeta {
+            labels: Some([(PRIORITY_KEY.to_string(), "100".to_string())].into()),
+            ..Default::default()
+        });
+        apply_exclusive_affinity(&mut job);
+        apply_exclusive_affinity(&mut job);
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let value = serde_json::to_value(pod.affinity.unwrap()).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": {"matchExpressions": [
+                        {"key": JOB_KEY, "operator": "In", "values": ["k"]}]},
+                    "namespaceSelector": {},
+                    "topologyKey": "pool"}]},
+                "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": {"matchExpressions": [
+                        {"key": JOB_KEY, "operator": "Exists"},
+                        {"key": JOB_KEY, "operator": "NotIn", "values": ["k"]},
+                        {"key": PRIORITY_KEY, "operator": "In", "values": ["100"]}]},
+                    "namespaceSelector": {},
+                    "topologyKey": "pool"}]}
+            })
+        );
+    }
+
+    #[test]
+    fn a_suspended_or_finished_job_holds_no_domain() {
+        let mut suspended = exclusive_job("k", Some("a"));
+        suspended.spec.as_mut().unwrap().suspend = Some(true);
+        assert!(occupant_of(&suspended).is_none());
         let mut done = exclusive_job("k", Some("a"));
         done.status = Some(JobStatus {
             conditions: Some(vec![k8s_openapi::api::batch::v1::JobCondition {

@@ -9,7 +9,7 @@ use jobset_api::labels::*;
 use jobset_api::{Embedded, JobSet, JobSetStatus, ReplicatedJobStatus};
 use jobset_policy::NativeDefaults;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::core::v1::{PodAffinityTerm, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -848,14 +848,14 @@ fn exclusive_by_pool(extra_spec: &str) -> JobSet {
 fn held(value: &str, priority: Option<i32>) -> Occupant {
     Occupant {
         topology_key: "pool".into(),
-        value: value.into(),
+        value: Some(value.into()),
         job_key: "someone-else".into(),
         priority,
     }
 }
 
 #[test]
-fn exclusive_jobs_get_distinct_free_domains_or_wait() {
+fn exclusive_jobs_get_distinct_free_domains_or_are_left_to_the_scheduler() {
     let js = exclusive_by_pool("");
     let world = World {
         nodes: pools(5),
@@ -868,14 +868,114 @@ fn exclusive_jobs_get_distinct_free_domains_or_wait() {
     assert_eq!(pinned.len(), 4, "four Jobs, four distinct pools");
     assert!(!pinned.contains("p0"), "an occupied pool is not used");
 
+    // Two pools for four Jobs: every Job is created (its pods Pending where
+    // an autoscaler sees them); two are pinned, the other two carry
+    // upstream's exclusive affinities and no pin.
     let world = World {
         nodes: pools(2),
         ..Default::default()
     };
     let p = run_with(&js, &[], &world, &NativeDefaults);
-    assert_eq!(created(&p).len(), 2);
-    assert_eq!(p.waiting.len(), 2);
-    assert!(p.requeue_after.is_some());
+    let jobs = created_jobs(&p);
+    assert_eq!(jobs.len(), 4);
+    assert!(p.waiting.is_empty(), "{:?}", p.waiting);
+    let (pinned, free): (Vec<&Job>, Vec<&Job>) = jobs
+        .iter()
+        .map(|j| &***j)
+        .partition(|j| pin_of(j).is_some());
+    assert_eq!(pinned.len(), 2);
+    for j in &pinned {
+        assert!(pod_affinity(j).is_none(), "a pinned Job needs no affinity");
+    }
+    for j in &free {
+        let (with, against) = pod_affinity(j).expect("exclusive affinities");
+        let key = j.metadata.labels.as_ref().unwrap()[JOB_KEY].clone();
+        assert_eq!(with.topology_key, "pool");
+        assert_eq!(
+            with.label_selector
+                .as_ref()
+                .unwrap()
+                .match_expressions
+                .as_ref()
+                .unwrap()[0]
+                .values
+                .as_deref(),
+            Some(&[key][..])
+        );
+        let exprs = against
+            .label_selector
+            .as_ref()
+            .unwrap()
+            .match_expressions
+            .as_ref()
+            .unwrap();
+        let ops: Vec<(&str, &str)> = exprs
+            .iter()
+            .map(|e| (e.key.as_str(), e.operator.as_str()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (JOB_KEY, "Exists"),
+                (JOB_KEY, "NotIn"),
+                (PRIORITY_KEY, "In")
+            ]
+        );
+        assert_eq!(
+            against.namespace_selector,
+            Some(Default::default()),
+            "every namespace"
+        );
+    }
+    assert!(
+        p.decisions
+            .iter()
+            .any(|d| d.contains("left to the scheduler")),
+        "{:?}",
+        p.decisions
+    );
+
+    // A Job left to the scheduler may be in any pool: while it runs, the
+    // next exclusive JobSet of that priority gets no pin either.
+    let mut held_anywhere = crate::placement::occupant_of(free[0]).expect("holds");
+    assert_eq!(held_anywhere.value, None);
+    held_anywhere.job_key = "another-jobsets-job".into();
+    let world = World {
+        nodes: pools(5),
+        occupants: vec![held_anywhere],
+        ..Default::default()
+    };
+    let p = run_with(&js, &[], &world, &NativeDefaults);
+    let jobs = created_jobs(&p);
+    assert_eq!(jobs.len(), 4);
+    assert!(
+        jobs.iter()
+            .all(|j| pin_of(j).is_none() && pod_affinity(j).is_some())
+    );
+}
+
+/// The exclusive pod affinity and anti-affinity terms of a Job's template.
+fn pod_affinity(job: &Job) -> Option<(PodAffinityTerm, PodAffinityTerm)> {
+    let a = job
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .affinity
+        .as_ref()?;
+    let with = a
+        .pod_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?;
+    let against = a
+        .pod_anti_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?;
+    assert_eq!((with.len(), against.len()), (1, 1), "written once");
+    Some((with[0].clone(), against[0].clone()))
 }
 
 /// The pod spec of a Job's (or a replicated job's) Job spec.
@@ -923,8 +1023,8 @@ fn a_suspended_jobset_holds_no_domain_and_is_placed_when_resumed() {
     assert!(crate::placement::occupant_of(&pinned).is_some());
 
     // Resumed with one pool taken by another JobSet: three Jobs are pinned
-    // to the three free pools and resumed; the fourth stays suspended and
-    // waits for a pool.
+    // to the three free pools; the fourth is resumed too, with no pin and
+    // upstream's exclusive affinities, and its pods wait for a pool.
     js.spec.suspend = Some(false);
     let world = World {
         nodes: pools(4),
@@ -940,12 +1040,21 @@ fn a_suspended_jobset_holds_no_domain_and_is_placed_when_resumed() {
             _ => None,
         })
         .collect();
-    assert_eq!(resumed.len(), 3, "{:?}", p.actions);
+    assert_eq!(resumed.len(), 4, "{:?}", p.actions);
     let mut given: Vec<String> = resumed.iter().filter_map(|j| pin_of(j)).collect();
     given.sort();
     assert_eq!(given, ["p0", "p1", "p3"]);
-    assert_eq!(p.waiting.len(), 1, "{:?}", p.waiting);
-    assert!(p.requeue_after.is_some());
+    let unpinned: Vec<&&Job> = resumed.iter().filter(|j| pin_of(j).is_none()).collect();
+    assert_eq!(unpinned.len(), 1);
+    assert!(pod_affinity(unpinned[0]).is_some());
+    let patch = crate::suspend::resume_patch(unpinned[0]);
+    assert!(
+        patch
+            .pointer("/spec/template/spec/affinity/podAntiAffinity")
+            .is_some(),
+        "the resume writes the affinities: {patch}"
+    );
+    assert!(p.waiting.is_empty(), "{:?}", p.waiting);
 }
 
 #[test]

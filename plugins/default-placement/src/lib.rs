@@ -1,7 +1,9 @@
 //! The built-in placement policy. Exclusive Jobs
 //! (`alpha.jobset.sigs.k8s.io/exclusive-topology`) get a free topology
 //! domain each, assigned up front and pinned with a nodeSelector, so no pod
-//! waits on a leader; with the node-selector strategy the Job gets upstream's
+//! waits on a leader; with no free domain a Job is left unchanged, and the
+//! host creates it with upstream's exclusive pod affinities for the
+//! scheduler to place; with the node-selector strategy the Job gets upstream's
 //! `namespaced-job` selector and `no-schedule` toleration instead. Other
 //! Jobs are left alone.
 
@@ -142,13 +144,12 @@ impl<'a> Board<'a> {
                 tolerations: Vec::new(),
                 required_node_affinity: Vec::new(),
             }),
-            None => Placement::Wait(format!(
-                "no free {key} domain for job {}: {} domains, none with a ready node and no other exclusive job",
-                job.name,
-                self.key_numbers
-                    .get(key)
-                    .map_or(0, |&n| self.keys[n as usize].by_value.len())
-            )),
+            // No free domain (all held, none ready yet, or none at all
+            // before an autoscaler makes one): the Job is created anyway,
+            // unpinned, and the host gives its pods upstream's exclusive
+            // affinities, so they wait Pending where the scheduler and
+            // autoscalers see them and take the first domain that frees.
+            None => Placement::Unchanged,
         }
     }
 
@@ -370,7 +371,11 @@ mod tests {
                 Placement::Unchanged => "unchanged".into(),
             })
             .collect();
-        assert_eq!(pins, ["z1", "z2", "wait"]);
+        assert_eq!(
+            pins,
+            ["z1", "z2", "unchanged"],
+            "the third is left to the scheduler"
+        );
     }
 
     #[test]
@@ -439,7 +444,7 @@ mod tests {
                     }
                     format!("{}={}", key, candidates[i].value)
                 }
-                None => format!("wait {} of {}", job.name, candidates.len()),
+                None => "unchanged".into(),
             });
         }
         out
@@ -452,10 +457,7 @@ mod tests {
                     "{}={}",
                     pin.node_selector[0].key, pin.node_selector[0].value
                 ),
-                Placement::Wait(why) => {
-                    let total = why.split(": ").nth(1).and_then(|t| t.split(' ').next());
-                    format!("wait {} of {}", p.job, total.unwrap_or("?"))
-                }
+                Placement::Wait(why) => format!("wait {}: {why}", p.job),
                 Placement::Unchanged => "unchanged".into(),
             })
             .collect()

@@ -393,6 +393,88 @@ fn exclusive_jobsets_started_together_never_share_a_pool() {
     assert_eq!(distinct.len(), 12, "a pool pinned twice: {pinned:?}\n{out}");
 }
 
+#[test]
+fn exclusive_jobs_with_no_free_pool_are_created_at_once_and_wait_for_one() {
+    // Four exclusive JobSets of two Jobs each on six pools: six Jobs are
+    // pinned; the other two are created at once all the same (their pods
+    // Pending, where an autoscaler would see them), left to the scheduler
+    // with upstream's exclusive pod affinities. Every pod runs 10 minutes
+    // and a node fits many pods, so a Job that shared a pool would finish
+    // at 10 minutes: the two finish only after a pool has freed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("crowded.yaml");
+    let one = |i: usize| {
+        format!(
+            "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata:\n  name: ex-{i}\n  annotations: {{alpha.jobset.sigs.k8s.io/exclusive-topology: cloud.google.com/gke-nodepool}}\nspec:\n  replicatedJobs:\n  - name: w\n    replicas: 2\n    template: {{spec: {{parallelism: 2, completions: 2, template: {{spec: {{restartPolicy: Never, containers: [{{name: c, image: busybox}}]}}}}}}}}\n"
+        )
+    };
+    let text: Vec<String> = (0..4).map(one).collect();
+    std::fs::write(&manifest, text.join("---\n")).expect("written");
+    let scenario = dir.path().join("ten-minutes.scenario.yaml");
+    std::fs::write(&scenario, "defaultDuration: 10m\n").expect("written");
+    let (path, scenario) = (
+        manifest.display().to_string(),
+        scenario.display().to_string(),
+    );
+    let (code, out) = jobset::cli::run_captured(&[
+        "run",
+        &path,
+        "--scenario",
+        &scenario,
+        "--nodes",
+        "pools=6,nodes=1",
+        "--until",
+        "2h",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let at = |line: &str| -> u32 {
+        let t = &line[1..9];
+        let p: Vec<u32> = t.split(':').map(|x| x.parse().unwrap()).collect();
+        p[0] * 3600 + p[1] * 60 + p[2]
+    };
+    let pinned = out
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains(" pinned to cloud.google.com/gke-nodepool="))
+        .count();
+    let left: Vec<String> = out
+        .lines()
+        .filter(|l| {
+            l.starts_with('[')
+                && l.contains(" left to the scheduler, exclusive by cloud.google.com/gke-nodepool")
+        })
+        .filter_map(|l| {
+            l.split(": ")
+                .last()?
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!((pinned, left.len()), (6, 2), "{out}");
+    for i in 0..4 {
+        for j in 0..2 {
+            let created = format!("Job ex-{i}-w-{j} created");
+            let line = out
+                .lines()
+                .find(|l| l.contains(&created))
+                .unwrap_or_else(|| panic!("{created}\n{out}"));
+            assert!(at(line) < 60, "every Job is created at once: {line}");
+        }
+    }
+    for job in &left {
+        let done = format!("Job {job} completed");
+        let line = out
+            .lines()
+            .find(|l| l.contains(&done))
+            .unwrap_or_else(|| panic!("{done}\n{out}"));
+        assert!(
+            at(line) >= 20 * 60,
+            "{job} ran in a pool nobody else held: {line}\n{out}"
+        );
+    }
+    assert_eq!(out.matches(": Completed").count(), 4, "{out}");
+}
+
 /// Runs one of the repository's examples with its scenario and `gates`,
 /// writing the timeline; returns the output and the picture.
 fn run_with_timeline(name: &str, gates: &str) -> (u8, String, String) {
