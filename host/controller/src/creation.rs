@@ -12,8 +12,8 @@ use crate::actions::{Action, Waiting};
 use crate::job_builder::build_job;
 use crate::observe::Buckets;
 use crate::placement::{
-    Occupant, PriorityClasses, apply_exclusive_affinity, apply_pin, domains, is_domain_exclusive,
-    needs_exclusive_affinity, node_fits, pending_job,
+    Occupant, PriorityClasses, apply_exclusive_affinity, apply_pin, domains,
+    has_exclusive_pod_affinity, is_domain_exclusive, is_unpinned_exclusive, node_fits, pending_job,
 };
 use crate::plan::Planner;
 use crate::policy::{Decision, PolicyEngine, Slot, invalid_verdict, records as p};
@@ -111,7 +111,15 @@ pub(crate) fn plan_creation(
             }
             Some(p::Placement::Unchanged) | None => {}
         }
-        if !suspended {
+        if suspended {
+            // Pod affinity cannot be added to a Job once it exists (only
+            // node affinity is mutable while it is suspended): a Job created
+            // suspended carries the terms from the start, inert until it is
+            // resumed, pinned or not.
+            if is_domain_exclusive(&pending) {
+                apply_exclusive_affinity(&mut job);
+            }
+        } else {
             left_to_scheduler(planner, &plugin, &pending, &mut job);
         }
         jobs.push(job);
@@ -129,25 +137,27 @@ pub(crate) fn plan_creation(
     true
 }
 
-/// Gives an exclusive Job that no pin places (no domain was free, or the
-/// plugin left it alone) upstream's exclusive affinities, so it is created
-/// and its pods wait for a domain where the scheduler and autoscalers see
-/// them.
+/// Writes upstream's exclusive affinities into an exclusive Job about to
+/// run (see [`apply_exclusive_affinity`]); one that no pin places (no
+/// domain was free, or the plugin left it alone) is still created, and its
+/// pods wait for a domain where the scheduler and autoscalers see them.
 fn left_to_scheduler(
     planner: &mut Planner<'_>,
     plugin: &str,
     pending: &p::PendingJob,
     job: &mut Job,
 ) {
-    if !needs_exclusive_affinity(job) {
+    if !is_domain_exclusive(pending) {
         return;
     }
     apply_exclusive_affinity(job);
-    let key = pending.exclusive_topology.as_deref().unwrap_or_default();
-    planner.plan.decisions.push(format!(
-        "placement by {plugin}: {} left to the scheduler, exclusive by {key} (no domain pinned)",
-        pending.name
-    ));
+    if is_unpinned_exclusive(job) {
+        let key = pending.exclusive_topology.as_deref().unwrap_or_default();
+        planner.plan.decisions.push(format!(
+            "placement by {plugin}: {} left to the scheduler, exclusive by {key} (no domain pinned)",
+            pending.name
+        ));
+    }
 }
 
 fn pinned_decision(planner: &mut Planner<'_>, plugin: &str, job: &str, pin: &p::Pin) {
@@ -302,8 +312,28 @@ pub(crate) fn place_resumed(
             }
             Some(p::Placement::Unchanged) | None => {}
         }
-        if !waiting.contains(i) {
-            left_to_scheduler(planner, &plugin, pending, &mut resumed[*i]);
+        let job = &resumed[*i];
+        if waiting.contains(i) || !is_unpinned_exclusive(job) {
+            continue;
+        }
+        if has_exclusive_pod_affinity(job) {
+            let key = pending.exclusive_topology.as_deref().unwrap_or_default();
+            planner.plan.decisions.push(format!(
+                "placement by {plugin}: {} left to the scheduler, exclusive by {key} (no domain pinned)",
+                pending.name
+            ));
+        } else {
+            // Made without the exclusive terms (by an earlier version, or
+            // another controller), and they cannot be added now: it stays
+            // suspended until a domain can be pinned.
+            waiting.insert(*i);
+            planner.plan.waiting.push(Waiting {
+                job: pending.name.clone(),
+                reason: format!(
+                    "no domain pinned and the Job has no exclusive pod affinity (policy {plugin})"
+                ),
+            });
+            planner.requeue(crate::plan::POLICY_RETRY);
         }
     }
     Some(waiting)

@@ -324,10 +324,10 @@ pub fn apply_pin(job: &mut Job, pin: &p::Pin) {
     }
 }
 
-/// Whether the Job's pods need a domain chosen for them: it is exclusive by
-/// topology the way the placement plugin decides and its template does not
-/// name a domain of its key.
-pub fn needs_exclusive_affinity(job: &Job) -> bool {
+/// Whether the Job is exclusive by topology the way the placement plugin
+/// decides (not by the node-selector strategy) and its template names no
+/// domain of its key: the scheduler chooses its domain.
+pub fn is_unpinned_exclusive(job: &Job) -> bool {
     let Some(key) = annotation(job, EXCLUSIVE_KEY) else {
         return false;
     };
@@ -340,19 +340,51 @@ pub fn needs_exclusive_affinity(job: &Job) -> bool {
             .is_some_and(|sel| sel.contains_key(key))
 }
 
+/// Whether the Job's pod template already carries the exclusive pod
+/// affinity [`apply_exclusive_affinity`] writes for an unpinned Job.
+pub fn has_exclusive_pod_affinity(job: &Job) -> bool {
+    let Some(key) = annotation(job, EXCLUSIVE_KEY) else {
+        return false;
+    };
+    job.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.affinity.as_ref())
+        .and_then(|a| a.pod_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_some_and(|terms| {
+            terms.iter().any(|t| {
+                t.topology_key == key
+                    && t.label_selector
+                        .as_ref()
+                        .and_then(|l| l.match_expressions.as_ref())
+                        .is_some_and(|e| e.iter().any(|r| r.key == JOB_KEY))
+            })
+        })
+}
+
 /// Writes upstream's exclusive affinities into the pod template of a Job
-/// left to the scheduler: pod affinity to the pods of its own `job-key`
-/// and anti-affinity to pods of any other `job-key` with the same
-/// `jobset.sigs.k8s.io/priority`, both by the exclusive topology key and
-/// across namespaces. The first pod may go to any domain with no other
-/// exclusive Job of its priority; the others follow it. Written once, on
-/// every pod (upstream writes them on the leader and gives followers the
-/// leader's domain through its pod webhook; this needs no webhook and no
-/// pod is ever refused). A Job that does not need them is left alone.
+/// exclusive by topology (not by the node-selector strategy): anti-affinity
+/// to pods of any other `job-key` with the same
+/// `jobset.sigs.k8s.io/priority`, and, when no pin names its domain, pod
+/// affinity to the pods of its own `job-key`; both by the exclusive
+/// topology key and across namespaces. Unpinned, the first pod may go to
+/// any domain with no other exclusive Job of its priority and the others
+/// follow it. Pinned Jobs carry the anti-affinity too: a pinned Job whose
+/// pods have not yet been bound can find its domain taken by an unpinned
+/// Job's pods, and kube-scheduler retries a waiting pod when a pod goes
+/// away only if that pod matched the waiting pod's own anti-affinity.
+/// Written once, on every pod (upstream writes them on the leader and
+/// gives followers the leader's domain through its pod webhook; this needs
+/// no webhook and no pod is ever refused). Other Jobs are left alone.
 pub fn apply_exclusive_affinity(job: &mut Job) {
-    if !needs_exclusive_affinity(job) {
+    if annotation(job, NODE_SELECTOR_STRATEGY_KEY).is_some() {
         return;
     }
+    let unpinned = is_unpinned_exclusive(job);
     let Some(key) = annotation(job, EXCLUSIVE_KEY).map(str::to_string) else {
         return;
     };
@@ -394,13 +426,15 @@ pub fn apply_exclusive_affinity(job: &mut Job) {
         requirement("In", Some(vec![priority]), PRIORITY_KEY),
     ]);
     let affinity = pod.affinity.get_or_insert_with(Affinity::default);
-    let with = affinity
-        .pod_affinity
-        .get_or_insert_with(PodAffinity::default)
-        .required_during_scheduling_ignored_during_execution
-        .get_or_insert_with(Vec::new);
-    if !with.contains(&together) {
-        with.push(together);
+    if unpinned {
+        let with = affinity
+            .pod_affinity
+            .get_or_insert_with(PodAffinity::default)
+            .required_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Vec::new);
+        if !with.contains(&together) {
+            with.push(together);
+        }
     }
     let against = affinity
         .pod_anti_affinity
@@ -523,24 +557,32 @@ mod tests {
             .unwrap()
             .insert(NODE_SELECTOR_STRATEGY_KEY.to_string(), "true".to_string());
         assert!(occupant_of(&strategy).is_none());
-        assert!(!needs_exclusive_affinity(&strategy));
+        assert!(!is_unpinned_exclusive(&strategy));
+        apply_exclusive_affinity(&mut strategy);
+        assert_eq!(strategy.spec.unwrap().template.spec.unwrap().affinity, None);
     }
 
     #[test]
-    fn exclusive_affinity_is_upstreams_written_once_and_never_on_a_pinned_job() {
+    fn exclusive_affinity_is_upstreams_written_once_and_a_pinned_job_gets_the_anti_affinity_only() {
+        // A pinned Job gets the anti-affinity only: its domain is named.
         let mut pinned = exclusive_job("k", Some("a"));
         apply_exclusive_affinity(&mut pinned);
+        let affinity = pinned
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .affinity
+            .unwrap();
+        assert_eq!(affinity.pod_affinity, None);
+        let against = affinity.pod_anti_affinity.unwrap();
         assert_eq!(
-            pinned
-                .spec
-                .as_ref()
+            against
+                .required_during_scheduling_ignored_during_execution
                 .unwrap()
-                .template
-                .spec
-                .as_ref()
-                .unwrap()
-                .affinity,
-            None
+                .len(),
+            1
         );
 
         let mut job = exclusive_job("k", None);

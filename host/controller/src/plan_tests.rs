@@ -885,7 +885,19 @@ fn exclusive_jobs_get_distinct_free_domains_or_are_left_to_the_scheduler() {
         .partition(|j| pin_of(j).is_some());
     assert_eq!(pinned.len(), 2);
     for j in &pinned {
-        assert!(pod_affinity(j).is_none(), "a pinned Job needs no affinity");
+        let a = j
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .affinity
+            .as_ref();
+        let a = a.expect("a pinned Job keeps other exclusive Jobs' pods out too");
+        assert!(a.pod_affinity.is_none(), "its pin keeps its pods together");
+        assert!(a.pod_anti_affinity.is_some());
     }
     for j in &free {
         let (with, against) = pod_affinity(j).expect("exclusive affinities");
@@ -1047,14 +1059,41 @@ fn a_suspended_jobset_holds_no_domain_and_is_placed_when_resumed() {
     let unpinned: Vec<&&Job> = resumed.iter().filter(|j| pin_of(j).is_none()).collect();
     assert_eq!(unpinned.len(), 1);
     assert!(pod_affinity(unpinned[0]).is_some());
+    assert!(p.waiting.is_empty(), "{:?}", p.waiting);
+    // Pod affinity cannot be added to an existing Job: the terms were
+    // written when it was created, and the resume leaves them as they are.
+    for j in &jobs {
+        assert!(pod_affinity(j).is_some(), "created with the terms");
+    }
     let patch = crate::suspend::resume_patch(unpinned[0]);
     assert!(
-        patch
-            .pointer("/spec/template/spec/affinity/podAntiAffinity")
-            .is_some(),
-        "the resume writes the affinities: {patch}"
+        patch.pointer("/spec/template/spec/affinity").is_none(),
+        "{patch}"
     );
-    assert!(p.waiting.is_empty(), "{:?}", p.waiting);
+
+    // A Job created suspended without them (by an earlier version) is not
+    // resumed unpinned: it waits for a pool it can be pinned to.
+    let bare: Vec<Job> = jobs
+        .iter()
+        .map(|j| {
+            let mut j = j.clone();
+            pod_of(&mut j.spec).affinity = None;
+            j
+        })
+        .collect();
+    let p = run_with(&js, &bare, &world, &NativeDefaults);
+    let resumed = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::ResumeJob { .. }))
+        .count();
+    assert_eq!(resumed, 3, "{:?}", p.actions);
+    assert_eq!(p.waiting.len(), 1, "{:?}", p.waiting);
+    assert!(
+        p.waiting[0].reason.contains("no exclusive pod affinity"),
+        "{:?}",
+        p.waiting
+    );
 }
 
 #[test]

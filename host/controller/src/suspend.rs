@@ -71,8 +71,8 @@ pub fn resumed(job: &Job, rjob: &ReplicatedJob) -> Job {
 }
 
 /// The JSON merge patch that writes a [`resumed`] Job: `suspend=false` and
-/// the merged pod-template labels, annotations, node selector, tolerations,
-/// scheduling gates and affinity, guarded by the Job's resourceVersion. A patch and
+/// the merged pod-template labels, annotations, node selector, tolerations
+/// and scheduling gates, guarded by the Job's resourceVersion. A patch and
 /// not a full replace, so that fields of the stored Job which the compiled
 /// Kubernetes types do not know (a newer pod field) are left as they are.
 pub fn resume_patch(job: &Job) -> Value {
@@ -100,11 +100,6 @@ pub fn resume_patch(job: &Job) -> Value {
         }
         if let Some(gates) = &pod.scheduling_gates {
             m.insert("schedulingGates".into(), json!(gates));
-        }
-        // The exclusive affinities of a Job resumed with no domain pinned
-        // (the lists in it are whole: a merge patch replaces lists).
-        if let Some(affinity) = &pod.affinity {
-            m.insert("affinity".into(), json!(affinity));
         }
         if !m.is_empty() {
             template.insert("spec".into(), Value::Object(m));
