@@ -126,7 +126,7 @@ pub(crate) fn plan_creation(
     }
     if !planner.plan.waiting.is_empty() {
         planner.plan.decisions.push(format!(
-            "placement by {}: {} Job(s) wait for a free domain",
+            "placement by {}: {} Job(s) wait, not created yet",
             plugin,
             planner.plan.waiting.len()
         ));
@@ -152,12 +152,16 @@ fn left_to_scheduler(
     }
     apply_exclusive_affinity(job);
     if is_unpinned_exclusive(job) {
-        let key = pending.exclusive_topology.as_deref().unwrap_or_default();
-        planner.plan.decisions.push(format!(
-            "placement by {plugin}: {} left to the scheduler, exclusive by {key} (no domain pinned)",
-            pending.name
-        ));
+        unpinned_decision(planner, plugin, pending);
     }
+}
+
+fn unpinned_decision(planner: &mut Planner<'_>, plugin: &str, pending: &p::PendingJob) {
+    let key = pending.exclusive_topology.as_deref().unwrap_or_default();
+    planner.plan.decisions.push(format!(
+        "placement by {plugin}: {} left to the scheduler, exclusive by {key} (no domain pinned)",
+        pending.name
+    ));
 }
 
 fn pinned_decision(planner: &mut Planner<'_>, plugin: &str, job: &str, pin: &p::Pin) {
@@ -265,10 +269,11 @@ pub(crate) fn place(
 
 /// Places the exclusive Jobs about to be resumed (their domain was not
 /// held while they were suspended) and writes each pin into the Job to
-/// write. Returns the positions of the Jobs with no free domain, which stay
-/// suspended and wait, as a Job with no free domain waits to be created; or
-/// `None` when the plugin failed (then nothing is resumed in this
-/// reconcile).
+/// write; an unpinned one is resumed with the exclusive terms it was
+/// created with. Returns the positions of the Jobs that stay suspended and
+/// wait (the plugin said so, or an unpinned Job lacks the terms, which
+/// cannot be added to an existing Job); or `None` when the plugin failed
+/// (then nothing is resumed in this reconcile).
 pub(crate) fn place_resumed(
     planner: &mut Planner<'_>,
     snap: &p::Snapshot,
@@ -317,11 +322,7 @@ pub(crate) fn place_resumed(
             continue;
         }
         if has_exclusive_pod_affinity(job) {
-            let key = pending.exclusive_topology.as_deref().unwrap_or_default();
-            planner.plan.decisions.push(format!(
-                "placement by {plugin}: {} left to the scheduler, exclusive by {key} (no domain pinned)",
-                pending.name
-            ));
+            unpinned_decision(planner, &plugin, pending);
         } else {
             // Made without the exclusive terms (by an earlier version, or
             // another controller), and they cannot be added now: it stays
