@@ -292,12 +292,10 @@ async fn scenario_with(objects: Vec<Value>, plugin_namespace: Option<&str>) -> V
             client: &sa,
             jobset: &stored,
             index: &jobset_controller::index::Index::default(),
-            recorder: &kube::runtime::events::Recorder::new(
+            recorder: &jobset_controller::events::Recorder::new(
                 sa.clone(),
-                kube::runtime::events::Reporter {
-                    controller: "jobset".into(),
-                    instance: None,
-                },
+                "jobset",
+                jobset_controller::clock::Clock::wall(),
             ),
         };
         let again = jobset_controller::job_builder::build_job(
@@ -331,12 +329,10 @@ async fn scenario_with(objects: Vec<Value>, plugin_namespace: Option<&str>) -> V
         .await;
 
         // A repeated event becomes a series (create, then patch).
-        let recorder = kube::runtime::events::Recorder::new(
+        let recorder = jobset_controller::events::Recorder::new(
             sa.clone(),
-            kube::runtime::events::Reporter {
-                controller: "jobset-controller".into(),
-                instance: None,
-            },
+            "jobset",
+            jobset_controller::clock::Clock::wall(),
         );
         let reference = k8s_openapi::api::core::v1::ObjectReference {
             api_version: Some("jobset.x-k8s.io/v1alpha2".into()),
@@ -345,13 +341,11 @@ async fn scenario_with(objects: Vec<Value>, plugin_namespace: Option<&str>) -> V
             namespace: Some("default".into()),
             ..Default::default()
         };
-        let ev = kube::runtime::events::Event {
-            type_: kube::runtime::events::EventType::Warning,
-            reason: "Repeated".into(),
-            note: Some("again".into()),
-            action: "Reconciling".into(),
-            secondary: None,
-        };
+        let ev = jobset_controller::events::Event::reconciling(
+            jobset_controller::conditions::EventType::Warning,
+            "Repeated",
+            "again",
+        );
         for _ in 0..2 {
             if let Err(e) = recorder.publish(&ev, &reference).await {
                 failed.push(format!("event: {e}"));

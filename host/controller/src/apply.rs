@@ -9,12 +9,13 @@ use jobset_api::{Embedded, JobSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource};
 use serde_json::json;
 
 use crate::actions::{Action, Resize};
+use crate::conditions::EventType;
 use crate::error::ControllerError;
+use crate::events::{Event, Recorder, regarding};
 use crate::index::Index;
 
 /// Creates and deletes at most this many objects at once.
@@ -57,14 +58,8 @@ impl Applier<'_> {
     }
 
     async fn warn_now(&self, reason: &str, note: String) {
-        let reference = self.jobset.object_ref(&());
-        let ev = Event {
-            type_: EventType::Warning,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: "Reconciling".to_string(),
-            secondary: None,
-        };
+        let reference = regarding(self.jobset);
+        let ev = Event::reconciling(EventType::Warning, reason, note);
         if let Err(e) = self.recorder.publish(&ev, &reference).await {
             tracing::warn!(error = %e, reason, "could not emit event");
         }
@@ -305,10 +300,10 @@ impl Applier<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
     use jobset_sim::{Sim, SimConfig};
     use k8s_openapi::api::events::v1::Event as ApiEvent;
     use kube::api::ListParams;
-    use kube::runtime::events::Reporter;
 
     fn job(name: &str, owner_uid: Option<&str>) -> Job {
         let owners = owner_uid.map(|uid| {
@@ -349,12 +344,8 @@ mod tests {
                 "spec": {"replicatedJobs": []}
             }))
             .expect("a JobSet");
-            let reporter = Reporter {
-                controller: "jobset".into(),
-                instance: None,
-            };
             World {
-                recorder: Recorder::new(client.clone(), reporter),
+                recorder: Recorder::new(client.clone(), "jobset", Clock::wall()),
                 _sim: sim,
                 client,
                 js,

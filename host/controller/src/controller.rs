@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::events::Recorder;
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 use jobset_api::JobSet;
@@ -19,7 +20,6 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Config as RuntimeConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
 
@@ -301,14 +301,13 @@ async fn watch_plugins(
                 metrics.set_plugins(plugins.stats());
                 if let Err(why) = rejected {
                     tracing::warn!(configmap = ?cm.metadata.name, reason = %why, "plugin rejected; the last good version stays in force");
-                    let ev = kube::runtime::events::Event {
-                        type_: kube::runtime::events::EventType::Warning,
+                    let ev = crate::events::Event {
+                        type_: crate::conditions::EventType::Warning,
                         reason: "PluginRejected".to_string(),
-                        note: Some(why),
                         action: "LoadPlugin".to_string(),
-                        secondary: None,
+                        note: why,
                     };
-                    let reference = kube::Resource::object_ref(&cm, &());
+                    let reference = crate::events::regarding(&cm);
                     let _ = recorder.publish(&ev, &reference).await;
                 }
                 let _ = all.send(()).await;
@@ -353,11 +352,11 @@ pub async fn run(
 ) {
     let index = Index::default();
     let health = config.health.clone();
-    let reporter = Reporter {
-        controller: config.reporter.clone(),
-        instance: None,
-    };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let recorder = Recorder::new(
+        client.clone(),
+        config.reporter.clone(),
+        config.clock.clone(),
+    );
     metrics.set_max_concurrent(config.concurrency);
     let plugin_metrics = metrics.clone();
     let policies: Arc<dyn PolicyEngine> = Arc::new(Metered {
@@ -408,6 +407,7 @@ pub async fn run(
             tx.clone(),
         )),
         tokio::spawn(watch_priority_classes(client.clone(), index.clone())),
+        recorder.spawn_flusher(),
     ];
     if let Some(plugins) = plugins {
         health.watch_started("plugins");

@@ -12,6 +12,7 @@ pub mod conditions;
 pub mod controller;
 mod creation;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod http_server;
 pub mod in_place;

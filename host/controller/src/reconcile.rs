@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 
 use jobset_api::JobSet;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, Resource};
 use tracing::Instrument;
 
 use crate::actions::{Action, EventSpec, Terminal};
 use crate::apply::Applier;
 use crate::clock::Clock;
-use crate::conditions::EventType;
 use crate::error::ControllerError;
+use crate::events::{Event, Recorder, regarding};
 use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::placement::occupant_of;
@@ -97,24 +97,12 @@ impl Context {
     }
 }
 
-fn to_kube(t: EventType) -> KubeEventType {
-    match t {
-        EventType::Normal => KubeEventType::Normal,
-        EventType::Warning => KubeEventType::Warning,
-    }
-}
-
-async fn emit(recorder: &Recorder, js: &JobSet, events: &[EventSpec]) {
-    let reference = js.object_ref(&());
+/// Emits the plan's events about the JobSet as it is after the status write
+/// (its new resource version), as upstream does.
+async fn emit(recorder: &Recorder, reference: &ObjectReference, events: &[EventSpec]) {
     for e in events {
-        let ev = Event {
-            type_: to_kube(e.type_),
-            reason: e.reason.clone(),
-            note: Some(e.message.clone()),
-            action: "Reconciling".to_string(),
-            secondary: None,
-        };
-        if let Err(err) = recorder.publish(&ev, &reference).await {
+        let ev = Event::reconciling(e.type_, e.reason.clone(), e.message.clone());
+        if let Err(err) = recorder.publish(&ev, reference).await {
             tracing::warn!(error = %err, reason = %e.reason, "could not emit event");
         }
     }
@@ -249,7 +237,8 @@ async fn reconcile_inner(js: &Arc<JobSet>, ctx: &Arc<Context>) -> Result<Requeue
         updated.status = Some(status.clone());
         updated.metadata.managed_fields = None;
         let name = js.metadata.name.clone().unwrap_or_default();
-        api.replace_status(&name, &PostParams::default(), &updated)
+        let written = api
+            .replace_status(&name, &PostParams::default(), &updated)
             .await
             .map_err(|e| ControllerError::Api {
                 action: "write status of JobSet".to_string(),
@@ -261,7 +250,7 @@ async fn reconcile_inner(js: &Arc<JobSet>, ctx: &Arc<Context>) -> Result<Requeue
             Some(Terminal::Failed) => ctx.metrics.jobset_failed(&namespace, &name),
             None => {}
         }
-        emit(&ctx.recorder, js, &plan.events).await;
+        emit(&ctx.recorder, &regarding(&written), &plan.events).await;
     }
 
     let key = ObjectRef::from_obj(js);
