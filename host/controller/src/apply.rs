@@ -171,7 +171,14 @@ impl Applier<'_> {
             .map(|(name, request)| async move {
                 let request = request.map_err(|e| (name.clone(), e))?;
                 match self.client.request_text(request).await {
-                    Ok(_) => Ok(()),
+                    Ok(answer) => {
+                        // Seen at once by the next reconcile, which would
+                        // otherwise create it again while the watch lags.
+                        if let Ok(created) = serde_json::from_str::<Job>(&answer) {
+                            self.index.insert_created(created);
+                        }
+                        Ok(())
+                    }
                     // Made by an earlier reconcile whose answer was lost, or
                     // an earlier attempt's Job gone since: nothing to report
                     // (the next reconcile sees which). A Job of that name
@@ -422,5 +429,35 @@ mod tests {
                 "{other_owner:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_created_job_is_in_the_index_before_any_watch_delivers_it() {
+        // No watch runs here: what the index holds came from the creation.
+        let world = World::with_jobs(vec![]).await;
+        let result = world
+            .applier()
+            .apply(&[Action::CreateJobs(vec![
+                Embedded::new(job("js-w-0", Some("js-uid"))),
+                Embedded::new(job("js-w-1", Some("js-uid"))),
+            ])])
+            .await;
+        assert!(result.is_ok(), "{result:?}");
+        let mut names: Vec<String> = world
+            .index
+            .jobs_of("js-uid")
+            .iter()
+            .filter_map(|j| j.metadata.name.clone())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["js-w-0", "js-w-1"]);
+        assert!(
+            world
+                .index
+                .jobs_of("js-uid")
+                .iter()
+                .all(|j| j.metadata.uid.is_some()),
+            "the stored Jobs are the API server's answers"
+        );
     }
 }

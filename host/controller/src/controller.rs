@@ -147,9 +147,7 @@ async fn watch_jobs(client: Client, index: Index, health: Arc<Health>, mut tx: T
                 }
             }
             Ok(Event::Delete(job)) => {
-                let ns = job.metadata.namespace.clone().unwrap_or_default();
-                let name = job.metadata.name.clone().unwrap_or_default();
-                index.remove_job(&ns, &name);
+                index.remove_deleted_job(&job);
                 if let Some(o) = owner_of_job(&job) {
                     let _ = tx.send(o).await;
                 }

@@ -6,7 +6,7 @@
 //! reads of them (name, failed, the agent's attempt, restart count), so
 //! memory grows with Jobs, and with pods only where in-place restart asks.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -60,7 +60,14 @@ struct Inner {
     /// Pods of the in-place JobSets, by JobSet (namespace, name), then pod
     /// name; present once that JobSet's pod watch has listed them.
     pods: HashMap<NsName, BTreeMap<String, PodFacts>>,
+    /// UIDs of the Jobs the watch last removed, oldest first (bounded), so
+    /// that a creation's answer arriving after its Job was already deleted
+    /// does not bring it back.
+    removed: VecDeque<String>,
 }
+
+/// How many removed Job UIDs are remembered.
+const REMOVED_KEPT: usize = 1024;
 
 /// Shared, cheaply cloneable index. Reads take a snapshot of what a
 /// reconcile needs; writes come from the watch tasks.
@@ -114,10 +121,45 @@ impl Index {
         }
     }
 
+    /// Stores a Job this controller has just created, from the API
+    /// server's answer, unless the watch has delivered it already (or
+    /// delivered its deletion): the next reconcile then sees its own
+    /// creation rather than creating it again, whatever the watch's lag.
+    /// Returns whether it was stored.
+    pub fn insert_created(&self, job: Job) -> bool {
+        let k = key(job.metadata.namespace.as_ref(), job.metadata.name.as_ref());
+        {
+            let inner = self.read();
+            let uid = job.metadata.uid.as_deref().unwrap_or_default();
+            if inner.job_owner.contains_key(&k) || inner.removed.iter().any(|u| u == uid) {
+                return false;
+            }
+        }
+        self.upsert_job(job);
+        true
+    }
+
     /// Forgets a Job.
     pub fn remove_job(&self, ns: &str, name: &str) {
+        self.remove_job_with_uid(ns, name, None);
+    }
+
+    /// Forgets a Job the watch saw deleted, remembering its UID.
+    pub fn remove_deleted_job(&self, job: &Job) {
+        let ns = job.metadata.namespace.as_deref().unwrap_or_default();
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        self.remove_job_with_uid(ns, name, job.metadata.uid.clone());
+    }
+
+    fn remove_job_with_uid(&self, ns: &str, name: &str, uid: Option<String>) {
         let k = (ns.to_string(), name.to_string());
         let mut inner = self.write();
+        if let Some(uid) = uid {
+            if inner.removed.len() >= REMOVED_KEPT {
+                inner.removed.pop_front();
+            }
+            inner.removed.push_back(uid);
+        }
         inner.occupants.remove(&k);
         if let Some(uid) = inner.job_owner.remove(&k)
             && let Some(m) = inner.jobs.get_mut(&uid)
@@ -372,5 +414,39 @@ mod tests {
         let index = Index::default();
         index.upsert_job(job("a", "old-uid"));
         assert!(index.jobs_of("new-uid").is_empty());
+    }
+
+    #[test]
+    fn a_created_job_is_seen_at_once_but_never_over_the_watch_nor_after_its_deletion() {
+        let index = Index::default();
+        let with_uid = |name: &str, uid: &str, rv: &str| {
+            let mut j = job(name, "js");
+            j.metadata.uid = Some(uid.into());
+            j.metadata.resource_version = Some(rv.into());
+            j
+        };
+        // Not yet delivered by the watch: stored.
+        assert!(index.insert_created(with_uid("a", "ja", "1")));
+        assert_eq!(index.jobs_of("js").len(), 1);
+        // The watch delivered a newer version first: kept.
+        index.upsert_job(with_uid("b", "jb", "5"));
+        assert!(!index.insert_created(with_uid("b", "jb", "4")));
+        let b = index
+            .jobs_of("js")
+            .into_iter()
+            .find(|j| j.metadata.name.as_deref() == Some("b"));
+        assert_eq!(
+            b.and_then(|j| j.metadata.resource_version.clone())
+                .as_deref(),
+            Some("5")
+        );
+        // Created, then deleted before the answer was stored: not revived.
+        index.upsert_job(with_uid("c", "jc", "6"));
+        index.remove_deleted_job(&with_uid("c", "jc", "7"));
+        assert!(!index.insert_created(with_uid("c", "jc", "6")));
+        assert_eq!(index.jobs_of("js").len(), 2);
+        // A new Job of that name (the next attempt) is stored.
+        assert!(index.insert_created(with_uid("c", "jc2", "8")));
+        assert_eq!(index.jobs_of("js").len(), 3);
     }
 }
