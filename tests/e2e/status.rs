@@ -281,3 +281,38 @@ fn a_job_of_the_same_name_that_is_not_ours_gives_upstreams_job_creation_failed()
         env.stop().await;
     });
 }
+
+#[test]
+fn a_namespaced_job_selector_over_63_characters_is_the_api_servers_refusal_as_upstream() {
+    runtime().block_on(async {
+        let env = Env::start(Arc::new(NativeDefaults)).await;
+        // "default_" and a 58-character Job name: 66 characters, over the
+        // 63 a label value (and so a nodeSelector value) may have.
+        let name = format!("long{}", "n".repeat(50));
+        env.create(&format!(
+            "apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{alpha.jobset.sigs.k8s.io/exclusive-topology: pool, alpha.jobset.sigs.k8s.io/node-selector: 'true'}}\nspec:\n  replicatedJobs:\n  - {{name: w, replicas: 1, {TEMPLATE}}}\n"
+        ))
+        .await;
+        let e = env.wait_event(&name, "JobCreationFailed").await;
+        let job = format!("{name}-w-0");
+        let value = format!("default_{job}");
+        assert_eq!(
+            e.note.as_deref(),
+            Some(
+                format!(
+                    "job \"{job}\" creation failed with error: Job.batch \"{job}\" is invalid: spec.template.spec.nodeSelector: Invalid value: \"{value}\": must be no more than 63 bytes"
+                )
+                .as_str()
+            )
+        );
+        assert!(env.jobs(&name).await.is_empty(), "no Job was made");
+        // Not the placement plugin's failure: upstream has no such condition.
+        let js = env.get(&name).await;
+        let conditions = js.status.map(|s| s.conditions).unwrap_or_default();
+        assert!(
+            conditions.iter().all(|c| c.reason != "PolicyFailed"),
+            "{conditions:?}"
+        );
+        env.stop().await;
+    });
+}

@@ -134,9 +134,13 @@ pub fn placement(request: &PlacementRequest, verdict: &[JobPlacement]) -> Result
                         p.job
                     ));
                 }
+                // Only the size is capped here: whether a key or value is a
+                // valid label is the API server's to say when the Job is
+                // created (a JobCreationFailed event, as upstream gets for
+                // a namespaced-job value over 63 characters).
                 for kv in &pin.node_selector {
-                    bounded("node-selector key", &kv.key, 317)?;
-                    bounded("node-selector value", &kv.value, 63)?;
+                    bounded("node-selector key", &kv.key, MAX_SELECTOR_BYTES)?;
+                    bounded("node-selector value", &kv.value, MAX_SELECTOR_BYTES)?;
                 }
             }
         }
@@ -167,6 +171,9 @@ fn reason(field: &str, value: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// The most bytes of a node-selector key or value a pin may carry.
+const MAX_SELECTOR_BYTES: usize = 1024;
 
 fn bounded(field: &str, value: &str, max: usize) -> Result<(), String> {
     if value.len() > max {
@@ -257,6 +264,32 @@ mod tests {
                 "{order:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_pin_is_capped_in_size_and_label_rules_are_left_to_the_api_server() {
+        use crate::snapshot::{KeyValue, Pin};
+        let r = request(&["a"]);
+        let pin = |value: String| {
+            vec![JobPlacement {
+                job: "a".into(),
+                placement: Placement::Pin(Pin {
+                    node_selector: vec![KeyValue {
+                        key: "alpha.jobset.sigs.k8s.io/namespaced-job".into(),
+                        value,
+                    }],
+                    tolerations: vec![],
+                    required_node_affinity: vec![],
+                }),
+            }]
+        };
+        // Upstream sends a namespaced-job value over 63 characters to the
+        // API server, which refuses the Job; so does ours.
+        assert_eq!(placement(&r, &pin("n".repeat(64))), Ok(()));
+        assert_eq!(
+            placement(&r, &pin("n".repeat(1025))),
+            Err("node-selector value is 1025 bytes, over the 1024-byte cap".to_string())
+        );
     }
 
     #[test]

@@ -33,6 +33,50 @@ fn label_value(v: &str) -> bool {
                 && v.ends_with(|c: char| c.is_ascii_alphanumeric())))
 }
 
+/// kube-apiserver's words for what is wrong with a label value, one per
+/// problem (too long, then the characters), as kube-apiserver v1.35 gives them.
+fn label_value_problems(v: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if v.len() > 63 {
+        problems.push("must be no more than 63 bytes".to_string());
+    }
+    let chars_ok = v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && (v.is_empty()
+            || (v.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && v.ends_with(|c: char| c.is_ascii_alphanumeric())));
+    if !chars_ok {
+        problems.push("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".to_string());
+    }
+    problems
+}
+
+/// A pod spec's `nodeSelector` holds labels: qualified keys, label values.
+fn node_selector(spec: Option<&Value>, path: &str, causes: &mut Vec<(String, String)>) {
+    let Some(m) = spec
+        .and_then(|s| s.get("nodeSelector"))
+        .and_then(Value::as_object)
+    else {
+        return;
+    };
+    for (k, v) in m {
+        if !label_key(k) {
+            causes.push((
+                path.to_string(),
+                format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"),
+            ));
+        }
+        let v = v.as_str().unwrap_or_default();
+        for problem in label_value_problems(v) {
+            causes.push((
+                path.to_string(),
+                format!("Invalid value: \"{v}\": {problem}"),
+            ));
+        }
+    }
+}
+
 fn label_key(k: &str) -> bool {
     let (prefix, name) = match k.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
@@ -136,6 +180,7 @@ fn kind_rules(
 ) {
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => {
+            node_selector(obj.get("spec"), "spec.nodeSelector", causes);
             let containers = obj.pointer("/spec/containers").and_then(Value::as_array);
             if containers.is_none_or(|c| c.is_empty()) {
                 causes.push(("spec.containers".into(), "Required value".into()));
@@ -168,6 +213,11 @@ fn kind_rules(
             }
         }
         ("batch", "Job") => {
+            node_selector(
+                obj.pointer("/spec/template/spec"),
+                "spec.template.spec.nodeSelector",
+                causes,
+            );
             if obj.pointer("/spec/template").is_none() {
                 causes.push(("spec.template".into(), "Required value".into()));
             }
@@ -260,6 +310,28 @@ mod tests {
             .filter_map(|c| c["field"].as_str())
             .collect();
         assert_eq!(fields, vec!["metadata.name", "metadata.labels"]);
+    }
+
+    #[test]
+    fn a_node_selector_holds_labels_in_jobs_and_pods() {
+        let registry = Registry::with_builtins();
+        let long = "n".repeat(64);
+        let pod_spec = json!({"restartPolicy": "Never", "nodeSelector": {"pool": long, "ok": "a"},
+                              "containers": [{"name": "c", "image": "i"}]});
+        let job = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": pod_spec}}});
+        let info = registry.get("batch", "v1", "jobs").unwrap();
+        let e = validate_object(&info, &job, None).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "Job.batch \"j\" is invalid: spec.template.spec.nodeSelector: Invalid value: \"{long}\": must be no more than 63 bytes"
+            )
+        );
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}],
+                         "nodeSelector": {"pool": "-bad"}}});
+        let info = registry.get("", "v1", "pods").unwrap();
+        let e = validate_object(&info, &pod, None).unwrap_err();
+        assert!(e.message.starts_with("Pod \"p\" is invalid: spec.nodeSelector: Invalid value: \"-bad\": a valid label must be"), "{}", e.message);
     }
 
     #[test]
