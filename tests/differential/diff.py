@@ -460,7 +460,7 @@ def play(backend: Backend, scenario) -> dict:
                 doc["metadata"]["namespace"] = ns
             out = k(["create", "-n", ns, "-f", "-"], check=False, input=yaml.safe_dump(doc))
             result["admission"].append(admission_answer(out, ns))
-        observer = Observer(k, ns, kueue=scenario.kueue)
+        observer = Observer(k, ns, kueue=scenario.kueue, count_running=scenario.count_running)
         start = time.monotonic()
         steps = sorted(scenario.steps, key=lambda s: s.get("after", 0))
         if scenario.kind == "admission":
@@ -577,13 +577,14 @@ def allowed(entries, compare: str, scenario: str, path: str):
 def without_events(entries, label: str, scenario: str, observed: dict) -> tuple[dict, list[str]]:
     """The observation without the events that an allowlist entry's
     `eventReasons` names for this comparison and scenario (they would shift
-    every later event), and which were taken out."""
+    every later event), nor their counts, and which were taken out."""
     reasons = {r for e in entries if covers(e, label, scenario) for r in e.get("eventReasons", [])}
     if not reasons or "events" not in observed:
         return observed, []
     kept = [e for e in observed["events"] if e.get("reason") not in reasons]
     dropped = [e["reason"] for e in observed["events"] if e.get("reason") in reasons]
-    return dict(observed, events=kept), dropped
+    counts = {r: n for r, n in (observed.get("eventCounts") or {}).items() if r not in reasons}
+    return dict(observed, events=kept, eventCounts=counts), dropped
 
 
 def compare(entries, label: str, scenario: str, left: dict, right: dict) -> tuple[list, list]:

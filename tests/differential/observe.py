@@ -163,10 +163,11 @@ class Observer:
     """Collects, while a scenario runs, every Job name it ever saw (so that
     creations and deletions are counted), and at the end the state."""
 
-    def __init__(self, kubectl, namespace: str, kueue: bool = False):
+    def __init__(self, kubectl, namespace: str, kueue: bool = False, count_running: bool = False):
         self.kubectl = kubectl
         self.namespace = namespace
         self.kueue = kueue
+        self.count_running = count_running or kueue
         # Under Kueue: the most JobSets seen with pods running at one poll
         # (one, where the quota fits one JobSet at a time).
         self.most_running = 0
@@ -178,7 +179,7 @@ class Observer:
             return
         for job in json.loads(out.stdout).get("items", []):
             self.jobs_seen.setdefault(job["metadata"]["name"], set()).add(job["metadata"]["uid"])
-        if self.kueue:
+        if self.count_running:
             running = {
                 (p["metadata"].get("labels") or {}).get(JOBSET_LABEL)
                 for p in self.get("pods")
@@ -210,11 +211,12 @@ class Observer:
             "pvcs": sorted(p["metadata"]["name"] for p in pvcs),
         }
         view["events"], view["eventCounts"] = event_view(events)
+        if self.count_running:
+            view["mostJobSetsRunningAtOnce"] = self.most_running
         if self.kueue:
             import kueue
 
             view["workloads"], names = kueue.workload_view(self.get("workloads.kueue.x-k8s.io"))
-            view["mostJobSetsRunningAtOnce"] = self.most_running
             view = kueue.rename(view, names)
         return _clean(view, ns)
 

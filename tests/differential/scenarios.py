@@ -36,10 +36,11 @@ class Scenario:
     # Feature gates this scenario turns on or off, over the suite's own;
     # the real-cluster backends restart their controller for each set.
     gates: dict[str, bool] = field(default_factory=dict)
-    # Played with Kueue beside the controller (real-cluster backends only);
-    # `{ns}` in its manifests and steps is the scenario's namespace, for the
-    # cluster-scoped queues and flavors of each scenario.
+    # Played with Kueue beside the controller (real-cluster backends only).
     kueue: bool = False
+    # Compare the most JobSets that had pods running at one time (always
+    # compared under Kueue).
+    count_running: bool = False
 
     @property
     def namespace(self) -> str:
@@ -114,11 +115,13 @@ def load(only: list[str] | None = None) -> list[Scenario]:
             source="scenarios.yaml",
             gates=entry.get("gates") or {},
             kueue=bool(entry.get("kueue")),
+            count_running=bool(entry.get("countRunning")),
         )
-        text, steps = entry["manifests"], entry.get("steps") or []
-        if scenario.kueue:
-            text = text.replace("{ns}", scenario.namespace)
-            steps = yaml.safe_load(yaml.safe_dump(steps).replace("{ns}", scenario.namespace))
+        # `{ns}` in manifests and steps is the scenario's namespace, which
+        # names its cluster-scoped objects (queues, flavors, priority
+        # classes) apart from other scenarios'.
+        text = entry["manifests"].replace("{ns}", scenario.namespace)
+        steps = yaml.safe_load(yaml.safe_dump(entry.get("steps") or []).replace("{ns}", scenario.namespace))
         scenario.manifests = [d for d in yaml.safe_load_all(text) if d]
         scenario.steps = steps
         scenarios.append(scenario)
