@@ -125,7 +125,7 @@ pub struct Recorder(Arc<Inner>);
 
 /// What recording an event sends to the API server.
 enum Write {
-    Create(ApiEvent),
+    Create(Box<ApiEvent>),
     Series {
         name: String,
         namespace: String,
@@ -187,7 +187,7 @@ impl Recorder {
                             refreshed: now,
                         },
                     );
-                    Some(Write::Create(event))
+                    Some(Write::Create(Box::new(event)))
                 }
             }
         };
@@ -388,7 +388,7 @@ mod tests {
 
         fn advance(&self, d: SignedDuration) {
             let mut now = self.now.lock().expect("the test clock");
-            *now = *now + d;
+            *now += d;
         }
 
         async fn stored(&self) -> Vec<ApiEvent> {
