@@ -126,11 +126,8 @@ pub struct Recorder(Arc<Inner>);
 /// What recording an event sends to the API server.
 enum Write {
     Create(Box<ApiEvent>),
-    Series {
-        name: String,
-        namespace: String,
-        series: EventSeries,
-    },
+    /// The first Event with its series' count; created with it if gone.
+    Series(Box<ApiEvent>),
 }
 
 impl Recorder {
@@ -243,7 +240,7 @@ impl Recorder {
         })
     }
 
-    /// Events remembered for repeats (for tests and metrics).
+    /// Events remembered for repeats.
     pub fn remembered(&self) -> usize {
         self.0.cache.lock().map(|c| c.len()).unwrap_or(0)
     }
@@ -295,52 +292,33 @@ impl Recorder {
                 );
                 api.create(&PostParams::default(), &event).await.map(drop)
             }
-            Write::Series {
-                name,
-                namespace,
-                series,
-            } => {
+            Write::Series(event) => {
+                let name = event.metadata.name.clone().unwrap_or_default();
+                let namespace = event.metadata.namespace.clone().unwrap_or_default();
                 let api: Api<ApiEvent> = Api::namespaced(self.0.client.clone(), &namespace);
-                let patch = json!({"series": series});
+                let patch = json!({"series": event.series});
                 match api
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                 {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(e)) if e.code == 404 => {
-                        let event = self.cached_event(&name, &namespace, series);
-                        match event {
-                            Some(ev) => api.create(&PostParams::default(), &ev).await.map(drop),
-                            None => Ok(()),
-                        }
+                        api.create(&PostParams::default(), &event).await.map(drop)
                     }
                     Err(e) => Err(e),
                 }
             }
         }
     }
-
-    fn cached_event(&self, name: &str, namespace: &str, series: EventSeries) -> Option<ApiEvent> {
-        let cache = self.0.cache.lock().ok()?;
-        let seen = cache.values().find(|r| {
-            r.event.metadata.name.as_deref() == Some(name)
-                && r.event.metadata.namespace.as_deref() == Some(namespace)
-        })?;
-        let mut event = seen.event.clone();
-        event.series = Some(series);
-        Some(event)
-    }
 }
 
 fn series_write(seen: &Recorded) -> Write {
-    Write::Series {
-        name: seen.event.metadata.name.clone().unwrap_or_default(),
-        namespace: seen.event.metadata.namespace.clone().unwrap_or_default(),
-        series: EventSeries {
-            count: seen.count,
-            last_observed_time: MicroTime(seen.last),
-        },
-    }
+    let mut event = seen.event.clone();
+    event.series = Some(EventSeries {
+        count: seen.count,
+        last_observed_time: MicroTime(seen.last),
+    });
+    Write::Series(Box::new(event))
 }
 
 /// The host's name, as `os.Hostname` gives it (in a pod, the pod's name).
