@@ -76,6 +76,34 @@ pub struct Index {
     inner: Arc<RwLock<Inner>>,
 }
 
+/// Stores or replaces a Job (its managedFields dropped) under the lock held.
+fn upsert_job_in(inner: &mut Inner, mut job: Job) {
+    job.metadata.managed_fields = None;
+    let k = key(job.metadata.namespace.as_ref(), job.metadata.name.as_ref());
+    let occupant = occupant_of(&job);
+    if let Some(old) = inner.job_owner.remove(&k)
+        && let Some(m) = inner.jobs.get_mut(&old)
+    {
+        m.remove(&k.1);
+    }
+    match occupant {
+        Some(o) => {
+            inner.occupants.insert(k.clone(), o);
+        }
+        None => {
+            inner.occupants.remove(&k);
+        }
+    }
+    if let Some(uid) = controller_uid(&job).map(str::to_string) {
+        inner.job_owner.insert(k.clone(), uid.clone());
+        inner
+            .jobs
+            .entry(uid)
+            .or_default()
+            .insert(k.1, Arc::new(job));
+    }
+}
+
 fn key(ns: Option<&String>, name: Option<&String>) -> NsName {
     (
         ns.cloned().unwrap_or_default(),
@@ -93,32 +121,8 @@ impl Index {
     }
 
     /// Stores or replaces a Job (its managedFields dropped).
-    pub fn upsert_job(&self, mut job: Job) {
-        job.metadata.managed_fields = None;
-        let k = key(job.metadata.namespace.as_ref(), job.metadata.name.as_ref());
-        let occupant = occupant_of(&job);
-        let mut inner = self.write();
-        if let Some(old) = inner.job_owner.remove(&k)
-            && let Some(m) = inner.jobs.get_mut(&old)
-        {
-            m.remove(&k.1);
-        }
-        match occupant {
-            Some(o) => {
-                inner.occupants.insert(k.clone(), o);
-            }
-            None => {
-                inner.occupants.remove(&k);
-            }
-        }
-        if let Some(uid) = controller_uid(&job).map(str::to_string) {
-            inner.job_owner.insert(k.clone(), uid.clone());
-            inner
-                .jobs
-                .entry(uid)
-                .or_default()
-                .insert(k.1, Arc::new(job));
-        }
+    pub fn upsert_job(&self, job: Job) {
+        upsert_job_in(&mut self.write(), job);
     }
 
     /// Stores a Job this controller has just created, from the API
@@ -128,14 +132,14 @@ impl Index {
     /// Returns whether it was stored.
     pub fn insert_created(&self, job: Job) -> bool {
         let k = key(job.metadata.namespace.as_ref(), job.metadata.name.as_ref());
-        {
-            let inner = self.read();
-            let uid = job.metadata.uid.as_deref().unwrap_or_default();
-            if inner.job_owner.contains_key(&k) || inner.removed.iter().any(|u| u == uid) {
-                return false;
-            }
+        // Checked and stored under one lock, so a watch delivery cannot
+        // come in between and be overwritten.
+        let mut inner = self.write();
+        let uid = job.metadata.uid.as_deref().unwrap_or_default();
+        if inner.job_owner.contains_key(&k) || inner.removed.iter().any(|u| u == uid) {
+            return false;
         }
-        self.upsert_job(job);
+        upsert_job_in(&mut inner, job);
         true
     }
 
