@@ -82,6 +82,8 @@ pub(crate) struct Planner<'a> {
     /// The domains held: the inputs' occupants plus the pins this plan
     /// gave so far (creations and resumes place against the same board).
     pub occupants: Vec<Occupant>,
+    /// Whether a plugin failed in this pass (`policy_failed` was called).
+    pub plugin_failed: bool,
 }
 
 impl Planner<'_> {
@@ -105,6 +107,7 @@ impl Planner<'_> {
     /// Holds a decision whose plugin failed: `PolicyFailed=True` naming the
     /// plugin, slot and error, and a retry.
     pub(crate) fn policy_failed(&mut self, f: &PolicyError) {
+        self.plugin_failed = true;
         let slot = f.slot.as_str();
         let mut reason = slot[..1].to_uppercase();
         reason.push_str(&slot[1..]);
@@ -203,6 +206,7 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
         status: stored.clone(),
         plan: Plan::default(),
         occupants: inputs.occupants.to_vec(),
+        plugin_failed: false,
     };
     let counts = replicated_jobs_status(js, &buckets, per_job_restarts);
     if !same_replicated_jobs_status(&counts, &stored.replicated_jobs_status) {
@@ -257,6 +261,11 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
             }
             Ok(decided) => {
                 if outcome::apply_outcome(&mut planner, &snap, &decided) {
+                    // The JobSet finishes or restarts here: a failure of
+                    // an earlier pass (a plugin since fixed) is over.
+                    if !planner.plugin_failed {
+                        planner.condition(policy_succeeded());
+                    }
                     return Ok(finalize(planner, &stored));
                 }
             }
@@ -327,13 +336,18 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
         in_place::plan_in_place(&mut planner, inputs.pods)?;
     }
     if plugins_ok {
-        planner.condition(DesiredCondition::false_(
-            types::POLICY_FAILED,
-            "PolicySucceeded",
-            "the policy plugins decided",
-        ));
+        planner.condition(policy_succeeded());
     }
     Ok(finalize(planner, &stored))
+}
+
+/// `PolicyFailed=False`: every plugin asked in this pass decided.
+fn policy_succeeded() -> DesiredCondition {
+    DesiredCondition::false_(
+        types::POLICY_FAILED,
+        "PolicySucceeded",
+        "the policy plugins decided",
+    )
 }
 
 /// Suspends every running Job of a suspended JobSet; resumes the Jobs of

@@ -1573,3 +1573,27 @@ fn an_unreadable_attempt_is_an_error_naming_the_pod() {
         "Pod p1: annotation jobset.sigs.k8s.io/in-place-restart-attempt is \"zero\"; it must be a non-negative integer"
     );
 }
+
+#[test]
+fn an_outcome_decided_after_a_plugin_failure_clears_policy_failed() {
+    let js = jobset("");
+    let mut jobs = all_jobs(&js);
+    for j in jobs.iter_mut() {
+        complete(j);
+    }
+    let held = run_with(&js, &jobs, &World::default(), &Broken(Slot::Outcome));
+    assert_eq!(
+        cond(&held, types::POLICY_FAILED).unwrap().status,
+        "True",
+        "the broken plugin holds the decision"
+    );
+    let js = with_status(js, |s| *s = status(&held).clone());
+    let p = run(&js, &jobs);
+    assert_eq!(status(&p).terminal_state, "Completed");
+    let c = cond(&p, types::POLICY_FAILED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "PolicySucceeded"),
+        "a JobSet the fixed plugin finished must not still say its policy failed"
+    );
+}
