@@ -17,7 +17,13 @@ simulator:
    next JobSet that selects the name is decided by the new code (it fails
    at the preemption, reaching max restarts), signed with the new sha256;
 3. a ConfigMap whose sha256 annotation does not match its Wasm is refused,
-   the version in force stays, and the refusal names the ConfigMap.
+   the version in force stays, and the refusal names the ConfigMap;
+4. during a run, a plugin that JobSets select is replaced by broken code
+   (the example `hostile`, configured by its ConfigMap to trap in every
+   call) and then fixed: only the JobSets that select it hold their
+   decision with `PolicyFailed=True` naming the plugin, none of them fails,
+   a JobSet on the default plugins finishes meanwhile, and once the good
+   code is back the held JobSets finish and `PolicyFailed` turns False.
 
     python3 tests/differential/plugin_swap.py [--keep]
 
@@ -86,6 +92,94 @@ def play_training(ours, ns: str, config: bool, scenario: dict) -> tuple[dict, di
     return js, {c["type"]: c for c in js["status"]["conditions"]}
 
 
+def conditions(js: dict) -> dict:
+    return {c["type"]: c for c in (js.get("status") or {}).get("conditions") or []}
+
+
+def broken_then_fixed(ours, checks: Checks, jobset_bin: Path, good: Path, broken: Path) -> None:
+    """Step 4: the plugin `rollout` is good, broken, then good again while
+    JobSets that select it run."""
+    k = ours.kubectl
+    name = "rollout"
+
+    def pack(wasm: Path, config: str | None) -> str:
+        doc = yaml.safe_load(run([str(jobset_bin), "policy", "pack", str(wasm), "--name", name]).stdout)
+        if config is not None:
+            doc.setdefault("data", {})["config.json"] = config
+        k(["apply", "--server-side", "--force-conflicts", "-f", "-"], input=yaml.safe_dump(doc))
+        sha = doc["metadata"]["annotations"][SHA][:12]
+        wait(f"{name}@{sha} in force", lambda: in_force(ours.controller_log, f"{name}@{sha}"), timeout=120)
+        return sha
+
+    def get(js: str) -> dict:
+        return json.loads(k(["get", "jobset", js, "-n", ns, "-o", "json"]).stdout)
+
+    good_sha = pack(good, None)
+    ns = "plugin-swap-4"
+    k(["create", "namespace", ns])
+    selecting = ["selecting-0", "selecting-1"]
+    for js in selecting + ["bystander"]:
+        doc = yaml.safe_load(training(js, config=False))
+        if js == "bystander":
+            del doc["metadata"]["annotations"]
+        else:
+            doc["metadata"]["annotations"]["policy.jobset.dev/outcome"] = name
+        k(["create", "-n", ns, "-f", "-"], input=yaml.safe_dump(doc))
+    # The pods run until the namespace is given a script: every Job is in
+    # flight when the code is swapped.
+    wait("every Job of step 4 created", lambda: len(json.loads(
+        k(["get", "jobs", "-n", ns, "-o", "json"]).stdout)["items"]) == 6, timeout=120)
+
+    broken_sha = pack(broken, "trap")
+    ours.driver.register(ns, PodScript.from_scenario({"defaultDuration": "1s"}, 1.0, 0.5))
+
+    def held() -> bool:
+        for js in selecting:
+            c = conditions(get(js)).get("PolicyFailed")
+            if not (c and c["status"] == "True"):
+                return False
+        return terminal(get("bystander")) is not None
+
+    try:
+        wait("the selecting JobSets held, the bystander finished", held, timeout=120)
+    except TimeoutError as e:
+        checks.check(False, "broken: the JobSets that select the plugin hold with PolicyFailed", str(e))
+        return
+    for js in selecting:
+        doc = get(js)
+        c = conditions(doc)["PolicyFailed"]
+        checks.check(c["reason"] == "OutcomePluginFailed" and f"{name}@{broken_sha}" in c["message"],
+                     f"broken: {js} holds with PolicyFailed naming the plugin and its sha256",
+                     f"{c['reason']}: {c['message']}")
+        checks.check(terminal(doc) is None, f"broken: {js} neither completes nor fails", str(terminal(doc)))
+    checks.check(terminal(get("bystander")) == ("Completed", "AllJobsCompleted"),
+                 "broken: a JobSet on the default plugins completes meanwhile", str(terminal(get("bystander"))))
+    warned = [e for e in events(k, ns, "selecting-0") if e["reason"] == "OutcomePluginFailed"]
+    checks.check(bool(warned) and warned[0]["type"] == "Warning",
+                 "broken: a Warning event OutcomePluginFailed on the held JobSet", str(warned[:1]))
+
+    fixed_sha = pack(good, None)
+    checks.check(fixed_sha == good_sha, "fixed: the good code is in force again")
+    try:
+        wait("the held JobSets finished", lambda: all(terminal(get(js)) for js in selecting), timeout=120)
+    except TimeoutError as e:
+        checks.check(False, "fixed: the held JobSets finish", str(e))
+        return
+    for js in selecting:
+        doc = get(js)
+        conds = conditions(doc)
+        checks.check(terminal(doc) == ("Completed", "AllJobsCompleted"), f"fixed: {js} completes",
+                     str(terminal(doc)))
+        c = conds.get("PolicyFailed", {})
+        checks.check((c.get("status"), c.get("reason")) == ("False", "PolicySucceeded"),
+                     f"fixed: {js} no longer says its policy failed", f"{c.get('status')} {c.get('reason')}")
+        want = f"jobset completed successfully (policy {name}@{good_sha})"
+        checks.check(conds.get("Completed", {}).get("message") == want,
+                     f"fixed: {js} was decided by the fixed code", repr(conds.get("Completed", {}).get("message")))
+        checks.check(doc["status"].get("restarts", 0) == 0, f"fixed: {js} was not restarted",
+                     str(doc["status"].get("restarts")))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
@@ -93,8 +187,10 @@ def main() -> int:
     args = parser.parse_args()
     started = time.monotonic()
     log("building the example plugin for wasm32-wasip2")
-    run(["cargo", "build", "--release", "--target", "wasm32-wasip2", "-p", "example-preemption-aware"], timeout=1800)
+    run(["cargo", "build", "--release", "--target", "wasm32-wasip2", "-p", "example-preemption-aware",
+         "-p", "example-hostile"], timeout=1800)
     wasm = REPO / "target" / "wasm32-wasip2" / "release" / "example_preemption_aware.wasm"
+    hostile = REPO / "target" / "wasm32-wasip2" / "release" / "example_hostile.wasm"
     jobset_bin, bin_dir = binaries(args.jobset)
     work = Path(tempfile.mkdtemp(prefix="jobset-plugin-swap-"))
     checks = Checks()
@@ -163,6 +259,7 @@ def main() -> int:
         js, conds = play_training(ours, ns, False, scenario)
         checks.check(conds.get("Failed", {}).get("message") == want,
                      "bad sha256: the version in force still decides", repr(conds.get("Failed", {}).get("message")))
+        broken_then_fixed(ours, checks, jobset_bin, wasm, hostile)
         for p in ours.problems():
             checks.check(False, "ours: no backend problem", p)
     except Exception as e:
