@@ -295,6 +295,8 @@ def log_time(line: str) -> float | None:
 
 class Ours(Backend):
     name = "ours"
+    # Flags every controller this backend starts gets (the bench sets them).
+    extra_args: tuple = ()
 
     def setup(self) -> None:
         self.start_plane()
@@ -337,7 +339,7 @@ class Ours(Backend):
             str(self.jobset_bin), "controller", "--kubeconfig", str(self.sa_kubeconfig),
             "--cert-dir", str(certs), "--webhook-addr", f"127.0.0.1:{port}",
             "--metrics-addr", f"127.0.0.1:{metrics}", "--health-addr", f"127.0.0.1:{health}",
-            "--plugin-namespace", "jobset-system", "--feature-gates", self.gate_flag(), *extra,
+            "--plugin-namespace", "jobset-system", "--feature-gates", self.gate_flag(), *self.extra_args, *extra,
         ], name, env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), **(env or {})))
         wait_tcp(port, proc, f"{name}'s webhook server", log_path)
         if webhooks:
@@ -450,9 +452,17 @@ def play(backend: Backend, scenario) -> dict:
     ns = scenario.namespace
     k = backend.prepare(scenario)
     try:
-        k(["create", "namespace", ns])
         if scenario.kueue:
-            k(["label", "namespace", ns, f"{kueue.NAMESPACE_LABEL}=true"])
+            # Created with its label in one request: a label added after
+            # the namespace exists can reach the API server's webhook
+            # selector (and Kueue's cache) after the first JobSet, which
+            # then runs without Kueue.
+            k(["create", "-f", "-"], input=yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {kueue.NAMESPACE_LABEL: "true"}}}))
+            kueue.wait_managed(k, ns)
+        else:
+            k(["create", "namespace", ns])
         result: dict = {"admission": []}
         for doc in scenario.manifests:
             doc = json.loads(json.dumps(doc))
@@ -551,8 +561,8 @@ def load_allowlist() -> list[dict]:
     entries = yaml.safe_load((HERE / "allowlist.yaml").read_text()) or []
     for i, e in enumerate(entries):
         missing = {"compare", "scenario", "reason"} - set(e)
-        if "path" not in e and "eventReasons" not in e:
-            missing.add("path or eventReasons")
+        if not {"path", "eventReasons", "conditionTypes"} & set(e):
+            missing.add("path, eventReasons or conditionTypes")
         if missing:
             raise SystemExit(f"allowlist.yaml entry {i}: missing {sorted(missing)}")
         if len(str(e["reason"]).strip()) < 20:
@@ -579,10 +589,23 @@ def without_events(entries, label: str, scenario: str, observed: dict) -> tuple[
     `eventReasons` names for this comparison and scenario (they would shift
     every later event), nor their counts, and which were taken out."""
     reasons = {r for e in entries if covers(e, label, scenario) for r in e.get("eventReasons", [])}
+    types = {t for e in entries if covers(e, label, scenario) for t in e.get("conditionTypes", [])}
+    dropped: list[str] = []
+    if types and isinstance(observed.get("jobsets"), dict):
+        # JobSet conditions of those types, likewise (one would shift the
+        # index of every later condition).
+        jobsets = {}
+        for name, js in observed["jobsets"].items():
+            conds = ((js or {}).get("status") or {}).get("conditions")
+            if isinstance(conds, list):
+                dropped += [f"condition:{c.get('type')}" for c in conds if c.get("type") in types]
+                js = dict(js, status=dict(js["status"], conditions=[c for c in conds if c.get("type") not in types]))
+            jobsets[name] = js
+        observed = dict(observed, jobsets=jobsets)
     if not reasons or "events" not in observed:
-        return observed, []
+        return observed, dropped
     kept = [e for e in observed["events"] if e.get("reason") not in reasons]
-    dropped = [e["reason"] for e in observed["events"] if e.get("reason") in reasons]
+    dropped += [e["reason"] for e in observed["events"] if e.get("reason") in reasons]
     counts = {r: n for r, n in (observed.get("eventCounts") or {}).items() if r not in reasons}
     return dict(observed, events=kept, eventCounts=counts), dropped
 
@@ -593,8 +616,13 @@ def compare(entries, label: str, scenario: str, left: dict, right: dict) -> tupl
     a, b = flatten(left), flatten(right)
     diverged, allowed_rows = [], []
     for reason in sorted(set(dropped_left) ^ set(dropped_right)):
-        entry = next(e for e in entries if reason in e.get("eventReasons", []))
-        allowed_rows.append((f"events(reason={reason})", reason in dropped_left, reason in dropped_right, entry))
+        if reason.startswith("condition:"):
+            kind, what = "conditions(type=", reason.split(":", 1)[1]
+            entry = next(e for e in entries if what in e.get("conditionTypes", []))
+        else:
+            kind, what = "events(reason=", reason
+            entry = next(e for e in entries if reason in e.get("eventReasons", []))
+        allowed_rows.append((f"{kind}{what})", reason in dropped_left, reason in dropped_right, entry))
     for path in sorted(set(a) | set(b)):
         va, vb = a.get(path, "<absent>"), b.get(path, "<absent>")
         if va == vb:
@@ -722,7 +750,9 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    for s in scenarios:
+    # Failed scenarios are printed last, so the end of a long log (all a CI
+    # summary may keep) shows what failed and why.
+    for s in sorted(scenarios, key=lambda s: passed[s.name], reverse=True):
         print(f"\n== {s.name} ({s.kind}): {'passed' if passed[s.name] else 'FAILED'}")
         print("\n".join(lines[s.name]))
         if s.name in flaky:
@@ -737,6 +767,15 @@ def main() -> int:
     print(f"\ndifferential: {len(scenarios)} scenarios, {allowed_total} allowed differences, "
           f"{len(flaky)} agreed only on a rerun, {problems} backend problems, {time.monotonic() - started:.0f} s")
     print(f"{len(scenarios) - failed} passed, {failed + problems} failed")
+    if failed:
+        # What made each fail, without its allowed lines, at the very end.
+        for s in scenarios:
+            if not passed[s.name]:
+                why = [l.strip() for l in lines[s.name] if "DIFFERS" in l or "could not" in l]
+                print(f"failed: {s.name}")
+                print("\n".join("  " + l for l in why[:40]))
+                if len(why) > 40:
+                    print(f"  ... and {len(why) - 40} more")
     return 0 if failed + problems == 0 else 1
 
 

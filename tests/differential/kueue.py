@@ -99,6 +99,34 @@ def wait_ready(kubectl, namespace_probe: str, timeout: float = 90) -> None:
     raise SystemExit(f"Kueue's webhooks did not answer in {timeout:.0f} s: {last}")
 
 
+def wait_managed(kubectl, namespace: str, timeout: float = 60) -> None:
+    """Waits until Kueue manages JobSets in `namespace`: a JobSet with a
+    queue name, created there as a dry run, comes back suspended by
+    Kueue's webhook (the API server's namespace selector and Kueue's own
+    namespace cache both know the namespace's label by then)."""
+    import time
+
+    probe = yaml.safe_dump({
+        "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+        "metadata": {"name": "kueue-probe", "namespace": namespace,
+                     "labels": {"kueue.x-k8s.io/queue-name": "probe"}},
+        "spec": {"replicatedJobs": [{"name": "w", "template": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.37"}]}}}}}]},
+    })
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        out = kubectl(["create", "--dry-run=server", "-o", "json", "-f", "-"], check=False, input=probe)
+        if out.returncode == 0:
+            if (json.loads(out.stdout).get("spec") or {}).get("suspend") is True:
+                return
+            last = "the dry-run JobSet was not suspended"
+        else:
+            last = out.stderr.strip()
+        time.sleep(0.5)
+    raise RuntimeError(f"Kueue does not manage JobSets in namespace {namespace} after {timeout:.0f} s: {last}")
+
+
 def workload_view(workloads: list[dict]) -> tuple[dict, dict[str, str]]:
     """What Kueue decided for each JobSet, keyed by the JobSet's name; and
     each Workload's name mapped to a stable one (a Workload's name carries
