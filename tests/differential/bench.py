@@ -377,7 +377,8 @@ def report(results: dict) -> None:
         print(f"{label:{width}}  {up:>22}  {ours:>22}  {rt:>18}")
     if sizes:
         print("\nAPI server requests at the largest size, one round (resource verb: upstream / ours):")
-        big_up, big_ours = step(results["upstream"][0], sizes[-1]), step(results["ours"][0], sizes[-1])
+        first = {n: (results[n] or [{}])[0] for n in ("upstream", "ours")}
+        big_up, big_ours = step(first["upstream"], sizes[-1]), step(first["ours"], sizes[-1])
         for key in sorted(set(big_up.get("requests", {})) | set(big_ours.get("requests", {}))):
             print(f"  {key:24} {big_up.get('requests', {}).get(key, 0):>8.0f} / {big_ours.get('requests', {}).get(key, 0):>8.0f}")
 
@@ -392,6 +393,9 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, default=900, help="seconds a step may take")
     parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
     parser.add_argument("--results", help="write every measurement here as JSON")
+    parser.add_argument("--backends", default="upstream,ours", help="which controllers to run")
+    parser.add_argument("--ours-arg", action="append", default=[],
+                        help="a flag for our controller (repeat for more), e.g. --ours-arg=--concurrency=1")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     phases = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -402,6 +406,7 @@ def main() -> int:
     # exclusive phase uses them as 12 domains: each of its JobSets needs 2).
     pods_per_node = max(110, -(-max(sizes) * 32 * 12 // 10 // 48))
     nodes = nodes_file(work, pools=12, per_pool=4, pods_per_node=pods_per_node)
+    Ours.extra_args = tuple(args.ours_arg)
     kinds = {"upstream": Upstream, "ours": Ours}
     results: dict[str, list[dict]] = {"upstream": [], "ours": []}
     started = time.monotonic()
@@ -409,7 +414,7 @@ def main() -> int:
     try:
         for rnd in range(args.rounds):
             order = ["upstream", "ours"] if rnd % 2 == 0 else ["ours", "upstream"]
-            for name in order:
+            for name in (n for n in order if n in args.backends.split(",")):
                 out: dict = {}
                 for phase in phases:
                     log(f"round {rnd + 1}: {name}: {phase}")
