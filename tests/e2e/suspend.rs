@@ -95,8 +95,17 @@ fn a_suspended_jobset_creates_suspended_jobs_and_says_it_is_suspended() {
             (c.reason.as_str(), c.message.as_str()),
             ("SuspendedJobs", "jobset is suspended")
         );
-        let s = env.get("susp").await.status.unwrap();
-        assert_eq!(s.replicated_jobs_status[0].suspended, 2);
+        // The counts follow within the status interval (a change of
+        // counts alone is written at most once a second).
+        env.wait_until(
+            "both Jobs are counted suspended",
+            Duration::from_secs(2),
+            || async {
+                let s = env.get("susp").await.status.unwrap_or_default();
+                s.replicated_jobs_status.first().map(|r| r.suspended) == Some(2)
+            },
+        )
+        .await;
         env.stop().await;
     });
 }

@@ -35,6 +35,11 @@ pub struct ControllerArgs {
     /// JobSets reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// Milliseconds between two status writes of one JobSet that change
+    /// only its Job counts (conditions and the outcome are written at
+    /// once); 0 writes every change.
+    #[arg(long, default_value_t = jobset_controller::controller::DEFAULT_STATUS_INTERVAL.as_millis() as u64, value_name = "MS")]
+    pub status_interval_ms: u64,
     /// Async worker threads (watches, reconciles, HTTP); 0 means one per
     /// CPU core. Plugin decisions run on threads of their own either way.
     #[arg(long, default_value_t = 0)]
@@ -299,6 +304,7 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
             // Without namespace plugins, ConfigMaps are read in one
             // namespace only, so the ClusterRole needs no ConfigMap rule.
             plugin_watch_namespace: (!args.namespace_plugins).then(|| args.plugin_namespace.clone()),
+            status_interval: Duration::from_millis(args.status_interval_ms),
             ..Default::default()
         };
         if !args.leader_elect {

@@ -51,6 +51,9 @@ pub struct ControllerConfig {
     /// The one namespace whose plugin ConfigMaps are watched; `None`
     /// watches every namespace (namespace plugins).
     pub plugin_watch_namespace: Option<String>,
+    /// The shortest time between two status writes of one JobSet that
+    /// change only its counts (`StatusPacing`); zero writes each change.
+    pub status_interval: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -65,9 +68,13 @@ impl Default for ControllerConfig {
             observer: None,
             health: Arc::new(Health::default()),
             plugin_watch_namespace: None,
+            status_interval: DEFAULT_STATUS_INTERVAL,
         }
     }
 }
+
+/// The default of `ControllerConfig::status_interval`.
+pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A retry schedule without jitter, so runs under a virtual clock repeat.
 pub(crate) struct SteadyBackoff {
@@ -379,6 +386,7 @@ pub async fn run(
         config.observer.clone(),
     );
     context.pod_watches = Some(pod_watches.clone());
+    context.status_pacing = crate::reconcile::StatusPacing::new(config.status_interval);
     let ctx = Arc::new(context);
     let (all_tx, all_rx) = mpsc::unbounded();
     for w in ["jobsets", "jobs", "services", "nodes"] {

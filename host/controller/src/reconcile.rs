@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jobset_api::JobSet;
+use jobset_api::{JobSet, JobSetStatus};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
@@ -58,6 +58,70 @@ pub struct Context {
     /// which domain until its own pins are reserved, so that two JobSets
     /// planned in parallel never pick the same free domain.
     placing: Mutex<()>,
+    /// Spaces out the status writes that change only a JobSet's counts.
+    pub status_pacing: StatusPacing,
+}
+
+/// Spaces out status writes that change nothing but a JobSet's
+/// `replicatedJobsStatus` counts: within `interval` of the JobSet's last
+/// status write such a write waits (the reconcile comes back when the
+/// interval ends), so a burst of Job changes makes one write rather than
+/// one per Job. Conditions, restarts and the terminal state are written at
+/// once. Upstream reconciles one JobSet at a time, which folds a burst in
+/// its work queue to a similar effect; ours reconciles in parallel and
+/// would otherwise write each intermediate count.
+#[derive(Default)]
+pub struct StatusPacing {
+    interval: Duration,
+    last: Mutex<HashMap<ObjectRef<JobSet>, tokio::time::Instant>>,
+}
+
+/// Entries kept before the ones older than the interval are dropped.
+const PACING_KEPT: usize = 1024;
+
+impl StatusPacing {
+    /// Pacing with this interval; zero writes every change at once.
+    pub fn new(interval: Duration) -> Self {
+        StatusPacing {
+            interval,
+            last: Mutex::default(),
+        }
+    }
+
+    /// How long a counts-only write of this JobSet must still wait.
+    fn wait(&self, key: &ObjectRef<JobSet>) -> Option<Duration> {
+        if self.interval.is_zero() {
+            return None;
+        }
+        let now = tokio::time::Instant::now();
+        let last = self.last.lock().ok()?;
+        let due = *last.get(key)? + self.interval;
+        (due > now).then(|| due - now)
+    }
+
+    /// Notes a status write of this JobSet.
+    fn wrote(&self, key: ObjectRef<JobSet>) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if let Ok(mut last) = self.last.lock() {
+            last.insert(key, now);
+            if last.len() > PACING_KEPT {
+                last.retain(|_, t| now.duration_since(*t) < self.interval);
+            }
+        }
+    }
+}
+
+/// Whether `new` differs from `stored` in the counts only.
+fn counts_only(stored: Option<&JobSetStatus>, new: &JobSetStatus) -> bool {
+    let stored = stored.cloned().unwrap_or_default();
+    let mut same_counts = new.clone();
+    same_counts
+        .replicated_jobs_status
+        .clone_from(&stored.replicated_jobs_status);
+    same_counts == stored
 }
 
 impl Context {
@@ -85,6 +149,7 @@ impl Context {
             waiting: Mutex::default(),
             placing: Mutex::default(),
             pod_watches: None,
+            status_pacing: StatusPacing::default(),
         }
     }
 
@@ -231,7 +296,15 @@ async fn reconcile_inner(js: &Arc<JobSet>, ctx: &Arc<Context>) -> Result<Requeue
     };
     applier.apply(&plan.actions).await?;
 
-    if let Some(status) = &plan.status {
+    let key = ObjectRef::from_obj(js);
+    let mut paced = None;
+    if let Some(status) = &plan.status
+        && plan.events.is_empty()
+        && counts_only(js.status.as_ref(), status)
+    {
+        paced = ctx.status_pacing.wait(&key);
+    }
+    if let Some(status) = plan.status.as_ref().filter(|_| paced.is_none()) {
         let api: Api<JobSet> = Api::namespaced(ctx.client.clone(), &namespace);
         let mut updated = js.clone();
         updated.status = Some(status.clone());
@@ -250,10 +323,10 @@ async fn reconcile_inner(js: &Arc<JobSet>, ctx: &Arc<Context>) -> Result<Requeue
             Some(Terminal::Failed) => ctx.metrics.jobset_failed(&namespace, &name),
             None => {}
         }
+        ctx.status_pacing.wrote(key.clone());
         emit(&ctx.recorder, &regarding(&written), &plan.events).await;
     }
 
-    let key = ObjectRef::from_obj(js);
     if let Ok(mut w) = ctx.waiting.lock() {
         if plan.waiting.is_empty() {
             w.remove(&key);
@@ -268,9 +341,10 @@ async fn reconcile_inner(js: &Arc<JobSet>, ctx: &Arc<Context>) -> Result<Requeue
             plan: plan.clone(),
         });
     }
-    Ok(match plan.requeue_after {
-        Some(d) => Requeue::requeue(d),
-        None => Requeue::await_change(),
+    Ok(match (plan.requeue_after, paced) {
+        (Some(a), Some(b)) => Requeue::requeue(a.min(b)),
+        (Some(d), None) | (None, Some(d)) => Requeue::requeue(d),
+        (None, None) => Requeue::await_change(),
     })
 }
 
@@ -298,4 +372,51 @@ pub fn error_policy(js: Arc<JobSet>, err: &ControllerError, ctx: Arc<Context>) -
     }
     let factor = 1u32 << (n.saturating_sub(1)).min(16);
     Requeue::requeue((BACKOFF_MIN * factor).min(BACKOFF_MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobset_api::ReplicatedJobStatus;
+
+    fn counts(ready: i32) -> JobSetStatus {
+        JobSetStatus {
+            replicated_jobs_status: vec![ReplicatedJobStatus {
+                name: "workers".to_string(),
+                ready,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_change_of_counts_is_paced() {
+        let stored = counts(1);
+        assert!(counts_only(Some(&stored), &counts(2)));
+        assert!(counts_only(None, &counts(2)));
+        let mut restarted = counts(2);
+        restarted.restarts = 1;
+        assert!(!counts_only(Some(&stored), &restarted));
+        let mut finished = counts(2);
+        finished.terminal_state = "Completed".to_string();
+        assert!(!counts_only(Some(&stored), &finished));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_counts_write_waits_out_the_interval_after_the_last_write() {
+        let pacing = StatusPacing::new(Duration::from_secs(1));
+        let a = ObjectRef::<JobSet>::new("a").within("ns");
+        let b = ObjectRef::<JobSet>::new("b").within("ns");
+        assert_eq!(pacing.wait(&a), None, "a first write goes at once");
+        pacing.wrote(a.clone());
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert_eq!(pacing.wait(&a), Some(Duration::from_millis(700)));
+        assert_eq!(pacing.wait(&b), None, "another JobSet is not held");
+        tokio::time::advance(Duration::from_millis(700)).await;
+        assert_eq!(pacing.wait(&a), None);
+        let off = StatusPacing::new(Duration::ZERO);
+        off.wrote(a.clone());
+        assert_eq!(off.wait(&a), None, "an interval of zero never waits");
+    }
 }
