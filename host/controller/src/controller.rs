@@ -140,7 +140,7 @@ async fn watch_jobs(client: Client, index: Index, health: Arc<Health>, mut tx: T
     let api: Api<Job> = Api::all(client);
     let cfg = watcher::Config::default().labels(JOBSET_NAME_KEY);
     let mut stream = watcher::watcher(api, cfg)
-        .modify(|j: &mut Job| j.metadata.managed_fields = None)
+        .modify(crate::index::slim)
         .backoff(steady())
         .boxed();
     let mut buffer = Vec::new();

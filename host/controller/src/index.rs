@@ -1,5 +1,5 @@
 //! The controller's in-memory view of the cluster, fed by its watches:
-//! child Jobs indexed by their JobSet's UID (managedFields stripped), the
+//! child Jobs indexed by their JobSet's UID (slimmed: see [`slim`]), the
 //! owned Services by name, Nodes as a projection (name, labels, readiness),
 //! and the topology domains exclusive Jobs hold. Pods are kept only for
 //! JobSets that restart in place, and only what the in-place protocol
@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, PodSpec};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 
 use crate::in_place::PodFacts;
@@ -76,9 +76,31 @@ pub struct Index {
     inner: Arc<RwLock<Inner>>,
 }
 
-/// Stores or replaces a Job (its managedFields dropped) under the lock held.
-fn upsert_job_in(inner: &mut Inner, mut job: Job) {
+/// Drops what no reconcile reads of a stored Job, which is most of its
+/// size: its managed fields, and of its pod template's spec everything but
+/// what placement and resuming read (node selector, affinity, tolerations,
+/// scheduling gates, priority and its class). The template's labels and
+/// annotations stay. Jobs are only ever patched from the index (a resume
+/// writes the fields kept here), never replaced whole, so nothing dropped
+/// here is written back.
+pub fn slim(job: &mut Job) {
     job.metadata.managed_fields = None;
+    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        *pod = PodSpec {
+            node_selector: pod.node_selector.take(),
+            affinity: pod.affinity.take(),
+            tolerations: pod.tolerations.take(),
+            scheduling_gates: pod.scheduling_gates.take(),
+            priority: pod.priority.take(),
+            priority_class_name: pod.priority_class_name.take(),
+            ..PodSpec::default()
+        };
+    }
+}
+
+/// Stores or replaces a Job (slimmed) under the lock held.
+fn upsert_job_in(inner: &mut Inner, mut job: Job) {
+    slim(&mut job);
     let k = key(job.metadata.namespace.as_ref(), job.metadata.name.as_ref());
     let occupant = occupant_of(&job);
     if let Some(old) = inner.job_owner.remove(&k)
@@ -397,6 +419,53 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_stored_job_keeps_what_placement_and_resume_read_and_no_containers() {
+        let mut j: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "js-w-0", "namespace": "ns",
+                         "ownerReferences": [{"apiVersion": JOBSET_API_VERSION, "kind": JOBSET_KIND,
+                                              "name": "js", "uid": "u1", "controller": true}]},
+            "spec": {"parallelism": 4, "suspend": true, "template": {
+                "metadata": {"labels": {"a": "1"}, "annotations": {"b": "2"}},
+                "spec": {
+                    "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "60"]}],
+                    "volumes": [{"name": "v", "emptyDir": {}}],
+                    "nodeSelector": {"pool": "p1"},
+                    "tolerations": [{"key": "t", "operator": "Exists"}],
+                    "schedulingGates": [{"name": "g"}],
+                    "affinity": {"podAntiAffinity": {}},
+                    "priority": 7, "priorityClassName": "high"}}},
+        }))
+        .unwrap();
+        let kept = j.clone();
+        let index = Index::default();
+        index.upsert_job(j.clone());
+        let stored = index.jobs_of("u1").pop().unwrap();
+        let (spec, was) = (stored.spec.as_ref().unwrap(), kept.spec.as_ref().unwrap());
+        assert_eq!(spec.template.metadata, was.template.metadata);
+        assert_eq!((spec.parallelism, spec.suspend), (Some(4), Some(true)));
+        let (pod, was_pod) = (
+            spec.template.spec.as_ref().unwrap(),
+            was.template.spec.as_ref().unwrap(),
+        );
+        assert!(pod.containers.is_empty() && pod.volumes.is_none());
+        assert_eq!(pod.node_selector, was_pod.node_selector);
+        assert_eq!(pod.tolerations, was_pod.tolerations);
+        assert_eq!(pod.scheduling_gates, was_pod.scheduling_gates);
+        assert_eq!(pod.affinity, was_pod.affinity);
+        assert_eq!(
+            (pod.priority, pod.priority_class_name.as_deref()),
+            (Some(7), Some("high"))
+        );
+        // The resume patch of a stored Job writes the same template fields
+        // as that of the Job as served.
+        slim(&mut j);
+        assert_eq!(
+            crate::suspend::resume_patch(&j),
+            crate::suspend::resume_patch(&kept)
+        );
     }
 
     #[test]
