@@ -211,13 +211,20 @@ def main() -> int:
                 kill_controller(backend)
                 observer.poll()
                 backend.start_controller()
-        deadline = time.monotonic() + 240
+        # 240 s for the 20 JobSets of CI; a larger run gets 3 s more per
+        # JobSet (the plane creates and runs two attempts of 2 Jobs each).
+        wait_s = 240 + 3 * max(0, args.jobsets - 20)
+        deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             observer.poll()
             done = observer.get("jobsets.jobset.x-k8s.io")
             if len(done) == args.jobsets and all((js.get("status") or {}).get("terminalState") for js in done):
                 break
             time.sleep(0.5)
+        else:
+            ended = sum(1 for js in observer.get("jobsets.jobset.x-k8s.io")
+                        if (js.get("status") or {}).get("terminalState"))
+            log(f"{ended} of {args.jobsets} JobSets had ended when the {wait_s} s wait ran out")
         time.sleep(2)
         wrong = early + wrong_endings(observer, args.jobsets)
         wrong += [f"backend: {p}" for p in backend.problems()]
