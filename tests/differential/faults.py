@@ -36,8 +36,10 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -139,6 +141,57 @@ def failover(backend: Ours, observer: Observer, rng: random.Random) -> list[str]
     return []
 
 
+class JobWatch(threading.Thread):
+    """The UID of every Job created in the namespace, from a watch, so that
+    a Job created and deleted between two of the observer's polls (a
+    restart while the poller waits on a restarting controller) is counted
+    too. The watch is started again when it ends (kube-apiserver
+    restarts); a relist after that reports what exists."""
+
+    def __init__(self, kubeconfig: str, namespace: str):
+        super().__init__(daemon=True, name="job-watch")
+        self.command = ["kubectl", "--kubeconfig", kubeconfig, "get", "jobs", "-n", namespace,
+                        "--watch", "-o", "json"]
+        self.seen: dict[str, set[str]] = {}
+        self.stopping = threading.Event()
+        self.proc: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        decoder = json.JSONDecoder()
+        while not self.stopping.is_set():
+            self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            buf = ""
+            while True:
+                data = os.read(self.proc.stdout.fileno(), 65536)
+                if not data:
+                    break
+                buf += data.decode(errors="replace")
+                while True:
+                    buf = buf.lstrip()
+                    try:
+                        obj, end = decoder.raw_decode(buf)
+                    except json.JSONDecodeError:
+                        break
+                    buf = buf[end:]
+                    meta = obj.get("metadata") or {}
+                    if meta.get("name") and meta.get("uid"):
+                        with self.lock:
+                            self.seen.setdefault(meta["name"], set()).add(meta["uid"])
+            self.proc.wait()
+            self.stopping.wait(0.5)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+
+    def merge_into(self, observer: Observer) -> None:
+        with self.lock:
+            for name, uids in self.seen.items():
+                observer.jobs_seen.setdefault(name, set()).update(uids)
+
+
 def wrong_endings(observer: Observer, n: int) -> list[str]:
     observer.poll()
     jobsets = {js["metadata"]["name"]: js for js in observer.get("jobsets.jobset.x-k8s.io")}
@@ -184,6 +237,8 @@ def main() -> int:
         k(["create", "namespace", NAMESPACE])
         backend.driver.register(NAMESPACE, PodScript.from_scenario(PODS, SCALE, MINIMUM))
         observer = Observer(k, NAMESPACE)
+        watch = JobWatch(backend.plane.kubeconfig, NAMESPACE)
+        watch.start()
         body = "\n---\n".join(yaml.safe_dump(jobset(i)) for i in range(args.jobsets))
         k(["create", "-f", "-"], input=body)
         t0 = time.monotonic()
@@ -226,6 +281,8 @@ def main() -> int:
                         if (js.get("status") or {}).get("terminalState"))
             log(f"{ended} of {args.jobsets} JobSets had ended when the {wait_s} s wait ran out")
         time.sleep(2)
+        watch.stop()
+        watch.merge_into(observer)
         wrong = early + wrong_endings(observer, args.jobsets)
         wrong += [f"backend: {p}" for p in backend.problems()]
     finally:
