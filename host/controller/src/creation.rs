@@ -28,14 +28,15 @@ fn blocking_recreate(planner: &Planner<'_>) -> bool {
         .is_some_and(|f| f.restart_strategy() == RestartStrategy::BlockingRecreate)
 }
 
-/// Plans the creation of missing Jobs; returns false when a plugin failed.
+/// Plans the creation of missing Jobs (a plugin that fails sets
+/// `PolicyFailed` on the planner).
 pub(crate) fn plan_creation(
     planner: &mut Planner<'_>,
     buckets: &Buckets<'_>,
     snap: &p::Snapshot,
     startup: &Decision<p::StartupVerdict>,
     policies: &dyn PolicyEngine,
-) -> bool {
+) {
     let js = planner.inputs.jobset;
     for name in startup.verdict.create.iter().chain(&startup.verdict.resume) {
         if js.spec.replicated_job(name).is_none() {
@@ -44,11 +45,11 @@ pub(crate) fn plan_creation(
                 &startup.plugin,
                 format!("invalid verdict: {name:?} is not a replicated job of this JobSet"),
             ));
-            return false;
+            return;
         }
     }
     if !buckets.previous.is_empty() && blocking_recreate(planner) {
-        return true;
+        return;
     }
     let present: BTreeSet<&str> = buckets
         .all()
@@ -80,7 +81,7 @@ pub(crate) fn plan_creation(
         }
     }
     if to_create.is_empty() {
-        return true;
+        return;
     }
     let suspended = js.spec.is_suspended();
     // A suspended JobSet's Jobs have no pods and hold no domain; they are
@@ -91,7 +92,7 @@ pub(crate) fn plan_creation(
         let refs: Vec<(&Job, &p::PendingJob)> = to_create.iter().map(|(j, p)| (&**j, p)).collect();
         match place(planner, snap, policies, &refs) {
             Some(placed) => placed,
-            None => return false,
+            None => return,
         }
     };
     let mut jobs = Vec::new();
@@ -134,7 +135,6 @@ pub(crate) fn plan_creation(
     if !jobs.is_empty() {
         planner.plan.actions.push(Action::CreateJobs(jobs));
     }
-    true
 }
 
 /// Writes upstream's exclusive affinities into an exclusive Job about to

@@ -252,7 +252,6 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
     }
 
     let snap = snapshot::build(js, &buckets, &counts, inputs.now, inputs.feature_gates);
-    let mut plugins_ok = true;
     if !buckets.failed.is_empty() || !buckets.successful.is_empty() {
         match policies.decide_outcome(&snap) {
             Err(f) => {
@@ -299,14 +298,13 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
         Ok(d) => Some(d),
         Err(f) => {
             planner.policy_failed(&f);
-            plugins_ok = false;
             None
         }
     };
     if let Some(decided) = &startup {
-        plugins_ok &= creation::plan_creation(&mut planner, &buckets, &snap, decided, policies);
+        creation::plan_creation(&mut planner, &buckets, &snap, decided, policies);
     }
-    plugins_ok &= plan_suspend_resume(
+    plan_suspend_resume(
         &mut planner,
         &buckets,
         startup.as_ref().map(|d| &d.verdict),
@@ -335,7 +333,7 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
     if in_place::uses_in_place_restart(js, inputs.feature_gates) {
         in_place::plan_in_place(&mut planner, inputs.pods)?;
     }
-    if plugins_ok {
+    if !planner.plugin_failed {
         planner.condition(policy_succeeded());
     }
     Ok(finalize(planner, &stored))
@@ -352,14 +350,14 @@ fn policy_succeeded() -> DesiredCondition {
 
 /// Suspends every running Job of a suspended JobSet; resumes the Jobs of
 /// the replicated jobs the startup verdict lets resume otherwise, placing
-/// the exclusive ones. Returns false when the placement plugin failed.
+/// the exclusive ones. A placement plugin that fails sets `PolicyFailed`.
 fn plan_suspend_resume(
     planner: &mut Planner<'_>,
     buckets: &Buckets<'_>,
     verdict: Option<&p::StartupVerdict>,
     snap: &p::Snapshot,
     policies: &dyn PolicyEngine,
-) -> bool {
+) {
     let js = planner.inputs.jobset;
     if js.spec.is_suspended() {
         let to_suspend: Vec<String> = buckets
@@ -382,9 +380,9 @@ fn plan_suspend_resume(
             "JobSetSuspended",
             "jobset is suspended",
         ));
-        return true;
+        return;
     }
-    let Some(verdict) = verdict else { return true };
+    let Some(verdict) = verdict else { return };
     let mut resumed: Vec<(Job, bool)> = Vec::new();
     for rjob in &js.spec.replicated_jobs {
         if !verdict.resume.contains(&rjob.name) {
@@ -407,7 +405,7 @@ fn plan_suspend_resume(
     }
     let (mut jobs, clear): (Vec<Job>, Vec<bool>) = resumed.into_iter().unzip();
     let Some(waiting) = crate::creation::place_resumed(planner, snap, policies, &mut jobs) else {
-        return false;
+        return;
     };
     for (i, (job, clear_start_time)) in jobs.into_iter().zip(clear).enumerate() {
         if !waiting.contains(&i) {
@@ -424,7 +422,6 @@ fn plan_suspend_resume(
             "jobset is resumed",
         ));
     }
-    true
 }
 
 /// Keeps the status only when it changed.
