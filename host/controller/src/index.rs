@@ -142,7 +142,7 @@ impl Index {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores or replaces a Job (its managedFields dropped).
+    /// Stores or replaces a Job (slimmed, see [`slim`]).
     pub fn upsert_job(&self, job: Job) {
         upsert_job_in(&mut self.write(), job);
     }

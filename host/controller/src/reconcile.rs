@@ -116,12 +116,13 @@ impl StatusPacing {
 
 /// Whether `new` differs from `stored` in the counts only.
 fn counts_only(stored: Option<&JobSetStatus>, new: &JobSetStatus) -> bool {
-    let stored = stored.cloned().unwrap_or_default();
+    let none = JobSetStatus::default();
+    let stored = stored.unwrap_or(&none);
     let mut same_counts = new.clone();
     same_counts
         .replicated_jobs_status
         .clone_from(&stored.replicated_jobs_status);
-    same_counts == stored
+    same_counts == *stored
 }
 
 impl Context {
