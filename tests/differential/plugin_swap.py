@@ -89,10 +89,11 @@ def play_training(ours, ns: str, config: bool, scenario: dict) -> tuple[dict, di
     k(["create", "-n", ns, "-f", "-"], input=training("training", config=config))
     js = wait(f"{ns}/training finished", lambda: (lambda j: terminal(j) and j)(
         json.loads(k(["get", "jobset", "training", "-n", ns, "-o", "json"]).stdout)), timeout=120)
-    return js, {c["type"]: c for c in js["status"]["conditions"]}
+    return js, conditions(js)
 
 
 def conditions(js: dict) -> dict:
+    """A JobSet's conditions by type."""
     return {c["type"]: c for c in (js.get("status") or {}).get("conditions") or []}
 
 
