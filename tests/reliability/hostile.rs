@@ -212,3 +212,136 @@ fn fixed(cm: &ConfigMap, wasm: Option<&[u8]>) -> ConfigMap {
     }
     cm
 }
+
+/// Waits in real time (the compile runs on a thread of its own) while
+/// letting the controller run on the paused clock, until `check` holds.
+async fn wait_real<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "after three minutes, still not {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn a_component_built_to_compile_slowly_is_abandoned_at_the_deadline_and_costs_no_one_else() {
+    // 400 KB that take seconds to compile, under a 300 ms deadline.
+    let slow = jobset_e2e::slow_compile::slow_to_compile(20_000);
+    runtime().block_on(async {
+        let rt = Runtime::new(Default::default()).expect("a runtime");
+        let mut config = RegistryConfig::new(NS);
+        config.compile_on_demand = true;
+        config.compile_deadline = Duration::from_millis(300);
+        let registry = Arc::new(Registry::new(rt.clone(), config).expect("the registry starts"));
+        let engine: Arc<dyn PolicyEngine> = registry.clone();
+        let plugins: Arc<dyn PluginConfigMaps> = registry.clone();
+        let env = Env::start_with_plugins(engine, Some(plugins)).await;
+        let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), NS);
+        cms.create(&PostParams::default(), &plugin_configmap("slow", &slow, ""))
+            .await
+            .expect("the plugin ConfigMap is stored");
+        env.settle().await;
+        assert!(
+            !rt.is_compiled(&slow),
+            "a verified ConfigMap is not compiled before a JobSet selects it"
+        );
+        env.create(&jobset("selects-slow", Some("slow"))).await;
+        for i in 0..3 {
+            env.create(&jobset(&format!("healthy-{i}"), None)).await;
+        }
+        // The healthy JobSets run and finish meanwhile.
+        for i in 0..3 {
+            finish(&env, &format!("healthy-{i}")).await;
+        }
+        // At the deadline the compile is abandoned: the JobSet shows why,
+        // the ConfigMap has an event, the metrics count it.
+        wait_real("the slow plugin's compile abandoned", || async {
+            env.condition("selects-slow", "PolicyFailed")
+                .await
+                .is_some_and(|c| c.status == "True")
+        })
+        .await;
+        let failed = env
+            .condition("selects-slow", "PolicyFailed")
+            .await
+            .expect("set");
+        assert_eq!(failed.reason, "StartupPluginFailed");
+        assert!(
+            failed.message.contains("could not be loaded")
+                && failed
+                    .message
+                    .contains("longer than the 300ms deadline and was abandoned"),
+            "{}",
+            failed.message
+        );
+        assert!(env.jobs("selects-slow").await.is_empty());
+        // Before that, while it compiled, the JobSet said it waited, and
+        // nothing failed.
+        let waited = env
+            .events("selects-slow")
+            .await
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("PluginCompiling"))
+            .expect("a PluginCompiling event while the plugin compiled");
+        assert!(
+            waited
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("is being compiled")),
+            "{waited:?}"
+        );
+        assert!(
+            env.decisions("selects-slow").iter().any(
+                |d| d.starts_with("startup by slow@") && d.ends_with("waiting for its compile")
+            ),
+            "{:?}",
+            env.decisions("selects-slow")
+        );
+        let rejected = env.wait_event("slow", "PluginRejected").await;
+        assert!(
+            rejected
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("was not compiled") && n.contains("abandoned")),
+            "{rejected:?}"
+        );
+        let metrics = env.metrics.render();
+        assert!(
+            metrics.contains("jobset_plugin_compiles_abandoned_total 1\n")
+                && metrics.contains("jobset_plugins_failed 1\n")
+                && metrics.contains("jobset_plugin_compile_deadline_milliseconds 300\n"),
+            "{metrics}"
+        );
+        // A real plugin in its place is compiled (after the abandoned
+        // compile ends: one compile at a time) and releases the JobSet.
+        cms.replace(
+            "slow",
+            &PostParams::default(),
+            &fixed(
+                &cms.get("slow").await.expect("the ConfigMap exists"),
+                Some(builtin::EXAMPLE_HOSTILE),
+            ),
+        )
+        .await
+        .expect("the ConfigMap is fixed");
+        wait_real("the JobSet released", || async {
+            !env.jobs("selects-slow").await.is_empty()
+        })
+        .await;
+        finish(&env, "selects-slow").await;
+        let after = env
+            .condition("selects-slow", "PolicyFailed")
+            .await
+            .expect("set");
+        assert_eq!(after.status, "False", "{after:?}");
+        env.stop().await;
+    });
+}

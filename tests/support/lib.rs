@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod chaos;
 pub mod runs;
+pub mod slow_compile;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

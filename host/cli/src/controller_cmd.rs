@@ -80,6 +80,17 @@ pub struct ControllerArgs {
     /// --namespace-plugins); ConfigMaps past it are refused uncompiled.
     #[arg(long, default_value_t = jobset_policy::registry::DEFAULT_MAX_PLUGINS_PER_NAMESPACE)]
     pub max_plugins_per_namespace: usize,
+    /// Verify plugin ConfigMaps when they arrive but compile a plugin only
+    /// when a JobSet first selects it, off the reconcile path (the JobSet
+    /// shows PolicyFailed=False, reason PluginCompiling, meanwhile). Off,
+    /// every plugin ConfigMap is compiled when it arrives.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub compile_plugins_on_demand: bool,
+    /// Milliseconds one plugin compile may take before it is abandoned and
+    /// the plugin reported as not loaded (compile on demand).
+    #[arg(long, default_value_t = jobset_policy::registry::DEFAULT_COMPILE_DEADLINE.as_millis() as u64, value_name = "MS")]
+    pub plugin_compile_deadline_ms: u64,
     /// Feature gates: `Name=true|false,...` (upstream names).
     #[arg(long, value_delimiter = ',')]
     pub feature_gates: Vec<String>,
@@ -271,6 +282,8 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
         registry_config.namespace_plugins = args.namespace_plugins;
         registry_config.trust = trust;
         registry_config.max_plugins_per_namespace = args.max_plugins_per_namespace;
+        registry_config.compile_on_demand = args.compile_plugins_on_demand;
+        registry_config.compile_deadline = Duration::from_millis(args.plugin_compile_deadline_ms);
         let registry = registry_with(registry_config)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

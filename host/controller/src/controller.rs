@@ -3,6 +3,7 @@
 //! the kube-runtime controller over JobSets that reconciles many JobSets
 //! in parallel, never one twice at once.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use jobset_api::JobSet;
 use jobset_api::labels::JOBSET_NAME_KEY;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Service};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::Client;
 use kube::api::Api;
@@ -29,7 +30,7 @@ use crate::index::{Index, controller_name};
 use crate::job_builder::JOBSET_KIND;
 use crate::metrics::Metrics;
 use crate::pod_watch::PodWatches;
-use crate::policy::{Metered, PluginConfigMaps, PolicyEngine};
+use crate::policy::{CompileNotice, Metered, PluginConfigMaps, PolicyEngine};
 use crate::reconcile::{Context, Observer, error_policy, reconcile};
 
 /// The label that marks a ConfigMap as a policy plugin.
@@ -299,25 +300,51 @@ async fn watch_plugins(
     let cfg = watcher::Config::default().labels(PLUGIN_LABEL);
     let mut stream = watcher::watcher(api, cfg).backoff(steady()).boxed();
     metrics.set_plugins(plugins.stats());
-    while let Some(ev) = stream.next().await {
+    // Plugins compiled on demand end off this task: a failure is reported
+    // on its ConfigMap like a rejected update, and either way the JobSets
+    // waiting for it are reconciled again.
+    let (compiled_tx, mut compiled) = mpsc::unbounded::<CompileNotice>();
+    plugins.on_compiled(Box::new(move |notice| {
+        let _ = compiled_tx.unbounded_send(notice.clone());
+    }));
+    // The plugin ConfigMaps seen, to name them in those reports.
+    let mut seen: HashMap<String, ObjectReference> = HashMap::new();
+    let rejected = |why: String| crate::events::Event {
+        type_: crate::conditions::EventType::Warning,
+        reason: "PluginRejected".to_string(),
+        action: "LoadPlugin".to_string(),
+        note: why,
+    };
+    loop {
+        let ev = tokio::select! {
+            ev = stream.next() => match ev {
+                Some(ev) => ev,
+                None => return,
+            },
+            Some(notice) = compiled.next() => {
+                metrics.set_plugins(plugins.stats());
+                if let (Some(why), Some(reference)) = (notice.error, seen.get(&notice.configmap)) {
+                    let why = format!("plugin {} was not compiled: {why}", notice.plugin);
+                    let _ = recorder.publish(&rejected(why), reference).await;
+                }
+                let _ = all.send(()).await;
+                continue;
+            }
+        };
         match ev {
             Ok(Event::Apply(cm)) | Ok(Event::InitApply(cm)) => {
-                let rejected = plugins.upsert(&cm);
+                let reference = crate::events::regarding(&cm);
+                seen.insert(configmap_key(&cm), reference.clone());
+                let outcome = plugins.upsert(&cm);
                 metrics.set_plugins(plugins.stats());
-                if let Err(why) = rejected {
+                if let Err(why) = outcome {
                     tracing::warn!(configmap = ?cm.metadata.name, reason = %why, "plugin rejected; the last good version stays in force");
-                    let ev = crate::events::Event {
-                        type_: crate::conditions::EventType::Warning,
-                        reason: "PluginRejected".to_string(),
-                        action: "LoadPlugin".to_string(),
-                        note: why,
-                    };
-                    let reference = crate::events::regarding(&cm);
-                    let _ = recorder.publish(&ev, &reference).await;
+                    let _ = recorder.publish(&rejected(why), &reference).await;
                 }
                 let _ = all.send(()).await;
             }
             Ok(Event::Delete(cm)) => {
+                seen.remove(&configmap_key(&cm));
                 plugins.remove(
                     cm.metadata.namespace.as_deref().unwrap_or(""),
                     cm.metadata.name.as_deref().unwrap_or(""),
@@ -330,6 +357,15 @@ async fn watch_plugins(
             Err(e) => tracing::warn!(error = %e, "plugin ConfigMap watch failed; retrying"),
         }
     }
+}
+
+/// `namespace/name` of a ConfigMap, as a [`CompileNotice`] names it.
+fn configmap_key(cm: &ConfigMap) -> String {
+    format!(
+        "{}/{}",
+        cm.metadata.namespace.as_deref().unwrap_or(""),
+        cm.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 /// Aborts the spawned watch tasks when the controller's future ends or is

@@ -315,12 +315,37 @@ impl Metrics {
                 "Most bytes of compiled code kept",
                 p.max_compiled_bytes,
             ),
+            (
+                "jobset_plugins_pending",
+                "Plugins verified and compiled only when a JobSet selects one",
+                p.pending,
+            ),
+            (
+                "jobset_plugins_compiling",
+                "Plugins queued for or being compiled",
+                p.compiling,
+            ),
+            (
+                "jobset_plugins_failed",
+                "Plugins whose compile failed or was abandoned",
+                p.failed,
+            ),
+            (
+                "jobset_plugin_compile_deadline_milliseconds",
+                "How long one plugin compile may run before it is abandoned",
+                p.compile_deadline_ms as usize,
+            ),
         ] {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP jobset_plugin_compiles_abandoned_total Plugin compiles abandoned at the deadline\n# TYPE jobset_plugin_compiles_abandoned_total counter\njobset_plugin_compiles_abandoned_total {}",
+            p.abandoned
+        );
         let _ = writeln!(
             out,
             "# HELP jobset_policy_errors_total Plugin decisions that failed, by kind\n# TYPE jobset_policy_errors_total counter"

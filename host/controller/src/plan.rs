@@ -12,6 +12,7 @@ use jobset_api::labels::JOBSET_CONTROLLER_NAME;
 use jobset_api::status::{TERMINAL_STATE_COMPLETED, TERMINAL_STATE_FAILED};
 use jobset_api::{ELASTIC_JOBSET_GATE, JobSet, JobSetStatus, RESTART_JOB_GATE};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::actions::{Action, EventSpec, Terminal, Waiting};
@@ -20,7 +21,7 @@ use crate::error::ControllerError;
 use crate::in_place::PodFacts;
 use crate::observe::{Buckets, bucket_jobs, replicated_jobs_status, same_replicated_jobs_status};
 use crate::placement::{NodeInfo, Occupant, PriorityClasses};
-use crate::policy::{PolicyEngine, PolicyError, records as p};
+use crate::policy::{ErrorKind, PolicyEngine, PolicyError, records as p};
 use crate::{creation, in_place, outcome, resources, scaling, snapshot, suspend, ttl};
 
 /// How long a decision held by a failed plugin waits before it is retried.
@@ -108,6 +109,44 @@ impl Planner<'_> {
     /// plugin, slot and error, and a retry.
     pub(crate) fn policy_failed(&mut self, f: &PolicyError) {
         self.plugin_failed = true;
+        if let ErrorKind::Compiling { .. } = f.kind {
+            // Not a failure: the decision waits for the plugin's compile,
+            // and the end of that compile reconciles the JobSet again.
+            // Shown even on a JobSet without the condition yet (our own
+            // condition type: upstream's rule of adding only True ones is
+            // for its own).
+            let waiting =
+                DesiredCondition::false_(types::POLICY_FAILED, "PluginCompiling", f.to_string());
+            if !self
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == types::POLICY_FAILED)
+            {
+                self.status.conditions.push(Condition {
+                    type_: waiting.type_.clone(),
+                    status: "False".to_string(),
+                    reason: waiting.reason.clone(),
+                    message: waiting.message.clone(),
+                    last_transition_time: Time(self.inputs.now),
+                    observed_generation: None,
+                });
+                self.plan.events.push(EventSpec {
+                    type_: waiting.event,
+                    reason: waiting.reason,
+                    message: waiting.message,
+                });
+            } else {
+                self.condition(waiting);
+            }
+            self.plan.decisions.push(format!(
+                "{} by {}: waiting for its compile",
+                f.slot.as_str(),
+                f.plugin
+            ));
+            self.requeue(POLICY_RETRY);
+            return;
+        }
         let slot = f.slot.as_str();
         let mut reason = slot[..1].to_uppercase();
         reason.push_str(&slot[1..]);

@@ -1228,21 +1228,32 @@ fn the_node_selector_strategy_needs_both_annotations_layered_as_upstream() {
 }
 
 /// An engine whose chosen slot always fails.
-struct Broken(Slot);
+/// A policy whose plugin for one slot fails with `kind` (the default
+/// plugins decide the other slots).
+struct Failing(Slot, ErrorKind);
 
-impl Broken {
+/// A plugin that traps.
+#[allow(non_snake_case)]
+fn Broken(slot: Slot) -> Failing {
+    Failing(
+        slot,
+        ErrorKind::Trap {
+            message: "unreachable executed".into(),
+        },
+    )
+}
+
+impl Failing {
     fn err(&self) -> PolicyError {
         PolicyError {
             plugin: "hostile@0000".into(),
             slot: self.0,
-            kind: ErrorKind::Trap {
-                message: "unreachable executed".into(),
-            },
+            kind: self.1.clone(),
         }
     }
 }
 
-impl PolicyEngine for Broken {
+impl PolicyEngine for Failing {
     fn decide_startup(&self, s: &p::Snapshot) -> Result<Decision<p::StartupVerdict>, PolicyError> {
         if self.0 == Slot::Startup {
             Err(self.err())
@@ -1595,5 +1606,41 @@ fn an_outcome_decided_after_a_plugin_failure_clears_policy_failed() {
         (c.status.as_str(), c.reason.as_str()),
         ("False", "PolicySucceeded"),
         "a JobSet the fixed plugin finished must not still say its policy failed"
+    );
+}
+
+#[test]
+fn a_plugin_being_compiled_holds_the_decision_and_says_so_without_failing() {
+    let js = jobset("");
+    let jobs = all_jobs(&js);
+    let compiling = Failing(
+        Slot::Startup,
+        ErrorKind::Compiling {
+            waited: Duration::from_millis(10),
+        },
+    );
+    let p = run_with(&js, &[], &World::default(), &compiling);
+    assert!(
+        created_jobs(&p).is_empty(),
+        "nothing is created before the startup plugin decides"
+    );
+    let c = cond(&p, types::POLICY_FAILED).expect("the JobSet says why it waits");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "PluginCompiling")
+    );
+    assert_eq!(
+        c.message,
+        "policy plugin hostile@0000 (startup) is being compiled; the decision waits for it"
+    );
+    assert!(p.requeue_after.is_some(), "the decision is tried again");
+    // Over a True PolicyFailed (an earlier version failed), the same.
+    let failed = run_with(&js, &jobs, &World::default(), &Broken(Slot::Outcome));
+    let js = with_status(js, |s| *s = status(&failed).clone());
+    let p = run_with(&js, &[], &World::default(), &compiling);
+    let c = cond(&p, types::POLICY_FAILED).expect("set");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "PluginCompiling")
     );
 }

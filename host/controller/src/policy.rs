@@ -78,7 +78,14 @@ pub trait PluginConfigMaps: Send + Sync {
     fn stats(&self) -> PluginStats {
         PluginStats::default()
     }
+    /// Has `notify` called whenever a plugin compiled off the watch (on
+    /// demand) is put in force or fails; none by default.
+    fn on_compiled(&self, notify: Box<dyn Fn(&CompileNotice) + Send + Sync>) {
+        let _ = notify;
+    }
 }
+
+pub use jobset_policy::CompileNotice;
 
 /// Plugins from ConfigMaps in force, the compiled code kept, and the
 /// limits that bound both.
@@ -90,6 +97,16 @@ pub struct PluginStats {
     pub max_per_namespace: usize,
     pub max_compiled: usize,
     pub max_compiled_bytes: usize,
+    /// Verified plugins not compiled yet (compile on demand).
+    pub pending: usize,
+    /// Plugins queued for or being compiled.
+    pub compiling: usize,
+    /// Plugins whose compile failed or was abandoned.
+    pub failed: usize,
+    /// Compiles abandoned at the deadline so far.
+    pub abandoned: u64,
+    /// The compile deadline, in milliseconds.
+    pub compile_deadline_ms: u64,
 }
 
 impl PluginConfigMaps for jobset_policy::Registry {
@@ -106,13 +123,23 @@ impl PluginConfigMaps for jobset_policy::Registry {
     fn stats(&self) -> PluginStats {
         let (compiled, compiled_bytes) = self.runtime().compiled_cache();
         let limits = self.runtime().limits();
+        let stages = jobset_policy::Registry::stats(self);
         PluginStats {
-            in_force: self.plugin_count(),
+            in_force: stages.plugins,
             compiled,
             compiled_bytes,
             max_per_namespace: self.config().max_plugins_per_namespace,
             max_compiled: limits.max_compiled,
             max_compiled_bytes: limits.max_compiled_bytes,
+            pending: stages.pending,
+            compiling: stages.compiling,
+            failed: stages.failed,
+            abandoned: stages.abandoned,
+            compile_deadline_ms: self.config().compile_deadline.as_millis() as u64,
         }
+    }
+
+    fn on_compiled(&self, notify: Box<dyn Fn(&CompileNotice) + Send + Sync>) {
+        jobset_policy::Registry::on_compiled(self, notify);
     }
 }

@@ -35,6 +35,15 @@ pub enum ErrorKind {
     /// The sandbox could not be set up (instance pool exhausted, ...).
     #[error("could not be instantiated: {message}")]
     Instantiate { message: String },
+    /// The plugin is being compiled (compile on demand); the decision
+    /// waits for it. `waited` is for logs; the message leaves it out, so
+    /// that the condition it lands in does not change while it waits.
+    #[error("is being compiled; the decision waits for it")]
+    Compiling { waited: Duration },
+    /// The plugin's ConfigMap was verified but its plugin could not be
+    /// compiled or loaded (compile on demand).
+    #[error("could not be loaded: {message}")]
+    NotLoaded { message: String },
 }
 
 /// A plugin failed to make a decision. Never a JobSet failure: the caller
@@ -63,6 +72,8 @@ impl PolicyError {
             ErrorKind::CircuitOpen { .. } => "circuit_open",
             ErrorKind::Instantiate { .. } => "instantiate",
             ErrorKind::UnknownPlugin { .. } => "unknown_plugin",
+            ErrorKind::Compiling { .. } => "compiling",
+            ErrorKind::NotLoaded { .. } => "not_loaded",
         }
     }
 }

@@ -14,6 +14,7 @@
 mod bindings;
 mod breaker;
 pub mod builtin;
+mod compile;
 pub mod engine;
 pub mod error;
 mod lower;
@@ -33,6 +34,6 @@ pub use engine::{Decision, NativeDefaults, PolicyEngine};
 pub use error::{ErrorKind, LoadError, PolicyError};
 pub use offload::{OffRuntimeError, off_runtime};
 pub use plugin::{PluginInfo, WasmPlugin};
-pub use registry::{FailureMode, Registry, RegistryConfig};
+pub use registry::{CompileNotice, FailureMode, Registry, RegistryConfig, RegistryStats};
 pub use runtime::{Limits, Runtime, sha256_hex};
 pub use snapshot::Slot;

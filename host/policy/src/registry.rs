@@ -5,10 +5,17 @@
 //! the JobSet's `policy.jobset.dev/<slot>` annotation; a JobSet-namespace
 //! plugin before a cluster-wide one. Failure modes and the circuit breaker
 //! apply here. Call [`Registry::apply_configmap`] from the ConfigMap watch,
-//! never from a reconcile: it compiles.
+//! never from a reconcile: it compiles, unless
+//! [`RegistryConfig::compile_on_demand`] is set. Then a ConfigMap is only
+//! verified when it arrives, and its plugin is compiled on the compile
+//! thread when a JobSet first selects it (or at once when it updates a
+//! plugin already compiled); decisions that need it meanwhile fail with
+//! [`ErrorKind::Compiling`], and [`Registry::on_compiled`] says when each
+//! compile ends.
 
 use crate::breaker::{BreakerConfig, Breakers};
 use crate::builtin;
+use crate::compile::{Compiler, Job};
 use crate::engine::{Decision, PolicyEngine};
 use crate::error::{ErrorKind, LoadError, PolicyError};
 use crate::plugin::WasmPlugin;
@@ -20,6 +27,7 @@ use crate::trust::{SIGNATURE_ANNOTATION, Trust};
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// Label that marks a ConfigMap as a plugin; its value is the plugin name.
 pub const PLUGIN_LABEL: &str = "policy.jobset.dev/plugin";
@@ -67,10 +75,22 @@ pub struct RegistryConfig {
     /// plugins): a tenant's flood of ConfigMaps is refused past it before
     /// anything is compiled. The controller's namespace has no limit.
     pub max_plugins_per_namespace: usize,
+    /// Verify a plugin ConfigMap when it arrives, but compile its plugin
+    /// only when a JobSet first selects it, on the compile thread. Off,
+    /// [`Registry::apply_configmap`] compiles at once.
+    pub compile_on_demand: bool,
+    /// A compile on the compile thread that runs longer is abandoned and
+    /// its plugin reported as failed.
+    pub compile_deadline: Duration,
 }
 
 /// The default of [`RegistryConfig::max_plugins_per_namespace`].
 pub const DEFAULT_MAX_PLUGINS_PER_NAMESPACE: usize = 16;
+
+/// The default of [`RegistryConfig::compile_deadline`]: well above the
+/// 25-70 ms a real plugin takes, well below what a component built to be
+/// slow can take (about 14 s at the 1 MiB limit).
+pub const DEFAULT_COMPILE_DEADLINE: Duration = Duration::from_secs(10);
 
 impl RegistryConfig {
     /// Defaults for a controller running in `namespace`.
@@ -83,16 +103,62 @@ impl RegistryConfig {
             breaker: BreakerConfig::default(),
             trust: Trust::default(),
             max_plugins_per_namespace: DEFAULT_MAX_PLUGINS_PER_NAMESPACE,
+            compile_on_demand: false,
+            compile_deadline: DEFAULT_COMPILE_DEADLINE,
         }
     }
 }
 
-/// A plugin in force.
+/// A compiled plugin in force.
 #[derive(Debug, Clone)]
 struct Entry {
     plugin: WasmPlugin,
     config: String,
 }
+
+/// A verified plugin version not compiled yet (compile on demand).
+#[derive(Debug, Clone)]
+struct Staged {
+    digest: String,
+    bytes: Arc<[u8]>,
+    config: String,
+    /// The ConfigMap it came from, `namespace/name`.
+    source: String,
+    stage: Stage,
+}
+
+#[derive(Debug, Clone)]
+enum Stage {
+    /// Verified; compiled when a JobSet selects it.
+    Verified,
+    /// Waiting for the compile thread (since then).
+    Queued(Instant),
+    /// Being compiled (since then).
+    Compiling(Instant),
+    /// Could not be compiled or loaded; not tried again for these bytes.
+    Failed(String),
+}
+
+/// One plugin name in one scope: the compiled version in force, and a
+/// newer version waiting to be compiled.
+#[derive(Debug, Default)]
+struct Record {
+    in_force: Option<Arc<Entry>>,
+    staged: Option<Staged>,
+}
+
+/// How a compile on the compile thread ended (compile on demand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileNotice {
+    /// The ConfigMap of the plugin, `namespace/name`.
+    pub configmap: String,
+    /// `name@sha256-prefix` of the version compiled.
+    pub plugin: String,
+    /// Why it is not in force, when it failed.
+    pub error: Option<String>,
+}
+
+type Listener = Arc<dyn Fn(&CompileNotice) + Send + Sync>;
 
 /// `None` is cluster-wide; `Some(ns)` serves that namespace only.
 type Key = (Option<String>, String);
@@ -106,19 +172,38 @@ pub struct Applied {
     pub id: String,
     /// The namespace it serves, or none for cluster-wide.
     pub scope: Option<String>,
+    /// Verified but compiled only when a JobSet selects it.
+    pub pending: bool,
+}
+
+/// What the plugins cost now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistryStats {
+    /// Plugin names from ConfigMaps, compiled or not.
+    pub plugins: usize,
+    /// Versions verified and not compiled yet (compile on demand).
+    pub pending: usize,
+    /// Versions queued for or on the compile thread.
+    pub compiling: usize,
+    /// Versions whose compile failed or was abandoned.
+    pub failed: usize,
+    /// Compiles abandoned at the deadline so far.
+    pub abandoned: u64,
 }
 
 /// Plugins in force, and selection per JobSet and slot.
 pub struct Registry {
     runtime: Runtime,
     config: RegistryConfig,
-    plugins: RwLock<HashMap<Key, Arc<Entry>>>,
+    plugins: Arc<RwLock<HashMap<Key, Record>>>,
     /// ConfigMap `namespace/name` to the key it provides.
     sources: RwLock<HashMap<String, Key>>,
     builtins: HashMap<Slot, WasmPlugin>,
     /// The sha256 of the built-in defaults: trusted as the binary is.
     builtin_digests: Vec<String>,
-    breakers: Breakers,
+    breakers: Arc<Breakers>,
+    compiler: Compiler,
+    listener: Arc<RwLock<Option<Listener>>>,
 }
 
 impl Registry {
@@ -134,13 +219,15 @@ impl Registry {
             builtins.insert(slot, plugin);
         }
         Ok(Registry {
+            compiler: Compiler::new(runtime.clone(), config.compile_deadline),
             runtime,
-            breakers: Breakers::new(config.breaker),
+            breakers: Arc::new(Breakers::new(config.breaker)),
             config,
-            plugins: RwLock::new(HashMap::new()),
+            plugins: Arc::new(RwLock::new(HashMap::new())),
             sources: RwLock::new(HashMap::new()),
             builtins,
             builtin_digests,
+            listener: Arc::new(RwLock::new(None)),
         })
     }
 
@@ -157,6 +244,33 @@ impl Registry {
     /// How many plugins from ConfigMaps are in force.
     pub fn plugin_count(&self) -> usize {
         self.plugins.read().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Plugins by stage, and the compiles abandoned.
+    pub fn stats(&self) -> RegistryStats {
+        let mut stats = RegistryStats {
+            abandoned: self.compiler.abandoned(),
+            ..Default::default()
+        };
+        if let Ok(plugins) = self.plugins.read() {
+            stats.plugins = plugins.len();
+            for staged in plugins.values().filter_map(|r| r.staged.as_ref()) {
+                match staged.stage {
+                    Stage::Verified => stats.pending += 1,
+                    Stage::Queued(_) | Stage::Compiling(_) => stats.compiling += 1,
+                    Stage::Failed(_) => stats.failed += 1,
+                }
+            }
+        }
+        stats
+    }
+
+    /// Calls `listener` (on the compile thread) each time a compile on
+    /// demand ends; replaces any listener set before.
+    pub fn on_compiled(&self, listener: impl Fn(&CompileNotice) + Send + Sync + 'static) {
+        if let Ok(mut l) = self.listener.write() {
+            *l = Some(Arc::new(listener));
+        }
     }
 
     /// The built-in default for a slot.
@@ -247,6 +361,11 @@ impl Registry {
                 .check(&digest, signature)
                 .map_err(|why| bad(format!("plugin {name} may not run here: {why}")))?;
         }
+        let key: Key = (scope.clone(), name.clone());
+        let source = format!("{namespace}/{cm_name}");
+        if self.config.compile_on_demand {
+            return self.stage(key, source, &digest, bytes, config);
+        }
         let result = self.runtime.load(&name, bytes).and_then(|plugin| {
             plugin.validate_config(&config)?;
             Ok(plugin)
@@ -254,28 +373,193 @@ impl Registry {
         let plugin = match result {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(configmap = %format!("{namespace}/{cm_name}"), error = %e,
+                tracing::warn!(configmap = %source, error = %e,
                     "policy plugin update rejected; the previous version stays in force");
                 return Err(e);
             }
         };
-        let key: Key = (scope.clone(), name.clone());
         let applied = Applied {
             name,
             id: plugin.id().to_string(),
             scope,
+            pending: false,
         };
         if let Ok(mut plugins) = self.plugins.write() {
-            plugins.insert(key.clone(), Arc::new(Entry { plugin, config }));
+            let record = plugins.entry(key.clone()).or_default();
+            record.in_force = Some(Arc::new(Entry { plugin, config }));
+            record.staged = None;
         }
         if let Ok(mut sources) = self.sources.write() {
-            sources.insert(format!("{namespace}/{cm_name}"), key);
+            sources.insert(source, key);
         }
         // A fixed configuration keeps the plugin's id (its bytes did not
         // change): without this the fix would wait out the open circuit.
         self.breakers.reset(&applied.id);
         tracing::info!(plugin = %applied.id, "policy plugin in force");
         Ok(applied)
+    }
+
+    /// Compile on demand: checks that the bytes are a valid component and
+    /// keeps them to compile when a JobSet selects the plugin. An update
+    /// of a plugin already compiled (one JobSets use) is compiled at once,
+    /// the version in force staying until it is done. The same bytes and
+    /// configuration again change nothing, and a version that failed is
+    /// not tried again.
+    fn stage(
+        &self,
+        key: Key,
+        source: String,
+        digest: &str,
+        bytes: &[u8],
+        config: String,
+    ) -> Result<Applied, LoadError> {
+        let (scope, name) = key.clone();
+        let limit = self.runtime.limits().max_plugin_bytes;
+        if bytes.len() > limit {
+            return Err(LoadError::TooLarge {
+                name,
+                size: bytes.len(),
+                limit,
+            });
+        }
+        verify_component(&name, bytes)?;
+        let applied = Applied {
+            name: name.clone(),
+            id: plugin_id(&name, digest),
+            scope,
+            pending: true,
+        };
+        if let Ok(mut sources) = self.sources.write() {
+            sources.insert(source.clone(), key.clone());
+        }
+        let Ok(mut plugins) = self.plugins.write() else {
+            return Ok(applied);
+        };
+        let record = plugins.entry(key.clone()).or_default();
+        if let Some(entry) = &record.in_force
+            && entry.plugin.info().sha256 == digest
+            && entry.config == config
+        {
+            record.staged = None;
+            return Ok(Applied {
+                pending: false,
+                ..applied
+            });
+        }
+        if let Some(staged) = &record.staged
+            && staged.digest == digest
+            && staged.config == config
+        {
+            return match &staged.stage {
+                Stage::Failed(why) => Err(LoadError::Rejected {
+                    name,
+                    message: why.clone(),
+                }),
+                _ => Ok(applied),
+            };
+        }
+        record.staged = Some(Staged {
+            digest: digest.to_string(),
+            bytes: Arc::from(bytes),
+            config,
+            source,
+            stage: Stage::Verified,
+        });
+        let in_use = record.in_force.is_some();
+        drop(plugins);
+        if in_use {
+            self.start_compile(&key);
+        }
+        tracing::info!(plugin = %applied.id, compile_now = in_use, "policy plugin verified");
+        Ok(applied)
+    }
+
+    /// Queues the staged version of `key` for the compile thread, unless
+    /// it is queued, compiling or failed already.
+    fn start_compile(&self, key: &Key) {
+        let job = {
+            let Ok(mut plugins) = self.plugins.write() else {
+                return;
+            };
+            let Some(staged) = plugins.get_mut(key).and_then(|r| r.staged.as_mut()) else {
+                return;
+            };
+            if !matches!(staged.stage, Stage::Verified) {
+                return;
+            }
+            staged.stage = Stage::Queued(Instant::now());
+            let version = (staged.digest.clone(), staged.config.clone());
+            let source = staged.source.clone();
+            let id = plugin_id(&key.1, &staged.digest);
+            let started = {
+                let plugins = self.plugins.clone();
+                let (key, version) = (key.clone(), version.clone());
+                move || {
+                    if let Ok(mut plugins) = plugins.write()
+                        && let Some(staged) = current(&mut plugins, &key, &version)
+                    {
+                        staged.stage = Stage::Compiling(Instant::now());
+                    }
+                }
+            };
+            let done = {
+                let plugins = self.plugins.clone();
+                let breakers = self.breakers.clone();
+                let listener = self.listener.clone();
+                let key = key.clone();
+                move |result: Result<WasmPlugin, String>| {
+                    let error = {
+                        let Ok(mut guard) = plugins.write() else {
+                            return;
+                        };
+                        if current(&mut guard, &key, &version).is_none() {
+                            // Superseded or deleted meanwhile.
+                            return;
+                        }
+                        let Some(record) = guard.get_mut(&key) else {
+                            return;
+                        };
+                        match result {
+                            Ok(plugin) => {
+                                breakers.reset(plugin.id());
+                                tracing::info!(plugin = %plugin.id(), "policy plugin compiled and in force");
+                                record.in_force = Some(Arc::new(Entry {
+                                    plugin,
+                                    config: version.1.clone(),
+                                }));
+                                record.staged = None;
+                                None
+                            }
+                            Err(why) => {
+                                tracing::warn!(plugin = %id, configmap = %source, error = %why,
+                                    "policy plugin not compiled; the previous version, if any, stays in force");
+                                if let Some(staged) = record.staged.as_mut() {
+                                    staged.stage = Stage::Failed(why.clone());
+                                }
+                                Some(why)
+                            }
+                        }
+                    };
+                    let notice = CompileNotice {
+                        configmap: source,
+                        plugin: id,
+                        error,
+                    };
+                    let listener = listener.read().ok().and_then(|l| l.clone());
+                    if let Some(listener) = listener {
+                        listener(&notice);
+                    }
+                }
+            };
+            Job {
+                name: key.1.clone(),
+                bytes: staged.bytes.clone(),
+                config: staged.config.clone(),
+                started: Box::new(started),
+                done: Box::new(done),
+            }
+        };
+        self.compiler.submit(job);
     }
 
     /// Forgets the plugin a deleted ConfigMap provided.
@@ -302,15 +586,7 @@ impl Registry {
             .or_else(|| self.config.plugins.get(&slot))
             .cloned()
             .unwrap_or_else(|| builtin::default_name(slot).to_string());
-        let plugins = self.plugins.read().ok();
-        let found = plugins.as_ref().and_then(|p| {
-            let local = self
-                .config
-                .namespace_plugins
-                .then(|| p.get(&(Some(namespace.to_string()), name.clone())))
-                .flatten();
-            local.or_else(|| p.get(&(None, name.clone()))).cloned()
-        });
+        let found = self.find(namespace, &name, slot)?;
         let (plugin, config) = match found {
             Some(entry) => (entry.plugin.clone(), entry.config.clone()),
             None => match Slot::ALL
@@ -333,6 +609,56 @@ impl Registry {
             .cloned()
             .unwrap_or(config);
         Ok((plugin, config))
+    }
+
+    /// The compiled plugin `name` serving `namespace` (its own before a
+    /// cluster-wide one), or none when no ConfigMap provides it. A version
+    /// not compiled yet is queued for the compile thread, and the decision
+    /// waits for it ([`ErrorKind::Compiling`]); one that failed to compile
+    /// fails the decision with the reason.
+    fn find(
+        &self,
+        namespace: &str,
+        name: &str,
+        slot: Slot,
+    ) -> Result<Option<Arc<Entry>>, PolicyError> {
+        let local: Key = (Some(namespace.to_string()), name.to_string());
+        let cluster: Key = (None, name.to_string());
+        let (key, stage, digest) = {
+            let Ok(plugins) = self.plugins.read() else {
+                return Ok(None);
+            };
+            let found = self
+                .config
+                .namespace_plugins
+                .then(|| plugins.get_key_value(&local))
+                .flatten()
+                .or_else(|| plugins.get_key_value(&cluster));
+            let Some((key, record)) = found else {
+                return Ok(None);
+            };
+            if let Some(entry) = &record.in_force {
+                return Ok(Some(entry.clone()));
+            }
+            let Some(staged) = &record.staged else {
+                return Ok(None);
+            };
+            (key.clone(), staged.stage.clone(), staged.digest.clone())
+        };
+        let plugin = plugin_id(name, &digest);
+        let kind = match stage {
+            Stage::Verified => {
+                self.start_compile(&key);
+                ErrorKind::Compiling {
+                    waited: Duration::ZERO,
+                }
+            }
+            Stage::Queued(since) | Stage::Compiling(since) => ErrorKind::Compiling {
+                waited: since.elapsed(),
+            },
+            Stage::Failed(message) => ErrorKind::NotLoaded { message },
+        };
+        Err(PolicyError { plugin, slot, kind })
     }
 
     fn decide<T>(
@@ -378,6 +704,8 @@ impl Registry {
             .copied()
             .unwrap_or_default();
         match (mode, self.builtins.get(&slot)) {
+            // A plugin being compiled is waited for, not replaced.
+            (_, _) if matches!(error.kind, ErrorKind::Compiling { .. }) => Err(error),
             (FailureMode::Fallback, Some(default)) if error.plugin != default.id() => {
                 let mut input = snapshot.clone();
                 input.config = String::new();
@@ -421,4 +749,41 @@ fn config_text(cm: &ConfigMap) -> Result<String, String> {
             .map_err(|_| format!("binaryData[{CONFIG_KEY}] is not UTF-8")),
         None => Ok(String::new()),
     }
+}
+
+/// `name@sha256-prefix`, as [`WasmPlugin::id`] names a loaded plugin.
+fn plugin_id(name: &str, digest: &str) -> String {
+    format!("{name}@{}", &digest[..digest.len().min(12)])
+}
+
+/// The staged version of `key`, if it is still `version` (digest and
+/// configuration) and has not failed.
+fn current<'a>(
+    plugins: &'a mut HashMap<Key, Record>,
+    key: &Key,
+    version: &(String, String),
+) -> Option<&'a mut Staged> {
+    plugins
+        .get_mut(key)
+        .and_then(|r| r.staged.as_mut())
+        .filter(|s| {
+            s.digest == version.0 && s.config == version.1 && !matches!(s.stage, Stage::Failed(_))
+        })
+}
+
+/// That `bytes` are a valid WebAssembly component, checked without
+/// compiling (linear in its size).
+fn verify_component(name: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    use wasmtime::wasmparser::{Parser, Validator, WasmFeatures};
+    let not = |message: String| LoadError::Compile {
+        name: name.to_string(),
+        message,
+    };
+    if !Parser::is_component(bytes) {
+        return Err(not("not a WebAssembly component".to_string()));
+    }
+    Validator::new_with_features(WasmFeatures::default())
+        .validate_all(bytes)
+        .map(|_| ())
+        .map_err(|e| not(format!("not a valid component: {e}")))
 }

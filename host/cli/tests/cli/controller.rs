@@ -362,7 +362,7 @@ fn with_trusted_keys_the_controller_rejects_an_unsigned_plugin_with_an_event_and
         },
     );
     // What the plugins cost, and the limits, in the metrics: the signed
-    // plugin is in force.
+    // plugin is in force (verified; compiled when a JobSet selects it).
     wait_for(
         "the signed plugin is in force",
         Duration::from_secs(30),
@@ -388,6 +388,11 @@ fn with_trusted_keys_the_controller_rejects_an_unsigned_plugin_with_an_event_and
         "jobset_plugins_in_force 1",
         "jobset_plugin_limit_per_namespace 16",
         "jobset_compiled_plugins_limit 64",
+        // Verified, and compiled only when a JobSet selects it.
+        "jobset_plugins_pending 1",
+        "jobset_plugins_compiling 0",
+        "jobset_plugin_compile_deadline_milliseconds 10000",
+        "jobset_plugin_compiles_abandoned_total 0",
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
     }

@@ -387,3 +387,237 @@ fn the_compiled_code_cache_keeps_the_most_recently_used_within_its_bound() {
     kept.outcome(&snap)
         .expect("the evicted plugin still decides");
 }
+
+/// `bytes` with a custom section appended: the same plugin under another
+/// sha256, so that nothing of it is compiled yet in any runtime's cache.
+fn tagged(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let mut payload = vec![tag.len() as u8];
+    payload.extend_from_slice(tag.as_bytes());
+    payload.extend_from_slice(b"distinct");
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push(payload.len() as u8);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn on_demand() -> (jobset_policy::Runtime, Registry) {
+    let rt = jobset_policy::Runtime::new(Default::default()).expect("a runtime");
+    let mut config = RegistryConfig::new("jobset-system");
+    config.compile_on_demand = true;
+    let reg = Registry::new(rt.clone(), config).expect("registry starts");
+    (rt, reg)
+}
+
+/// Decides until the plugin is no longer being compiled (real time: the
+/// compile runs on a thread of its own).
+fn decide_when_compiled(
+    reg: &Registry,
+    snapshot: &jobset_policy::snapshot::Snapshot,
+) -> Result<
+    jobset_policy::Decision<jobset_policy::snapshot::OutcomeVerdict>,
+    jobset_policy::PolicyError,
+> {
+    let start = std::time::Instant::now();
+    loop {
+        match reg.decide_outcome(snapshot) {
+            Err(e) if matches!(e.kind, ErrorKind::Compiling { .. }) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(120),
+                    "still compiling after two minutes: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn on_demand_a_plugin_is_verified_on_arrival_and_compiled_when_a_jobset_first_selects_it() {
+    let (rt, reg) = on_demand();
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = notices.clone();
+    reg.on_compiled(move |n| seen.lock().expect("lock").push(n.clone()));
+    let bytes = tagged(builtin::EXAMPLE_PREEMPTION_AWARE, "lazy");
+    let applied = reg
+        .apply_configmap(&configmap("jobset-system", "custom", &bytes, None))
+        .expect("a valid component is accepted");
+    assert!(applied.pending, "{applied:?}");
+    assert_eq!(reg.stats().pending, 1);
+    assert!(
+        !rt.is_compiled(&bytes),
+        "nothing compiled before a JobSet selects it"
+    );
+    // A JobSet that does not select it compiles nothing either.
+    let mut other = preempted("team");
+    other.jobset.annotations.clear();
+    reg.decide_outcome(&other).expect("the default decides");
+    assert!(!rt.is_compiled(&bytes));
+
+    let first = reg
+        .decide_outcome(&preempted("team"))
+        .expect_err("waits for the compile");
+    assert!(matches!(first.kind, ErrorKind::Compiling { .. }), "{first}");
+    assert_eq!(first.plugin, applied.id);
+    assert!(first.to_string().contains("is being compiled"), "{first}");
+    let decided = decide_when_compiled(&reg, &preempted("team")).expect("decides once compiled");
+    assert_eq!(decided.plugin, applied.id);
+    assert!(rt.is_compiled(&bytes));
+    assert_eq!(
+        reg.stats(),
+        jobset_policy::RegistryStats {
+            plugins: 1,
+            ..Default::default()
+        }
+    );
+    let notices = notices.lock().expect("lock").clone();
+    assert_eq!(
+        notices,
+        vec![jobset_policy::CompileNotice {
+            configmap: "jobset-system/plugin-custom".to_string(),
+            plugin: applied.id.clone(),
+            error: None,
+        }]
+    );
+    // The same ConfigMap again (a watch resync) compiles nothing more.
+    let again = reg
+        .apply_configmap(&configmap("jobset-system", "custom", &bytes, None))
+        .expect("accepted");
+    assert!(!again.pending);
+    reg.decide_outcome(&preempted("team"))
+        .expect("decides at once");
+}
+
+#[test]
+fn on_demand_bytes_that_are_not_a_valid_component_are_refused_on_arrival() {
+    let (_, reg) = on_demand();
+    let core_module = b"\0asm\x01\0\0\0";
+    let mut truncated = builtin::EXAMPLE_PREEMPTION_AWARE.to_vec();
+    truncated.truncate(truncated.len() / 2);
+    for (bytes, says) in [
+        (&b"not wasm at all"[..], "not a WebAssembly component"),
+        (&core_module[..], "not a WebAssembly component"),
+        (&truncated[..], "not a valid component"),
+    ] {
+        let e = reg
+            .apply_configmap(&configmap("jobset-system", "custom", bytes, None))
+            .expect_err("refused");
+        assert!(
+            e.to_string().starts_with("plugin custom: ") && e.to_string().contains(says),
+            "{e}"
+        );
+    }
+    assert_eq!(reg.plugin_count(), 0);
+}
+
+#[test]
+fn on_demand_a_plugin_that_cannot_load_fails_its_decisions_and_an_update_of_one_in_use_keeps_the_last_good()
+ {
+    let (_, reg) = on_demand();
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = notices.clone();
+    reg.on_compiled(move |n| seen.lock().expect("lock").push(n.clone()));
+    // Never compiled: the failure shows on the JobSets that select it.
+    reg.apply_configmap(&configmap(
+        "jobset-system",
+        "custom",
+        builtin::EXAMPLE_WRONG_EXPORT,
+        None,
+    ))
+    .expect("a valid component is accepted before it is compiled");
+    let e = decide_when_compiled(&reg, &preempted("team")).expect_err("cannot load");
+    assert!(matches!(e.kind, ErrorKind::NotLoaded { .. }), "{e}");
+    assert!(
+        e.to_string().contains("could not be loaded") && e.to_string().contains("does not export"),
+        "{e}"
+    );
+    assert_eq!(reg.stats().failed, 1);
+    // The same bytes again are refused at once, not compiled again.
+    let again = reg
+        .apply_configmap(&configmap(
+            "jobset-system",
+            "custom",
+            builtin::EXAMPLE_WRONG_EXPORT,
+            None,
+        ))
+        .expect_err("the failure is remembered");
+    assert!(again.to_string().contains("does not export"), "{again}");
+
+    // A good version, selected and compiled, then a bad update: compiled
+    // at once, since JobSets use the plugin, and rejected.
+    let good = reg
+        .apply_configmap(&configmap(
+            "jobset-system",
+            "custom",
+            builtin::EXAMPLE_PREEMPTION_AWARE,
+            None,
+        ))
+        .expect("accepted");
+    assert_eq!(
+        decide_when_compiled(&reg, &preempted("team"))
+            .expect("decides")
+            .plugin,
+        good.id
+    );
+    let bad = tagged(builtin::EXAMPLE_WRONG_EXPORT, "update");
+    let update = reg
+        .apply_configmap(&configmap("jobset-system", "custom", &bad, None))
+        .expect("verified");
+    let start = std::time::Instant::now();
+    while !notices
+        .lock()
+        .expect("lock")
+        .iter()
+        .any(|n| n.plugin == update.id)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the update was never compiled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let failed = notices
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|n| n.plugin == update.id)
+        .cloned()
+        .expect("a notice");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("does not export")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        reg.decide_outcome(&preempted("team"))
+            .expect("the last good version decides")
+            .plugin,
+        good.id
+    );
+}
+
+#[test]
+fn fallback_never_replaces_a_plugin_that_is_being_compiled() {
+    let rt = jobset_policy::Runtime::new(Default::default()).expect("a runtime");
+    let mut config = RegistryConfig::new("jobset-system");
+    config.compile_on_demand = true;
+    config
+        .failure_modes
+        .insert(Slot::Outcome, FailureMode::Fallback);
+    let reg = Registry::new(rt, config).expect("registry starts");
+    let bytes = tagged(builtin::EXAMPLE_PREEMPTION_AWARE, "fallback");
+    let applied = reg
+        .apply_configmap(&configmap("jobset-system", "custom", &bytes, None))
+        .expect("accepted");
+    let e = reg.decide_outcome(&preempted("team")).expect_err("waits");
+    assert!(matches!(e.kind, ErrorKind::Compiling { .. }), "{e}");
+    assert_eq!(
+        decide_when_compiled(&reg, &preempted("team"))
+            .expect("decides")
+            .plugin,
+        applied.id
+    );
+}
