@@ -23,7 +23,11 @@ simulator:
    call) and then fixed: only the JobSets that select it hold their
    decision with `PolicyFailed=True` naming the plugin, none of them fails,
    a JobSet on the default plugins finishes meanwhile, and once the good
-   code is back the held JobSets finish and `PolicyFailed` turns False.
+   code is back the held JobSets finish and `PolicyFailed` turns False;
+5. the RBAC of deploy/ under the real authorizer (`kubectl auth can-i` as
+   the controller's ServiceAccount): ConfigMaps in its own namespace only,
+   and in every namespace (list, watch) with the namespace-plugins
+   component.
 
     python3 tests/differential/plugin_swap.py [--keep]
 
@@ -63,7 +67,15 @@ def logged(log_path: Path, *parts: str) -> bool:
 
 
 def in_force(log_path: Path, plugin_id: str) -> bool:
-    return logged(log_path, "policy plugin in force", plugin_id)
+    """Whether the controller put that version in force (compiled)."""
+    return logged(log_path, "policy plugin", "in force", plugin_id)
+
+
+def accepted(log_path: Path, plugin_id: str) -> bool:
+    """Whether the controller took that version: in force, or verified and
+    waiting for a JobSet to select it (the controller compiles plugins on
+    demand)."""
+    return in_force(log_path, plugin_id) or logged(log_path, "policy plugin verified", plugin_id)
 
 
 def training(name: str, config: bool) -> str:
@@ -109,7 +121,7 @@ def broken_then_fixed(ours, checks: Checks, jobset_bin: Path, good: Path, broken
             doc.setdefault("data", {})["config.json"] = config
         k(["apply", "--server-side", "--force-conflicts", "-f", "-"], input=yaml.safe_dump(doc))
         sha = doc["metadata"]["annotations"][SHA][:12]
-        wait(f"{name}@{sha} in force", lambda: in_force(ours.controller_log, f"{name}@{sha}"), timeout=120)
+        wait(f"{name}@{sha} accepted", lambda: accepted(ours.controller_log, f"{name}@{sha}"), timeout=120)
         return sha
 
     def get(js: str) -> dict:
@@ -181,6 +193,45 @@ def broken_then_fixed(ours, checks: Checks, jobset_bin: Path, good: Path, broken
                      str(doc["status"].get("restarts")))
 
 
+def rbac_on_the_real_authorizer(ours, checks: Checks) -> None:
+    """Step 5: what deploy/ lets the controller's ServiceAccount do with
+    ConfigMaps, asked of the real API server's RBAC authorizer: its own
+    namespace only from the base, every namespace (list and watch, no more)
+    once the namespace-plugins component's ClusterRole is bound."""
+    k = ours.kubectl
+    sa = "system:serviceaccount:jobset-system:jobset-controller"
+
+    def can(verb: str, *where: str) -> bool:
+        out = k(["auth", "can-i", verb, "configmaps", f"--as={sa}", *where], check=False).stdout.strip()
+        return out == "yes"
+
+    base = {(verb, w): can(verb, *where) for verb in ("list", "watch", "create")
+            for w, where in (("own", ("-n", "jobset-system")), ("tenant", ("-n", "plugin-swap-4")),
+                             ("all", ("--all-namespaces",)))}
+    checks.check(base[("list", "own")] and base[("watch", "own")],
+                 "rbac, base: the controller lists and watches ConfigMaps in its namespace", str(base))
+    checks.check(not any(base[(v, w)] for v in ("list", "watch", "create") for w in ("tenant", "all")),
+                 "rbac, base: no ConfigMap access outside its namespace", str(base))
+    rendered = run(["kubectl", "kustomize", str(REPO / "examples" / "namespace-plugins")]).stdout
+    rbac = [d for d in yaml.safe_load_all(rendered)
+            if d and d["kind"] in ("ClusterRole", "ClusterRoleBinding")
+            and d["metadata"]["name"] == "jobset-controller-namespace-plugins"]
+    checks.check(len(rbac) == 2, "rbac, component: the overlay renders its ClusterRole and binding",
+                 str([d["kind"] for d in rbac]))
+    k(["apply", "--server-side", "-f", "-"], input="---\n".join(yaml.safe_dump(d) for d in rbac))
+
+    def granted() -> bool:
+        return can("list", "--all-namespaces") and can("watch", "-n", "plugin-swap-4")
+
+    try:
+        wait("the namespace-plugins ClusterRole in force", granted, timeout=30)
+        checks.check(True, "rbac, component: list and watch ConfigMaps in every namespace")
+    except TimeoutError as e:
+        checks.check(False, "rbac, component: list and watch ConfigMaps in every namespace", str(e))
+    checks.check(not can("create", "-n", "plugin-swap-4") and not can("get", "--all-namespaces"),
+                 "rbac, component: nothing more than list and watch")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
@@ -206,7 +257,8 @@ def main() -> int:
         packed = run([str(jobset_bin), "policy", "pack", str(wasm), "--name", PLUGIN]).stdout
         sha = yaml.safe_load(packed)["metadata"]["annotations"][SHA]
         k(["apply", "--server-side", "-f", "-"], input=packed)
-        wait("the custom plugin in force", lambda: in_force(ours.controller_log, f"{PLUGIN}@{sha[:12]}"), timeout=120)
+        wait("the custom plugin accepted", lambda: accepted(ours.controller_log, f"{PLUGIN}@{sha[:12]}"),
+             timeout=120)
         ns = "plugin-swap-1"
         js, conds = play_training(ours, ns, True, scenario)
         checks.check(terminal(js) == ("Completed", "AllJobsCompleted"), "custom plugin: the JobSet completes",
@@ -224,7 +276,11 @@ def main() -> int:
         checks.check(any(r == "PreemptedRestart" and m.endswith(f"(policy {PLUGIN}@{sha[:12]})") for r, m in reasons),
                      "custom plugin: a PreemptedRestart event signed by the plugin", str(reasons))
 
+        checks.check(in_force(ours.controller_log, f"{PLUGIN}@{sha[:12]}"),
+                     "custom plugin: compiled once a JobSet selected it")
+
         # 2. The same name, other code: the default outcome plugin's Wasm.
+        # JobSets use the plugin now, so the update is compiled at once.
         default = yaml.safe_load((REPO / "deploy" / "plugins" / "default-outcome.yaml").read_text())
         default["metadata"]["name"] = f"jobset-policy-{PLUGIN}"
         default["metadata"]["labels"]["policy.jobset.dev/plugin"] = PLUGIN
@@ -261,6 +317,7 @@ def main() -> int:
         checks.check(conds.get("Failed", {}).get("message") == want,
                      "bad sha256: the version in force still decides", repr(conds.get("Failed", {}).get("message")))
         broken_then_fixed(ours, checks, jobset_bin, wasm, hostile)
+        rbac_on_the_real_authorizer(ours, checks)
         for p in ours.problems():
             checks.check(False, "ours: no backend problem", p)
     except Exception as e:

@@ -233,13 +233,15 @@ where
 
 #[test]
 fn a_component_built_to_compile_slowly_is_abandoned_at_the_deadline_and_costs_no_one_else() {
-    // 400 KB that take seconds to compile, under a 300 ms deadline.
-    let slow = jobset_e2e::slow_compile::slow_to_compile(20_000);
+    // 600 KB that take about 5 s to compile, under a 1.5 s deadline (a
+    // real plugin takes 0.2-0.4 s in this build: the deadline must not
+    // catch the fixed plugin's compile on a loaded machine either).
+    let slow = jobset_e2e::slow_compile::slow_to_compile(30_000);
     runtime().block_on(async {
         let rt = Runtime::new(Default::default()).expect("a runtime");
         let mut config = RegistryConfig::new(NS);
         config.compile_on_demand = true;
-        config.compile_deadline = Duration::from_millis(300);
+        config.compile_deadline = Duration::from_millis(1500);
         let registry = Arc::new(Registry::new(rt.clone(), config).expect("the registry starts"));
         let engine: Arc<dyn PolicyEngine> = registry.clone();
         let plugins: Arc<dyn PluginConfigMaps> = registry.clone();
@@ -278,7 +280,7 @@ fn a_component_built_to_compile_slowly_is_abandoned_at_the_deadline_and_costs_no
             failed.message.contains("could not be loaded")
                 && failed
                     .message
-                    .contains("longer than the 300ms deadline and was abandoned"),
+                    .contains("longer than the 1.5s deadline and was abandoned"),
             "{}",
             failed.message
         );
@@ -317,7 +319,7 @@ fn a_component_built_to_compile_slowly_is_abandoned_at_the_deadline_and_costs_no
         assert!(
             metrics.contains("jobset_plugin_compiles_abandoned_total 1\n")
                 && metrics.contains("jobset_plugins_failed 1\n")
-                && metrics.contains("jobset_plugin_compile_deadline_milliseconds 300\n"),
+                && metrics.contains("jobset_plugin_compile_deadline_milliseconds 1500\n"),
             "{metrics}"
         );
         // A real plugin in its place is compiled (after the abandoned

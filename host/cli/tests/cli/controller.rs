@@ -391,7 +391,7 @@ fn with_trusted_keys_the_controller_rejects_an_unsigned_plugin_with_an_event_and
         // Verified, and compiled only when a JobSet selects it.
         "jobset_plugins_pending 1",
         "jobset_plugins_compiling 0",
-        "jobset_plugin_compile_deadline_milliseconds 10000",
+        "jobset_plugin_compile_deadline_milliseconds 5000",
         "jobset_plugin_compiles_abandoned_total 0",
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
@@ -401,4 +401,259 @@ fn with_trusted_keys_the_controller_rejects_an_unsigned_plugin_with_an_event_and
             .any(|l| l.starts_with("jobset_compiled_plugin_bytes ") && !l.ends_with(" 0")),
         "{text}"
     );
+}
+
+/// Resident memory of a process, from /proc (Linux), in bytes.
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// The value of a metric line `name value`.
+fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    get(addr, "/metrics").1.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|v| v.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// A plugin ConfigMap in `namespace` whose component is the example plugin
+/// under a sha256 of its own (a custom section naming `name` appended).
+fn distinct_plugin(namespace: &str, name: &str) -> k8s_openapi::api::core::v1::ConfigMap {
+    let mut wasm = jobset_policy::builtin::EXAMPLE_PREEMPTION_AWARE.to_vec();
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name.as_bytes());
+    wasm.push(0);
+    wasm.push(payload.len() as u8);
+    wasm.extend_from_slice(&payload);
+    serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"policy.jobset.dev/plugin": name},
+        },
+        "binaryData": {"plugin.wasm": base64_encode(&wasm)},
+    }))
+    .expect("a ConfigMap")
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn tenant_jobset(name: &str, namespace: &str, plugin: Option<&str>) -> jobset_api::JobSet {
+    let annotations = plugin
+        .map(|p| format!("annotations: {{policy.jobset.dev/outcome: {p}}}, "))
+        .unwrap_or_default();
+    jobset_api::parse_jobset_yaml(&format!(
+        r#"
+apiVersion: jobset.x-k8s.io/v1alpha2
+kind: JobSet
+metadata: {{name: {name}, {annotations}namespace: {namespace}}}
+spec:
+  replicatedJobs:
+  - name: workers
+    replicas: 2
+    template: {{spec: {{template: {{spec: {{restartPolicy: Never, containers: [{{name: c, image: busybox}}]}}}}}}}}
+"#
+    ))
+    .expect("fixture")
+}
+
+fn completed(js: &jobset_api::JobSet) -> bool {
+    js.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Completed" && c.status == "True")
+    })
+}
+
+#[test]
+fn a_flood_of_500_plugin_configmaps_in_one_namespace_compiles_nothing_and_healthy_jobsets_finish() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let kc = dir.join("kubeconfig");
+    let scenario = dir.join("scenario.yaml");
+    std::fs::write(&scenario, "defaultDuration: 2s\nstartDelay: 0s\n").expect("writes");
+    let _sim = crate::common::serve_sim_with(
+        &kc,
+        "on",
+        &["--scenario", scenario.to_str().expect("utf-8")],
+    );
+    let rt = runtime();
+    let client = rt.block_on(client(&kc));
+    rt.block_on(async {
+        register_crd(&client).await;
+        let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        for name in ["jobset-system", "tenant"] {
+            ns.create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+                    .expect("ns"),
+            )
+            .await
+            .expect("namespace created");
+        }
+    });
+    let (metrics, health) = (free_addr(), free_addr());
+    let ctl = Proc(
+        jobset()
+            .args([
+                "controller",
+                "--plugin-namespace",
+                "jobset-system",
+                "--namespace-plugins",
+            ])
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["--metrics-addr", &metrics.to_string()])
+            .args(["--health-addr", &health.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("jobset controller starts"),
+    );
+    wait_for("/readyz is ok", Duration::from_secs(60), || {
+        get(health, "/readyz").0 == 200
+    });
+    let pid = ctl.0.id();
+    let compiled_before = metric(metrics, "jobset_compiled_plugins").expect("the metric");
+    let rss_before = rss(pid);
+    let jobsets: Api<jobset_api::JobSet> = Api::namespaced(client.clone(), "default");
+    let started = Instant::now();
+    let mut rss_peak = rss_before;
+    rt.block_on(async {
+        for i in 0..3 {
+            jobsets
+                .create(
+                    &PostParams::default(),
+                    &tenant_jobset(&format!("healthy-{i}"), "default", None),
+                )
+                .await
+                .expect("created");
+        }
+    });
+    // The flood arrives from another client while the healthy JobSets run.
+    let flood = {
+        let kc = kc.clone();
+        std::thread::spawn(move || {
+            let rt = runtime();
+            let flooder = rt.block_on(self::client(&kc));
+            let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+                Api::namespaced(flooder, "tenant");
+            let started = Instant::now();
+            for i in 0..500 {
+                rt.block_on(cms.create(
+                    &PostParams::default(),
+                    &distinct_plugin("tenant", &format!("p{i}")),
+                ))
+                .expect("created");
+            }
+            started.elapsed()
+        })
+    };
+    wait_for(
+        "the healthy JobSets complete",
+        Duration::from_secs(180),
+        || {
+            rss_peak = rss_peak.max(rss(pid));
+            (0..3).all(|i| {
+                rt.block_on(jobsets.get(&format!("healthy-{i}")))
+                    .is_ok_and(|js| completed(&js))
+            })
+        },
+    );
+    let healthy_done = started.elapsed();
+    while !flood.is_finished() {
+        rss_peak = rss_peak.max(rss(pid));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let flooded = flood.join().expect("the flood thread");
+    wait_for(
+        "the flood is refused past the limit",
+        Duration::from_secs(120),
+        || {
+            rss_peak = rss_peak.max(rss(pid));
+            metric(metrics, "jobset_plugins_in_force") == Some(16)
+                && metric(metrics, "jobset_plugins_pending") == Some(16)
+        },
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "tenant");
+    wait_for(
+        "an event on each refused ConfigMap",
+        Duration::from_secs(120),
+        || {
+            rt.block_on(events.list(&ListParams::default()))
+                .map(|l| {
+                    l.items
+                        .iter()
+                        .filter(|e| {
+                            e.reason.as_deref() == Some("PluginRejected")
+                                && e.note.as_deref().is_some_and(|n| {
+                                    n.contains("namespace tenant already has 16 plugins in force")
+                                })
+                        })
+                        .count()
+                        == 484
+                })
+                .unwrap_or(false)
+        },
+    );
+    assert_eq!(
+        metric(metrics, "jobset_compiled_plugins"),
+        Some(compiled_before),
+        "the flood compiled nothing"
+    );
+    let rss_after = rss(pid);
+    eprintln!(
+        "flood of 500 ConfigMaps: created in {flooded:?}, healthy JobSets (2 s pods) done {healthy_done:?} after they were created; \
+         controller RSS {} MiB before, {} MiB at peak, {} MiB after",
+        rss_before >> 20,
+        rss_peak >> 20,
+        rss_after >> 20
+    );
+    // The flood's bytes (500 components of about 190 KB, 95 MB) pass
+    // through the watch; only the 16 accepted ones are kept.
+    let flood_bytes = 500 * jobset_policy::builtin::EXAMPLE_PREEMPTION_AWARE.len() as u64;
+    assert!(
+        rss_after.saturating_sub(rss_before) < flood_bytes / 2,
+        "the controller kept the flood: {} MiB before, {} MiB after ({} MiB of ConfigMaps)",
+        rss_before >> 20,
+        rss_after >> 20,
+        flood_bytes >> 20
+    );
+    // A tenant JobSet selecting one of its plugins compiles that one alone.
+    rt.block_on(async {
+        let tenant: Api<jobset_api::JobSet> = Api::namespaced(client.clone(), "tenant");
+        tenant
+            .create(
+                &PostParams::default(),
+                &tenant_jobset("uses-p3", "tenant", Some("p3")),
+            )
+            .await
+            .expect("created");
+    });
+    let tenant: Api<jobset_api::JobSet> = Api::namespaced(client.clone(), "tenant");
+    wait_for(
+        "the tenant JobSet completes",
+        Duration::from_secs(180),
+        || {
+            rt.block_on(tenant.get("uses-p3"))
+                .is_ok_and(|js| completed(&js))
+        },
+    );
+    assert_eq!(
+        metric(metrics, "jobset_compiled_plugins"),
+        Some(compiled_before + 1)
+    );
+    assert_eq!(metric(metrics, "jobset_plugins_pending"), Some(15));
 }
