@@ -67,6 +67,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether `jobset ARGS...` parses, without running it; the error says
+/// which argument is wrong. Lets a test check the arguments `deploy/`
+/// gives the controller against its flags.
+pub fn check_args(args: &[&str]) -> Result<(), String> {
+    Cli::try_parse_from(std::iter::once("jobset").chain(args.iter().copied()))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Runs `jobset ARGS...` in-process with its output captured, as tests do:
 /// the exit code and everything the command wrote (error messages
 /// included). Only `run` is captured; other commands write to stdout.

@@ -91,6 +91,13 @@ pub struct ControllerArgs {
     /// the plugin reported as not loaded (compile on demand).
     #[arg(long, default_value_t = jobset_policy::registry::DEFAULT_COMPILE_DEADLINE.as_millis() as u64, value_name = "MS")]
     pub plugin_compile_deadline_ms: u64,
+    /// Compiled plugin components kept for reuse (least recently used go
+    /// first; a plugin in force keeps its own).
+    #[arg(long, default_value_t = jobset_policy::Limits::default().max_compiled)]
+    pub max_compiled_plugins: usize,
+    /// Mebibytes of machine code that cache may hold.
+    #[arg(long, default_value_t = jobset_policy::Limits::default().max_compiled_bytes >> 20, value_name = "MIB")]
+    pub max_compiled_plugin_mib: usize,
     /// Feature gates: `Name=true|false,...` (upstream names).
     #[arg(long, value_delimiter = ',')]
     pub feature_gates: Vec<String>,
@@ -112,12 +119,16 @@ pub fn plugin_registry(
     let mut config = RegistryConfig::new(namespace);
     config.namespace_plugins = namespace_plugins;
     config.trust = trust;
-    registry_with(config)
+    registry_with(config, Default::default())
 }
 
-/// The registry of `config`, with the default plugins built in.
-pub fn registry_with(config: RegistryConfig) -> Result<Arc<Registry>, Failure> {
-    let runtime = Runtime::new(Default::default())
+/// The registry of `config`, with the default plugins built in, in a
+/// runtime with `limits`.
+pub fn registry_with(
+    config: RegistryConfig,
+    limits: jobset_policy::Limits,
+) -> Result<Arc<Registry>, Failure> {
+    let runtime = Runtime::new(limits)
         .map_err(|e| Failure::Internal(format!("starting the Wasm runtime: {e}")))?;
     let registry = Registry::new(runtime, config)
         .map_err(|e| Failure::Internal(format!("loading the default plugins: {e}")))?;
@@ -284,7 +295,12 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
         registry_config.max_plugins_per_namespace = args.max_plugins_per_namespace;
         registry_config.compile_on_demand = args.compile_plugins_on_demand;
         registry_config.compile_deadline = Duration::from_millis(args.plugin_compile_deadline_ms);
-        let registry = registry_with(registry_config)?;
+        let limits = jobset_policy::Limits {
+            max_compiled: args.max_compiled_plugins,
+            max_compiled_bytes: args.max_compiled_plugin_mib << 20,
+            ..Default::default()
+        };
+        let registry = registry_with(registry_config, limits)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             signal().await;

@@ -461,3 +461,49 @@ fn namespace_plugins_are_off_in_the_base_and_on_with_the_component() {
         "{with}"
     );
 }
+
+#[test]
+fn the_deployment_passes_the_controller_only_flags_it_has_with_the_settings_of_its_configmap() {
+    let rendered = kustomize();
+    let docs: Vec<serde_yaml::Value> = rendered
+        .split("\n---\n")
+        .map(|d| serde_yaml::from_str(d).expect("YAML"))
+        .collect();
+    let of = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| {
+                d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("the render has {kind} {name}"))
+            .clone()
+    };
+    let settings = of("ConfigMap", "jobset-controller-config");
+    let deployment = of("Deployment", "jobset-controller");
+    let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .expect("the controller's args")
+        .iter()
+        .map(|a| {
+            let mut a = a.as_str().expect("a string").to_string();
+            // $(VAR) from the ConfigMap, as the kubelet expands it.
+            while let Some(start) = a.find("$(") {
+                let end = start + a[start..].find(')').expect("a closing parenthesis");
+                let var = &a[start + 2..end];
+                let value = settings["data"][var]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{var} is not in jobset-controller-config"));
+                a.replace_range(start..=end, value);
+            }
+            a
+        })
+        .collect();
+    assert!(
+        args.iter().any(|a| a == "--compile-plugins-on-demand=true")
+            && args
+                .iter()
+                .any(|a| a == "--plugin-compile-deadline-ms=5000"),
+        "{args:?}"
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    jobset::cli::check_args(&args).unwrap_or_else(|e| panic!("jobset {args:?}: {e}"));
+}
