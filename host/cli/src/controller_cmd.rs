@@ -98,6 +98,11 @@ pub struct ControllerArgs {
     /// Mebibytes of machine code that cache may hold.
     #[arg(long, default_value_t = jobset_policy::Limits::default().max_compiled_bytes >> 20, value_name = "MIB")]
     pub max_compiled_plugin_mib: usize,
+    /// Record every policy decision (inputs, verdict, plugin, JobSet,
+    /// time) for `jobset policy replay`: as YAML files in this folder, or
+    /// `log` for one JSON line each in the log (target jobset::decision).
+    #[arg(long, value_name = "DIR|log")]
+    pub record_decisions: Option<String>,
     /// Feature gates: `Name=true|false,...` (upstream names).
     #[arg(long, value_delimiter = ',')]
     pub feature_gates: Vec<String>,
@@ -301,6 +306,16 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
             ..Default::default()
         };
         let registry = registry_with(registry_config, limits)?;
+        match args.record_decisions.as_deref() {
+            None => {}
+            Some("log") => registry
+                .record_decisions(Some(Arc::new(jobset_policy::recording::LogSink))),
+            Some(dir) => {
+                let sink = jobset_policy::recording::DirectorySink::new(dir)
+                    .map_err(|e| bad_input(format!("--record-decisions: {e}")))?;
+                registry.record_decisions(Some(Arc::new(sink)));
+            }
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             signal().await;

@@ -18,6 +18,18 @@ pub enum PolicyCommand {
         #[arg(long)]
         scenario: PathBuf,
     },
+    /// Runs a plugin over recorded decisions (`jobset run --record`,
+    /// `jobset controller --record-decisions`) and prints, per decision,
+    /// whether it decides the same; exits 1 when any differs.
+    Replay {
+        /// The plugin: a .wasm file, or an embedded one by name
+        /// (default-startup, default-outcome, default-placement,
+        /// preemption-aware).
+        plugin: String,
+        /// Recording files, or folders of them (every .yaml inside).
+        #[arg(required = true)]
+        recordings: Vec<PathBuf>,
+    },
     /// Prints the ConfigMap that carries a plugin.
     Pack {
         file: PathBuf,
@@ -155,6 +167,7 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
                 }
             }
         }
+        PolicyCommand::Replay { plugin, recordings } => replay(&plugin, &recordings)?,
         PolicyCommand::Pack {
             file,
             name,
@@ -216,6 +229,134 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// The bytes of a plugin named on the command line: a file, or one the
+/// binary embeds.
+fn plugin_bytes(spec: &str) -> Result<Vec<u8>, Failure> {
+    if let Ok(bytes) = std::fs::read(spec) {
+        return Ok(bytes);
+    }
+    let embedded = jobset_policy::Slot::ALL
+        .into_iter()
+        .find(|s| jobset_policy::builtin::default_name(*s) == spec)
+        .map(jobset_policy::builtin::default_bytes)
+        .or_else(|| crate::run::embedded_example(spec));
+    embedded.map(<[u8]>::to_vec).ok_or_else(|| {
+        bad_input(format!(
+            "{spec}: no such file, nor a plugin the binary embeds (default-startup, \
+             default-outcome, default-placement, {})",
+            crate::run::EMBEDDED_EXAMPLES.join(", ")
+        ))
+    })
+}
+
+/// The recording files among `paths` (folders give their .yaml files,
+/// sorted), in order.
+fn recording_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| bad_input(format!("{}: {e}", path.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                .collect();
+            inside.sort();
+            if inside.is_empty() {
+                return Err(bad_input(format!(
+                    "{}: no recordings (.yaml) in it",
+                    path.display()
+                )));
+            }
+            files.extend(inside);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn replay(plugin: &str, paths: &[PathBuf]) -> Result<(), Failure> {
+    let bytes = plugin_bytes(plugin)?;
+    let loaded = runtime()?
+        .load(plugin, &bytes)
+        .map_err(|e| bad_input(e.to_string()))?;
+    let mut recordings = Vec::new();
+    for file in recording_files(paths)? {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+        let recording = jobset_policy::recording::Recording::from_yaml(&text)
+            .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+        recordings.push((file, recording));
+    }
+    // A plugin replaces the slots it exports; the others' decisions are
+    // not its to make.
+    let total = recordings.len();
+    recordings.retain(|(_, r)| loaded.exports(r.slot));
+    let skipped = total - recordings.len();
+    if recordings.is_empty() {
+        return Err(bad_input(format!(
+            "none of the {total} recorded decisions is of a slot {} exports ({})",
+            loaded.id(),
+            loaded
+                .info()
+                .exported
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut out = format!(
+        "replaying {} decisions with {}{}\n{:<8} {:<10} {:<40} RECORDING\n",
+        recordings.len(),
+        loaded.id(),
+        if skipped > 0 {
+            format!(" ({skipped} of other slots skipped)")
+        } else {
+            String::new()
+        },
+        "RESULT",
+        "SLOT",
+        "JOBSET"
+    );
+    let mut different = 0;
+    for (file, recording) in &recordings {
+        let r = jobset_policy::recording::replay(&loaded, recording);
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<8} {:<10} {:<40} {name}\n",
+            if r.same { "same" } else { "DIFFERS" },
+            recording.slot.as_str(),
+            recording.jobset
+        ));
+        if !r.same {
+            different += 1;
+            out.push_str(&format!(
+                "  recorded ({}): {}\n",
+                recording.plugin, r.recorded
+            ));
+            out.push_str(&format!("  replayed ({}): {}\n", loaded.id(), r.replayed));
+        }
+    }
+    out.push_str(&format!(
+        "{} decisions: {} same, {different} different\n",
+        recordings.len(),
+        recordings.len() - different
+    ));
+    emit(&out)?;
+    if different > 0 {
+        return Err(Failure::Outcome(format!(
+            "{different} of {} decisions differ with {}",
+            recordings.len(),
+            loaded.id()
+        )));
     }
     Ok(())
 }

@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Write a picture of the run (one row per Job, over virtual time) here.
     #[arg(long, value_name = "FILE.svg")]
     pub timeline: Option<PathBuf>,
+    /// Record every policy decision (its inputs and verdict) as a YAML
+    /// file in this folder, for `jobset policy replay`.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// Feature gates, as `jobset controller --feature-gates` takes them
     /// (`RestartJob=true,...`); upstream's alpha gates are off by default.
     #[arg(long, value_delimiter = ',')]
@@ -93,9 +97,9 @@ fn parse_duration(text: &str) -> Result<Duration, Failure> {
 }
 
 /// Example plugins shipped inside the binary, usable by name.
-const EMBEDDED_EXAMPLES: [&str; 1] = ["preemption-aware"];
+pub(crate) const EMBEDDED_EXAMPLES: [&str; 1] = ["preemption-aware"];
 
-fn embedded_example(name: &str) -> Option<&'static [u8]> {
+pub(crate) fn embedded_example(name: &str) -> Option<&'static [u8]> {
     match name {
         "preemption-aware" => Some(jobset_policy::builtin::EXAMPLE_PREEMPTION_AWARE),
         _ => None,
@@ -166,6 +170,11 @@ fn registry(args: &RunArgs) -> Result<Arc<Registry>, Failure> {
         packed.push((spec.clone(), yaml));
     }
     let registry = Registry::new(runtime, config).map_err(|e| Failure::Internal(e.to_string()))?;
+    if let Some(dir) = &args.record {
+        let sink = jobset_policy::recording::DirectorySink::new(dir)
+            .map_err(|e| bad_input(format!("--record: {e}")))?;
+        registry.record_decisions(Some(Arc::new(sink)));
+    }
     for (spec, yaml) in packed {
         let cm = serde_yaml::from_str(&yaml).map_err(|e| Failure::Internal(e.to_string()))?;
         registry

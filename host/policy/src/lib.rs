@@ -20,6 +20,7 @@ pub mod error;
 mod lower;
 pub mod offload;
 pub mod plugin;
+pub mod recording;
 pub mod registry;
 pub mod runtime;
 mod sandbox;

@@ -19,6 +19,7 @@ use crate::compile::{Compiler, Job};
 use crate::engine::{Decision, PolicyEngine};
 use crate::error::{ErrorKind, LoadError, PolicyError};
 use crate::plugin::WasmPlugin;
+use crate::recording::{DecisionSink, Recording};
 use crate::runtime::{Runtime, sha256_hex};
 use crate::snapshot::{
     JobPlacement, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
@@ -204,6 +205,8 @@ pub struct Registry {
     breakers: Arc<Breakers>,
     compiler: Compiler,
     listener: Arc<RwLock<Option<Listener>>>,
+    /// Where every decision is recorded, when set.
+    sink: RwLock<Option<Arc<dyn DecisionSink>>>,
 }
 
 impl Registry {
@@ -228,6 +231,7 @@ impl Registry {
             builtins,
             builtin_digests,
             listener: Arc::new(RwLock::new(None)),
+            sink: RwLock::new(None),
         })
     }
 
@@ -263,6 +267,13 @@ impl Registry {
             }
         }
         stats
+    }
+
+    /// Records every decision from now on in `sink` (none: stop).
+    pub fn record_decisions(&self, sink: Option<Arc<dyn DecisionSink>>) {
+        if let Ok(mut s) = self.sink.write() {
+            *s = sink;
+        }
     }
 
     /// Calls `listener` (on the compile thread) each time a compile on
@@ -661,12 +672,25 @@ impl Registry {
         Err(PolicyError { plugin, slot, kind })
     }
 
-    fn decide<T>(
+    fn decide<T: serde::Serialize>(
         &self,
         snapshot: &Snapshot,
         slot: Slot,
+        request: Option<&PlacementRequest>,
         call: impl Fn(&WasmPlugin, &Snapshot) -> Result<T, PolicyError>,
     ) -> Result<Decision<T>, PolicyError> {
+        let sink = self.sink.read().ok().and_then(|s| s.clone());
+        // What the deciding plugin saw and who it was, for the recording.
+        let mut seen: Option<(Snapshot, String)> = None;
+        let mut run = |plugin: &WasmPlugin, config: String| {
+            let mut input = snapshot.clone();
+            input.config = config;
+            let result = call(plugin, &input);
+            if sink.is_some() {
+                seen = Some((input, plugin.info().sha256.clone()));
+            }
+            result
+        };
         let annotations: BTreeMap<String, String> = snapshot
             .jobset
             .annotations
@@ -683,9 +707,7 @@ impl Registry {
                         kind: ErrorKind::CircuitOpen { failures, retry_in },
                     });
                 }
-                let mut input = snapshot.clone();
-                input.config = config;
-                let result = call(&plugin, &input);
+                let result = run(&plugin, config);
                 self.breakers.record(plugin.id(), result.is_ok());
                 result.map(|verdict| Decision {
                     verdict,
@@ -693,41 +715,59 @@ impl Registry {
                     fallback_from: None,
                 })
             });
-        let error = match attempt {
-            Ok(d) => return Ok(d),
-            Err(e) => e,
-        };
         let mode = self
             .config
             .failure_modes
             .get(&slot)
             .copied()
             .unwrap_or_default();
-        match (mode, self.builtins.get(&slot)) {
-            // A plugin being compiled is waited for, not replaced.
-            (_, _) if matches!(error.kind, ErrorKind::Compiling { .. }) => Err(error),
-            (FailureMode::Fallback, Some(default)) if error.plugin != default.id() => {
-                let mut input = snapshot.clone();
-                input.config = String::new();
-                let verdict = call(default, &input)?;
-                Ok(Decision {
-                    verdict,
-                    plugin: default.id().to_string(),
-                    fallback_from: Some(error),
-                })
-            }
-            _ => Err(error),
+        let decided = match attempt {
+            Ok(d) => Ok(d),
+            Err(error) => match (mode, self.builtins.get(&slot)) {
+                // A plugin being compiled is waited for, not replaced.
+                (_, _) if matches!(error.kind, ErrorKind::Compiling { .. }) => Err(error),
+                (FailureMode::Fallback, Some(default)) if error.plugin != default.id() => {
+                    run(default, String::new()).map(|verdict| Decision {
+                        verdict,
+                        plugin: default.id().to_string(),
+                        fallback_from: Some(error),
+                    })
+                }
+                _ => Err(error),
+            },
+        };
+        if let (Some(sink), Some((input, sha256))) = (sink, seen) {
+            let plugin = match &decided {
+                Ok(d) => d.plugin.clone(),
+                Err(e) => e.plugin.clone(),
+            };
+            sink.record(&Recording {
+                contract: crate::recording::CONTRACT.to_string(),
+                time: k8s_openapi::jiff::Timestamp::now().to_string(),
+                jobset: format!("{}/{}", input.jobset.namespace, input.jobset.name),
+                plugin,
+                sha256,
+                slot,
+                snapshot: input,
+                request: request.cloned(),
+                verdict: decided
+                    .as_ref()
+                    .ok()
+                    .map(|d| crate::recording::to_value(&d.verdict)),
+                error: decided.as_ref().err().map(|e| e.to_string()),
+            });
         }
+        decided
     }
 }
 
 impl PolicyEngine for Registry {
     fn decide_startup(&self, snapshot: &Snapshot) -> Result<Decision<StartupVerdict>, PolicyError> {
-        self.decide(snapshot, Slot::Startup, |p, s| p.startup(s))
+        self.decide(snapshot, Slot::Startup, None, |p, s| p.startup(s))
     }
 
     fn decide_outcome(&self, snapshot: &Snapshot) -> Result<Decision<OutcomeVerdict>, PolicyError> {
-        self.decide(snapshot, Slot::Outcome, |p, s| p.outcome(s))
+        self.decide(snapshot, Slot::Outcome, None, |p, s| p.outcome(s))
     }
 
     fn decide_placement(
@@ -735,7 +775,9 @@ impl PolicyEngine for Registry {
         snapshot: &Snapshot,
         request: &PlacementRequest,
     ) -> Result<Decision<Vec<JobPlacement>>, PolicyError> {
-        self.decide(snapshot, Slot::Placement, |p, s| p.placement(s, request))
+        self.decide(snapshot, Slot::Placement, Some(request), |p, s| {
+            p.placement(s, request)
+        })
     }
 }
 

@@ -104,6 +104,8 @@ fn the_controller_creates_jobs_serves_metrics_and_releases_its_lease_on_sigterm(
             ])
             .arg("--kubeconfig")
             .arg(&kc)
+            .arg("--record-decisions")
+            .arg(dir.join("decisions"))
             .args(["--metrics-addr", &metrics.to_string()])
             .args(["--health-addr", &health.to_string()])
             .stderr(Stdio::piped())
@@ -129,6 +131,21 @@ fn the_controller_creates_jobs_serves_metrics_and_releases_its_lease_on_sigterm(
             .map(|l| l.items.len() == 3)
             .unwrap_or(false)
     });
+    // Each decision is recorded, for `jobset policy replay`.
+    let startup = std::fs::read_dir(dir.join("decisions"))
+        .expect("the recording folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with("-default-hello-startup.yaml"))
+        .expect("a recorded startup decision");
+    let recorded = jobset_policy::recording::Recording::from_yaml(
+        &std::fs::read_to_string(&startup).expect("reads"),
+    )
+    .expect("a recording");
+    assert_eq!(
+        (recorded.jobset.as_str(), recorded.slot),
+        ("default/hello", jobset_policy::Slot::Startup)
+    );
+    assert!(recorded.plugin.starts_with("default-startup@") && recorded.verdict.is_some());
     let (code, text) = get(metrics, "/metrics");
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("text/plain; version=0.0.4"), "{text}");

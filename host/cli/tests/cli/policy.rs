@@ -259,3 +259,171 @@ fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// Records `jobset run` of the host-maintenance example (with `plugin`
+/// deciding outcomes, if given) into `dir`.
+fn record_run(dir: &Path, plugin: Option<&str>) {
+    let example = repo().join("examples/host-maintenance.yaml");
+    let scenario = repo().join("examples/host-maintenance.scenario.yaml");
+    let mut args = vec![
+        "run".to_string(),
+        example.display().to_string(),
+        "--scenario".to_string(),
+        scenario.display().to_string(),
+        "--record".to_string(),
+        dir.display().to_string(),
+    ];
+    if let Some(p) = plugin {
+        args.extend(["--plugin".to_string(), format!("outcome={p}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = jobset_cmd(&args);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_recorded_run_replays_the_same_with_its_own_policy_and_shows_where_another_differs() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let recorded = dir.path().join("default");
+    record_run(&recorded, None);
+    let files = std::fs::read_dir(&recorded)
+        .expect("the recording folder")
+        .count();
+    assert!(files > 5, "{files} recordings");
+
+    // The policy that decided replays the same, exit 0; the decisions of
+    // other slots are not its to make.
+    let same = jobset_cmd(&[
+        "policy",
+        "replay",
+        "default-outcome",
+        recorded.to_str().expect("utf-8"),
+    ]);
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert_eq!(same.status.code(), Some(0), "{text}");
+    assert!(text.contains("2 decisions: 2 same, 0 different"), "{text}");
+    assert!(
+        text.contains(&format!("({} of other slots skipped)", files - 2)),
+        "{text}"
+    );
+
+    // The preemption-aware candidate restarts where the manifest's rules
+    // did, and restarts again where they failed the JobSet: exit 1, both
+    // verdicts shown.
+    let differs = jobset_cmd(&[
+        "policy",
+        "replay",
+        "preemption-aware",
+        recorded.to_str().expect("utf-8"),
+    ]);
+    let text = String::from_utf8_lossy(&differs.stdout);
+    assert_eq!(differs.status.code(), Some(1), "{text}");
+    assert!(text.contains("2 decisions: 0 same, 2 different"), "{text}");
+    assert!(
+        text.contains("recorded (default-outcome@")
+            && text.contains("\"reason\":\"ReachedMaxRestarts\"")
+            && text.contains("replayed (preemption-aware@")
+            && text.contains("\"condition_reason\":\"Preempted\""),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&differs.stderr)
+            .contains("2 of 2 decisions differ with preemption-aware@"),
+        "{}",
+        String::from_utf8_lossy(&differs.stderr)
+    );
+
+    // A run decided by the candidate replays the same with it.
+    let candidate = dir.path().join("candidate");
+    record_run(&candidate, Some("preemption-aware"));
+    let again = jobset_cmd(&[
+        "policy",
+        "replay",
+        "preemption-aware",
+        candidate.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+}
+
+#[test]
+fn replay_refuses_a_corrupted_recording_or_another_contract_naming_the_file_and_field() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let recorded = dir.path().join("rec");
+    record_run(&recorded, None);
+    let mut outcome = std::fs::read_dir(&recorded)
+        .expect("the folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with("-outcome.yaml"))
+        .collect::<Vec<_>>();
+    outcome.sort();
+    let good = std::fs::read_to_string(&outcome[0]).expect("reads");
+
+    let other = dir.path().join("other-contract.yaml");
+    std::fs::write(
+        &other,
+        good.replace("jobset:policy@0.1.0", "jobset:policy@9.0.0"),
+    )
+    .expect("writes");
+    let out = jobset_cmd(&[
+        "policy",
+        "replay",
+        "default-outcome",
+        other.to_str().expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("other-contract.yaml: contract: \"jobset:policy@9.0.0\" is not a version this jobset replays"),
+        "{err}"
+    );
+
+    let corrupted = dir.path().join("corrupted.yaml");
+    std::fs::write(&corrupted, good.replace("slot: outcome", "slot: sideways")).expect("writes");
+    let out = jobset_cmd(&[
+        "policy",
+        "replay",
+        "default-outcome",
+        corrupted.to_str().expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("corrupted.yaml: slot: unknown variant `sideways`"),
+        "{err}"
+    );
+
+    let truncated = dir.path().join("truncated.yaml");
+    std::fs::write(&truncated, &good[..good.len() / 2]).expect("writes");
+    let out = jobset_cmd(&[
+        "policy",
+        "replay",
+        "default-outcome",
+        truncated.to_str().expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("truncated.yaml: "), "{err}");
+
+    let nothing = jobset_cmd(&[
+        "policy",
+        "replay",
+        "no-such-plugin",
+        outcome[0].to_str().expect("utf-8"),
+    ]);
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&nothing.stderr)
+            .contains("no-such-plugin: no such file, nor a plugin the binary embeds"),
+        "{}",
+        String::from_utf8_lossy(&nothing.stderr)
+    );
+}
