@@ -347,3 +347,134 @@ fn a_component_built_to_compile_slowly_is_abandoned_at_the_deadline_and_costs_no
         env.stop().await;
     });
 }
+
+fn shadowed_jobset(name: &str, shadow: &str) -> String {
+    format!(
+        r#"
+apiVersion: jobset.x-k8s.io/v1alpha2
+kind: JobSet
+metadata: {{name: {name}, namespace: default, annotations: {{policy.jobset.dev/outcome-shadow: {shadow}}}}}
+spec:
+  failurePolicy: {{maxRestarts: 0}}
+  replicatedJobs:
+  - name: workers
+    replicas: 2
+    template: {{spec: {{template: {{spec: {{containers: [{{name: c, image: busybox}}]}}}}}}}}
+"#
+    )
+}
+
+#[test]
+fn shadow_plugins_agree_diverge_and_trap_and_the_active_decisions_stand() {
+    runtime().block_on(async {
+        let rt = Runtime::shared()
+            .expect("the policy runtime starts")
+            .clone();
+        let registry =
+            Arc::new(Registry::new(rt, RegistryConfig::new(NS)).expect("the registry starts"));
+        let engine: Arc<dyn PolicyEngine> = registry.clone();
+        let plugins: Arc<dyn PluginConfigMaps> = registry.clone();
+        let env = Env::start_with_plugins(engine, Some(plugins)).await;
+        let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), NS);
+        for (name, wasm, config) in [
+            // The active plugin's own code under another name: agrees.
+            ("twin", builtin::DEFAULT_OUTCOME, ""),
+            // Restarts after a preemption where the default fails: diverges.
+            ("candidate", builtin::EXAMPLE_PREEMPTION_AWARE, ""),
+            ("trapping", builtin::EXAMPLE_HOSTILE, "trap"),
+        ] {
+            cms.create(
+                &PostParams::default(),
+                &plugin_configmap(name, wasm, config),
+            )
+            .await
+            .expect("the plugin ConfigMap is stored");
+        }
+        env.settle().await;
+        for (js, shadow) in [
+            ("agrees", "twin"),
+            ("diverges", "candidate"),
+            ("traps", "trapping"),
+        ] {
+            env.create(&shadowed_jobset(js, shadow)).await;
+        }
+        // Every JobSet's first worker is preempted: with maxRestarts 0 the
+        // active (default) plugin fails each of them.
+        for js in ["agrees", "diverges", "traps"] {
+            let jobs = env.wait_jobs(js, 2).await;
+            env.fail_job(&jobs[0], "PodFailurePolicy", "pod was preempted")
+                .await;
+        }
+        for js in ["agrees", "diverges", "traps"] {
+            env.wait_condition(js, "Failed").await;
+        }
+        let metrics = || env.metrics.render();
+        wait_real("the three shadow decisions counted", || async {
+            let m = metrics();
+            [
+                "result=\"agree\"",
+                "result=\"diverge\"",
+                "result=\"shadow_failed\"",
+            ]
+            .iter()
+            .all(|r| {
+                m.lines()
+                    .any(|l| l.starts_with("jobset_shadow_decisions_total") && l.contains(r))
+            })
+        })
+        .await;
+        let m = metrics();
+        let line = |shadow: &str| {
+            m.lines()
+                .find(|l| {
+                    l.starts_with(
+                        "jobset_shadow_decisions_total{slot=\"outcome\",active=\"default-outcome@",
+                    ) && l.contains(&format!("shadow=\"{shadow}@"))
+                })
+                .unwrap_or_else(|| panic!("no shadow metric for {shadow}:\n{m}"))
+                .to_string()
+        };
+        assert!(line("twin").contains("result=\"agree\""), "{m}");
+        assert!(line("candidate").contains("result=\"diverge\""), "{m}");
+        assert!(line("trapping").contains("result=\"shadow_failed\""), "{m}");
+        // Only the divergence is an event, naming both plugins and verdicts.
+        let diverged = env.wait_event("diverges", "ShadowDiverged").await;
+        let note = diverged.note.clone().unwrap_or_default();
+        assert!(
+            note.starts_with("shadow plugin candidate@")
+                && note.contains("would decide outcome differently from default-outcome@")
+                && note.contains("(attempt 0)")
+                && note.contains("\"Fail\"")
+                && note.contains("\"RestartJobset\""),
+            "{note}"
+        );
+        assert_eq!(diverged.type_.as_deref(), Some("Normal"));
+        for quiet in ["agrees", "traps"] {
+            assert!(
+                !env.events(quiet)
+                    .await
+                    .iter()
+                    .any(|e| e.reason.as_deref() == Some("ShadowDiverged")),
+                "{quiet} has a divergence event"
+            );
+        }
+        // The active verdicts were applied: each failed, none restarted,
+        // and no PolicyFailed for the trapping shadow.
+        for js in ["agrees", "diverges", "traps"] {
+            let got = env.get(js).await;
+            let status = got.status.expect("a status");
+            assert_eq!(
+                (status.restarts, status.terminal_state.as_str()),
+                (0, "Failed"),
+                "{js}"
+            );
+            assert!(
+                env.condition(js, "PolicyFailed")
+                    .await
+                    .is_none_or(|c| c.status == "False"),
+                "{js}"
+            );
+        }
+        env.stop().await;
+    });
+}

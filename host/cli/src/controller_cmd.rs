@@ -98,6 +98,16 @@ pub struct ControllerArgs {
     /// Mebibytes of machine code that cache may hold.
     #[arg(long, default_value_t = jobset_policy::Limits::default().max_compiled_bytes >> 20, value_name = "MIB")]
     pub max_compiled_plugin_mib: usize,
+    /// Shadow plugins for every JobSet, `SLOT=NAME,...`: each gets the same
+    /// snapshots as the slot's active plugin and its verdicts are only
+    /// compared (a JobSet's `policy.jobset.dev/<slot>-shadow` annotation
+    /// comes first).
+    #[arg(
+        long = "shadow-plugin",
+        value_delimiter = ',',
+        value_name = "SLOT=NAME,..."
+    )]
+    pub shadow_plugins: Vec<String>,
     /// Record every policy decision (inputs, verdict, plugin, JobSet,
     /// time) for `jobset policy replay`: as YAML files in this folder, or
     /// `log` for one JSON line each in the log (target jobset::decision).
@@ -299,6 +309,18 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
         registry_config.trust = trust;
         registry_config.max_plugins_per_namespace = args.max_plugins_per_namespace;
         registry_config.compile_on_demand = args.compile_plugins_on_demand;
+        for spec in args.shadow_plugins.iter().filter(|s| !s.trim().is_empty()) {
+            let (slot, name) = spec
+                .split_once('=')
+                .and_then(|(slot, name)| Some((jobset_policy::Slot::parse(slot.trim())?, name.trim())))
+                .filter(|(_, name)| !name.is_empty())
+                .ok_or_else(|| {
+                    bad_input(format!(
+                        "--shadow-plugin {spec:?}: expected SLOT=NAME with SLOT startup, outcome or placement"
+                    ))
+                })?;
+            registry_config.shadows.insert(slot, name.to_string());
+        }
         registry_config.compile_deadline = Duration::from_millis(args.plugin_compile_deadline_ms);
         let limits = jobset_policy::Limits {
             max_compiled: args.max_compiled_plugins,

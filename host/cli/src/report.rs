@@ -203,3 +203,47 @@ pub fn stuck_reasons(unfinished: &[&Row], pods: &[Pod], record: &Record) -> Vec<
     }
     lines
 }
+
+/// The shadow plugins' decisions of a run: how many agreed, diverged or
+/// failed per slot and pair of plugins, then each divergence.
+pub fn print_shadows(out: &Output, reports: &[jobset_policy::shadow::ShadowReport], dropped: u64) {
+    use jobset_policy::shadow::ShadowResult;
+    out.line("\nShadow decisions:");
+    if reports.is_empty() {
+        out.line("  none (no decision of a shadowed slot was made)");
+    }
+    let mut tally: std::collections::BTreeMap<(String, String, String), [usize; 3]> =
+        std::collections::BTreeMap::new();
+    for r in reports {
+        let counts = tally
+            .entry((
+                r.slot.as_str().to_string(),
+                r.active.clone(),
+                r.shadow.clone(),
+            ))
+            .or_default();
+        counts[match r.result {
+            ShadowResult::Agree => 0,
+            ShadowResult::Diverge => 1,
+            ShadowResult::ShadowFailed => 2,
+        }] += 1;
+    }
+    for ((slot, active, shadow), [agree, diverge, failed]) in &tally {
+        out.line(&format!(
+            "  {slot}: {shadow} beside {active}: {agree} agree, {diverge} diverge, {failed} failed"
+        ));
+    }
+    for r in reports.iter().filter(|r| r.result != ShadowResult::Agree) {
+        out.line(&format!(
+            "  {} attempt {} ({}): {} decided {}",
+            r.jobset, r.attempt, r.slot, r.active, r.active_verdict
+        ));
+        out.line(&format!(
+            "    {} would decide {}",
+            r.shadow, r.shadow_verdict
+        ));
+    }
+    if dropped > 0 {
+        out.line(&format!("  {dropped} shadow calls dropped (queue full)"));
+    }
+}

@@ -61,6 +61,11 @@ pub struct RunArgs {
     /// Write a picture of the run (one row per Job, over virtual time) here.
     #[arg(long, value_name = "FILE.svg")]
     pub timeline: Option<PathBuf>,
+    /// Run this plugin beside the one deciding a slot, on the same
+    /// snapshots, and show where it would have decided otherwise; its
+    /// verdicts are never applied.
+    #[arg(long = "shadow", value_name = "SLOT=PATH.wasm")]
+    pub shadows: Vec<String>,
     /// Record every policy decision (its inputs and verdict) as a YAML
     /// file in this folder, for `jobset policy replay`.
     #[arg(long, value_name = "DIR")]
@@ -133,41 +138,51 @@ fn registry(args: &RunArgs) -> Result<Arc<Registry>, Failure> {
         .clone();
     let mut config = RegistryConfig::new(CONTROLLER_NAMESPACE);
     let mut packed = Vec::new();
-    for spec in &args.plugins {
+    for (flag, spec) in args
+        .plugins
+        .iter()
+        .map(|s| ("--plugin", s))
+        .chain(args.shadows.iter().map(|s| ("--shadow", s)))
+    {
         let (slot, path) = spec
             .split_once('=')
-            .ok_or_else(|| bad_input(format!("--plugin {spec:?}: expected SLOT=PATH.wasm")))?;
-        let slot = match slot {
-            "startup" => Slot::Startup,
-            "outcome" => Slot::Outcome,
-            "placement" => Slot::Placement,
-            other => {
-                return Err(bad_input(format!(
-                    "--plugin {spec:?}: unknown slot {other:?} (startup, outcome or placement)"
-                )));
-            }
-        };
+            .ok_or_else(|| bad_input(format!("{flag} {spec:?}: expected SLOT=PATH.wasm")))?;
+        let slot = Slot::parse(slot).ok_or_else(|| {
+            bad_input(format!(
+                "{flag} {spec:?}: unknown slot {slot:?} (startup, outcome or placement)"
+            ))
+        })?;
         let bytes = match (std::fs::read(path), embedded_example(path)) {
             (Ok(bytes), _) => bytes,
             (Err(_), Some(bytes)) => bytes.to_vec(),
             (Err(e), None) => {
                 return Err(bad_input(format!(
-                    "--plugin {spec:?}: {path}: {e} (embedded examples: {})",
+                    "{flag} {spec:?}: {path}: {e} (embedded examples: {})",
                     EMBEDDED_EXAMPLES.join(", ")
                 )));
             }
         };
-        let name = std::path::Path::new(path)
+        let stem = std::path::Path::new(path)
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or("plugin")
             .to_lowercase()
             .replace('_', "-");
-        crate::policy_cmd::check_name(&format!("--plugin {spec:?}: the plugin name"), &name)?;
+        // A shadow is its own plugin, even when the same file decides.
+        let name = if flag == "--shadow" {
+            format!("shadow-{stem}")
+        } else {
+            stem
+        };
+        crate::policy_cmd::check_name(&format!("{flag} {spec:?}: the plugin name"), &name)?;
         let yaml = jobset_policy::tools::pack(&bytes, &name, CONTROLLER_NAMESPACE)
-            .map_err(|e| bad_input(format!("--plugin {spec:?}: {e}")))?;
-        config.plugins.insert(slot, name);
-        packed.push((spec.clone(), yaml));
+            .map_err(|e| bad_input(format!("{flag} {spec:?}: {e}")))?;
+        if flag == "--shadow" {
+            config.shadows.insert(slot, name);
+        } else {
+            config.plugins.insert(slot, name);
+        }
+        packed.push((format!("{flag} {spec:?}"), yaml));
     }
     let registry = Registry::new(runtime, config).map_err(|e| Failure::Internal(e.to_string()))?;
     if let Some(dir) = &args.record {
@@ -179,7 +194,7 @@ fn registry(args: &RunArgs) -> Result<Arc<Registry>, Failure> {
         let cm = serde_yaml::from_str(&yaml).map_err(|e| Failure::Internal(e.to_string()))?;
         registry
             .apply_configmap(&cm)
-            .map_err(|e| bad_input(format!("--plugin {spec:?}: {e}")))?;
+            .map_err(|e| bad_input(format!("{spec}: {e}")))?;
     }
     Ok(Arc::new(registry))
 }
@@ -220,6 +235,16 @@ pub fn run(args: RunArgs, out: &Output) -> Result<(), Failure> {
     let nodes = load_nodes(&args.nodes)?;
     let scenario = load_scenario(args.scenario.as_deref())?;
     let registry = registry(&args)?;
+    let shadows = Arc::new(std::sync::Mutex::new(Vec::new()));
+    if !args.shadows.is_empty() {
+        let seen = shadows.clone();
+        registry.on_shadow(move |r| {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(r.clone())
+        });
+    }
+    let shadowing = (!args.shadows.is_empty()).then(|| registry.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -236,7 +261,13 @@ pub fn run(args: RunArgs, out: &Output) -> Result<(), Failure> {
         timeline: args.timeline,
         feature_gates,
     };
-    rt.block_on(simulate(inputs, out))
+    let result = rt.block_on(simulate(inputs, out));
+    if let Some(registry) = shadowing {
+        registry.shadows_settled(Duration::from_secs(60));
+        let reports = shadows.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        crate::report::print_shadows(out, &reports, registry.shadow_calls_dropped());
+    }
+    result
 }
 
 async fn create_namespaces(

@@ -30,7 +30,7 @@ use crate::index::{Index, controller_name};
 use crate::job_builder::JOBSET_KIND;
 use crate::metrics::Metrics;
 use crate::pod_watch::PodWatches;
-use crate::policy::{CompileNotice, Metered, PluginConfigMaps, PolicyEngine};
+use crate::policy::{CompileNotice, Metered, PluginConfigMaps, PolicyEngine, ShadowReport};
 use crate::reconcile::{Context, Observer, error_policy, reconcile};
 
 /// The label that marks a ConfigMap as a policy plugin.
@@ -307,6 +307,14 @@ async fn watch_plugins(
     plugins.on_compiled(Box::new(move |notice| {
         let _ = compiled_tx.unbounded_send(notice.clone());
     }));
+    // Shadow decisions: counted, logged, and a divergence reported once
+    // per JobSet, attempt and slot as an event on the JobSet.
+    let (shadow_tx, mut shadows) = mpsc::unbounded::<ShadowReport>();
+    plugins.on_shadow(Box::new(move |report| {
+        let _ = shadow_tx.unbounded_send(report.clone());
+    }));
+    let mut diverged: std::collections::HashSet<(String, i32, &'static str)> =
+        std::collections::HashSet::new();
     // The plugin ConfigMaps seen, to name them in those reports.
     let mut seen: HashMap<String, ObjectReference> = HashMap::new();
     let rejected = |why: String| crate::events::Event {
@@ -328,6 +336,10 @@ async fn watch_plugins(
                     let _ = recorder.publish(&rejected(why), reference).await;
                 }
                 let _ = all.send(()).await;
+                continue;
+            }
+            Some(report) = shadows.next() => {
+                shadow_report(&report, &metrics, &recorder, &mut diverged).await;
                 continue;
             }
         };
@@ -357,6 +369,76 @@ async fn watch_plugins(
             Err(e) => tracing::warn!(error = %e, "plugin ConfigMap watch failed; retrying"),
         }
     }
+}
+
+/// Counts and logs a shadow decision; the first divergence of a JobSet's
+/// attempt in a slot becomes a Normal `ShadowDiverged` event on it naming
+/// both plugins and both verdicts.
+async fn shadow_report(
+    report: &ShadowReport,
+    metrics: &Metrics,
+    recorder: &Recorder,
+    diverged: &mut std::collections::HashSet<(String, i32, &'static str)>,
+) {
+    let slot = report.slot.as_str();
+    metrics.shadow(slot, &report.active, &report.shadow, report.result.as_str());
+    use jobset_policy::shadow::ShadowResult;
+    match report.result {
+        ShadowResult::Agree => return,
+        ShadowResult::ShadowFailed => {
+            tracing::info!(jobset = %report.jobset, slot, shadow = %report.shadow,
+                error = %report.shadow_verdict, "shadow plugin failed; the active decision stands");
+            return;
+        }
+        ShadowResult::Diverge => {}
+    }
+    tracing::info!(jobset = %report.jobset, slot, active = %report.active, shadow = %report.shadow,
+        active_verdict = %report.active_verdict, shadow_verdict = %report.shadow_verdict,
+        "shadow plugin diverges");
+    if diverged.len() > 100_000 {
+        diverged.clear();
+    }
+    if !diverged.insert((report.uid.clone(), report.attempt, slot)) {
+        return;
+    }
+    let (namespace, name) = report
+        .jobset
+        .split_once('/')
+        .unwrap_or(("", &report.jobset));
+    let cut = |v: &str| -> String {
+        if v.len() <= 300 {
+            v.to_string()
+        } else {
+            let mut end = 300;
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}…", &v[..end])
+        }
+    };
+    let ev = crate::events::Event {
+        type_: crate::conditions::EventType::Normal,
+        reason: "ShadowDiverged".to_string(),
+        action: "ShadowDecision".to_string(),
+        note: format!(
+            "shadow plugin {} would decide {} differently from {} (attempt {}): active {}; shadow {}",
+            report.shadow,
+            slot,
+            report.active,
+            report.attempt,
+            cut(&report.active_verdict),
+            cut(&report.shadow_verdict)
+        ),
+    };
+    let reference = ObjectReference {
+        api_version: Some("jobset.x-k8s.io/v1alpha2".to_string()),
+        kind: Some(JOBSET_KIND.to_string()),
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+        uid: Some(report.uid.clone()),
+        ..Default::default()
+    };
+    let _ = recorder.publish(&ev, &reference).await;
 }
 
 /// `namespace/name` of a ConfigMap, as a [`CompileNotice`] names it.

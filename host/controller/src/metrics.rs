@@ -88,6 +88,8 @@ struct Inner {
     /// Pods those watches keep.
     watched_pods: u64,
     plugins: crate::policy::PluginStats,
+    /// Shadow decisions by (slot, active plugin, shadow plugin, result).
+    shadow: BTreeMap<(String, String, String, String), u64>,
 }
 
 /// Counts one reconcile as active while it lives.
@@ -180,6 +182,15 @@ impl Metrics {
                 .entry((plugin.to_string(), slot.to_string(), kind.to_string()))
                 .or_default() += 1;
         }
+    }
+
+    /// Counts one shadow decision.
+    pub fn shadow(&self, slot: &str, active: &str, shadow: &str, result: &str) {
+        *self
+            .lock()
+            .shadow
+            .entry((slot.into(), active.into(), shadow.into(), result.into()))
+            .or_default() += 1;
     }
 
     /// The number of reconciles so far.
@@ -357,6 +368,20 @@ impl Metrics {
                 escape(plugin),
                 escape(slot),
                 escape(kind)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP jobset_shadow_decisions_total Shadow plugin decisions compared with the active plugin's: agree, diverge or shadow_failed\n# TYPE jobset_shadow_decisions_total counter"
+        );
+        for ((slot, active, shadow, result), v) in &inner.shadow {
+            let _ = writeln!(
+                out,
+                "jobset_shadow_decisions_total{{slot=\"{}\",active=\"{}\",shadow=\"{}\",result=\"{}\"}} {v}",
+                escape(slot),
+                escape(active),
+                escape(shadow),
+                escape(result)
             );
         }
         out

@@ -83,9 +83,14 @@ pub trait PluginConfigMaps: Send + Sync {
     fn on_compiled(&self, notify: Box<dyn Fn(&CompileNotice) + Send + Sync>) {
         let _ = notify;
     }
+    /// Has `notify` called with every shadow decision; none by default.
+    fn on_shadow(&self, notify: Box<dyn Fn(&ShadowReport) + Send + Sync>) {
+        let _ = notify;
+    }
 }
 
 pub use jobset_policy::CompileNotice;
+pub use jobset_policy::shadow::ShadowReport;
 
 /// Plugins from ConfigMaps in force, the compiled code kept, and the
 /// limits that bound both.
@@ -141,5 +146,9 @@ impl PluginConfigMaps for jobset_policy::Registry {
 
     fn on_compiled(&self, notify: Box<dyn Fn(&CompileNotice) + Send + Sync>) {
         jobset_policy::Registry::on_compiled(self, notify);
+    }
+
+    fn on_shadow(&self, notify: Box<dyn Fn(&ShadowReport) + Send + Sync>) {
+        jobset_policy::Registry::on_shadow(self, notify);
     }
 }

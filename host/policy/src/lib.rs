@@ -24,6 +24,7 @@ pub mod recording;
 pub mod registry;
 pub mod runtime;
 mod sandbox;
+pub mod shadow;
 pub mod snapshot;
 pub mod tools;
 pub mod trust;

@@ -172,19 +172,12 @@ pub fn replay(plugin: &WasmPlugin, recording: &Recording) -> Replayed {
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let (verdict, error) = value(match recording.slot {
-        Slot::Startup => plugin.startup(&recording.snapshot).map(|v| to_value(&v)),
-        Slot::Outcome => plugin.outcome(&recording.snapshot).map(|v| to_value(&v)),
-        Slot::Placement => {
-            let request = recording.request.clone().unwrap_or(PlacementRequest {
-                jobs: Vec::new(),
-                domains: Vec::new(),
-            });
-            plugin
-                .placement(&recording.snapshot, &request)
-                .map(|v| to_value(&v))
-        }
-    });
+    let (verdict, error) = value(decide_value(
+        plugin,
+        recording.slot,
+        &recording.snapshot,
+        recording.request.as_ref(),
+    ));
     let same = match (&verdict, &recording.verdict) {
         (Some(a), Some(b)) => a == b,
         (None, None) => true,
@@ -194,6 +187,28 @@ pub fn replay(plugin: &WasmPlugin, recording: &Recording) -> Replayed {
         same,
         recorded: recording.result_line(),
         replayed: result_line(verdict.as_ref(), error.as_deref()),
+    }
+}
+
+/// Decides `slot` with `plugin`, the verdict in its serde form.
+pub(crate) fn decide_value(
+    plugin: &WasmPlugin,
+    slot: Slot,
+    snapshot: &Snapshot,
+    request: Option<&PlacementRequest>,
+) -> Result<serde_json::Value, PolicyError> {
+    match slot {
+        Slot::Startup => plugin.startup(snapshot).map(|v| to_value(&v)),
+        Slot::Outcome => plugin.outcome(snapshot).map(|v| to_value(&v)),
+        Slot::Placement => {
+            let empty = PlacementRequest {
+                jobs: Vec::new(),
+                domains: Vec::new(),
+            };
+            plugin
+                .placement(snapshot, request.unwrap_or(&empty))
+                .map(|v| to_value(&v))
+        }
     }
 }
 

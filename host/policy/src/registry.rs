@@ -21,6 +21,7 @@ use crate::error::{ErrorKind, LoadError, PolicyError};
 use crate::plugin::WasmPlugin;
 use crate::recording::{DecisionSink, Recording};
 use crate::runtime::{Runtime, sha256_hex};
+use crate::shadow::{ShadowCall, ShadowReport, ShadowResult, Shadows, shadow_annotation};
 use crate::snapshot::{
     JobPlacement, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
 };
@@ -83,6 +84,9 @@ pub struct RegistryConfig {
     /// A compile on the compile thread that runs longer is abandoned and
     /// its plugin reported as failed.
     pub compile_deadline: Duration,
+    /// Shadow plugin per slot for every JobSet (a JobSet's
+    /// `policy.jobset.dev/<slot>-shadow` annotation comes first).
+    pub shadows: HashMap<Slot, String>,
 }
 
 /// The default of [`RegistryConfig::max_plugins_per_namespace`].
@@ -106,6 +110,7 @@ impl RegistryConfig {
             max_plugins_per_namespace: DEFAULT_MAX_PLUGINS_PER_NAMESPACE,
             compile_on_demand: false,
             compile_deadline: DEFAULT_COMPILE_DEADLINE,
+            shadows: HashMap::new(),
         }
     }
 }
@@ -207,6 +212,7 @@ pub struct Registry {
     listener: Arc<RwLock<Option<Listener>>>,
     /// Where every decision is recorded, when set.
     sink: RwLock<Option<Arc<dyn DecisionSink>>>,
+    shadows: Shadows,
 }
 
 impl Registry {
@@ -222,6 +228,7 @@ impl Registry {
             builtins.insert(slot, plugin);
         }
         Ok(Registry {
+            shadows: Shadows::new(Breakers::new(config.breaker)),
             compiler: Compiler::new(runtime.clone(), config.compile_deadline),
             runtime,
             breakers: Arc::new(Breakers::new(config.breaker)),
@@ -267,6 +274,91 @@ impl Registry {
             }
         }
         stats
+    }
+
+    /// Calls `listener` (on the shadow thread) with every shadow decision;
+    /// listeners add up.
+    pub fn on_shadow(&self, listener: impl Fn(&ShadowReport) + Send + Sync + 'static) {
+        self.shadows.add_listener(Arc::new(listener));
+    }
+
+    /// Waits (at most `limit`) until every shadow call handed out has been
+    /// decided and reported; says whether they all were.
+    pub fn shadows_settled(&self, limit: Duration) -> bool {
+        self.shadows.settled(limit)
+    }
+
+    /// Shadow calls dropped because the shadow queue was full.
+    pub fn shadow_calls_dropped(&self) -> u64 {
+        self.shadows.dropped()
+    }
+
+    /// Hands the snapshot of a decision just made to the slot's shadow
+    /// plugin, if the JobSet or the controller selects one.
+    fn shadow<T: serde::Serialize>(
+        &self,
+        snapshot: &Snapshot,
+        slot: Slot,
+        request: Option<&PlacementRequest>,
+        decided: &Decision<T>,
+    ) {
+        let annotation = shadow_annotation(slot);
+        let Some(name) = snapshot
+            .jobset
+            .annotations
+            .iter()
+            .find(|kv| kv.key == annotation)
+            .map(|kv| kv.value.clone())
+            .or_else(|| self.config.shadows.get(&slot).cloned())
+        else {
+            return;
+        };
+        let active_verdict = crate::recording::to_value(&decided.verdict);
+        let failed = |shadow: String, why: String| ShadowReport {
+            jobset: format!("{}/{}", snapshot.jobset.namespace, snapshot.jobset.name),
+            uid: snapshot.jobset.uid.clone(),
+            attempt: snapshot.jobset.status.restarts,
+            slot,
+            active: decided.plugin.clone(),
+            shadow,
+            result: ShadowResult::ShadowFailed,
+            active_verdict: active_verdict.to_string(),
+            shadow_verdict: format!("failed: {why}"),
+        };
+        let (plugin, config) = match self.find(&snapshot.jobset.namespace, &name, slot) {
+            Ok(Some(entry)) => (entry.plugin.clone(), entry.config.clone()),
+            Ok(None) => match Slot::ALL
+                .into_iter()
+                .find(|s| builtin::default_name(*s) == name)
+                .and_then(|s| self.builtins.get(&s))
+            {
+                Some(p) => (p.clone(), String::new()),
+                None => {
+                    let why = ErrorKind::UnknownPlugin { name: name.clone() }.to_string();
+                    self.shadows.report(&failed(name, why));
+                    return;
+                }
+            },
+            // Compiling now; it shadows the decisions after.
+            Err(e) if matches!(e.kind, ErrorKind::Compiling { .. }) => return,
+            Err(e) => {
+                self.shadows.report(&failed(e.plugin, e.kind.to_string()));
+                return;
+            }
+        };
+        if plugin.id() == decided.plugin {
+            return;
+        }
+        let mut input = snapshot.clone();
+        input.config = config;
+        self.shadows.submit(ShadowCall {
+            plugin,
+            input,
+            request: request.cloned(),
+            slot,
+            active: decided.plugin.clone(),
+            active_verdict,
+        });
     }
 
     /// Records every decision from now on in `sink` (none: stop).
@@ -736,6 +828,9 @@ impl Registry {
                 _ => Err(error),
             },
         };
+        if let Ok(d) = &decided {
+            self.shadow(snapshot, slot, request, d);
+        }
         if let (Some(sink), Some((input, sha256))) = (sink, seen) {
             let plugin = match &decided {
                 Ok(d) => d.plugin.clone(),

@@ -427,3 +427,44 @@ fn replay_refuses_a_corrupted_recording_or_another_contract_naming_the_file_and_
         String::from_utf8_lossy(&nothing.stderr)
     );
 }
+
+#[test]
+fn a_run_with_a_shadow_plugin_shows_where_it_would_have_decided_otherwise() {
+    let example = repo().join("examples/host-maintenance.yaml");
+    let scenario = repo().join("examples/host-maintenance.scenario.yaml");
+    let (example, scenario) = (
+        example.to_str().expect("utf-8"),
+        scenario.to_str().expect("utf-8"),
+    );
+    let out = jobset_cmd(&[
+        "run",
+        example,
+        "--scenario",
+        scenario,
+        "--shadow",
+        "outcome=preemption-aware",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The active policy's verdicts stand: the manifest's rules fail it.
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("outcome: shadow-preemption-aware@")
+            && text.contains("beside default-outcome@")
+            && text.contains(": 1 agree, 1 diverge, 0 failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("default/host-maintenance attempt 1 (outcome): default-outcome@")
+            && text.contains("\"reason\":\"ReachedMaxRestarts\"")
+            && text.contains("would decide {\"action\":{\"RestartJobset\""),
+        "{text}"
+    );
+    let bad = jobset_cmd(&["run", example, "--shadow", "sideways=preemption-aware"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("--shadow \"sideways=preemption-aware\": unknown slot \"sideways\""),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
