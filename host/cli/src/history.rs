@@ -90,6 +90,8 @@ pub struct Record {
     /// The highest restart count seen per pod uid.
     restart_counts: BTreeMap<String, i32>,
     pub decisions: Vec<Decision>,
+    /// Where a shadow plugin would have decided otherwise (`--shadow`).
+    pub divergences: Vec<Decision>,
     /// Why Jobs of a JobSet could not be created yet (latest reconcile).
     pub waiting: BTreeMap<String, Vec<String>>,
     seen_failed_pods: std::collections::BTreeSet<String>,

@@ -247,3 +247,39 @@ pub fn print_shadows(out: &Output, reports: &[jobset_policy::shadow::ShadowRepor
         out.line(&format!("  {dropped} shadow calls dropped (queue full)"));
     }
 }
+
+/// Where shadow plugins diverged, as marks for the timeline: at the
+/// active decision's time in the run (`start_ms` is the run's start on the
+/// same clock), what each would have done.
+pub fn divergences(
+    reports: &[jobset_policy::shadow::ShadowReport],
+    start_ms: i64,
+) -> Vec<crate::history::Decision> {
+    /// The action's name in a verdict line (`Fail`, `RestartJobset`...).
+    fn action(verdict: &str) -> String {
+        serde_json::from_str::<serde_json::Value>(verdict)
+            .ok()
+            .and_then(|v| match &v["action"] {
+                serde_json::Value::Object(m) => m.keys().next().cloned(),
+                serde_json::Value::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "another verdict".to_string())
+    }
+    reports
+        .iter()
+        .filter(|r| r.result == jobset_policy::shadow::ShadowResult::Diverge)
+        .map(|r| crate::history::Decision {
+            at: std::time::Duration::from_millis((r.at_ms - start_ms).max(0) as u64),
+            jobset: r.jobset.clone(),
+            text: format!(
+                "{} {}: {} where {} decided {}",
+                r.slot,
+                r.shadow,
+                action(&r.shadow_verdict),
+                r.active,
+                action(&r.active_verdict)
+            ),
+        })
+        .collect()
+}

@@ -221,6 +221,8 @@ struct Inputs {
     registry: Arc<Registry>,
     timeline: Option<PathBuf>,
     feature_gates: Vec<String>,
+    /// The shadow decisions reported so far (`--shadow`).
+    shadows: Option<Arc<std::sync::Mutex<Vec<jobset_policy::shadow::ShadowReport>>>>,
 }
 
 /// Runs the command, writing to `out`; the error carries the exit code.
@@ -260,6 +262,7 @@ pub fn run(args: RunArgs, out: &Output) -> Result<(), Failure> {
         registry,
         timeline: args.timeline,
         feature_gates,
+        shadows: shadowing.is_some().then(|| shadows.clone()),
     };
     let result = rt.block_on(simulate(inputs, out));
     if let Some(registry) = shadowing {
@@ -384,7 +387,9 @@ async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
         registry,
         timeline,
         feature_gates,
+        shadows,
     } = inputs;
+    let shadowing = shadows.as_ref().map(|s| (s.clone(), registry.clone()));
     let sim = Sim::new(SimConfig {
         graceful_pod_deletion: true,
         ..Default::default()
@@ -408,6 +413,7 @@ async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
     .map_err(|e| internal(format!("starting the simulated cluster: {e}")))?;
 
     let history = History::new(tokio::time::Instant::now(), out.clone());
+    let start_ms = sim.clock().now_secs() * 1000;
     history.watch(&client).await;
     let sink = history.clone();
     let log = out.clone();
@@ -550,10 +556,16 @@ async fn simulate(inputs: Inputs, out: &Output) -> Result<(), Failure> {
         .await
         .map_err(|e| internal(e.to_string()))?
         .items;
-    let record = history
+    let mut record = history
         .record
         .lock()
         .map_err(|_| internal("the run's record is unreadable".into()))?;
+    if let Some((reports, registry)) = &shadowing {
+        // The shadow thread runs in real time: let it finish first.
+        registry.shadows_settled(Duration::from_secs(60));
+        let reports = reports.lock().unwrap_or_else(|e| e.into_inner());
+        record.divergences = crate::report::divergences(&reports, start_ms);
+    }
     print_summary(out, &rows, &record);
     if let Some(path) = &timeline {
         let svg = crate::timeline::render(&record, end);

@@ -150,7 +150,25 @@ pub fn render(record: &Record, end: Duration) -> String {
             (*n, wrap(&text, max))
         })
         .collect();
-    let legend_lines: usize = legend.iter().map(|(_, l)| l.len()).sum();
+    // Where a shadow plugin would have decided otherwise (`--shadow`),
+    // numbered S<n>, legend wrapped likewise.
+    let shadow_legend: Vec<(usize, Vec<String>)> = record
+        .divergences
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let label = format!("S{} ", i + 1).chars().count();
+            let text = format!("{} {}: {}", fmt_duration(d.at), d.jobset, d.text);
+            let max = ((width - 20.0) / CHAR_WIDTH) as usize - label;
+            (i + 1, wrap(&text, max))
+        })
+        .collect();
+    let legend_lines: usize = legend.iter().map(|(_, l)| l.len()).sum::<usize>()
+        + if shadow_legend.is_empty() {
+            0
+        } else {
+            2 + shadow_legend.iter().map(|(_, l)| l.len()).sum::<usize>()
+        };
     let height = legend_top + LINE * (legend_lines as f64 + 2.0);
 
     let mut s = String::new();
@@ -186,6 +204,18 @@ pub fn render(record: &Record, end: Duration) -> String {
         LEFT + CHART / 2.0,
         TOP + chart_height + 32.0
     );
+
+    // Shadow divergence marks over the axis, under the restart marks.
+    for (i, d) in record.divergences.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            r##"<text class="shadow" x="{:.1}" y="{}" text-anchor="middle" fill="#6a1b9a" font-weight="bold">S{}<title>{}</title></text>"##,
+            x(d.at),
+            TOP - 24.0,
+            i + 1,
+            escape(&format!("{} {}: {}", fmt_duration(d.at), d.jobset, d.text))
+        );
+    }
 
     // Restart marks over the axis, numbered as in the legend.
     for (n, d) in &restarts {
@@ -350,6 +380,33 @@ pub fn render(record: &Record, end: Duration) -> String {
                     s,
                     r##"<text x="{:.1}" y="{ly:.1}">{}</text>"##,
                     10.0 + CHAR_WIDTH * format!("R{n} ").len() as f64,
+                    escape(line)
+                );
+            }
+        }
+    }
+    if !shadow_legend.is_empty() {
+        ly += LINE * 2.0;
+        let _ = writeln!(
+            s,
+            r##"<text x="10" y="{ly:.1}" font-weight="bold">Shadow divergences (never applied)</text>"##
+        );
+        for (n, lines) in &shadow_legend {
+            for (i, line) in lines.iter().enumerate() {
+                ly += LINE;
+                let indent = if i == 0 {
+                    format!(r##"<tspan fill="#6a1b9a" font-weight="bold">S{n}</tspan> "##)
+                } else {
+                    String::new()
+                };
+                let lx = if i == 0 {
+                    10.0
+                } else {
+                    10.0 + CHAR_WIDTH * format!("S{n} ").len() as f64
+                };
+                let _ = writeln!(
+                    s,
+                    r##"<text x="{lx:.1}" y="{ly:.1}">{indent}{}</text>"##,
                     escape(line)
                 );
             }
@@ -547,6 +604,35 @@ mod tests {
         assert!(lines.iter().all(|l| l.chars().count() <= 8), "{lines:?}");
         assert_eq!(lines.concat().replace(' ', ""), text.replace(' ', ""));
         assert_eq!(wrap("", 10), [""]);
+    }
+
+    #[test]
+    fn a_shadow_divergence_is_marked_at_its_time_and_explained_in_the_legend() {
+        let mut record = Record::default();
+        record
+            .attempts
+            .insert("u1".into(), attempt("u1", "0", 0, 600));
+        record.divergences.push(crate::history::Decision {
+            at: Duration::from_secs(300),
+            jobset: "default/js".into(),
+            text: "outcome shadow-x@1: RestartJobset where default-outcome@2 decided Fail".into(),
+        });
+        let svg = render(&record, Duration::from_secs(600));
+        let mark = svg
+            .lines()
+            .find(|l| l.starts_with("<text class=\"shadow\""))
+            .unwrap_or_else(|| panic!("no shadow mark in {svg}"));
+        assert!(mark.contains(">S1<title>"), "{mark}");
+        // Halfway through the run, halfway along the chart.
+        assert!(
+            mark.contains(&format!("x=\"{:.1}\"", LEFT + CHART / 2.0)),
+            "{mark}"
+        );
+        assert!(svg.contains("Shadow divergences (never applied)"), "{svg}");
+        assert!(
+            svg.contains("05:00 default/js: outcome shadow-x@1: RestartJobset where default-outcome@2 decided Fail"),
+            "{svg}"
+        );
     }
 
     #[test]

@@ -318,6 +318,7 @@ impl Registry {
             jobset: format!("{}/{}", snapshot.jobset.namespace, snapshot.jobset.name),
             uid: snapshot.jobset.uid.clone(),
             attempt: snapshot.jobset.status.restarts,
+            at_ms: snapshot.now,
             slot,
             active: decided.plugin.clone(),
             shadow,

@@ -51,6 +51,9 @@ pub struct ShadowReport {
     pub uid: String,
     /// Its attempt (`status.restarts`).
     pub attempt: i32,
+    /// When the active decision was made: the snapshot's `now`
+    /// (milliseconds since the Unix epoch, on the controller's clock).
+    pub at_ms: i64,
     /// The slot decided.
     pub slot: Slot,
     /// `name@sha256-prefix` of the active plugin.
@@ -210,6 +213,7 @@ fn run(breakers: &Breakers, call: ShadowCall) -> ShadowReport {
         jobset: format!("{}/{}", call.input.jobset.namespace, call.input.jobset.name),
         uid: call.input.jobset.uid.clone(),
         attempt: call.input.jobset.status.restarts,
+        at_ms: call.input.now,
         slot: call.slot,
         active: call.active,
         shadow,

@@ -436,6 +436,8 @@ fn a_run_with_a_shadow_plugin_shows_where_it_would_have_decided_otherwise() {
         example.to_str().expect("utf-8"),
         scenario.to_str().expect("utf-8"),
     );
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let svg = dir.path().join("timeline.svg");
     let out = jobset_cmd(&[
         "run",
         example,
@@ -443,6 +445,8 @@ fn a_run_with_a_shadow_plugin_shows_where_it_would_have_decided_otherwise() {
         scenario,
         "--shadow",
         "outcome=preemption-aware",
+        "--timeline",
+        svg.to_str().expect("utf-8"),
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     // The active policy's verdicts stand: the manifest's rules fail it.
@@ -458,6 +462,15 @@ fn a_run_with_a_shadow_plugin_shows_where_it_would_have_decided_otherwise() {
             && text.contains("\"reason\":\"ReachedMaxRestarts\"")
             && text.contains("would decide {\"action\":{\"RestartJobset\""),
         "{text}"
+    );
+    // The picture marks the divergence when the active plugin decided.
+    let picture = std::fs::read_to_string(&svg).expect("the timeline");
+    assert!(
+        picture.contains(
+            ">S1<title>00:05:01 default/host-maintenance: outcome shadow-preemption-aware@"
+        ) && picture.contains("RestartJobset where default-outcome@")
+            && picture.contains("Shadow divergences (never applied)"),
+        "{picture}"
     );
     let bad = jobset_cmd(&["run", example, "--shadow", "sideways=preemption-aware"]);
     assert_eq!(bad.status.code(), Some(2));
