@@ -73,6 +73,17 @@ spec:
     )
 }
 
+/// The simulator and controller with a registry of `config` deciding and
+/// watching plugin ConfigMaps, and the ConfigMaps of the namespace.
+async fn start(rt: Runtime, config: RegistryConfig) -> (Env, Api<ConfigMap>) {
+    let registry = Arc::new(Registry::new(rt, config).expect("the registry starts"));
+    let engine: Arc<dyn PolicyEngine> = registry.clone();
+    let plugins: Arc<dyn PluginConfigMaps> = registry;
+    let env = Env::start_with_plugins(engine, Some(plugins)).await;
+    let cms = Api::namespaced(env.client.clone(), NS);
+    (env, cms)
+}
+
 async fn finish(env: &Env, name: &str) {
     for job in env.wait_jobs(name, 2).await {
         env.complete_job(&job).await;
@@ -86,12 +97,7 @@ fn hostile_plugins_hold_only_their_own_jobset_and_a_fixed_configmap_releases_it(
         let rt = Runtime::shared()
             .expect("the policy runtime starts")
             .clone();
-        let registry =
-            Arc::new(Registry::new(rt, RegistryConfig::new(NS)).expect("the registry starts"));
-        let engine: Arc<dyn PolicyEngine> = registry.clone();
-        let plugins: Arc<dyn PluginConfigMaps> = registry.clone();
-        let env = Env::start_with_plugins(engine, Some(plugins)).await;
-        let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), NS);
+        let (env, cms) = start(rt, RegistryConfig::new(NS)).await;
         let mut affected = Vec::new();
         for (mode, _) in MODES {
             let name = format!("hostile-{mode}");
@@ -242,11 +248,7 @@ fn a_component_built_to_compile_slowly_is_abandoned_at_the_deadline_and_costs_no
         let mut config = RegistryConfig::new(NS);
         config.compile_on_demand = true;
         config.compile_deadline = Duration::from_millis(1500);
-        let registry = Arc::new(Registry::new(rt.clone(), config).expect("the registry starts"));
-        let engine: Arc<dyn PolicyEngine> = registry.clone();
-        let plugins: Arc<dyn PluginConfigMaps> = registry.clone();
-        let env = Env::start_with_plugins(engine, Some(plugins)).await;
-        let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), NS);
+        let (env, cms) = start(rt.clone(), config).await;
         cms.create(&PostParams::default(), &plugin_configmap("slow", &slow, ""))
             .await
             .expect("the plugin ConfigMap is stored");
@@ -370,12 +372,7 @@ fn shadow_plugins_agree_diverge_and_trap_and_the_active_decisions_stand() {
         let rt = Runtime::shared()
             .expect("the policy runtime starts")
             .clone();
-        let registry =
-            Arc::new(Registry::new(rt, RegistryConfig::new(NS)).expect("the registry starts"));
-        let engine: Arc<dyn PolicyEngine> = registry.clone();
-        let plugins: Arc<dyn PluginConfigMaps> = registry.clone();
-        let env = Env::start_with_plugins(engine, Some(plugins)).await;
-        let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), NS);
+        let (env, cms) = start(rt, RegistryConfig::new(NS)).await;
         for (name, wasm, config) in [
             // The active plugin's own code under another name: agrees.
             ("twin", builtin::DEFAULT_OUTCOME, ""),

@@ -839,7 +839,7 @@ impl Registry {
             };
             sink.record(&Recording {
                 contract: crate::recording::CONTRACT.to_string(),
-                time: k8s_openapi::jiff::Timestamp::now().to_string(),
+                time: now_rfc3339(),
                 jobset: format!("{}/{}", input.jobset.namespace, input.jobset.name),
                 plugin,
                 sha256,
@@ -924,4 +924,15 @@ fn verify_component(name: &str, bytes: &[u8]) -> Result<(), LoadError> {
         .validate_all(bytes)
         .map(|_| ())
         .map_err(|e| not(format!("not a valid component: {e}")))
+}
+
+/// The wall-clock time, RFC 3339 (a recording's `time`).
+fn now_rfc3339() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    k8s_openapi::jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }

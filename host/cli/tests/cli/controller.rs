@@ -77,6 +77,42 @@ async fn register_crd(client: &Client) {
         .expect("CRD registered");
 }
 
+/// Registers the CRD and creates `namespaces`.
+async fn prepare(client: &Client, namespaces: &[&str]) {
+    register_crd(client).await;
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for name in namespaces {
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("ns"),
+        )
+        .await
+        .expect("namespace created");
+    }
+}
+
+/// `jobset controller ARGS` on the kubeconfig, serving metrics and health
+/// on free ports (returned), its log dropped; ready when this returns.
+fn ready_controller(kc: &Path, args: &[&str]) -> (Proc, SocketAddr) {
+    let (metrics, health) = (free_addr(), free_addr());
+    let ctl = Proc(
+        jobset()
+            .arg("controller")
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(kc)
+            .args(["--metrics-addr", &metrics.to_string()])
+            .args(["--health-addr", &health.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("jobset controller starts"),
+    );
+    wait_for("/readyz is ok", Duration::from_secs(60), || {
+        get(health, "/readyz").0 == 200
+    });
+    (ctl, metrics)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -311,38 +347,16 @@ fn with_trusted_keys_the_controller_rejects_an_unsigned_plugin_with_an_event_and
     let _sim = serve_sim(&kc, &[]);
     let rt = runtime();
     let client = rt.block_on(client(&kc));
-    rt.block_on(async {
-        register_crd(&client).await;
-        let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        ns.create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "jobset-system"}}))
-                .expect("ns"),
-        )
-        .await
-        .expect("namespace created");
-    });
-    let (metrics, health) = (free_addr(), free_addr());
-    let _ctl = Proc(
-        jobset()
-            .args([
-                "controller",
-                "--plugin-namespace",
-                "jobset-system",
-                "--trusted-plugin-keys",
-                &public,
-            ])
-            .arg("--kubeconfig")
-            .arg(&kc)
-            .args(["--metrics-addr", &metrics.to_string()])
-            .args(["--health-addr", &health.to_string()])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("jobset controller starts"),
+    rt.block_on(prepare(&client, &["jobset-system"]));
+    let (_ctl, metrics) = ready_controller(
+        &kc,
+        &[
+            "--plugin-namespace",
+            "jobset-system",
+            "--trusted-plugin-keys",
+            &public,
+        ],
     );
-    wait_for("/readyz is ok", Duration::from_secs(60), || {
-        get(health, "/readyz").0 == 200
-    });
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(client.clone(), "jobset-system");
     rt.block_on(async {
@@ -508,39 +522,11 @@ fn a_flood_of_500_plugin_configmaps_in_one_namespace_compiles_nothing_and_health
     );
     let rt = runtime();
     let client = rt.block_on(client(&kc));
-    rt.block_on(async {
-        register_crd(&client).await;
-        let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        for name in ["jobset-system", "tenant"] {
-            ns.create(
-                &PostParams::default(),
-                &serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
-                    .expect("ns"),
-            )
-            .await
-            .expect("namespace created");
-        }
-    });
-    let (metrics, health) = (free_addr(), free_addr());
-    let ctl = Proc(
-        jobset()
-            .args([
-                "controller",
-                "--plugin-namespace",
-                "jobset-system",
-                "--namespace-plugins",
-            ])
-            .arg("--kubeconfig")
-            .arg(&kc)
-            .args(["--metrics-addr", &metrics.to_string()])
-            .args(["--health-addr", &health.to_string()])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("jobset controller starts"),
+    rt.block_on(prepare(&client, &["jobset-system", "tenant"]));
+    let (ctl, metrics) = ready_controller(
+        &kc,
+        &["--plugin-namespace", "jobset-system", "--namespace-plugins"],
     );
-    wait_for("/readyz is ok", Duration::from_secs(60), || {
-        get(health, "/readyz").0 == 200
-    });
     let pid = ctl.0.id();
     let compiled_before = metric(metrics, "jobset_compiled_plugins").expect("the metric");
     let rss_before = rss(pid);

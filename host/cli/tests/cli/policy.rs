@@ -367,51 +367,33 @@ fn replay_refuses_a_corrupted_recording_or_another_contract_naming_the_file_and_
     outcome.sort();
     let good = std::fs::read_to_string(&outcome[0]).expect("reads");
 
-    let other = dir.path().join("other-contract.yaml");
-    std::fs::write(
-        &other,
-        good.replace("jobset:policy@0.1.0", "jobset:policy@9.0.0"),
-    )
-    .expect("writes");
-    let out = jobset_cmd(&[
-        "policy",
-        "replay",
-        "default-outcome",
-        other.to_str().expect("utf-8"),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("other-contract.yaml: contract: \"jobset:policy@9.0.0\" is not a version this jobset replays"),
-        "{err}"
-    );
-
-    let corrupted = dir.path().join("corrupted.yaml");
-    std::fs::write(&corrupted, good.replace("slot: outcome", "slot: sideways")).expect("writes");
-    let out = jobset_cmd(&[
-        "policy",
-        "replay",
-        "default-outcome",
-        corrupted.to_str().expect("utf-8"),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("corrupted.yaml: slot: unknown variant `sideways`"),
-        "{err}"
-    );
-
-    let truncated = dir.path().join("truncated.yaml");
-    std::fs::write(&truncated, &good[..good.len() / 2]).expect("writes");
-    let out = jobset_cmd(&[
-        "policy",
-        "replay",
-        "default-outcome",
-        truncated.to_str().expect("utf-8"),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("truncated.yaml: "), "{err}");
+    // Each bad file is refused (exit 2) naming the file and what is wrong.
+    let truncated = good[..good.len() / 2].to_string();
+    for (file, text, says) in [
+        (
+            "other-contract.yaml",
+            good.replace("jobset:policy@0.1.0", "jobset:policy@9.0.0"),
+            "other-contract.yaml: contract: \"jobset:policy@9.0.0\" is not a version this jobset replays",
+        ),
+        (
+            "corrupted.yaml",
+            good.replace("slot: outcome", "slot: sideways"),
+            "corrupted.yaml: slot: unknown variant `sideways`",
+        ),
+        ("truncated.yaml", truncated, "truncated.yaml: "),
+    ] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).expect("writes");
+        let out = jobset_cmd(&[
+            "policy",
+            "replay",
+            "default-outcome",
+            path.to_str().expect("utf-8"),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(err.contains(says), "{file}: {err}");
+    }
 
     let nothing = jobset_cmd(&[
         "policy",

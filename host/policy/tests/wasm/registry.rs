@@ -37,6 +37,11 @@ fn configmap(ns: &str, plugin: &str, bytes: &[u8], config: Option<&str>) -> Conf
     }
 }
 
+/// The example plugin as `custom` in the controller's namespace.
+fn custom(bytes: &[u8]) -> ConfigMap {
+    configmap("jobset-system", "custom", bytes, None)
+}
+
 fn registry(config: RegistryConfig) -> Registry {
     Registry::new(runtime().clone(), config).expect("registry starts")
 }
@@ -59,24 +64,14 @@ fn preempted(ns: &str) -> jobset_policy::snapshot::Snapshot {
 fn a_swapped_configmap_makes_the_next_decision_with_the_new_version() {
     let reg = registry(RegistryConfig::new("jobset-system"));
     let v1 = reg
-        .apply_configmap(&configmap(
-            "jobset-system",
-            "custom",
-            builtin::DEFAULT_OUTCOME,
-            None,
-        ))
+        .apply_configmap(&custom(builtin::DEFAULT_OUTCOME))
         .expect("v1 accepted");
     let d1 = reg.decide_outcome(&preempted("team")).expect("decides");
     assert_eq!(d1.plugin, v1.id);
     assert!(matches!(d1.verdict.action, Action::Fail(ref t) if t.reason == "ReachedMaxRestarts"));
 
     let v2 = reg
-        .apply_configmap(&configmap(
-            "jobset-system",
-            "custom",
-            builtin::EXAMPLE_PREEMPTION_AWARE,
-            None,
-        ))
+        .apply_configmap(&custom(builtin::EXAMPLE_PREEMPTION_AWARE))
         .expect("v2 accepted");
     assert_ne!(v1.id, v2.id);
     let d2 = reg.decide_outcome(&preempted("team")).expect("decides");
@@ -88,12 +83,7 @@ fn a_swapped_configmap_makes_the_next_decision_with_the_new_version() {
 fn a_rejected_update_keeps_the_last_good_version() {
     let reg = registry(RegistryConfig::new("jobset-system"));
     let good = reg
-        .apply_configmap(&configmap(
-            "jobset-system",
-            "custom",
-            builtin::EXAMPLE_PREEMPTION_AWARE,
-            None,
-        ))
+        .apply_configmap(&custom(builtin::EXAMPLE_PREEMPTION_AWARE))
         .expect("accepted");
 
     let garbage = reg.apply_configmap(&configmap("jobset-system", "custom", b"not wasm", None));
@@ -111,7 +101,7 @@ fn a_rejected_update_keeps_the_last_good_version() {
     let err = bad_config.expect_err("config rejected");
     assert!(err.to_string().contains("maxApplicationFailures"), "{err}");
 
-    let mut pinned = configmap("jobset-system", "custom", builtin::DEFAULT_OUTCOME, None);
+    let mut pinned = custom(builtin::DEFAULT_OUTCOME);
     pinned.metadata.annotations = Some(BTreeMap::from([(
         SHA256_ANNOTATION.to_string(),
         sha256_hex(b"something else"),
@@ -166,13 +156,8 @@ fn a_namespace_plugin_serves_only_its_namespace_and_can_be_turned_off() {
 #[test]
 fn deleting_the_configmap_removes_the_plugin() {
     let reg = registry(RegistryConfig::new("jobset-system"));
-    reg.apply_configmap(&configmap(
-        "jobset-system",
-        "custom",
-        builtin::DEFAULT_OUTCOME,
-        None,
-    ))
-    .expect("accepted");
+    reg.apply_configmap(&custom(builtin::DEFAULT_OUTCOME))
+        .expect("accepted");
     reg.delete_configmap("jobset-system", "plugin-custom");
     assert!(reg.decide_outcome(&preempted("team")).is_err());
 }
@@ -257,7 +242,7 @@ fn with_trusted_keys_only_plugins_signed_over_their_own_bytes_run() {
     };
     let reg = registry(config);
     let signed = |bytes: &[u8], over: &[u8]| {
-        let mut cm = configmap("jobset-system", "custom", bytes, None);
+        let mut cm = custom(bytes);
         cm.metadata.annotations = Some(BTreeMap::from([(
             SIGNATURE_ANNOTATION.to_string(),
             sign(&private, &sha256_hex(over)).expect("signed"),
@@ -272,7 +257,7 @@ fn with_trusted_keys_only_plugins_signed_over_their_own_bytes_run() {
         .expect("a signed plugin runs");
 
     // Unsigned: refused, naming the ConfigMap and why; the last good stays.
-    let unsigned = configmap("jobset-system", "custom", builtin::EXAMPLE_HOSTILE, None);
+    let unsigned = custom(builtin::EXAMPLE_HOSTILE);
     let err = reg
         .apply_configmap(&unsigned)
         .expect_err("unsigned refused");
@@ -441,7 +426,7 @@ fn on_demand_a_plugin_is_verified_on_arrival_and_compiled_when_a_jobset_first_se
     reg.on_compiled(move |n| seen.lock().expect("lock").push(n.clone()));
     let bytes = tagged(builtin::EXAMPLE_PREEMPTION_AWARE, "lazy");
     let applied = reg
-        .apply_configmap(&configmap("jobset-system", "custom", &bytes, None))
+        .apply_configmap(&custom(&bytes))
         .expect("a valid component is accepted");
     assert!(applied.pending, "{applied:?}");
     assert_eq!(reg.stats().pending, 1);
@@ -481,9 +466,7 @@ fn on_demand_a_plugin_is_verified_on_arrival_and_compiled_when_a_jobset_first_se
         }]
     );
     // The same ConfigMap again (a watch resync) compiles nothing more.
-    let again = reg
-        .apply_configmap(&configmap("jobset-system", "custom", &bytes, None))
-        .expect("accepted");
+    let again = reg.apply_configmap(&custom(&bytes)).expect("accepted");
     assert!(!again.pending);
     reg.decide_outcome(&preempted("team"))
         .expect("decides at once");
@@ -500,9 +483,7 @@ fn on_demand_bytes_that_are_not_a_valid_component_are_refused_on_arrival() {
         (&core_module[..], "not a WebAssembly component"),
         (&truncated[..], "not a valid component"),
     ] {
-        let e = reg
-            .apply_configmap(&configmap("jobset-system", "custom", bytes, None))
-            .expect_err("refused");
+        let e = reg.apply_configmap(&custom(bytes)).expect_err("refused");
         assert!(
             e.to_string().starts_with("plugin custom: ") && e.to_string().contains(says),
             "{e}"
@@ -519,13 +500,8 @@ fn on_demand_a_plugin_that_cannot_load_fails_its_decisions_and_an_update_of_one_
     let seen = notices.clone();
     reg.on_compiled(move |n| seen.lock().expect("lock").push(n.clone()));
     // Never compiled: the failure shows on the JobSets that select it.
-    reg.apply_configmap(&configmap(
-        "jobset-system",
-        "custom",
-        builtin::EXAMPLE_WRONG_EXPORT,
-        None,
-    ))
-    .expect("a valid component is accepted before it is compiled");
+    reg.apply_configmap(&custom(builtin::EXAMPLE_WRONG_EXPORT))
+        .expect("a valid component is accepted before it is compiled");
     let e = decide_when_compiled(&reg, &preempted("team")).expect_err("cannot load");
     assert!(matches!(e.kind, ErrorKind::NotLoaded { .. }), "{e}");
     assert!(
@@ -535,24 +511,14 @@ fn on_demand_a_plugin_that_cannot_load_fails_its_decisions_and_an_update_of_one_
     assert_eq!(reg.stats().failed, 1);
     // The same bytes again are refused at once, not compiled again.
     let again = reg
-        .apply_configmap(&configmap(
-            "jobset-system",
-            "custom",
-            builtin::EXAMPLE_WRONG_EXPORT,
-            None,
-        ))
+        .apply_configmap(&custom(builtin::EXAMPLE_WRONG_EXPORT))
         .expect_err("the failure is remembered");
     assert!(again.to_string().contains("does not export"), "{again}");
 
     // A good version, selected and compiled, then a bad update: compiled
     // at once, since JobSets use the plugin, and rejected.
     let good = reg
-        .apply_configmap(&configmap(
-            "jobset-system",
-            "custom",
-            builtin::EXAMPLE_PREEMPTION_AWARE,
-            None,
-        ))
+        .apply_configmap(&custom(builtin::EXAMPLE_PREEMPTION_AWARE))
         .expect("accepted");
     assert_eq!(
         decide_when_compiled(&reg, &preempted("team"))
@@ -561,9 +527,7 @@ fn on_demand_a_plugin_that_cannot_load_fails_its_decisions_and_an_update_of_one_
         good.id
     );
     let bad = tagged(builtin::EXAMPLE_WRONG_EXPORT, "update");
-    let update = reg
-        .apply_configmap(&configmap("jobset-system", "custom", &bad, None))
-        .expect("verified");
+    let update = reg.apply_configmap(&custom(&bad)).expect("verified");
     let start = std::time::Instant::now();
     while !notices
         .lock()
@@ -609,9 +573,7 @@ fn fallback_never_replaces_a_plugin_that_is_being_compiled() {
         .insert(Slot::Outcome, FailureMode::Fallback);
     let reg = Registry::new(rt, config).expect("registry starts");
     let bytes = tagged(builtin::EXAMPLE_PREEMPTION_AWARE, "fallback");
-    let applied = reg
-        .apply_configmap(&configmap("jobset-system", "custom", &bytes, None))
-        .expect("accepted");
+    let applied = reg.apply_configmap(&custom(&bytes)).expect("accepted");
     let e = reg.decide_outcome(&preempted("team")).expect_err("waits");
     assert!(matches!(e.kind, ErrorKind::Compiling { .. }), "{e}");
     assert_eq!(
