@@ -467,7 +467,10 @@ impl Registry {
         }
         let key: Key = (scope.clone(), name.clone());
         let source = format!("{namespace}/{cm_name}");
-        if self.config.compile_on_demand {
+        // Code the runtime has compiled already (the built-in defaults
+        // that deploy/ ships as ConfigMaps, a version seen before) costs
+        // no compile: it is put in force at once, as it would be eagerly.
+        if self.config.compile_on_demand && !self.runtime.is_compiled(bytes) {
             return self.stage(key, source, &digest, bytes, config);
         }
         let result = self.runtime.load(&name, bytes).and_then(|plugin| {

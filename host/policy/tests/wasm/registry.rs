@@ -583,3 +583,26 @@ fn fallback_never_replaces_a_plugin_that_is_being_compiled() {
         applied.id
     );
 }
+
+#[test]
+fn on_demand_code_already_compiled_such_as_a_shipped_default_is_in_force_at_once() {
+    // deploy/ ships the defaults as ConfigMaps: selecting them must never
+    // make a JobSet wait (nor show PluginCompiling where upstream shows
+    // nothing).
+    let (_, reg) = on_demand();
+    let applied = reg
+        .apply_configmap(&configmap(
+            "jobset-system",
+            "default-outcome",
+            builtin::DEFAULT_OUTCOME,
+            None,
+        ))
+        .expect("accepted");
+    assert!(!applied.pending, "{applied:?}");
+    let mut s = preempted("team");
+    s.jobset.annotations.clear();
+    let decided = reg
+        .decide_outcome(&s)
+        .expect("decides at once, without waiting for a compile");
+    assert_eq!(decided.plugin, applied.id);
+}
