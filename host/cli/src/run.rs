@@ -240,7 +240,7 @@ pub fn run(args: RunArgs, out: &Output) -> Result<(), Failure> {
     let shadows = Arc::new(std::sync::Mutex::new(Vec::new()));
     if !args.shadows.is_empty() {
         let seen = shadows.clone();
-        registry.on_shadow(move |r| {
+        registry.on_shadow("run", move |r| {
             seen.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(r.clone())

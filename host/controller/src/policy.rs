@@ -149,6 +149,6 @@ impl PluginConfigMaps for jobset_policy::Registry {
     }
 
     fn on_shadow(&self, notify: Box<dyn Fn(&ShadowReport) + Send + Sync>) {
-        jobset_policy::Registry::on_shadow(self, notify);
+        jobset_policy::Registry::on_shadow(self, "controller", notify);
     }
 }

@@ -276,10 +276,12 @@ impl Registry {
         stats
     }
 
-    /// Calls `listener` (on the shadow thread) with every shadow decision;
-    /// listeners add up.
-    pub fn on_shadow(&self, listener: impl Fn(&ShadowReport) + Send + Sync + 'static) {
-        self.shadows.add_listener(Arc::new(listener));
+    /// Calls `listener` (on the shadow thread, or at once for a shadow
+    /// that cannot be resolved) with every shadow decision. Listeners of
+    /// different names add up; one set again under its name replaces the
+    /// old one (a controller restarted after losing leadership).
+    pub fn on_shadow(&self, name: &str, listener: impl Fn(&ShadowReport) + Send + Sync + 'static) {
+        self.shadows.set_listener(name, Arc::new(listener));
     }
 
     /// Waits (at most `limit`) until every shadow call handed out has been

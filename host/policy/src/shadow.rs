@@ -88,7 +88,8 @@ const QUEUE: usize = 256;
 pub(crate) struct Shadows {
     queue: Mutex<Option<SyncSender<ShadowCall>>>,
     breakers: Arc<Breakers>,
-    listeners: Arc<RwLock<Vec<ShadowListener>>>,
+    /// By name: a listener set again under its name replaces the old one.
+    listeners: Arc<RwLock<Vec<(String, ShadowListener)>>>,
     dropped: AtomicU64,
     /// Calls queued or running.
     pending: Arc<AtomicU64>,
@@ -118,9 +119,10 @@ impl Shadows {
         true
     }
 
-    pub(crate) fn add_listener(&self, listener: ShadowListener) {
+    pub(crate) fn set_listener(&self, name: &str, listener: ShadowListener) {
         if let Ok(mut l) = self.listeners.write() {
-            l.push(listener);
+            l.retain(|(n, _)| n != name);
+            l.push((name.to_string(), listener));
         }
     }
 
@@ -179,8 +181,11 @@ impl Shadows {
     }
 }
 
-fn tell(listeners: &RwLock<Vec<ShadowListener>>, report: &ShadowReport) {
-    let listeners: Vec<ShadowListener> = listeners.read().map(|l| l.clone()).unwrap_or_default();
+fn tell(listeners: &RwLock<Vec<(String, ShadowListener)>>, report: &ShadowReport) {
+    let listeners: Vec<ShadowListener> = listeners
+        .read()
+        .map(|l| l.iter().map(|(_, f)| f.clone()).collect())
+        .unwrap_or_default();
     for l in listeners {
         l(report);
     }
@@ -241,8 +246,37 @@ fn significant(verdict: &serde_json::Value) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::significant;
+    use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_listener_set_again_under_its_name_replaces_the_old_one() {
+        let shadows = Shadows::new(Breakers::new(Default::default()));
+        let counts: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+        for (name, i) in [("controller", 0), ("controller", 1), ("run", 2)] {
+            let c = counts.clone();
+            shadows.set_listener(
+                name,
+                Arc::new(move |_: &ShadowReport| {
+                    c[i].fetch_add(1, Ordering::Relaxed);
+                }),
+            );
+        }
+        shadows.report(&ShadowReport {
+            jobset: "ns/js".into(),
+            uid: "u".into(),
+            attempt: 0,
+            at_ms: 0,
+            slot: Slot::Outcome,
+            active: "a@1".into(),
+            shadow: "b@2".into(),
+            result: ShadowResult::ShadowFailed,
+            active_verdict: "{}".into(),
+            shadow_verdict: "failed: x".into(),
+        });
+        let seen: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        assert_eq!(seen, vec![0, 1, 1], "the replaced listener is not called");
+    }
 
     #[test]
     fn wording_is_not_a_divergence_but_the_action_and_its_count_are() {
