@@ -119,8 +119,7 @@ pub fn apply_schema(
     schema: &Value,
     obj: &mut Value,
 ) -> Result<Vec<String>, ApiError> {
-    let mut unknown = Vec::new();
-    let mut errors = Vec::new();
+    let mut f = Findings::default();
     if let Some(m) = obj.as_object_mut() {
         let props = schema.get("properties");
         let keys: Vec<String> = m.keys().cloned().collect();
@@ -131,13 +130,13 @@ pub fn apply_schema(
             match props.and_then(|p| p.get(&k)) {
                 Some(sub) => {
                     if let Some(v) = m.get_mut(&k) {
-                        walk(v, sub, &k, &mut unknown, &mut errors);
+                        walk(v, sub, &k, &mut f);
                     }
                 }
                 None if preserves(schema) => {}
                 None => {
                     m.remove(&k);
-                    unknown.push(k);
+                    f.unknown.push(k);
                 }
             }
         }
@@ -150,15 +149,32 @@ pub fn apply_schema(
                     && let Some(d) = sub.get("default")
                 {
                     let mut d = d.clone();
-                    walk(&mut d, sub, k, &mut Vec::new(), &mut Vec::new());
+                    walk(&mut d, sub, k, &mut Findings::default());
                     m.insert(k.clone(), d);
                 }
             }
         }
-        required(schema, m, "", &mut errors);
+        required(schema, m, "", &mut f.errors);
+    }
+    // As kube-apiserver: schema errors, then list invariants, then the
+    // CEL rules, which a type or enum error keeps from running (and says
+    // so, when the schema has rules).
+    let mut errors = f.errors;
+    errors.extend(f.lists);
+    if f.blocking {
+        if f.has_rules {
+            errors.push((
+                "<nil>".to_string(),
+                "Invalid value: null: some validation rules were not checked because the \
+                 object was invalid; correct the existing errors to complete validation"
+                    .to_string(),
+            ));
+        }
+    } else {
+        errors.extend(f.rules);
     }
     if errors.is_empty() {
-        Ok(unknown)
+        Ok(f.unknown)
     } else {
         Err(ApiError::invalid(
             &info.group,
@@ -166,6 +182,50 @@ pub fn apply_schema(
             meta(obj, "name"),
             &errors,
         ))
+    }
+}
+
+/// What a walk over an object finds, kept apart as kube-apiserver orders
+/// and gates them.
+#[derive(Default)]
+struct Findings {
+    /// Fields pruned.
+    unknown: Vec<String>,
+    /// Schema errors (types, enums, bounds, required).
+    errors: Vec<(String, String)>,
+    /// A type or enum error: the CEL rules are not run.
+    blocking: bool,
+    /// `x-kubernetes-list-type` map and set invariants broken.
+    lists: Vec<(String, String)>,
+    /// `x-kubernetes-validations` rules broken.
+    rules: Vec<(String, String)>,
+    /// Whether the schema walked had any rule.
+    has_rules: bool,
+}
+
+/// The CEL rules of the CRDs this simulator knows (JobSet's), evaluated
+/// as Rust: whether `v` passes `rule`, or none for a rule it does not
+/// know (not checked) or a transition rule (`oldSelf`; updates are
+/// checked elsewhere).
+fn known_rule(rule: &str, v: &Value) -> Option<bool> {
+    match rule {
+        "!(has(self.startupPolicy) && self.startupPolicy.startupPolicyOrder == 'InOrder' && has(self.replicatedJobs) && self.replicatedJobs.exists(x, has(x.dependsOn)))" =>
+        {
+            let in_order = v.pointer("/startupPolicy/startupPolicyOrder")
+                == Some(&Value::String("InOrder".into()));
+            let depends = v
+                .get("replicatedJobs")
+                .and_then(Value::as_array)
+                .is_some_and(|rjs| rjs.iter().any(|r| r.get("dependsOn").is_some()));
+            Some(!(in_order && depends))
+        }
+        "!has(self.metadata) || !has(self.metadata.namespace) || self.metadata.namespace == ''" => {
+            Some(
+                v.pointer("/metadata/namespace")
+                    .is_none_or(|ns| ns == &Value::String(String::new())),
+            )
+        }
+        _ => None,
     }
 }
 
@@ -206,15 +266,27 @@ fn type_ok(v: &Value, t: &str) -> bool {
     }
 }
 
-fn walk(
-    v: &mut Value,
-    schema: &Value,
-    path: &str,
-    unknown: &mut Vec<String>,
-    errors: &mut Vec<(String, String)>,
-) {
+fn walk(v: &mut Value, schema: &Value, path: &str, f: &mut Findings) {
     if v.is_null() && schema.get("nullable").and_then(Value::as_bool) == Some(true) {
         return;
+    }
+    if let Some(rules) = schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    {
+        f.has_rules = true;
+        for r in rules {
+            let rule = r.get("rule").and_then(Value::as_str).unwrap_or("");
+            if known_rule(rule, v) == Some(false) {
+                let message = r
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("failed rule: {rule}"));
+                f.rules
+                    .push((path.into(), format!("Invalid value: {message}")));
+            }
+        }
     }
     if schema
         .get("x-kubernetes-int-or-string")
@@ -222,7 +294,8 @@ fn walk(
         == Some(true)
     {
         if !(v.is_string() || v.is_i64() || v.is_u64()) {
-            errors.push((
+            f.blocking = true;
+            f.errors.push((
                 path.into(),
                 format!("Invalid value: {v}: must be an integer or a string"),
             ));
@@ -240,7 +313,8 @@ fn walk(
             Value::Array(_) => "array",
             Value::Object(_) => "object",
         };
-        errors.push((
+        f.blocking = true;
+        f.errors.push((
             path.into(),
             format!("Invalid value: \"{got}\": {path} in body must be of type {t}: \"{got}\""),
         ));
@@ -250,13 +324,44 @@ fn walk(
         && !allowed.contains(v)
     {
         let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-        errors.push((
+        f.blocking = true;
+        f.errors.push((
             path.into(),
             format!(
                 "Unsupported value: {v}: supported values: {}",
                 list.join(", ")
             ),
         ));
+    }
+    if let Some(n) = v.as_f64() {
+        for (bound, words, broken) in [
+            (
+                "minimum",
+                "greater",
+                n < schema
+                    .get("minimum")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(f64::MIN),
+            ),
+            (
+                "maximum",
+                "less",
+                n > schema
+                    .get("maximum")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(f64::MAX),
+            ),
+        ] {
+            // Go prints the bound as a float64: 0, not 0.0.
+            if broken && let Some(limit) = schema.get(bound).and_then(Value::as_f64) {
+                f.errors.push((
+                    path.into(),
+                    format!(
+                        "Invalid value: {v}: {path} in body should be {words} than or equal to {limit}"
+                    ),
+                ));
+            }
+        }
     }
     match v {
         Value::Object(m) => {
@@ -273,7 +378,7 @@ fn walk(
                 match sub {
                     Some(sub) => {
                         if let Some(cv) = m.get_mut(&k) {
-                            walk(cv, sub, &child, unknown, errors);
+                            walk(cv, sub, &child, f);
                         }
                     }
                     None if preserves(schema)
@@ -281,7 +386,7 @@ fn walk(
                             && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")) => {}
                     None => {
                         m.remove(&k);
-                        unknown.push(child);
+                        f.unknown.push(child);
                     }
                 }
             }
@@ -295,23 +400,50 @@ fn walk(
                             &mut d,
                             sub,
                             &format!("{path}.{k}"),
-                            &mut Vec::new(),
-                            &mut Vec::new(),
+                            &mut Findings::default(),
                         );
                         m.insert(k.clone(), d);
                     }
                 }
             }
-            required(schema, m, path, errors);
+            required(schema, m, path, &mut f.errors);
         }
         Value::Array(items) => {
             if let Some(is) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    walk(item, is, &format!("{path}[{i}]"), unknown, errors);
+                    walk(item, is, &format!("{path}[{i}]"), f);
                 }
             }
+            list_invariants(items, schema, path, &mut f.lists);
         }
         _ => {}
+    }
+}
+
+/// `x-kubernetes-list-type: map` (no two items with the same keys) and
+/// `set` (no two equal items), in kube-apiserver's words.
+fn list_invariants(items: &[Value], schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    let list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str);
+    let keys = strings(schema, "/x-kubernetes-list-map-keys");
+    let mut seen: Vec<Value> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let identity = match list_type {
+            Some("map") => Value::Object(
+                keys.iter()
+                    .filter_map(|k| item.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect(),
+            ),
+            Some("set") => item.clone(),
+            _ => return,
+        };
+        if seen.contains(&identity) {
+            out.push((
+                format!("{path}[{i}]"),
+                format!("Duplicate value: {identity}"),
+            ));
+        } else {
+            seen.push(identity);
+        }
     }
 }
 
@@ -371,6 +503,56 @@ mod tests {
         assert_eq!(o["spec"]["extra"]["kept"], true);
         assert!(o.get("top").is_none() && o["spec"].get("bogus").is_none());
         assert_eq!(unknown, vec!["spec.bogus".to_string(), "top".to_string()]);
+    }
+
+    #[test]
+    fn list_map_duplicates_bounds_and_the_jobset_rules_read_as_kube_apiserver_words_them() {
+        let crd: Value =
+            serde_yaml::from_str(jobset_api::crd::crd_yaml().as_str()).expect("the CRD");
+        let info = infos_of(&crd).remove(0);
+        let schema = info.schema.clone().expect("a schema");
+        let answer = |spec: Value| {
+            let mut o = json!({"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+                               "metadata": {"name": "js"}, "spec": spec});
+            apply_schema(&info, &schema, &mut o)
+                .map(|_| ())
+                .map_err(|e| e.message)
+        };
+        let rj = |name: &str, extra: Value| {
+            let mut r = json!({"name": name, "replicas": 1, "template": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}});
+            if let (Some(r), Some(e)) = (r.as_object_mut(), extra.as_object()) {
+                r.extend(e.clone());
+            }
+            r
+        };
+        assert_eq!(
+            answer(json!({"replicatedJobs": [rj("workers", json!({})), rj("workers", json!({}))]})),
+            Err("JobSet.jobset.x-k8s.io \"js\" is invalid: spec.replicatedJobs[1]: Duplicate value: {\"name\":\"workers\"}".into())
+        );
+        assert_eq!(
+            answer(json!({"replicatedJobs": [rj("workers", json!({"replicas": -1}))]})),
+            Err("JobSet.jobset.x-k8s.io \"js\" is invalid: spec.replicatedJobs[0].replicas: Invalid value: -1: spec.replicatedJobs[0].replicas in body should be greater than or equal to 0".into())
+        );
+        assert_eq!(
+            answer(json!({"startupPolicy": {"startupPolicyOrder": "InOrder"},
+                          "replicatedJobs": [rj("a", json!({})), rj("b", json!({"dependsOn": [{"name": "a", "status": "Ready"}]}))]})),
+            Err("JobSet.jobset.x-k8s.io \"js\" is invalid: spec: Invalid value: StartupPolicy and DependsOn APIs are mutually exclusive".into())
+        );
+        // An enum error keeps the rules from running, and says so.
+        let e = answer(json!({"startupPolicy": {"startupPolicyOrder": "InOrder"},
+                              "failurePolicy": {"restartStrategy": "Sometimes"},
+                              "replicatedJobs": [rj("a", json!({})), rj("b", json!({"dependsOn": [{"name": "a", "status": "Ready"}]}))]}))
+            .unwrap_err();
+        assert!(
+            e.contains("spec.failurePolicy.restartStrategy: Unsupported value: \"Sometimes\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("<nil>: Invalid value: null: some validation rules were not checked"),
+            "{e}"
+        );
+        assert!(!e.contains("mutually exclusive"), "{e}");
+        answer(json!({"replicatedJobs": [rj("a", json!({})), rj("b", json!({}))]})).expect("valid");
     }
 
     #[test]

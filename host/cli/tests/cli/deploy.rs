@@ -219,7 +219,9 @@ fn kubectl_sees_defaulting_and_is_refused_invalid_jobsets_naming_each_field() {
         ),
         (
             format!("  replicatedJobs:\n  - {{name: a, {POD}}}\n  - {{name: a, {POD}}}"),
-            "spec.replicatedJobs[1].name",
+            // The CRD's list-map keys answer before the webhook, in
+            // kube-apiserver's words.
+            "spec.replicatedJobs[1]: Duplicate value: {\"name\":\"a\"}",
         ),
         (
             format!("  replicatedJobs:\n  - {{name: Bad_Name, {POD}}}"),
@@ -334,7 +336,8 @@ fn kubectl_sees_defaulting_and_is_refused_invalid_jobsets_naming_each_field() {
             format!(
                 "  startupPolicy: {{startupPolicyOrder: InOrder}}\n  replicatedJobs:\n  - {{name: a, {POD}}}\n  - {{name: b, dependsOn: [{{name: a, status: Ready}}], {POD}}}"
             ),
-            "spec.startupPolicy.startupPolicyOrder",
+            // The CRD's CEL rule answers before the webhook.
+            "spec: Invalid value: StartupPolicy and DependsOn APIs are mutually exclusive",
         ),
         (
             "  replicatedJobs:\n  - {name: w, replicas: two, template: {}}".to_string(),
