@@ -161,19 +161,32 @@ impl WasmPlugin {
             name: name.to_string(),
             message,
         };
-        let info = run(&plugin, Slot::Outcome, |store, instance, exports| {
-            check_decide::<StartupParams<'_>, StartupResults>(store, instance, exports.startup)?;
-            check_decide::<OutcomeParams<'_>, OutcomeResults>(store, instance, exports.outcome)?;
-            check_decide::<PlacementParams<'_>, PlacementResults>(
-                store,
-                instance,
-                exports.placement,
-            )?;
-            exports
-                .meta
-                .load(&mut *store, instance)?
-                .call_info(&mut *store)
-        })
+        let info = run(
+            &plugin,
+            Slot::Outcome,
+            Budget::Load,
+            |store, instance, exports| {
+                check_decide::<StartupParams<'_>, StartupResults>(
+                    store,
+                    instance,
+                    exports.startup,
+                )?;
+                check_decide::<OutcomeParams<'_>, OutcomeResults>(
+                    store,
+                    instance,
+                    exports.outcome,
+                )?;
+                check_decide::<PlacementParams<'_>, PlacementResults>(
+                    store,
+                    instance,
+                    exports.placement,
+                )?;
+                exports
+                    .meta
+                    .load(&mut *store, instance)?
+                    .call_info(&mut *store)
+            },
+        )
         .map_err(|e| reject(format!("meta.info() failed: {}", e.kind)))?;
         plugin.info.name = info.name;
         plugin.info.version = info.version;
@@ -200,12 +213,17 @@ impl WasmPlugin {
 
     /// Runs `meta.validate-config`.
     pub fn validate_config(&self, config: &str) -> Result<(), LoadError> {
-        let outcome = run(&self.inner, Slot::Outcome, |store, instance, exports| {
-            exports
-                .meta
-                .load(&mut *store, instance)?
-                .call_validate_config(&mut *store, config)
-        });
+        let outcome = run(
+            &self.inner,
+            Slot::Outcome,
+            Budget::Load,
+            |store, instance, exports| {
+                exports
+                    .meta
+                    .load(&mut *store, instance)?
+                    .call_validate_config(&mut *store, config)
+            },
+        );
         let reject = |message: String| LoadError::Rejected {
             name: self.inner.info.name.clone(),
             message,
@@ -220,15 +238,20 @@ impl WasmPlugin {
     /// The startup decision.
     pub fn startup(&self, snapshot: &Snapshot) -> Result<StartupVerdict, PolicyError> {
         let slot = Slot::Startup;
-        let verdict = run(&self.inner, slot, |store, instance, exports| {
-            call_decide::<StartupParams<'_>, StartupResults>(
-                store,
-                instance,
-                exports.startup,
-                (Fast(snapshot),),
-            )
-            .map(|(r,)| r)
-        })?;
+        let verdict = run(
+            &self.inner,
+            slot,
+            Budget::Decision,
+            |store, instance, exports| {
+                call_decide::<StartupParams<'_>, StartupResults>(
+                    store,
+                    instance,
+                    exports.startup,
+                    (Fast(snapshot),),
+                )
+                .map(|(r,)| r)
+            },
+        )?;
         let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
         validate::startup(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
         Ok(verdict)
@@ -237,15 +260,20 @@ impl WasmPlugin {
     /// The outcome decision.
     pub fn outcome(&self, snapshot: &Snapshot) -> Result<OutcomeVerdict, PolicyError> {
         let slot = Slot::Outcome;
-        let verdict = run(&self.inner, slot, |store, instance, exports| {
-            call_decide::<OutcomeParams<'_>, OutcomeResults>(
-                store,
-                instance,
-                exports.outcome,
-                (Fast(snapshot),),
-            )
-            .map(|(r,)| r)
-        })?;
+        let verdict = run(
+            &self.inner,
+            slot,
+            Budget::Decision,
+            |store, instance, exports| {
+                call_decide::<OutcomeParams<'_>, OutcomeResults>(
+                    store,
+                    instance,
+                    exports.outcome,
+                    (Fast(snapshot),),
+                )
+                .map(|(r,)| r)
+            },
+        )?;
         let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
         validate::outcome(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
         Ok(verdict)
@@ -258,15 +286,20 @@ impl WasmPlugin {
         request: &PlacementRequest,
     ) -> Result<Vec<JobPlacement>, PolicyError> {
         let slot = Slot::Placement;
-        let verdict = run(&self.inner, slot, |store, instance, exports| {
-            call_decide::<PlacementParams<'_>, PlacementResults>(
-                store,
-                instance,
-                exports.placement,
-                (Fast(snapshot), Fast(request)),
-            )
-            .map(|(r,)| r)
-        })?;
+        let verdict = run(
+            &self.inner,
+            slot,
+            Budget::Decision,
+            |store, instance, exports| {
+                call_decide::<PlacementParams<'_>, PlacementResults>(
+                    store,
+                    instance,
+                    exports.placement,
+                    (Fast(snapshot), Fast(request)),
+                )
+                .map(|(r,)| r)
+            },
+        )?;
         let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
         validate::placement(request, &verdict).map_err(|detail| self.invalid(slot, detail))?;
         Ok(verdict)
@@ -310,13 +343,23 @@ fn host_thread_failed(plugin: &PluginInner, slot: Slot) -> PolicyError {
 /// [`crate::offload`]), else on one of the kept threads outside the
 /// runtime, which borrow the caller's inputs, so a decision pays neither
 /// for a new thread nor for copies.
+/// Which wall-clock budget a call gets.
+#[derive(Clone, Copy)]
+enum Budget {
+    /// A decision: `Limits::deadline`.
+    Decision,
+    /// A call made when the plugin is loaded: `Limits::load_deadline`.
+    Load,
+}
+
 fn run<R: Send>(
     plugin: &PluginInner,
     slot: Slot,
+    budget: Budget,
     call: impl FnOnce(&mut Store<HostState>, &Instance, &Exports) -> wasmtime::Result<R> + Send,
 ) -> Result<R, PolicyError> {
     if offload::in_place() {
-        return run_here(plugin, slot, call);
+        return run_here(plugin, slot, budget, call);
     }
     let dispatch = tracing::dispatcher::get_default(|d| d.clone());
     let span = tracing::Span::current();
@@ -325,7 +368,7 @@ fn run<R: Send>(
         // this call only.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             tracing::dispatcher::with_default(&dispatch, || {
-                span.in_scope(|| run_here(plugin, slot, call))
+                span.in_scope(|| run_here(plugin, slot, budget, call))
             })
         }))
         .unwrap_or_else(|_| Err(host_thread_failed(plugin, slot)))
@@ -345,6 +388,7 @@ fn run<R: Send>(
 fn run_here<R>(
     plugin: &PluginInner,
     slot: Slot,
+    budget: Budget,
     call: impl FnOnce(&mut Store<HostState>, &Instance, &Exports) -> wasmtime::Result<R>,
 ) -> Result<R, PolicyError> {
     let rt = &plugin.runtime;
@@ -362,7 +406,14 @@ fn run_here<R>(
     );
     let mut store = Store::new(&rt.engine, state);
     store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(rt.deadline_ticks);
+    let (ticks, deadline) = match budget {
+        Budget::Decision => (rt.deadline_ticks, limits.deadline),
+        Budget::Load => (
+            rt.load_deadline_ticks,
+            limits.load_deadline.max(limits.deadline),
+        ),
+    };
+    store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
 
     let result = match plugin.pre.instantiate(&mut store) {
@@ -378,7 +429,7 @@ fn run_here<R>(
         );
     }
     result.map_err(|e| {
-        let kind = classify(&e, store.data(), limits, &stderr, slot);
+        let kind = classify(&e, store.data(), limits, deadline, &stderr, slot);
         let error = PolicyError {
             plugin: plugin.id.clone(),
             slot,
@@ -393,6 +444,7 @@ fn classify(
     e: &wasmtime::Error,
     state: &HostState,
     limits: &crate::runtime::Limits,
+    deadline: std::time::Duration,
     stderr: &str,
     slot: Slot,
 ) -> ErrorKind {
@@ -407,9 +459,7 @@ fn classify(
         };
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => ErrorKind::Timeout {
-            deadline: limits.deadline,
-        },
+        Some(Trap::Interrupt) => ErrorKind::Timeout { deadline },
         Some(trap) => {
             let said = last_line(stderr);
             ErrorKind::Trap {

@@ -20,6 +20,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub struct Limits {
     /// Wall-clock budget of one decision (instantiation included).
     pub deadline: Duration,
+    /// Wall-clock budget of the calls made when a plugin is loaded
+    /// (`meta.info()` with the first instantiation and the type checks,
+    /// `validate-config`): done once per version, off the decision path,
+    /// and slower than a decision on a loaded machine.
+    pub load_deadline: Duration,
     /// Linear memory a plugin may grow to.
     pub memory_bytes: usize,
     /// Elements per table.
@@ -41,6 +46,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             deadline: Duration::from_millis(50),
+            load_deadline: Duration::from_secs(1),
             memory_bytes: 16 << 20,
             table_elements: 10_000,
             max_concurrent: 32,
@@ -58,6 +64,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) limits: Limits,
     /// Epoch ticks that make up the deadline.
     pub(crate) deadline_ticks: u64,
+    /// Epoch ticks that make up the load deadline.
+    pub(crate) load_deadline_ticks: u64,
     compiled: Mutex<Compiled>,
     /// One per instance the pool holds; a decision takes one.
     pub(crate) permits: Permits,
@@ -195,7 +203,9 @@ impl Runtime {
 
         // Ten ticks per deadline, at least one millisecond apart.
         let tick = (limits.deadline / 10).max(Duration::from_millis(1));
-        let deadline_ticks = limits.deadline.as_nanos().div_ceil(tick.as_nanos()) as u64 + 1;
+        let ticks = |d: Duration| d.as_nanos().div_ceil(tick.as_nanos()) as u64 + 1;
+        let deadline_ticks = ticks(limits.deadline);
+        let load_deadline_ticks = ticks(limits.load_deadline.max(limits.deadline));
         spawn_ticker(&engine, tick);
 
         Ok(Runtime {
@@ -205,6 +215,7 @@ impl Runtime {
                 permits: Permits::new(limits.max_concurrent.max(1)),
                 limits,
                 deadline_ticks,
+                load_deadline_ticks,
                 compiled: Mutex::new(Compiled::default()),
             }),
         })
