@@ -192,7 +192,8 @@ def terminated_status(pod: dict, code: int, condition: dict | None, now: str) ->
 
 def unreachable(stderr: str) -> bool:
     """Whether kubectl failed for want of an API server, not for an answer."""
-    return any(w in stderr for w in ("connection to the server", "connection refused", "i/o timeout",
+    return any(w in stderr for w in ("connection to the server", "connect to the server",
+                                      "connection refused", "connection reset by peer", "i/o timeout",
                                       "EOF", "TLS handshake timeout", "ServiceUnavailable"))
 
 
