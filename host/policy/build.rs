@@ -22,6 +22,9 @@ const PLUGINS: &[(&str, &str, u8)] = &[
     ("example-hostile", "EXAMPLE_HOSTILE", 1),
     ("example-wrong-export", "EXAMPLE_WRONG_EXPORT", 1),
     ("example-preemption-aware", "EXAMPLE_PREEMPTION_AWARE", 1),
+    ("example-exit-codes", "EXAMPLE_EXIT_CODES", 1),
+    ("example-bad-node", "EXAMPLE_BAD_NODE", 1),
+    ("example-unknown-input", "EXAMPLE_UNKNOWN_INPUT", 1),
 ];
 
 /// Variables a parent cargo (or clippy, or a wrapper) sets that would leak

@@ -102,11 +102,13 @@ fn parse_duration(text: &str) -> Result<Duration, Failure> {
 }
 
 /// Example plugins shipped inside the binary, usable by name.
-pub(crate) const EMBEDDED_EXAMPLES: [&str; 1] = ["preemption-aware"];
+pub(crate) const EMBEDDED_EXAMPLES: [&str; 3] = ["preemption-aware", "exit-codes", "bad-node"];
 
 pub(crate) fn embedded_example(name: &str) -> Option<&'static [u8]> {
     match name {
         "preemption-aware" => Some(jobset_policy::builtin::EXAMPLE_PREEMPTION_AWARE),
+        "exit-codes" => Some(jobset_policy::builtin::EXAMPLE_EXIT_CODES),
+        "bad-node" => Some(jobset_policy::builtin::EXAMPLE_BAD_NODE),
         _ => None,
     }
 }

@@ -55,6 +55,9 @@ pub struct ControllerConfig {
     /// The shortest time between two status writes of one JobSet that
     /// change only its counts (`StatusPacing`); zero writes each change.
     pub status_interval: Duration,
+    /// Failed pods kept per failed Job for an outcome plugin that asks
+    /// for pod facts.
+    pub failed_pods_per_job: usize,
 }
 
 impl Default for ControllerConfig {
@@ -70,6 +73,7 @@ impl Default for ControllerConfig {
             health: Arc::new(Health::default()),
             plugin_watch_namespace: None,
             status_interval: DEFAULT_STATUS_INTERVAL,
+            failed_pods_per_job: crate::failed_pods::DEFAULT_PODS_PER_JOB,
         }
     }
 }
@@ -505,7 +509,9 @@ pub async fn run(
     );
     context.pod_watches = Some(pod_watches.clone());
     context.status_pacing = crate::reconcile::StatusPacing::new(config.status_interval);
+    context.failed_pods = crate::failed_pods::FailedPods::new(config.failed_pods_per_job);
     let ctx = Arc::new(context);
+    let forget_facts = ctx.clone();
     let (all_tx, all_rx) = mpsc::unbounded();
     for w in ["jobsets", "jobs", "services", "nodes"] {
         health.watch_started(w);
@@ -557,11 +563,17 @@ pub async fn run(
     )
     .inspect(move |ev| match ev {
         Ok(Event::InitDone) => synced.watch_synced("jobsets"),
-        // A deleted JobSet is never reconciled again: its pod watch ends here.
-        Ok(Event::Delete(js)) => pod_watches.release(&(
-            js.metadata.namespace.clone().unwrap_or_default(),
-            js.metadata.name.clone().unwrap_or_default(),
-        )),
+        // A deleted JobSet is never reconciled again: its pod watch ends
+        // here, and so do the pod facts held for it.
+        Ok(Event::Delete(js)) => {
+            pod_watches.release(&(
+                js.metadata.namespace.clone().unwrap_or_default(),
+                js.metadata.name.clone().unwrap_or_default(),
+            ));
+            forget_facts
+                .failed_pods
+                .forget(js.metadata.uid.as_deref().unwrap_or_default());
+        }
         _ => {}
     })
     .applied_objects();

@@ -13,6 +13,7 @@ pub mod controller;
 mod creation;
 pub mod error;
 pub mod events;
+pub mod failed_pods;
 pub mod health;
 pub mod http_server;
 pub mod in_place;

@@ -87,6 +87,10 @@ struct Inner {
     pod_watches: u64,
     /// Pods those watches keep.
     watched_pods: u64,
+    /// Failed pods' facts held for outcome plugins that asked.
+    pod_facts_held: u64,
+    /// Lists of a failed Job's pods, by result ("ok", "failed").
+    pod_facts_lists: [u64; 2],
     plugins: crate::policy::PluginStats,
     /// Shadow decisions by (slot, active plugin, shadow plugin, result).
     shadow: BTreeMap<(String, String, String, String), u64>,
@@ -212,6 +216,22 @@ impl Metrics {
         self.lock().watched_pods = pods as u64;
     }
 
+    /// Counts one list of a failed Job's pods for pod facts.
+    pub fn pod_facts_listed(&self, ok: bool) {
+        self.lock().pod_facts_lists[usize::from(!ok)] += 1;
+    }
+
+    /// The failed pods whose facts are held now.
+    pub fn set_pod_facts_held(&self, pods: usize) {
+        self.lock().pod_facts_held = pods as u64;
+    }
+
+    /// Lists of failed Jobs' pods so far: (succeeded, failed).
+    pub fn pod_facts_lists(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.pod_facts_lists[0], inner.pod_facts_lists[1])
+    }
+
     /// What the plugins cost, as last reported.
     pub fn set_plugins(&self, stats: crate::policy::PluginStats) {
         self.lock().plugins = stats;
@@ -294,6 +314,21 @@ impl Metrics {
             "# HELP jobset_watched_pods Pods kept for in-place restart\n# TYPE jobset_watched_pods gauge\njobset_watched_pods {}",
             inner.watched_pods
         );
+        let _ = writeln!(
+            out,
+            "# HELP jobset_pod_facts_held Failed pods whose facts are held for outcome plugins that asked for pod-facts\n# TYPE jobset_pod_facts_held gauge\njobset_pod_facts_held {}",
+            inner.pod_facts_held
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jobset_pod_facts_lists_total Lists of a failed Job's pods for pod facts, by result\n# TYPE jobset_pod_facts_lists_total counter"
+        );
+        for (result, n) in ["ok", "failed"].iter().zip(inner.pod_facts_lists) {
+            let _ = writeln!(
+                out,
+                "jobset_pod_facts_lists_total{{result=\"{result}\"}} {n}"
+            );
+        }
         let p = inner.plugins;
         for (name, help, value) in [
             (

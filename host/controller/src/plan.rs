@@ -18,6 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::actions::{Action, EventSpec, Terminal, Waiting};
 use crate::conditions::{DesiredCondition, EventType, is_true, set_condition, types};
 use crate::error::ControllerError;
+use crate::failed_pods::{Collected, JobFacts, Needed};
 use crate::in_place::PodFacts;
 use crate::observe::{Buckets, bucket_jobs, replicated_jobs_status, same_replicated_jobs_status};
 use crate::placement::{NodeInfo, Occupant, PriorityClasses};
@@ -47,6 +48,9 @@ pub struct Inputs<'a> {
     pub priority_classes: &'a PriorityClasses,
     /// The pods of an in-place JobSet, once its pod watch listed them.
     pub pods: Option<&'a [PodFacts]>,
+    /// The failed pods of failed Jobs listed so far for an outcome plugin
+    /// that asked for them, by Job UID (see [`crate::failed_pods`]).
+    pub failed_pods: Option<&'a Collected>,
 }
 
 impl Inputs<'_> {
@@ -73,6 +77,12 @@ pub struct Plan {
     pub waiting: Vec<Waiting>,
     /// The decisions taken, `slot by plugin: what`, for logs and `jobset run`.
     pub decisions: Vec<String>,
+    /// The failed Jobs whose pods the outcome plugin asked for (empty when
+    /// it asked for none): their facts are kept while this is so.
+    pub pod_facts: Vec<Needed>,
+    /// Set when some of those were not listed yet: the plan stopped before
+    /// the outcome decision, and is made again once they are.
+    pub pod_facts_missing: bool,
 }
 
 /// The state a plan builds up.
@@ -207,6 +217,60 @@ impl Planner<'_> {
     }
 }
 
+/// The failed pods an outcome plugin asked for, in the order of the
+/// snapshot's Jobs; none when the decision must wait for them (not listed
+/// yet: the reconcile lists them and plans again; or the list failed:
+/// PolicyFailed, retried). An empty list when the plugin asked for none.
+fn failed_pods(
+    planner: &mut Planner<'_>,
+    buckets: &Buckets<'_>,
+    snap: &p::Snapshot,
+    policies: &dyn PolicyEngine,
+) -> Option<Vec<p::JobPods>> {
+    use jobset_policy::{POD_FACTS, Slot};
+    if buckets.failed.is_empty() || !policies.wants(snap, Slot::Outcome, POD_FACTS) {
+        return Some(Vec::new());
+    }
+    let mut needed: Vec<Needed> = buckets
+        .failed
+        .iter()
+        .map(|j| Needed {
+            job: j.metadata.name.clone().unwrap_or_default(),
+            uid: j.metadata.uid.clone().unwrap_or_default(),
+        })
+        .collect();
+    needed.sort_by(|a, b| a.job.cmp(&b.job));
+    planner.plan.pod_facts = needed.clone();
+    let empty = Collected::new();
+    let collected = planner.inputs.failed_pods.unwrap_or(&empty);
+    let mut pods = Vec::with_capacity(needed.len());
+    for n in &needed {
+        match collected.get(&n.uid) {
+            None => {
+                planner.plan.pod_facts_missing = true;
+                return None;
+            }
+            Some(JobFacts::Failed(why)) => {
+                planner.plugin_failed = true;
+                planner.condition(DesiredCondition::true_(
+                    types::POLICY_FAILED,
+                    "PodFactsUnavailable",
+                    format!("{why}; the outcome decision waits for them and is retried"),
+                    EventType::Warning,
+                ));
+                planner
+                    .plan
+                    .decisions
+                    .push(format!("outcome: waiting for pod facts: {why}"));
+                planner.requeue(POLICY_RETRY);
+                return None;
+            }
+            Some(JobFacts::Listed(facts)) => pods.push((**facts).clone()),
+        }
+    }
+    Some(pods)
+}
+
 /// Whether this controller acts on `js` at all: not being deleted, and
 /// managed here (no `managedBy`, or this controller's name).
 pub(crate) fn acts_on(js: &JobSet) -> bool {
@@ -292,7 +356,11 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
 
     let snap = snapshot::build(js, &buckets, &counts, inputs.now, inputs.feature_gates);
     if !buckets.failed.is_empty() || !buckets.successful.is_empty() {
-        match policies.decide_outcome(&snap) {
+        let pods = match failed_pods(&mut planner, &buckets, &snap, policies) {
+            Some(pods) => pods,
+            None => return Ok(finalize(planner, &stored)),
+        };
+        match policies.decide_outcome(&snap, &pods) {
             Err(f) => {
                 planner.policy_failed(&f);
                 return Ok(finalize(planner, &stored));

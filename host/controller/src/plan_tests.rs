@@ -115,6 +115,8 @@ struct World {
     priority_classes: PriorityClasses,
     /// The pods of an in-place JobSet, as its pod watch lists them.
     pods: Option<Vec<crate::in_place::PodFacts>>,
+    /// The failed pods listed for an outcome plugin that asked.
+    failed_pods: Option<crate::failed_pods::Collected>,
 }
 
 impl Default for World {
@@ -128,6 +130,7 @@ impl Default for World {
             gates: vec!["RestartJob".to_string()],
             priority_classes: PriorityClasses::default(),
             pods: None,
+            failed_pods: None,
         }
     }
 }
@@ -145,6 +148,7 @@ fn run_with(js: &JobSet, jobs: &[Job], world: &World, engine: &dyn PolicyEngine)
         feature_gates: &world.gates,
         priority_classes: &world.priority_classes,
         pods: world.pods.as_deref(),
+        failed_pods: world.failed_pods.as_ref(),
     };
     plan(inputs, engine).expect("plan succeeds")
 }
@@ -1261,11 +1265,15 @@ impl PolicyEngine for Failing {
             NativeDefaults.decide_startup(s)
         }
     }
-    fn decide_outcome(&self, s: &p::Snapshot) -> Result<Decision<p::OutcomeVerdict>, PolicyError> {
+    fn decide_outcome(
+        &self,
+        s: &p::Snapshot,
+        _pods: &[p::JobPods],
+    ) -> Result<Decision<p::OutcomeVerdict>, PolicyError> {
         if self.0 == Slot::Outcome {
             Err(self.err())
         } else {
-            NativeDefaults.decide_outcome(s)
+            NativeDefaults.decide_outcome(s, &[])
         }
     }
     fn decide_placement(
@@ -1577,6 +1585,7 @@ fn an_unreadable_attempt_is_an_error_naming_the_pod() {
         feature_gates: &world.gates,
         priority_classes: &world.priority_classes,
         pods: world.pods.as_deref(),
+        failed_pods: world.failed_pods.as_ref(),
     };
     let err = plan(inputs, &NativeDefaults).unwrap_err().to_string();
     assert_eq!(
@@ -1643,4 +1652,145 @@ fn a_plugin_being_compiled_holds_the_decision_and_says_so_without_failing() {
         (c.status.as_str(), c.reason.as_str()),
         ("False", "PluginCompiling")
     );
+}
+
+/// The default policies, but the outcome plugin asks for pod facts and
+/// keeps the pods it was given.
+#[derive(Default)]
+struct WantsPods {
+    given: std::sync::Mutex<Option<Vec<p::JobPods>>>,
+}
+
+impl PolicyEngine for WantsPods {
+    fn decide_startup(&self, s: &p::Snapshot) -> Result<Decision<p::StartupVerdict>, PolicyError> {
+        NativeDefaults.decide_startup(s)
+    }
+    fn decide_outcome(
+        &self,
+        s: &p::Snapshot,
+        pods: &[p::JobPods],
+    ) -> Result<Decision<p::OutcomeVerdict>, PolicyError> {
+        *self.given.lock().unwrap() = Some(pods.to_vec());
+        NativeDefaults.decide_outcome(s, pods)
+    }
+    fn decide_placement(
+        &self,
+        s: &p::Snapshot,
+        r: &p::PlacementRequest,
+    ) -> Result<Decision<Vec<p::JobPlacement>>, PolicyError> {
+        NativeDefaults.decide_placement(s, r)
+    }
+    fn wants(&self, _: &p::Snapshot, slot: Slot, input: &str) -> bool {
+        slot == Slot::Outcome && input == jobset_policy::POD_FACTS
+    }
+}
+
+/// Every Job of `js` with a UID of its own, `js-a-0` failed.
+fn one_failed_with_uids(js: &JobSet) -> Vec<Job> {
+    let mut jobs = all_jobs(js);
+    for j in jobs.iter_mut() {
+        j.metadata.uid = Some(format!("uid-{}", j.metadata.name.as_deref().unwrap()));
+    }
+    fail(named(&mut jobs, "js-a-0"), "BackoffLimitExceeded", "x", 3);
+    jobs
+}
+
+fn facts_of(job: &str, exit_code: i32) -> crate::failed_pods::JobFacts {
+    crate::failed_pods::JobFacts::Listed(std::sync::Arc::new(p::JobPods {
+        job: job.to_string(),
+        pods: vec![p::FailedPod {
+            name: format!("{job}-pod"),
+            completion_index: Some(0),
+            node: "node-1".into(),
+            phase: "Failed".into(),
+            reason: String::new(),
+            started: None,
+            finished: None,
+            containers: vec![p::ContainerExit {
+                name: "main".into(),
+                init: false,
+                exit_code,
+                signal: None,
+                reason: "Error".into(),
+                message: String::new(),
+                restart_count: 0,
+                started: None,
+                finished: None,
+            }],
+            disruption: None,
+        }],
+        omitted: 0,
+    }))
+}
+
+#[test]
+fn an_outcome_plugin_that_asks_for_pods_waits_until_the_failed_jobs_pods_are_listed() {
+    let js = jobset("");
+    let jobs = one_failed_with_uids(&js);
+    let engine = WantsPods::default();
+    let p = run_with(&js, &jobs, &World::default(), &engine);
+    assert!(p.pod_facts_missing);
+    let needed: Vec<_> = p
+        .pod_facts
+        .iter()
+        .map(|n| (n.job.as_str(), n.uid.as_str()))
+        .collect();
+    assert_eq!(needed, [("js-a-0", "uid-js-a-0")]);
+    assert!(engine.given.lock().unwrap().is_none(), "not decided yet");
+    assert_eq!(status(&p).restarts, 0);
+
+    let world = World {
+        failed_pods: Some([("uid-js-a-0".to_string(), facts_of("js-a-0", 137))].into()),
+        ..World::default()
+    };
+    let p = run_with(&js, &jobs, &world, &engine);
+    assert!(!p.pod_facts_missing);
+    let given = engine.given.lock().unwrap().clone().unwrap();
+    assert_eq!(given.len(), 1);
+    assert_eq!(given[0].job, "js-a-0");
+    assert_eq!(given[0].pods[0].containers[0].exit_code, 137);
+    assert_eq!(p.pod_facts.len(), 1, "held until the outcome is applied");
+    assert!(is_true(&status(&p).conditions, types::FAILED));
+}
+
+#[test]
+fn a_pod_list_that_failed_holds_the_outcome_with_policy_failed_and_retries() {
+    let js = jobset("");
+    let jobs = one_failed_with_uids(&js);
+    let world = World {
+        failed_pods: Some(
+            [(
+                "uid-js-a-0".to_string(),
+                crate::failed_pods::JobFacts::Failed(
+                    "cannot list the pods of Job ns/js-a-0: 503".into(),
+                ),
+            )]
+            .into(),
+        ),
+        ..World::default()
+    };
+    let engine = WantsPods::default();
+    let p = run_with(&js, &jobs, &world, &engine);
+    let c = cond(&p, types::POLICY_FAILED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "PodFactsUnavailable")
+    );
+    assert!(c.message.contains("js-a-0: 503"), "{}", c.message);
+    assert!(
+        engine.given.lock().unwrap().is_none(),
+        "never on partial facts"
+    );
+    assert!(cond_opt(&p, types::FAILED).is_none());
+    assert_eq!(p.requeue_after, Some(crate::plan::POLICY_RETRY));
+}
+
+#[test]
+fn a_plugin_that_asks_for_no_pods_is_decided_at_once_with_none() {
+    let js = jobset("");
+    let jobs = one_failed_with_uids(&js);
+    let p = run_with(&js, &jobs, &World::default(), &NativeDefaults);
+    assert!(!p.pod_facts_missing);
+    assert!(p.pod_facts.is_empty());
+    assert!(is_true(&status(&p).conditions, types::FAILED));
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 pub use jobset_policy::snapshot as records;
 pub use jobset_policy::{Decision, ErrorKind, PolicyEngine, PolicyError, Slot};
-use records::{JobPlacement, OutcomeVerdict, PlacementRequest, Snapshot, StartupVerdict};
+use records::{JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, Snapshot, StartupVerdict};
 
 use crate::metrics::Metrics;
 
@@ -47,11 +47,19 @@ impl PolicyEngine for Metered {
         r
     }
 
-    fn decide_outcome(&self, snapshot: &Snapshot) -> Result<Decision<OutcomeVerdict>, PolicyError> {
+    fn decide_outcome(
+        &self,
+        snapshot: &Snapshot,
+        pods: &[JobPods],
+    ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
         let t = Instant::now();
-        let r = self.inner.decide_outcome(snapshot);
+        let r = self.inner.decide_outcome(snapshot, pods);
         self.record(Slot::Outcome, t, &r);
         r
+    }
+
+    fn wants(&self, snapshot: &Snapshot, slot: Slot, input: &str) -> bool {
+        self.inner.wants(snapshot, slot, input)
     }
 
     fn decide_placement(

@@ -20,6 +20,7 @@ use crate::apply::Applier;
 use crate::clock::Clock;
 use crate::error::ControllerError;
 use crate::events::{Event, Recorder, regarding};
+use crate::failed_pods::{Collected, FailedPods};
 use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::placement::occupant_of;
@@ -60,6 +61,8 @@ pub struct Context {
     placing: Mutex<()>,
     /// Spaces out the status writes that change only a JobSet's counts.
     pub status_pacing: StatusPacing,
+    /// Failed pods of failed Jobs held for outcome plugins that asked.
+    pub failed_pods: FailedPods,
 }
 
 /// Spaces out status writes that change nothing but a JobSet's
@@ -151,6 +154,7 @@ impl Context {
             placing: Mutex::default(),
             pod_watches: None,
             status_pacing: StatusPacing::default(),
+            failed_pods: FailedPods::new(crate::failed_pods::DEFAULT_PODS_PER_JOB),
         }
     }
 
@@ -198,7 +202,7 @@ pub async fn reconcile(js: Arc<JobSet>, ctx: Arc<Context>) -> Result<Requeue, Co
 }
 
 /// Observes the index and plans one reconcile (with its plugin calls).
-fn plan_now(js: &JobSet, ctx: &Context) -> Result<Plan, ControllerError> {
+fn plan_now(js: &JobSet, ctx: &Context, failed_pods: &Collected) -> Result<Plan, ControllerError> {
     let uid = js.metadata.uid.clone().unwrap_or_default();
     let namespace = js.metadata.namespace.clone().unwrap_or_default();
     let jobs = ctx.index.jobs_of(&uid);
@@ -226,10 +230,33 @@ fn plan_now(js: &JobSet, ctx: &Context) -> Result<Plan, ControllerError> {
         feature_gates: &ctx.feature_gates,
         priority_classes: &priority_classes,
         pods: pods.as_deref(),
+        failed_pods: Some(failed_pods),
     };
     let planned = plan(inputs, ctx.policies.as_ref())?;
     reserve_pins(&ctx.index, &namespace, &planned);
     Ok(planned)
+}
+
+/// Plans off the async runtime: planning makes the plugin calls, so the
+/// runtime's thread serves other reconciles (and, in-process, the
+/// simulator) while plugins decide.
+async fn plan_off_runtime(
+    js: &Arc<JobSet>,
+    ctx: &Arc<Context>,
+    failed_pods: Collected,
+) -> Result<Plan, ControllerError> {
+    let planned = {
+        let (js, ctx) = (Arc::clone(js), Arc::clone(ctx));
+        jobset_policy::off_runtime(move || plan_now(&js, &ctx, &failed_pods)).await
+    };
+    planned.map_err(|e| ControllerError::Planning {
+        jobset: format!(
+            "{}/{}",
+            js.metadata.namespace.as_deref().unwrap_or_default(),
+            js.metadata.name.as_deref().unwrap_or_default()
+        ),
+        detail: e.0,
+    })?
 }
 
 /// Whether a Job of the JobSet is exclusive by topology, by the same
@@ -271,20 +298,35 @@ async fn reconcile_inner(js: &Arc<JobSet>, ctx: &Arc<Context>) -> Result<Requeue
             watches.release(&key);
         }
     }
-    // Planning makes the plugin calls: it runs off the async runtime, so
-    // the runtime's thread serves other reconciles (and, in-process, the
-    // simulator) while plugins decide.
-    let planned = {
-        let (js, ctx) = (Arc::clone(js), Arc::clone(ctx));
-        jobset_policy::off_runtime(move || plan_now(&js, &ctx)).await
-    };
-    let plan = planned.map_err(|e| ControllerError::Planning {
-        jobset: format!(
-            "{namespace}/{}",
-            js.metadata.name.as_deref().unwrap_or_default()
-        ),
-        detail: e.0,
-    })??;
+    let uid = js.metadata.uid.clone().unwrap_or_default();
+    let collected = ctx.failed_pods.listed(&uid);
+    let mut plan = plan_off_runtime(js, ctx, collected.clone()).await?;
+    if plan.pod_facts_missing {
+        // The outcome plugin asked for the failed pods of Jobs not listed
+        // yet: one LIST each, then the plan again with them.
+        let per_job = ctx.failed_pods.per_job();
+        let lists = plan
+            .pod_facts
+            .iter()
+            .filter(|n| !collected.contains_key(&n.uid))
+            .map(|n| async {
+                let facts = crate::failed_pods::list(&ctx.client, &namespace, n, per_job).await;
+                (n.uid.clone(), facts)
+            });
+        let found = futures::future::join_all(lists).await;
+        for (_, facts) in &found {
+            ctx.metrics
+                .pod_facts_listed(matches!(facts, crate::failed_pods::JobFacts::Listed(_)));
+        }
+        let collected = ctx.failed_pods.store(&uid, found);
+        plan = plan_off_runtime(js, ctx, collected).await?;
+        if plan.pod_facts_missing {
+            // Another Job failed meanwhile: its pods are listed next time.
+            plan.requeue_after = Some(Duration::ZERO);
+        }
+    }
+    ctx.failed_pods.retain(&uid, &plan.pod_facts);
+    ctx.metrics.set_pod_facts_held(ctx.failed_pods.pods_held());
     let js: &JobSet = js;
     for d in &plan.decisions {
         tracing::info!(decision = %d, "policy decision");

@@ -111,7 +111,7 @@ fn time(mut f: impl FnMut()) -> (Duration, Duration) {
 fn decide(slot: Slot, plugin: &WasmPlugin, snapshot: &Snapshot, req: &PlacementRequest) {
     match slot {
         Slot::Startup => drop(plugin.decide_startup(snapshot).expect("decides")),
-        Slot::Outcome => drop(plugin.decide_outcome(snapshot).expect("decides")),
+        Slot::Outcome => drop(plugin.decide_outcome(snapshot, &[]).expect("decides")),
         Slot::Placement => drop(plugin.decide_placement(snapshot, req).expect("decides")),
     }
 }

@@ -7,7 +7,7 @@
 use crate::error::{ErrorKind, PolicyError};
 use crate::plugin::WasmPlugin;
 use crate::snapshot::{
-    JobPlacement, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
+    JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,8 +29,23 @@ pub struct Decision<T> {
 pub trait PolicyEngine: Send + Sync {
     /// Which replicated jobs may be created and resumed now.
     fn decide_startup(&self, snapshot: &Snapshot) -> Result<Decision<StartupVerdict>, PolicyError>;
-    /// What happens to the JobSet given its finished Jobs.
-    fn decide_outcome(&self, snapshot: &Snapshot) -> Result<Decision<OutcomeVerdict>, PolicyError>;
+    /// What happens to the JobSet given its finished Jobs; `pods` are the
+    /// failed pods of its failed Jobs, collected when [`wants`] said so
+    /// (empty otherwise).
+    ///
+    /// [`wants`]: PolicyEngine::wants
+    fn decide_outcome(
+        &self,
+        snapshot: &Snapshot,
+        pods: &[JobPods],
+    ) -> Result<Decision<OutcomeVerdict>, PolicyError>;
+    /// Whether the plugin that would decide `slot` for this snapshot asked
+    /// for the optional input `input` (see [`crate::POD_FACTS`]). Asked
+    /// before the inputs are collected, which costs API calls.
+    fn wants(&self, snapshot: &Snapshot, slot: Slot, input: &str) -> bool {
+        let _ = (snapshot, slot, input);
+        false
+    }
     /// Where the pending Jobs go.
     fn decide_placement(
         &self,
@@ -52,8 +67,16 @@ impl PolicyEngine for WasmPlugin {
         self.startup(snapshot).map(|v| decided(self, v))
     }
 
-    fn decide_outcome(&self, snapshot: &Snapshot) -> Result<Decision<OutcomeVerdict>, PolicyError> {
-        self.outcome(snapshot).map(|v| decided(self, v))
+    fn decide_outcome(
+        &self,
+        snapshot: &Snapshot,
+        pods: &[JobPods],
+    ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
+        self.outcome(snapshot, pods).map(|v| decided(self, v))
+    }
+
+    fn wants(&self, _snapshot: &Snapshot, slot: Slot, input: &str) -> bool {
+        self.exports(slot) && WasmPlugin::wants(self, input)
     }
 
     fn decide_placement(
@@ -122,7 +145,11 @@ impl PolicyEngine for NativeDefaults {
         Ok(Self::decision(slot, convert(&v, slot)?))
     }
 
-    fn decide_outcome(&self, snapshot: &Snapshot) -> Result<Decision<OutcomeVerdict>, PolicyError> {
+    fn decide_outcome(
+        &self,
+        snapshot: &Snapshot,
+        _pods: &[JobPods],
+    ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
         let slot = Slot::Outcome;
         let s: jobset_policy_sdk::types::Snapshot = convert(snapshot, slot)?;
         let v = default_outcome::decide(&s).map_err(|e| Self::rejected(slot, e))?;

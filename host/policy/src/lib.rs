@@ -35,7 +35,7 @@ pub use breaker::BreakerConfig;
 pub use engine::{Decision, NativeDefaults, PolicyEngine};
 pub use error::{ErrorKind, LoadError, PolicyError};
 pub use offload::{OffRuntimeError, off_runtime};
-pub use plugin::{PluginInfo, WasmPlugin};
+pub use plugin::{KNOWN_INPUTS, POD_FACTS, PluginInfo, WasmPlugin};
 pub use registry::{CompileNotice, FailureMode, Registry, RegistryConfig, RegistryStats};
 pub use runtime::{Limits, Runtime, sha256_hex};
 pub use snapshot::Slot;

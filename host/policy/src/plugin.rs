@@ -3,13 +3,14 @@
 //! decision), the epoch deadline and the memory cap; a failure comes back
 //! as a [`PolicyError`] naming the plugin and slot.
 
-use crate::bindings::v0_1_0::exports::jobset::policy::meta;
+use crate::bindings::{v0_1_0, v0_2_0};
 use crate::error::{ErrorKind, LoadError, PolicyError};
 use crate::lower::Fast;
 use crate::runtime::RuntimeInner;
 use crate::sandbox::{HostState, Limiter};
 use crate::snapshot::{
-    JobPlacement, OutcomeVerdict, PlacementRequest, PluginError, Slot, Snapshot, StartupVerdict,
+    JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, PluginError, Slot, Snapshot,
+    StartupVerdict,
 };
 use crate::{offload, validate};
 use std::sync::Arc;
@@ -18,8 +19,75 @@ use wasmtime::component::{
 };
 use wasmtime::{Store, Trap};
 
+/// `meta`, at the contract version the plugin speaks.
+pub(crate) enum Meta {
+    V0_1(v0_1_0::exports::jobset::policy::meta::GuestIndices),
+    V0_2(v0_2_0::exports::jobset::policy::meta::GuestIndices),
+}
+
+/// The optional inputs (`meta.plugin-info.inputs`) this host collects.
+pub const KNOWN_INPUTS: &[&str] = &[POD_FACTS];
+
+/// The input that gives the outcome slot the failed pods of failed Jobs.
+pub const POD_FACTS: &str = "pod-facts";
+
+/// What `meta.info()` returned, whatever the version.
+struct Identity {
+    name: String,
+    version: String,
+    interfaces: Vec<String>,
+    inputs: Vec<String>,
+}
+
+impl Meta {
+    fn info(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Identity> {
+        Ok(match self {
+            Meta::V0_1(m) => {
+                let i = m.load(&mut *store, instance)?.call_info(&mut *store)?;
+                Identity {
+                    name: i.name,
+                    version: i.version,
+                    interfaces: i.interfaces,
+                    inputs: Vec::new(),
+                }
+            }
+            Meta::V0_2(m) => {
+                let i = m.load(&mut *store, instance)?.call_info(&mut *store)?;
+                Identity {
+                    name: i.name,
+                    version: i.version,
+                    interfaces: i.interfaces,
+                    inputs: i.inputs,
+                }
+            }
+        })
+    }
+
+    fn validate_config(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &Instance,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Meta::V0_1(m) => m
+                .load(&mut *store, instance)?
+                .call_validate_config(&mut *store, config),
+            Meta::V0_2(m) => m
+                .load(&mut *store, instance)?
+                .call_validate_config(&mut *store, config),
+        }
+    }
+}
+
 pub(crate) struct Exports {
-    pub(crate) meta: meta::GuestIndices,
+    pub(crate) meta: Meta,
+    /// The contract version of `meta` and of every slot exported.
+    pub(crate) version: &'static str,
     /// Each slot's `decide`, when the plugin exports the slot.
     pub(crate) startup: Option<ComponentExportIndex>,
     pub(crate) outcome: Option<ComponentExportIndex>,
@@ -33,7 +101,9 @@ pub(crate) struct Exports {
 // that check.
 type StartupParams<'a> = (Fast<'a, Snapshot>,);
 type StartupResults = (Result<StartupVerdict, PluginError>,);
-type OutcomeParams<'a> = (Fast<'a, Snapshot>,);
+type OutcomeParams<'a> = (Fast<'a, Snapshot>, &'a [JobPods]);
+/// The 0.1.0 outcome slot: no pod facts.
+type OutcomeParamsV0_1<'a> = (Fast<'a, Snapshot>,);
 type OutcomeResults = (Result<OutcomeVerdict, PluginError>,);
 type PlacementParams<'a> = (Fast<'a, Snapshot>, Fast<'a, PlacementRequest>);
 type PlacementResults = (Result<Vec<JobPlacement>, PluginError>,);
@@ -94,6 +164,10 @@ pub struct PluginInfo {
     pub interfaces: Vec<String>,
     /// Slots it actually exports.
     pub exported: Vec<Slot>,
+    /// The version of the `jobset:policy` contract it speaks.
+    pub contract: String,
+    /// The optional inputs it asks for (`pod-facts`); none before 0.2.0.
+    pub inputs: Vec<String>,
     /// Size of the component in bytes.
     pub size: usize,
     /// Lowercase hex sha256 of the component.
@@ -150,6 +224,8 @@ impl WasmPlugin {
                 version: String::new(),
                 interfaces: Vec::new(),
                 exported,
+                contract: exports.version.to_string(),
+                inputs: Vec::new(),
                 size,
                 sha256,
             },
@@ -171,26 +247,43 @@ impl WasmPlugin {
                     instance,
                     exports.startup,
                 )?;
-                check_decide::<OutcomeParams<'_>, OutcomeResults>(
-                    store,
-                    instance,
-                    exports.outcome,
-                )?;
+                if matches!(exports.meta, Meta::V0_1(_)) {
+                    check_decide::<OutcomeParamsV0_1<'_>, OutcomeResults>(
+                        store,
+                        instance,
+                        exports.outcome,
+                    )?;
+                } else {
+                    check_decide::<OutcomeParams<'_>, OutcomeResults>(
+                        store,
+                        instance,
+                        exports.outcome,
+                    )?;
+                }
                 check_decide::<PlacementParams<'_>, PlacementResults>(
                     store,
                     instance,
                     exports.placement,
                 )?;
-                exports
-                    .meta
-                    .load(&mut *store, instance)?
-                    .call_info(&mut *store)
+                exports.meta.info(store, instance)
             },
         )
         .map_err(|e| reject(format!("meta.info() failed: {}", e.kind)))?;
+        if let Some(unknown) = info
+            .inputs
+            .iter()
+            .find(|i| !KNOWN_INPUTS.contains(&i.as_str()))
+        {
+            return Err(reject(format!(
+                "meta.info() asks for the input {unknown:?}, which this host does not know \
+                 (it knows: {})",
+                KNOWN_INPUTS.join(", ")
+            )));
+        }
         plugin.info.name = info.name;
         plugin.info.version = info.version;
         plugin.info.interfaces = info.interfaces;
+        plugin.info.inputs = info.inputs;
         Ok(WasmPlugin {
             inner: Arc::new(plugin),
         })
@@ -217,12 +310,7 @@ impl WasmPlugin {
             &self.inner,
             Slot::Outcome,
             Budget::Load,
-            |store, instance, exports| {
-                exports
-                    .meta
-                    .load(&mut *store, instance)?
-                    .call_validate_config(&mut *store, config)
-            },
+            |store, instance, exports| exports.meta.validate_config(store, instance, config),
         );
         let reject = |message: String| LoadError::Rejected {
             name: self.inner.info.name.clone(),
@@ -257,20 +345,40 @@ impl WasmPlugin {
         Ok(verdict)
     }
 
-    /// The outcome decision.
-    pub fn outcome(&self, snapshot: &Snapshot) -> Result<OutcomeVerdict, PolicyError> {
+    /// Whether the plugin asked for this optional input.
+    pub fn wants(&self, input: &str) -> bool {
+        self.inner.info.inputs.iter().any(|i| i == input)
+    }
+
+    /// The outcome decision. `pods` goes to a plugin that asked for
+    /// [`POD_FACTS`] (a 0.1.0 plugin gets the snapshot alone).
+    pub fn outcome(
+        &self,
+        snapshot: &Snapshot,
+        pods: &[JobPods],
+    ) -> Result<OutcomeVerdict, PolicyError> {
         let slot = Slot::Outcome;
+        let pods = if self.wants(POD_FACTS) { pods } else { &[] };
         let verdict = run(
             &self.inner,
             slot,
             Budget::Decision,
             |store, instance, exports| {
-                call_decide::<OutcomeParams<'_>, OutcomeResults>(
-                    store,
-                    instance,
-                    exports.outcome,
-                    (Fast(snapshot),),
-                )
+                if matches!(exports.meta, Meta::V0_1(_)) {
+                    call_decide::<OutcomeParamsV0_1<'_>, OutcomeResults>(
+                        store,
+                        instance,
+                        exports.outcome,
+                        (Fast(snapshot),),
+                    )
+                } else {
+                    call_decide::<OutcomeParams<'_>, OutcomeResults>(
+                        store,
+                        instance,
+                        exports.outcome,
+                        (Fast(snapshot), pods),
+                    )
+                }
                 .map(|(r,)| r)
             },
         )?;

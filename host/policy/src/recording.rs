@@ -8,13 +8,17 @@
 
 use crate::error::PolicyError;
 use crate::plugin::WasmPlugin;
-use crate::snapshot::{PlacementRequest, Slot, Snapshot};
+use crate::snapshot::{JobPods, PlacementRequest, Slot, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// The contract version a recording's records belong to.
-pub const CONTRACT: &str = "jobset:policy@0.1.0";
+pub const CONTRACT: &str = "jobset:policy@0.2.0";
+
+/// Older versions whose recordings are still read: 0.1.0's records are
+/// 0.2.0's without pod facts.
+const READABLE: &[&str] = &[CONTRACT, "jobset:policy@0.1.0"];
 
 /// One decision: its inputs and what came of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +41,9 @@ pub struct Recording {
     /// The pending Jobs (placement only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<PlacementRequest>,
+    /// The failed pods the plugin was given (outcome, `pod-facts` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<JobPods>,
     /// The verdict, in its serde form; none when the decision failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<serde_json::Value>,
@@ -56,10 +63,11 @@ impl Recording {
         let version: Version =
             serde_yaml::from_str(text).map_err(|e| format!("not a decision recording: {e}"))?;
         match version.contract.as_deref() {
-            Some(CONTRACT) => {}
+            Some(known) if READABLE.contains(&known) => {}
             Some(other) => {
                 return Err(format!(
-                    "contract: {other:?} is not a version this jobset replays ({CONTRACT})"
+                    "contract: {other:?} is not a version this jobset replays ({})",
+                    READABLE.join(", ")
                 ));
             }
             None => return Err("contract: missing (not a decision recording?)".to_string()),
@@ -177,6 +185,7 @@ pub fn replay(plugin: &WasmPlugin, recording: &Recording) -> Replayed {
         recording.slot,
         &recording.snapshot,
         recording.request.as_ref(),
+        &recording.pods,
     ));
     let same = match (&verdict, &recording.verdict) {
         (Some(a), Some(b)) => a == b,
@@ -196,10 +205,11 @@ pub(crate) fn decide_value(
     slot: Slot,
     snapshot: &Snapshot,
     request: Option<&PlacementRequest>,
+    pods: &[JobPods],
 ) -> Result<serde_json::Value, PolicyError> {
     match slot {
         Slot::Startup => plugin.startup(snapshot).map(|v| to_value(&v)),
-        Slot::Outcome => plugin.outcome(snapshot).map(|v| to_value(&v)),
+        Slot::Outcome => plugin.outcome(snapshot, pods).map(|v| to_value(&v)),
         Slot::Placement => {
             let empty = PlacementRequest {
                 jobs: Vec::new(),

@@ -23,7 +23,7 @@ use crate::recording::{DecisionSink, Recording};
 use crate::runtime::{Runtime, sha256_hex};
 use crate::shadow::{ShadowCall, ShadowReport, ShadowResult, Shadows, shadow_annotation};
 use crate::snapshot::{
-    JobPlacement, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
+    JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
 };
 use crate::trust::{SIGNATURE_ANNOTATION, Trust};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -302,17 +302,10 @@ impl Registry {
         snapshot: &Snapshot,
         slot: Slot,
         request: Option<&PlacementRequest>,
+        pods: &[JobPods],
         decided: &Decision<T>,
     ) {
-        let annotation = shadow_annotation(slot);
-        let Some(name) = snapshot
-            .jobset
-            .annotations
-            .iter()
-            .find(|kv| kv.key == annotation)
-            .map(|kv| kv.value.clone())
-            .or_else(|| self.config.shadows.get(&slot).cloned())
-        else {
+        let Some(name) = self.shadow_name(snapshot, slot) else {
             return;
         };
         let active_verdict = crate::recording::to_value(&decided.verdict);
@@ -358,10 +351,24 @@ impl Registry {
             plugin,
             input,
             request: request.cloned(),
+            pods: pods.to_vec(),
             slot,
             active: decided.plugin.clone(),
             active_verdict,
         });
+    }
+
+    /// The shadow plugin named for `slot`: the JobSet's annotation, else
+    /// the controller's flag.
+    fn shadow_name(&self, snapshot: &Snapshot, slot: Slot) -> Option<String> {
+        let annotation = shadow_annotation(slot);
+        snapshot
+            .jobset
+            .annotations
+            .iter()
+            .find(|kv| kv.key == annotation)
+            .map(|kv| kv.value.clone())
+            .or_else(|| self.config.shadows.get(&slot).cloned())
     }
 
     /// Records every decision from now on in `sink` (none: stop).
@@ -775,6 +782,7 @@ impl Registry {
         snapshot: &Snapshot,
         slot: Slot,
         request: Option<&PlacementRequest>,
+        pods: &[JobPods],
         call: impl Fn(&WasmPlugin, &Snapshot) -> Result<T, PolicyError>,
     ) -> Result<Decision<T>, PolicyError> {
         let sink = self.sink.read().ok().and_then(|s| s.clone());
@@ -789,12 +797,7 @@ impl Registry {
             }
             result
         };
-        let annotations: BTreeMap<String, String> = snapshot
-            .jobset
-            .annotations
-            .iter()
-            .map(|kv| (kv.key.clone(), kv.value.clone()))
-            .collect();
+        let annotations = annotations_of(snapshot);
         let attempt = self
             .resolve(&snapshot.jobset.namespace, &annotations, slot)
             .and_then(|(plugin, config)| {
@@ -835,7 +838,7 @@ impl Registry {
             },
         };
         if let Ok(d) = &decided {
-            self.shadow(snapshot, slot, request, d);
+            self.shadow(snapshot, slot, request, pods, d);
         }
         if let (Some(sink), Some((input, sha256))) = (sink, seen) {
             let plugin = match &decided {
@@ -851,6 +854,7 @@ impl Registry {
                 slot,
                 snapshot: input,
                 request: request.cloned(),
+                pods: pods.to_vec(),
                 verdict: decided
                     .as_ref()
                     .ok()
@@ -864,11 +868,32 @@ impl Registry {
 
 impl PolicyEngine for Registry {
     fn decide_startup(&self, snapshot: &Snapshot) -> Result<Decision<StartupVerdict>, PolicyError> {
-        self.decide(snapshot, Slot::Startup, None, |p, s| p.startup(s))
+        self.decide(snapshot, Slot::Startup, None, &[], |p, s| p.startup(s))
     }
 
-    fn decide_outcome(&self, snapshot: &Snapshot) -> Result<Decision<OutcomeVerdict>, PolicyError> {
-        self.decide(snapshot, Slot::Outcome, None, |p, s| p.outcome(s))
+    fn decide_outcome(
+        &self,
+        snapshot: &Snapshot,
+        pods: &[JobPods],
+    ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
+        self.decide(snapshot, Slot::Outcome, None, pods, |p, s| {
+            p.outcome(s, pods)
+        })
+    }
+
+    fn wants(&self, snapshot: &Snapshot, slot: Slot, input: &str) -> bool {
+        let annotations = annotations_of(snapshot);
+        let wanted = |plugin: &WasmPlugin| plugin.exports(slot) && plugin.wants(input);
+        let primary = self
+            .resolve(&snapshot.jobset.namespace, &annotations, slot)
+            .is_ok_and(|(p, _)| wanted(&p));
+        // A shadow plugin that asks is given the facts too.
+        primary
+            || self
+                .shadow_name(snapshot, slot)
+                .and_then(|name| self.find(&snapshot.jobset.namespace, &name, slot).ok())
+                .flatten()
+                .is_some_and(|entry| wanted(&entry.plugin))
     }
 
     fn decide_placement(
@@ -876,10 +901,20 @@ impl PolicyEngine for Registry {
         snapshot: &Snapshot,
         request: &PlacementRequest,
     ) -> Result<Decision<Vec<JobPlacement>>, PolicyError> {
-        self.decide(snapshot, Slot::Placement, Some(request), |p, s| {
+        self.decide(snapshot, Slot::Placement, Some(request), &[], |p, s| {
             p.placement(s, request)
         })
     }
+}
+
+/// The JobSet's annotations, as plugin selection reads them.
+fn annotations_of(snapshot: &Snapshot) -> BTreeMap<String, String> {
+    snapshot
+        .jobset
+        .annotations
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect()
 }
 
 /// `config.json` from `data` or `binaryData`; empty when absent.

@@ -4,8 +4,9 @@
 //! components keyed by sha256. Loading a plugin ([`Runtime::load`])
 //! compiles once and prepares an instance template.
 
-use crate::bindings::v0_1_0;
+use crate::bindings::{v0_1_0, v0_2_0};
 use crate::error::LoadError;
+use crate::plugin::Meta;
 use crate::plugin::WasmPlugin;
 use crate::sandbox::HostState;
 use sha2::{Digest, Sha256};
@@ -200,6 +201,11 @@ impl Runtime {
             |state| state,
         )
         .map_err(engine_error)?;
+        crate::bindings::v0_2_0::jobset::policy::regex::add_to_linker::<_, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(engine_error)?;
 
         // Ten ticks per deadline, at least one millisecond apart.
         let tick = (limits.deadline / 10).max(Duration::from_millis(1));
@@ -262,11 +268,21 @@ impl Runtime {
             name: name.to_string(),
             interface: interface.to_string(),
         };
-        let meta = v0_1_0::exports::jobset::policy::meta::GuestIndices::new(&pre)
-            .map_err(|_| missing("jobset:policy/meta"))?;
-        let startup = decide_export(&pre, "jobset:policy/startup@0.1.0");
-        let outcome = decide_export(&pre, "jobset:policy/outcome@0.1.0");
-        let placement = decide_export(&pre, "jobset:policy/placement@0.1.0");
+        // The version is the one of `meta`; the slots are looked up at it.
+        let (meta, version) =
+            if let Ok(m) = v0_2_0::exports::jobset::policy::meta::GuestIndices::new(&pre) {
+                (Meta::V0_2(m), "0.2.0")
+            } else if let Ok(m) = v0_1_0::exports::jobset::policy::meta::GuestIndices::new(&pre) {
+                (Meta::V0_1(m), "0.1.0")
+            } else {
+                return Err(missing(&format!(
+                    "jobset:policy/meta (of a version this host links: {})",
+                    crate::bindings::SUPPORTED_VERSIONS.join(", ")
+                )));
+            };
+        let startup = decide_export(&pre, &format!("jobset:policy/startup@{version}"));
+        let outcome = decide_export(&pre, &format!("jobset:policy/outcome@{version}"));
+        let placement = decide_export(&pre, &format!("jobset:policy/placement@{version}"));
         if startup.is_none() && outcome.is_none() && placement.is_none() {
             return Err(missing(
                 "jobset:policy/startup, jobset:policy/outcome or jobset:policy/placement",
@@ -280,6 +296,7 @@ impl Runtime {
             pre,
             crate::plugin::Exports {
                 meta,
+                version,
                 startup,
                 outcome,
                 placement,

@@ -235,12 +235,23 @@ impl HostState {
 /// logged, as upstream logs and skips it.
 impl crate::bindings::v0_1_0::jobset::policy::regex::Host for HostState {
     fn is_match(&mut self, pattern: String, text: String) -> Result<bool, String> {
-        let matched = jobset_policy_sdk::regex::is_match(&pattern, &text);
-        if let Err(e) = &matched {
-            tracing::warn!(error = %e, "a policy plugin's regex was rejected");
-        }
-        matched
+        host_regex(&pattern, &text)
     }
+}
+
+/// The same import at 0.2.0 (unchanged).
+impl crate::bindings::v0_2_0::jobset::policy::regex::Host for HostState {
+    fn is_match(&mut self, pattern: String, text: String) -> Result<bool, String> {
+        host_regex(&pattern, &text)
+    }
+}
+
+fn host_regex(pattern: &str, text: &str) -> Result<bool, String> {
+    let matched = jobset_policy_sdk::regex::is_match(pattern, text);
+    if let Err(e) = &matched {
+        tracing::warn!(error = %e, "a policy plugin's regex was rejected");
+    }
+    matched
 }
 
 impl WasiView for HostState {

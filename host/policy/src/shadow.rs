@@ -76,6 +76,8 @@ pub(crate) struct ShadowCall {
     pub(crate) plugin: WasmPlugin,
     pub(crate) input: Snapshot,
     pub(crate) request: Option<PlacementRequest>,
+    /// The failed pods the decision was given (outcome only).
+    pub(crate) pods: Vec<crate::snapshot::JobPods>,
     pub(crate) slot: Slot,
     pub(crate) active: String,
     pub(crate) active_verdict: serde_json::Value,
@@ -198,7 +200,13 @@ fn run(breakers: &Breakers, call: ShadowCall) -> ShadowReport {
             "is suspended after {failures} consecutive failures (retry after {retry_in:?})"
         )),
         Ok(()) => {
-            let r = decide_value(&call.plugin, call.slot, &call.input, call.request.as_ref());
+            let r = decide_value(
+                &call.plugin,
+                call.slot,
+                &call.input,
+                call.request.as_ref(),
+                &call.pods,
+            );
             breakers.record(&shadow, r.is_ok());
             r.map_err(|e| e.to_string())
         }

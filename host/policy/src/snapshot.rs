@@ -1,6 +1,7 @@
 //! The typed records the controller hands to a policy and gets back: the
 //! snapshot of a JobSet, the placement request, and the verdicts of each
-//! slot. They are the records of the newest WIT version, serde-serialisable
+//! slot. They are the records of the newest WIT version (0.2.0 kept
+//! 0.1.0's `types` and added `pods`), serde-serialisable
 //! so a snapshot can be written and read as YAML.
 
 pub use crate::bindings::v0_1_0::jobset::policy::types::{
@@ -10,6 +11,9 @@ pub use crate::bindings::v0_1_0::jobset::policy::types::{
     Pin, Placement, PlacementRequest, PolicyError as PluginError, ReplicatedJob,
     ReplicatedJobStatus, RestartStrategy, Snapshot, StartupOrder, StartupVerdict, SuccessOperator,
     SuccessPolicy, Terminal, Timestamp, Toleration, TopologyDomain,
+};
+pub use crate::bindings::v0_2_0::jobset::policy::pods::{
+    ContainerExit, Disruption, FailedPod, JobPods,
 };
 
 use std::fmt;

@@ -6,7 +6,7 @@ use crate::engine::PolicyEngine;
 use crate::error::{LoadError, PolicyError};
 use crate::registry::{PLUGIN_LABEL, SHA256_ANNOTATION, WASM_KEY};
 use crate::runtime::{Runtime, sha256_hex};
-use crate::snapshot::{PlacementRequest, Slot, Snapshot};
+use crate::snapshot::{JobPods, PlacementRequest, Slot, Snapshot};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -19,6 +19,10 @@ pub struct Inspection {
     pub name: Option<String>,
     /// `meta.info().version`, likewise.
     pub version: Option<String>,
+    /// The `jobset:policy` contract version it speaks, likewise.
+    pub contract: Option<String>,
+    /// The optional inputs it asks for (`pod-facts`), likewise.
+    pub inputs: Vec<String>,
     /// Every interface or function the component exports.
     pub exports: Vec<String>,
     /// Every interface or function it imports.
@@ -42,6 +46,10 @@ pub struct Scenario {
     /// The pending Jobs (placement only).
     #[serde(default)]
     pub request: Option<PlacementRequest>,
+    /// The failed pods of failed Jobs (outcome only; given to a plugin
+    /// that asks for `pod-facts`).
+    #[serde(default)]
+    pub pods: Vec<JobPods>,
 }
 
 /// Describes a component (`jobset policy inspect`); errors name it by
@@ -53,17 +61,15 @@ pub fn inspect(runtime: &Runtime, label: &str, bytes: &[u8]) -> Result<Inspectio
     let ty = component.component_type();
     let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
     let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
-    let (name, version, problem) = match runtime.load(label, bytes) {
-        Ok(p) => (
-            Some(p.info().name.clone()),
-            Some(p.info().version.clone()),
-            None,
-        ),
-        Err(e) => (None, None, Some(e.to_string())),
+    let (loaded, problem) = match runtime.load(label, bytes) {
+        Ok(p) => (Some(p.info().clone()), None),
+        Err(e) => (None, Some(e.to_string())),
     };
     Ok(Inspection {
-        name,
-        version,
+        name: loaded.as_ref().map(|i| i.name.clone()),
+        version: loaded.as_ref().map(|i| i.version.clone()),
+        contract: loaded.as_ref().map(|i| i.contract.clone()),
+        inputs: loaded.map(|i| i.inputs).unwrap_or_default(),
         exports,
         imports,
         size: bytes.len(),
@@ -85,7 +91,8 @@ pub fn test(
 ) -> Result<Result<String, PolicyError>, LoadError> {
     let scenario: Scenario = serde_yaml::from_str(scenario_yaml).map_err(|e| {
         LoadError::Scenario(format!(
-            "{e} (a policy scenario has `slot`, `snapshot` and, for placement, `request`)"
+            "{e} (a policy scenario has `slot`, `snapshot`, for placement `request`, \
+             and for outcome `pods`)"
         ))
     })?;
     let plugin = runtime.load(label, bytes)?;
@@ -95,7 +102,7 @@ pub fn test(
             .decide_startup(&scenario.snapshot)
             .map(|d| yaml(&d.verdict)),
         Slot::Outcome => plugin
-            .decide_outcome(&scenario.snapshot)
+            .decide_outcome(&scenario.snapshot, &scenario.pods)
             .map(|d| yaml(&d.verdict)),
         Slot::Placement => {
             let request = scenario.request.unwrap_or(PlacementRequest {

@@ -5,14 +5,17 @@ wit_bindgen::generate!({
     world: "outcome-plugin",
     path: "../../wit",
     with: {
-            "jobset:policy/types@0.1.0": jobset_policy_sdk::types,
-            "jobset:policy/regex@0.1.0": jobset_policy_sdk::regex::import,
+            "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
+            "jobset:policy/pods@0.2.0": jobset_policy_sdk::pods,
+            "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import,
         },
 });
 
 use alloc::string::{String, ToString};
 use alloc::vec;
+use alloc::vec::Vec;
 use exports::jobset::policy::{meta, outcome};
+use jobset_policy_sdk::pods::JobPods;
 use jobset_policy_sdk::types::{OutcomeVerdict, PolicyError, Snapshot};
 
 struct Plugin;
@@ -23,6 +26,7 @@ impl meta::Guest for Plugin {
             name: crate::NAME.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             interfaces: vec!["outcome".to_string()],
+            inputs: Vec::new(),
         }
     }
 
@@ -32,7 +36,9 @@ impl meta::Guest for Plugin {
 }
 
 impl outcome::Guest for Plugin {
-    fn decide(snapshot: Snapshot) -> Result<OutcomeVerdict, PolicyError> {
+    fn decide(snapshot: Snapshot, pods: Vec<JobPods>) -> Result<OutcomeVerdict, PolicyError> {
+        // Asked for none: always empty.
+        core::mem::forget(pods);
         jobset_policy_sdk::decide_once(snapshot, crate::decide)
     }
 }

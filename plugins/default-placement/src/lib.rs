@@ -288,8 +288,8 @@ mod component {
         world: "placement-plugin",
         path: "../../wit",
         with: {
-            "jobset:policy/types@0.1.0": jobset_policy_sdk::types,
-            "jobset:policy/regex@0.1.0": jobset_policy_sdk::regex::import,
+            "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
+            "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import,
         },
     });
 
@@ -307,6 +307,7 @@ mod component {
                 name: crate::NAME.to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 interfaces: vec!["placement".to_string()],
+                inputs: Vec::new(),
             }
         }
 

@@ -95,8 +95,8 @@ mod component {
         world: "startup-plugin",
         path: "../../wit",
         with: {
-            "jobset:policy/types@0.1.0": jobset_policy_sdk::types,
-            "jobset:policy/regex@0.1.0": jobset_policy_sdk::regex::import,
+            "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
+            "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import,
         },
     });
 
@@ -113,6 +113,7 @@ mod component {
                 name: crate::NAME.to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 interfaces: vec!["startup".to_string()],
+                inputs: alloc::vec::Vec::new(),
             }
         }
 

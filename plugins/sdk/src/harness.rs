@@ -7,6 +7,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use crate::pods::{ContainerExit, FailedPod, JobPods};
 use crate::types::{
     Dependency, DependencyStatus, FailurePolicy, FailurePolicyRule, FinishedCondition,
     FinishedType, Job, Jobset, JobsetStatus, KeyValue, ReplicatedJob, RestartStrategy, Snapshot,
@@ -285,5 +286,45 @@ impl Xorshift {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n
+    }
+}
+
+/// A failed pod on `node` whose one container `main` exited with
+/// `exit_code` at `finished`.
+pub fn failed_pod(name: &str, node: &str, exit_code: i32, finished: Timestamp) -> FailedPod {
+    FailedPod {
+        name: name.to_string(),
+        completion_index: Some(0),
+        node: node.to_string(),
+        phase: "Failed".to_string(),
+        reason: String::new(),
+        started: Some(finished - 60_000),
+        finished: Some(finished),
+        containers: alloc::vec![ContainerExit {
+            name: "main".to_string(),
+            init: false,
+            exit_code,
+            signal: None,
+            reason: if exit_code == 137 {
+                "OOMKilled"
+            } else {
+                "Error"
+            }
+            .to_string(),
+            message: String::new(),
+            restart_count: 0,
+            started: Some(finished - 60_000),
+            finished: Some(finished),
+        }],
+        disruption: None,
+    }
+}
+
+/// The failed pods of `job`, as the host gives them (none left out).
+pub fn job_pods(job: &str, pods: Vec<FailedPod>) -> JobPods {
+    JobPods {
+        job: job.to_string(),
+        pods,
+        omitted: 0,
     }
 }

@@ -141,3 +141,22 @@ pub fn count_replicated_jobs(
         })
         .collect()
 }
+
+/// The failed pods the host gave for `job` (a plugin that asked for
+/// `pod-facts`), if any.
+pub fn pods_of<'a>(
+    pods: &'a [crate::pods::JobPods],
+    job: &str,
+) -> Option<&'a crate::pods::JobPods> {
+    pods.iter().find(|p| p.job == job)
+}
+
+/// Non-zero exit codes of a failed pod's containers, init containers
+/// first, in the order the host gave them.
+pub fn failing_exit_codes(pod: &crate::pods::FailedPod) -> Vec<i32> {
+    pod.containers
+        .iter()
+        .filter(|c| c.exit_code != 0)
+        .map(|c| c.exit_code)
+        .collect()
+}

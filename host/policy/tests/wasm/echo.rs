@@ -196,7 +196,10 @@ fn every_field_arrives_in_each_slot_as_sent() {
         let native: jobset_policy_sdk::types::Snapshot = same_records(&s);
         let (got, want) = match case % 3 {
             0 => (echoed(plugin.decide_startup(&s)), format!("{native:?}")),
-            1 => (echoed(plugin.decide_outcome(&s)), format!("{native:?}")),
+            1 => (
+                echoed(plugin.decide_outcome(&s, &[])),
+                format!("{native:?}"),
+            ),
             _ => {
                 let native_request: jobset_policy_sdk::types::PlacementRequest = same_records(&r);
                 (

@@ -16,11 +16,10 @@ fn failed(message: &str, spent: i32, config: &str) -> SnapshotBuilder {
 #[test]
 fn preemption_restarts_without_spending_the_budget() {
     let d = preemption_plugin()
-        .decide_outcome(&snap(failed(
-            "node was preempted by a higher priority pod",
-            3,
-            "",
-        )))
+        .decide_outcome(
+            &snap(failed("node was preempted by a higher priority pod", 3, "")),
+            &[],
+        )
         .expect("decides");
     match d.verdict.action {
         Action::RestartJobset(r) => {
@@ -36,11 +35,11 @@ fn preemption_restarts_without_spending_the_budget() {
 fn application_failures_fail_fast_after_the_configured_number() {
     let config = r#"{"maxApplicationFailures": 2}"#;
     let d = preemption_plugin()
-        .decide_outcome(&snap(failed("exit code 1", 1, config)))
+        .decide_outcome(&snap(failed("exit code 1", 1, config)), &[])
         .expect("decides");
     assert!(matches!(d.verdict.action, Action::RestartJobset(ref r) if r.count_towards_max));
     let d = preemption_plugin()
-        .decide_outcome(&snap(failed("exit code 1", 2, config)))
+        .decide_outcome(&snap(failed("exit code 1", 2, config)), &[])
         .expect("decides");
     assert!(
         matches!(d.verdict.action, Action::Fail(ref t) if t.reason == "ApplicationFailures"),
@@ -53,7 +52,7 @@ fn application_failures_fail_fast_after_the_configured_number() {
 #[test]
 fn a_bad_configuration_is_declined() {
     let err = preemption_plugin()
-        .decide_outcome(&snap(failed("x", 0, "{\"bogus\": 1}")))
+        .decide_outcome(&snap(failed("x", 0, "{\"bogus\": 1}")), &[])
         .expect_err("declined");
     assert!(err.to_string().contains("bogus"), "{err}");
 }

@@ -25,7 +25,7 @@ fn outcome_error(config: &str) -> PolicyError {
     let bound = runtime().limits().deadline * 5 + Duration::from_millis(1500);
     let started = Instant::now();
     let err = hostile_plugin()
-        .decide_outcome(&snapshot(config))
+        .decide_outcome(&snapshot(config), &[])
         .expect_err("the hostile plugin fails");
     let took = started.elapsed();
     assert!(took < bound, "{config}: took {took:?}, bound {bound:?}");
@@ -39,7 +39,7 @@ fn outcome_error(config: &str) -> PolicyError {
 
 fn still_healthy() {
     let ok = outcome_plugin()
-        .decide_outcome(&snapshot(""))
+        .decide_outcome(&snapshot(""), &[])
         .expect("the default plugin still decides");
     assert!(matches!(ok.verdict.action, Action::Fail(_)));
 }
@@ -154,7 +154,7 @@ fn a_huge_startup_list_is_rejected() {
 #[test]
 fn the_sandbox_offers_no_filesystem_network_environment_or_clock() {
     let decision = hostile_plugin()
-        .decide_outcome(&snapshot("snoop"))
+        .decide_outcome(&snapshot("snoop"), &[])
         .expect("snoop reports through its verdict");
     let Action::Fail(report) = decision.verdict.action else {
         panic!("expected the snoop report");
@@ -168,7 +168,7 @@ fn the_sandbox_offers_no_filesystem_network_environment_or_clock() {
     assert!(m.contains("clock=0"), "{m}");
     // Randomness is fixed, so two decisions see the same bytes.
     let again = hostile_plugin()
-        .decide_outcome(&snapshot("snoop"))
+        .decide_outcome(&snapshot("snoop"), &[])
         .expect("decides");
     let Action::Fail(again) = again.verdict.action else {
         panic!("expected the snoop report");
@@ -179,7 +179,7 @@ fn the_sandbox_offers_no_filesystem_network_environment_or_clock() {
 #[test]
 fn a_chatty_plugin_is_truncated_not_stopped() {
     let d = hostile_plugin()
-        .decide_outcome(&snapshot("print"))
+        .decide_outcome(&snapshot("print"), &[])
         .expect("printing is allowed");
     assert_eq!(d.verdict.action, Action::Continue);
 }
@@ -194,11 +194,11 @@ fn printing_and_panicking_plugins_decide_inside_a_tokio_runtime_too() {
         .expect("a tokio runtime");
     rt.block_on(async {
         let d = hostile_plugin()
-            .decide_outcome(&snapshot("print"))
+            .decide_outcome(&snapshot("print"), &[])
             .expect("printing is allowed");
         assert_eq!(d.verdict.action, Action::Continue);
         let err = hostile_plugin()
-            .decide_outcome(&snapshot("trap"))
+            .decide_outcome(&snapshot("trap"), &[])
             .expect_err("the plugin panics");
         assert!(matches!(err.kind, ErrorKind::Trap { .. }), "{err}");
 
@@ -206,8 +206,8 @@ fn printing_and_panicking_plugins_decide_inside_a_tokio_runtime_too() {
         // is: the calls run in place on a blocking-pool thread.
         let (printed, panicked) = jobset_policy::off_runtime(|| {
             (
-                hostile_plugin().decide_outcome(&snapshot("print")),
-                hostile_plugin().decide_outcome(&snapshot("trap")),
+                hostile_plugin().decide_outcome(&snapshot("print"), &[]),
+                hostile_plugin().decide_outcome(&snapshot("trap"), &[]),
             )
         })
         .await

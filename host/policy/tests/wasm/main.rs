@@ -2,6 +2,7 @@
 //! runtime. One test binary, so each component is compiled once.
 
 mod common;
+mod contract;
 mod echo;
 mod examples;
 mod hostile;

@@ -9,8 +9,10 @@ use jobset_policy_sdk::types::{FailureAction as FA, SuccessOperator};
 
 fn decide(b: SnapshotBuilder) -> OutcomeVerdict {
     let s = snap(b);
-    let wasm = outcome_plugin().decide_outcome(&s).expect("decides");
-    let native = NativeDefaults.decide_outcome(&s).expect("decides natively");
+    let wasm = outcome_plugin().decide_outcome(&s, &[]).expect("decides");
+    let native = NativeDefaults
+        .decide_outcome(&s, &[])
+        .expect("decides natively");
     assert_eq!(wasm.verdict, native.verdict, "Wasm and native agree");
     assert!(
         wasm.plugin.starts_with("default-outcome@"),

@@ -66,7 +66,9 @@ fn a_swapped_configmap_makes_the_next_decision_with_the_new_version() {
     let v1 = reg
         .apply_configmap(&custom(builtin::DEFAULT_OUTCOME))
         .expect("v1 accepted");
-    let d1 = reg.decide_outcome(&preempted("team")).expect("decides");
+    let d1 = reg
+        .decide_outcome(&preempted("team"), &[])
+        .expect("decides");
     assert_eq!(d1.plugin, v1.id);
     assert!(matches!(d1.verdict.action, Action::Fail(ref t) if t.reason == "ReachedMaxRestarts"));
 
@@ -74,7 +76,9 @@ fn a_swapped_configmap_makes_the_next_decision_with_the_new_version() {
         .apply_configmap(&custom(builtin::EXAMPLE_PREEMPTION_AWARE))
         .expect("v2 accepted");
     assert_ne!(v1.id, v2.id);
-    let d2 = reg.decide_outcome(&preempted("team")).expect("decides");
+    let d2 = reg
+        .decide_outcome(&preempted("team"), &[])
+        .expect("decides");
     assert_eq!(d2.plugin, v2.id);
     assert!(matches!(d2.verdict.action, Action::RestartJobset(ref r) if !r.count_towards_max));
 }
@@ -111,7 +115,9 @@ fn a_rejected_update_keeps_the_last_good_version() {
         Err(LoadError::PinMismatch { .. })
     ));
 
-    let d = reg.decide_outcome(&preempted("team")).expect("decides");
+    let d = reg
+        .decide_outcome(&preempted("team"), &[])
+        .expect("decides");
     assert_eq!(d.plugin, good.id);
 }
 
@@ -128,13 +134,13 @@ fn a_namespace_plugin_serves_only_its_namespace_and_can_be_turned_off() {
         .expect("accepted");
     assert_eq!(local.scope.as_deref(), Some("team-a"));
     assert_eq!(
-        reg.decide_outcome(&preempted("team-a"))
+        reg.decide_outcome(&preempted("team-a"), &[])
             .expect("decides")
             .plugin,
         local.id
     );
     let err = reg
-        .decide_outcome(&preempted("team-b"))
+        .decide_outcome(&preempted("team-b"), &[])
         .expect_err("unknown elsewhere");
     assert!(matches!(err.kind, ErrorKind::UnknownPlugin { .. }), "{err}");
 
@@ -159,7 +165,7 @@ fn deleting_the_configmap_removes_the_plugin() {
     reg.apply_configmap(&custom(builtin::DEFAULT_OUTCOME))
         .expect("accepted");
     reg.delete_configmap("jobset-system", "plugin-custom");
-    assert!(reg.decide_outcome(&preempted("team")).is_err());
+    assert!(reg.decide_outcome(&preempted("team"), &[]).is_err());
 }
 
 #[test]
@@ -167,7 +173,7 @@ fn without_annotations_the_builtin_defaults_decide() {
     let reg = registry(RegistryConfig::new("jobset-system"));
     let mut s = preempted("team");
     s.jobset.annotations.clear();
-    let d = reg.decide_outcome(&s).expect("decides");
+    let d = reg.decide_outcome(&s, &[]).expect("decides");
     assert!(d.plugin.starts_with("default-outcome@"), "{}", d.plugin);
 }
 
@@ -194,7 +200,7 @@ fn hostile_jobset(reg: &Registry, mode: &str) -> jobset_policy::snapshot::Snapsh
 fn hold_returns_the_failure_and_fallback_decides_with_the_builtin() {
     let hold = registry(RegistryConfig::new("jobset-system"));
     let s = hostile_jobset(&hold, "trap");
-    let err = hold.decide_outcome(&s).expect_err("hold");
+    let err = hold.decide_outcome(&s, &[]).expect_err("hold");
     assert!(err.plugin.starts_with("hostile@"));
     assert_eq!(err.slot, Slot::Outcome);
 
@@ -204,7 +210,7 @@ fn hold_returns_the_failure_and_fallback_decides_with_the_builtin() {
         .insert(Slot::Outcome, FailureMode::Fallback);
     let fallback = registry(config);
     let s = hostile_jobset(&fallback, "trap");
-    let d = fallback.decide_outcome(&s).expect("falls back");
+    let d = fallback.decide_outcome(&s, &[]).expect("falls back");
     assert!(d.plugin.starts_with("default-outcome@"), "{}", d.plugin);
     assert!(matches!(d.verdict.action, Action::Fail(ref t) if t.reason == "FailedJobs"));
     let original = d.fallback_from.expect("records the original failure");
@@ -221,10 +227,10 @@ fn the_circuit_opens_after_repeated_failures() {
     let reg = registry(config);
     let s = hostile_jobset(&reg, "trap");
     for _ in 0..2 {
-        let err = reg.decide_outcome(&s).expect_err("fails");
+        let err = reg.decide_outcome(&s, &[]).expect_err("fails");
         assert!(matches!(err.kind, ErrorKind::Trap { .. }), "{err}");
     }
-    let err = reg.decide_outcome(&s).expect_err("circuit open");
+    let err = reg.decide_outcome(&s, &[]).expect_err("circuit open");
     assert!(
         matches!(err.kind, ErrorKind::CircuitOpen { failures: 2, .. }),
         "{err}"
@@ -277,7 +283,9 @@ fn with_trusted_keys_only_plugins_signed_over_their_own_bytes_run() {
         err.to_string().contains("is not a signature of sha256"),
         "{err}"
     );
-    let d = reg.decide_outcome(&preempted("team")).expect("decides");
+    let d = reg
+        .decide_outcome(&preempted("team"), &[])
+        .expect("decides");
     assert_eq!(d.plugin, good.id, "the last good version stays in force");
 
     // The built-in defaults (as deploy/plugins ships them) need no signature.
@@ -369,7 +377,7 @@ fn the_compiled_code_cache_keeps_the_most_recently_used_within_its_bound() {
         "one component over the byte bound stays, the newest"
     );
     let snap = preempted("team");
-    kept.outcome(&snap)
+    kept.outcome(&snap, &[])
         .expect("the evicted plugin still decides");
 }
 
@@ -405,7 +413,7 @@ fn decide_when_compiled(
 > {
     let start = std::time::Instant::now();
     loop {
-        match reg.decide_outcome(snapshot) {
+        match reg.decide_outcome(snapshot, &[]) {
             Err(e) if matches!(e.kind, ErrorKind::Compiling { .. }) => {
                 assert!(
                     start.elapsed() < Duration::from_secs(120),
@@ -437,11 +445,12 @@ fn on_demand_a_plugin_is_verified_on_arrival_and_compiled_when_a_jobset_first_se
     // A JobSet that does not select it compiles nothing either.
     let mut other = preempted("team");
     other.jobset.annotations.clear();
-    reg.decide_outcome(&other).expect("the default decides");
+    reg.decide_outcome(&other, &[])
+        .expect("the default decides");
     assert!(!rt.is_compiled(&bytes));
 
     let first = reg
-        .decide_outcome(&preempted("team"))
+        .decide_outcome(&preempted("team"), &[])
         .expect_err("waits for the compile");
     assert!(matches!(first.kind, ErrorKind::Compiling { .. }), "{first}");
     assert_eq!(first.plugin, applied.id);
@@ -468,7 +477,7 @@ fn on_demand_a_plugin_is_verified_on_arrival_and_compiled_when_a_jobset_first_se
     // The same ConfigMap again (a watch resync) compiles nothing more.
     let again = reg.apply_configmap(&custom(&bytes)).expect("accepted");
     assert!(!again.pending);
-    reg.decide_outcome(&preempted("team"))
+    reg.decide_outcome(&preempted("team"), &[])
         .expect("decides at once");
 }
 
@@ -556,7 +565,7 @@ fn on_demand_a_plugin_that_cannot_load_fails_its_decisions_and_an_update_of_one_
         "{failed:?}"
     );
     assert_eq!(
-        reg.decide_outcome(&preempted("team"))
+        reg.decide_outcome(&preempted("team"), &[])
             .expect("the last good version decides")
             .plugin,
         good.id
@@ -574,7 +583,9 @@ fn fallback_never_replaces_a_plugin_that_is_being_compiled() {
     let reg = Registry::new(rt, config).expect("registry starts");
     let bytes = tagged(builtin::EXAMPLE_PREEMPTION_AWARE, "fallback");
     let applied = reg.apply_configmap(&custom(&bytes)).expect("accepted");
-    let e = reg.decide_outcome(&preempted("team")).expect_err("waits");
+    let e = reg
+        .decide_outcome(&preempted("team"), &[])
+        .expect_err("waits");
     assert!(matches!(e.kind, ErrorKind::Compiling { .. }), "{e}");
     assert_eq!(
         decide_when_compiled(&reg, &preempted("team"))
@@ -602,7 +613,7 @@ fn on_demand_code_already_compiled_such_as_a_shipped_default_is_in_force_at_once
     let mut s = preempted("team");
     s.jobset.annotations.clear();
     let decided = reg
-        .decide_outcome(&s)
+        .decide_outcome(&s, &[])
         .expect("decides at once, without waiting for a compile");
     assert_eq!(decided.plugin, applied.id);
 }

@@ -79,6 +79,8 @@ pub struct PodMatch {
     pub attempt: Option<u32>,
     /// How many earlier pods of the same Job and index failed.
     pub retry: Option<u32>,
+    /// The node the pod runs on (`spec.nodeName`): a bad host.
+    pub node: Option<String>,
 }
 
 /// A condition the kubelet adds to a pod it fails.
@@ -267,6 +269,8 @@ pub struct PodFacts {
     pub pod_index: Option<u32>,
     pub attempt: u32,
     pub retry: u32,
+    /// `spec.nodeName` ("" before binding).
+    pub node: String,
 }
 
 impl PodFacts {
@@ -282,6 +286,11 @@ impl PodFacts {
             pod_index: num(annotation(pod, COMPLETION_INDEX).or(label(pod, COMPLETION_INDEX))),
             attempt: num(label(pod, RESTART_ATTEMPT_LABEL)).unwrap_or(0),
             retry,
+            node: pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 }
@@ -305,6 +314,7 @@ impl PodMatch {
             && self.pod_index.is_none_or(|i| f.pod_index == Some(i))
             && self.attempt.is_none_or(|a| f.attempt == a)
             && self.retry.is_none_or(|r| f.retry == r)
+            && self.node.as_ref().is_none_or(|n| *n == f.node)
     }
 }
 
@@ -427,6 +437,7 @@ api:
             pod_index: Some(pod_index),
             attempt,
             retry: 0,
+            node: String::new(),
         }
     }
 
@@ -461,6 +472,22 @@ api:
             (Duration::from_secs(600), 0),
             "attempt 1 is not matched"
         );
+    }
+
+    #[test]
+    fn a_rule_can_match_the_node_a_pod_runs_on() {
+        let s = Scenario::from_yaml(
+            "rules:\n- match: {node: cpu-0-n1}\n  duration: 1m\n  exitCode: 137\n",
+        )
+        .expect("parses");
+        let on = |node: &str| PodFacts {
+            node: node.into(),
+            ..facts("js-workers-0", Some("workers"), 0, 0, 0)
+        };
+        let p = s.plan(&on("cpu-0-n1"), Duration::ZERO);
+        assert_eq!((p.run, p.exit_code), (Duration::from_secs(60), 137));
+        let p = s.plan(&on("cpu-0-n0"), Duration::ZERO);
+        assert_eq!(p.exit_code, 0, "another node is not matched");
     }
 
     #[test]

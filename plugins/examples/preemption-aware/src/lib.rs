@@ -117,8 +117,9 @@ mod component {
         world: "outcome-plugin",
         path: "../../../wit",
         with: {
-            "jobset:policy/types@0.1.0": jobset_policy_sdk::types,
-            "jobset:policy/regex@0.1.0": jobset_policy_sdk::regex::import,
+            "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
+            "jobset:policy/pods@0.2.0": jobset_policy_sdk::pods,
+            "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import,
         },
     });
 
@@ -133,6 +134,7 @@ mod component {
                 name: crate::NAME.to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 interfaces: vec!["outcome".to_string()],
+                inputs: Vec::new(),
             }
         }
 
@@ -142,7 +144,10 @@ mod component {
     }
 
     impl outcome::Guest for Plugin {
-        fn decide(snapshot: Snapshot) -> Result<OutcomeVerdict, PolicyError> {
+        fn decide(
+            snapshot: Snapshot,
+            _pods: Vec<jobset_policy_sdk::pods::JobPods>,
+        ) -> Result<OutcomeVerdict, PolicyError> {
             crate::decide(&snapshot)
         }
     }
