@@ -9,6 +9,7 @@ mod elastic;
 mod failure_policy;
 mod in_place;
 mod lifecycle;
+mod pod_facts;
 mod rbac;
 mod recreate;
 mod resources;

@@ -62,6 +62,7 @@ pub(crate) fn apply_outcome(
                 "outcome by {plugin}: fail ({}, rule {rule})",
                 t.reason
             ));
+            say_words(planner, plugin, &t.message);
             planner.fail(t.reason.clone(), attributed(&t.message, plugin));
             true
         }
@@ -80,6 +81,7 @@ pub(crate) fn apply_outcome(
                 "outcome by {plugin}: restart jobset ({}, rule {rule}, first failed job {})",
                 r.condition_reason, r.first_failed_job
             ));
+            say_words(planner, plugin, &r.message);
             planner.status.restarts += 1;
             if r.count_towards_max {
                 planner.status.restarts_count_towards_max += 1;
@@ -181,6 +183,19 @@ pub(crate) fn apply_outcome(
 /// A Job restart while the RestartJob gate is off: as upstream, nothing
 /// changes (no condition, no event, no counter), the error is logged and
 /// the JobSet is looked at again later, when the gate may be on.
+/// A custom plugin's words, as a decision line of their own (the log and
+/// `jobset run` show them): they may say what the reason cannot, such as
+/// which node to cordon. The default plugins' words are upstream's and go
+/// unrepeated.
+fn say_words(planner: &mut Planner<'_>, plugin: &str, message: &str) {
+    if !is_default_plugin(plugin) {
+        planner
+            .plan
+            .decisions
+            .push(format!("outcome by {plugin} says: {message}"));
+    }
+}
+
 fn refuse_gated_restart_job(planner: &mut Planner<'_>, plugin: &str, r: &p::JobRestart) {
     let action = if r.count_towards_max {
         "RestartJob"

@@ -1,4 +1,5 @@
-//! The README's policy tutorial, run as written: every `$` line of the
+//! The README's policy tutorial and the plugin tutorial
+//! (`plugins/examples/README.md`), run as written: every `$` line of the
 //! ```console blocks marked `<!-- tutorial -->` runs through `sh` from the
 //! repository root with the `jobset` binary on PATH, and the lines shown
 //! under it must appear in its output, in order (`…` matches anything).
@@ -108,8 +109,18 @@ fn remap_flags(target: &Path, root: &Path) -> String {
 fn the_readme_policy_tutorial_runs_as_written() {
     let root = repo();
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let steps = tutorial_steps(&readme);
+    let mut steps = tutorial_steps(&readme);
     assert!(steps.len() >= 5, "found {} tutorial commands", steps.len());
+    // The plugin tutorial's own blocks (the pod-facts examples) run too.
+    let plugins = std::fs::read_to_string(root.join("plugins/examples/README.md"))
+        .expect("plugins/examples/README.md");
+    let more = tutorial_steps(&plugins);
+    assert!(
+        more.len() >= 5,
+        "found {} plugin tutorial commands",
+        more.len()
+    );
+    steps.extend(more);
     let wasm = wasm_target_dir();
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_jobset"))
         .parent()
