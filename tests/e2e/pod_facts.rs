@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use jobset_e2e::{Env, runtime};
 use jobset_policy::{Registry, RegistryConfig, Runtime, Slot, builtin};
 use serde_json::Value;
@@ -152,6 +153,96 @@ fn bad_node_names_the_node_that_ate_the_retries_in_the_restart_event() {
                     && m.contains("(policy bad-node@")),
             "{events:?}"
         );
+        env.stop().await;
+    });
+}
+
+/// A client to the simulator whose lists of pods by controller-uid fail
+/// with 503 while `refuse` is set (the API server overloaded, say).
+fn refusing_pod_lists(
+    sim: &jobset_sim::Sim,
+    refuse: Arc<std::sync::atomic::AtomicBool>,
+) -> kube::Client {
+    let inner = sim.service();
+    let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let mut inner = inner.clone();
+        let refused = refuse.load(std::sync::atomic::Ordering::SeqCst)
+            && req.uri().path() == "/api/v1/namespaces/default/pods"
+            && req
+                .uri()
+                .query()
+                .is_some_and(|q| q.contains("controller-uid"));
+        async move {
+            if refused {
+                let body = serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                    "status": "Failure", "reason": "ServiceUnavailable",
+                    "message": "the server is overloaded", "code": 503});
+                return Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(503)
+                        .header("content-type", "application/json")
+                        .body(
+                            http_body_util::Full::new(bytes::Bytes::from(body.to_string()))
+                                .map_err(|never| match never {})
+                                .boxed_unsync(),
+                        )
+                        .expect("a response"),
+                );
+            }
+            tower::Service::call(&mut inner, req).await
+        }
+    });
+    kube::Client::new(svc, "default")
+}
+
+#[test]
+fn a_pod_list_that_fails_holds_the_decision_with_policy_failed_until_it_succeeds() {
+    runtime().block_on(async {
+        let sim = jobset_sim::Sim::new(jobset_sim::SimConfig::default());
+        let client = kube::Client::new(sim.service(), "default");
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let controller = refusing_pod_lists(&sim, refuse.clone());
+        let engine = registry("exit-codes", builtin::EXAMPLE_EXIT_CODES);
+        let env = Env::start_on(sim, client, controller, engine, None).await;
+        env.create(&example("exit-codes.yaml")).await;
+        let jobs = env.wait_jobs("exit-codes", 2).await;
+        env.fail_job(
+            &jobs[0],
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        )
+        .await;
+        env.wait_until("the decision is held", Duration::from_secs(60), || async {
+            condition(&jobset_json(&env, "exit-codes").await, "PolicyFailed")
+                .is_some_and(|(s, r, _)| s == "True" && r == "PodFactsUnavailable")
+        })
+        .await;
+        let js = jobset_json(&env, "exit-codes").await;
+        let (_, _, message) = condition(&js, "PolicyFailed").expect("PolicyFailed");
+        assert!(
+            message.starts_with("cannot list the pods of Job default/exit-codes-workers-0: ")
+                && message.contains("overloaded")
+                && message.ends_with("the outcome decision waits for them and is retried"),
+            "{message}"
+        );
+        assert_eq!(
+            js["status"]["restarts"], 0,
+            "nothing decided on partial facts"
+        );
+        assert!(condition(&js, "Failed").is_none());
+        // Retried while it fails; decided once the list succeeds.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert!(env.metrics.pod_facts_lists().1 >= 2, "retried");
+        refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+        env.wait_until("the JobSet restarts", Duration::from_secs(60), || async {
+            jobset_json(&env, "exit-codes").await["status"]["restarts"] == 1
+        })
+        .await;
+        let js = jobset_json(&env, "exit-codes").await;
+        // No pods here (no kubelet): the manifest's rules decided, counted.
+        assert_eq!(js["status"]["restartsCountTowardsMax"], 1);
+        let (status, _, _) = condition(&js, "PolicyFailed").expect("PolicyFailed");
+        assert_eq!(status, "False", "cleared once decided");
         env.stop().await;
     });
 }

@@ -40,6 +40,10 @@ pub struct ControllerArgs {
     /// once); 0 writes every change.
     #[arg(long, default_value_t = jobset_controller::controller::DEFAULT_STATUS_INTERVAL.as_millis() as u64, value_name = "MS")]
     pub status_interval_ms: u64,
+    /// Failed pods kept per failed Job for an outcome plugin that asks for
+    /// pod facts (the most recently finished; the rest are counted).
+    #[arg(long, default_value_t = jobset_controller::failed_pods::DEFAULT_PODS_PER_JOB, value_name = "N", value_parser = clap::value_parser!(usize))]
+    pub failed_pods_per_job: usize,
     /// Async worker threads (watches, reconciles, HTTP); 0 means one per
     /// CPU core. Plugin decisions run on threads of their own either way.
     #[arg(long, default_value_t = 0)]
@@ -371,6 +375,7 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
             // namespace only, so the ClusterRole needs no ConfigMap rule.
             plugin_watch_namespace: (!args.namespace_plugins).then(|| args.plugin_namespace.clone()),
             status_interval: Duration::from_millis(args.status_interval_ms),
+            failed_pods_per_job: args.failed_pods_per_job.max(1),
             ..Default::default()
         };
         if !args.leader_elect {
