@@ -23,7 +23,7 @@ const PODS_PER_JOB: usize = 16;
 
 fn pod(job: usize, i: usize) -> Pod {
     let mut conditions = vec![json!({"type": "Ready", "status": "False"})];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         conditions.push(json!({"type": "DisruptionTarget", "status": "True",
             "reason": "TerminationByKubelet",
             "message": "Pod was terminated in response to imminent node shutdown."}));
