@@ -568,3 +568,48 @@ fn an_elastic_jobset_grows_and_shrinks_only_with_its_gate() {
     );
     assert!(!out.contains("resized from"), "{out}");
 }
+
+/// A plugin built for contract 0.1.0 (the released default outcome
+/// plugin, kept as a fixture) still decides a run, exactly as the built-in
+/// 0.2.0 default does.
+#[test]
+fn a_plugin_of_contract_0_1_0_decides_a_run_as_the_built_in_default() {
+    let fixture = "host/policy/tests/fixtures/contract-0.1.0/default_outcome.wasm";
+    let args = |plugin: Option<&str>| {
+        let mut a = vec![
+            "run".to_string(),
+            example("host-maintenance.yaml"),
+            "--scenario".to_string(),
+            "examples/host-maintenance.scenario.yaml".to_string(),
+        ];
+        if let Some(p) = plugin {
+            a.extend(["--plugin".to_string(), format!("outcome={p}")]);
+        }
+        a
+    };
+    let decisions = |out: &std::process::Output| -> Vec<String> {
+        text(out)
+            .lines()
+            .filter(|l| l.starts_with('[') && l.contains(": outcome by ") && !l.contains(" says: "))
+            .map(|l| {
+                let (head, rest) = l.split_once(": outcome by ").expect("a decision");
+                let (_, what) = rest.split_once(": ").expect("plugin: what");
+                format!("{head}: {what}")
+            })
+            .collect()
+    };
+    let run = |plugin| {
+        let a = args(plugin);
+        jobset(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (old, new) = (run(Some(fixture)), run(None));
+    assert_eq!(old.status.code(), new.status.code(), "{}", text(&old));
+    assert!(
+        text(&old).contains("outcome by default-outcome@22581178bb32"),
+        "{}",
+        text(&old)
+    );
+    let d = decisions(&old);
+    assert!(d.len() >= 2, "{}", text(&old));
+    assert_eq!(d, decisions(&new));
+}
