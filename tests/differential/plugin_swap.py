@@ -27,7 +27,14 @@ simulator:
 5. the RBAC of deploy/ under the real authorizer (`kubectl auth can-i` as
    the controller's ServiceAccount): ConfigMaps in its own namespace only,
    and in every namespace (list, watch) with the namespace-plugins
-   component.
+   component;
+6. pod facts on the real API server: the example `exit-codes` (contract
+   0.2.0, asks for `pod-facts`) decides examples/exit-codes.yaml from the
+   exit codes kube-apiserver returns for the failed pods (listed by the
+   controller-uid label and the status.phase field, under deploy/'s RBAC):
+   the OOM kill (137) restarts without spending the budget, the crash
+   (exit code 1) is left to the manifest's rules, and the JobSet
+   completes.
 
     python3 tests/differential/plugin_swap.py [--keep]
 
@@ -232,6 +239,39 @@ def rbac_on_the_real_authorizer(ours, checks: Checks) -> None:
                  "rbac, component: nothing more than list and watch")
 
 
+def pod_facts_on_the_real_api_server(ours, checks: Checks, jobset_bin: Path, wasm: Path) -> None:
+    """Step 6: an outcome plugin that asks for pod facts, on the real API
+    server."""
+    k = ours.kubectl
+    name = "exit-codes"
+    packed = run([str(jobset_bin), "policy", "pack", str(wasm), "--name", name]).stdout
+    sha = yaml.safe_load(packed)["metadata"]["annotations"][SHA][:12]
+    k(["apply", "--server-side", "-f", "-"], input=packed)
+    wait(f"{name}@{sha} accepted", lambda: accepted(ours.controller_log, f"{name}@{sha}"), timeout=120)
+    ns = "plugin-swap-6"
+    k(["create", "namespace", ns])
+    scenario = yaml.safe_load((REPO / "examples" / "exit-codes.scenario.yaml").read_text())
+    # Minutes of the scenario become seconds.
+    ours.driver.register(ns, PodScript.from_scenario(scenario, 1 / 60, 0.5))
+    doc = yaml.safe_load((REPO / "examples" / "exit-codes.yaml").read_text())
+    doc["metadata"]["annotations"]["policy.jobset.dev/outcome"] = name
+    k(["create", "-n", ns, "-f", "-"], input=yaml.safe_dump(doc))
+    js = wait(f"{ns}/exit-codes finished", lambda: (lambda j: terminal(j) and j)(
+        json.loads(k(["get", "jobset", "exit-codes", "-n", ns, "-o", "json"]).stdout)), timeout=180)
+    status = js.get("status") or {}
+    checks.check(terminal(js) == ("Completed", "AllJobsCompleted"), "pod facts: the JobSet completes",
+                 str(terminal(js)))
+    checks.check((status.get("restarts"), status.get("restartsCountTowardsMax", 0)) == (2, 1),
+                 "pod facts: two restarts, only the crash counted (the OOM kill was not)",
+                 str((status.get("restarts"), status.get("restartsCountTowardsMax"))))
+    reasons = [(e["reason"], e["message"]) for e in events(k, ns, "exit-codes")]
+    checks.check(any(r == "RetriableExitCodeRestart" and "exited with 137, which is listed as retriable" in m
+                     and m.endswith(f"(policy {name}@{sha})") for r, m in reasons),
+                 "pod facts: the exit code kube-apiserver returned decided the restart", str(reasons))
+    checks.check(not any(r == "PodFactsUnavailable" for r, _ in reasons),
+                 "pod facts: every list of failed pods succeeded", str(reasons))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobset", default=str(REPO / "target" / "debug" / "jobset"))
@@ -240,9 +280,10 @@ def main() -> int:
     started = time.monotonic()
     log("building the example plugin for wasm32-wasip2")
     run(["cargo", "build", "--release", "--target", "wasm32-wasip2", "-p", "example-preemption-aware",
-         "-p", "example-hostile"], timeout=1800)
+         "-p", "example-hostile", "-p", "example-exit-codes"], timeout=1800)
     wasm = REPO / "target" / "wasm32-wasip2" / "release" / "example_preemption_aware.wasm"
     hostile = REPO / "target" / "wasm32-wasip2" / "release" / "example_hostile.wasm"
+    exit_codes = REPO / "target" / "wasm32-wasip2" / "release" / "example_exit_codes.wasm"
     jobset_bin, bin_dir = binaries(args.jobset)
     work = Path(tempfile.mkdtemp(prefix="jobset-plugin-swap-"))
     checks = Checks()
@@ -318,6 +359,7 @@ def main() -> int:
                      "bad sha256: the version in force still decides", repr(conds.get("Failed", {}).get("message")))
         broken_then_fixed(ours, checks, jobset_bin, wasm, hostile)
         rbac_on_the_real_authorizer(ours, checks)
+        pod_facts_on_the_real_api_server(ours, checks, jobset_bin, exit_codes)
         for p in ours.problems():
             checks.check(False, "ours: no backend problem", p)
     except Exception as e:
