@@ -126,7 +126,9 @@ pub fn render(record: &Record, end: Duration) -> String {
     let restarts: Vec<(usize, &crate::history::Decision)> = record
         .decisions
         .iter()
-        .filter(|d| d.text.contains(": restart "))
+        // A custom plugin's words (`outcome by X says: …`) repeat a
+        // decision already listed; whatever they say, they are not one.
+        .filter(|d| d.text.contains(": restart ") && !d.text.contains(" says: "))
         .enumerate()
         .map(|(i, d)| (i + 1, d))
         .collect();
@@ -526,6 +528,26 @@ mod tests {
             mark.contains("pod js-worker-0-1-abcde restarted in place after exit code 1 at 00:02:10 (restart 1)"),
             "{mark}"
         );
+    }
+
+    #[test]
+    fn a_plugins_words_are_not_counted_as_another_restart() {
+        let mut record = Record::default();
+        let a = attempt("u1", "0", 0, 120);
+        record.attempts.insert(a.uid.clone(), a);
+        for text in [
+            "outcome by x@1: restart jobset (R, rule -, first failed job js-worker-0)",
+            "outcome by x@1 says: restart jobset: node n1 looks bad",
+        ] {
+            record.decisions.push(Decision {
+                at: Duration::from_secs(120),
+                jobset: "default/js".to_string(),
+                text: text.to_string(),
+            });
+        }
+        let svg = render(&record, Duration::from_secs(600));
+        assert!(svg.contains("R1 outcome by x@1: restart jobset"), "{svg}");
+        assert!(!svg.contains("R2"), "{svg}");
     }
 
     #[test]
