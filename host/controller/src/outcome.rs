@@ -180,9 +180,6 @@ pub(crate) fn apply_outcome(
     }
 }
 
-/// A Job restart while the RestartJob gate is off: as upstream, nothing
-/// changes (no condition, no event, no counter), the error is logged and
-/// the JobSet is looked at again later, when the gate may be on.
 /// A custom plugin's words, as a decision line of their own (the log and
 /// `jobset run` show them): they may say what the reason cannot, such as
 /// which node to cordon. The default plugins' words are upstream's and go
@@ -196,6 +193,9 @@ fn say_words(planner: &mut Planner<'_>, plugin: &str, message: &str) {
     }
 }
 
+/// A Job restart while the RestartJob gate is off: as upstream, nothing
+/// changes (no condition, no event, no counter), the error is logged and
+/// the JobSet is looked at again later, when the gate may be on.
 fn refuse_gated_restart_job(planner: &mut Planner<'_>, plugin: &str, r: &p::JobRestart) {
     let action = if r.count_towards_max {
         "RestartJob"

@@ -40,6 +40,14 @@ struct Identity {
 }
 
 impl Meta {
+    /// The contract version of `meta`, and so of every slot exported.
+    pub(crate) fn version(&self) -> &'static str {
+        match self {
+            Meta::V0_1(_) => "0.1.0",
+            Meta::V0_2(_) => "0.2.0",
+        }
+    }
+
     fn info(
         &self,
         store: &mut Store<HostState>,
@@ -86,8 +94,6 @@ impl Meta {
 
 pub(crate) struct Exports {
     pub(crate) meta: Meta,
-    /// The contract version of `meta` and of every slot exported.
-    pub(crate) version: &'static str,
     /// Each slot's `decide`, when the plugin exports the slot.
     pub(crate) startup: Option<ComponentExportIndex>,
     pub(crate) outcome: Option<ComponentExportIndex>,
@@ -224,7 +230,7 @@ impl WasmPlugin {
                 version: String::new(),
                 interfaces: Vec::new(),
                 exported,
-                contract: exports.version.to_string(),
+                contract: exports.meta.version().to_string(),
                 inputs: Vec::new(),
                 size,
                 sha256,

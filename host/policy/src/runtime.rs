@@ -269,17 +269,17 @@ impl Runtime {
             interface: interface.to_string(),
         };
         // The version is the one of `meta`; the slots are looked up at it.
-        let (meta, version) =
-            if let Ok(m) = v0_2_0::exports::jobset::policy::meta::GuestIndices::new(&pre) {
-                (Meta::V0_2(m), "0.2.0")
-            } else if let Ok(m) = v0_1_0::exports::jobset::policy::meta::GuestIndices::new(&pre) {
-                (Meta::V0_1(m), "0.1.0")
-            } else {
-                return Err(missing(&format!(
-                    "jobset:policy/meta (of a version this host links: {})",
-                    crate::bindings::SUPPORTED_VERSIONS.join(", ")
-                )));
-            };
+        let meta = if let Ok(m) = v0_2_0::exports::jobset::policy::meta::GuestIndices::new(&pre) {
+            Meta::V0_2(m)
+        } else if let Ok(m) = v0_1_0::exports::jobset::policy::meta::GuestIndices::new(&pre) {
+            Meta::V0_1(m)
+        } else {
+            return Err(missing(&format!(
+                "jobset:policy/meta (of a version this host links: {})",
+                crate::bindings::SUPPORTED_VERSIONS.join(", ")
+            )));
+        };
+        let version = meta.version();
         let startup = decide_export(&pre, &format!("jobset:policy/startup@{version}"));
         let outcome = decide_export(&pre, &format!("jobset:policy/outcome@{version}"));
         let placement = decide_export(&pre, &format!("jobset:policy/placement@{version}"));
@@ -296,7 +296,6 @@ impl Runtime {
             pre,
             crate::plugin::Exports {
                 meta,
-                version,
                 startup,
                 outcome,
                 placement,
