@@ -77,7 +77,11 @@ impl FailedPods {
             return Collected::new();
         };
         c.retain(|_, f| matches!(f, JobFacts::Listed(_)));
-        c.clone()
+        let listed = c.clone();
+        if listed.is_empty() {
+            held.remove(jobset_uid);
+        }
+        listed
     }
 
     /// Keeps what a list found, and returns everything held for the JobSet.
@@ -385,6 +389,15 @@ mod tests {
         );
         let again = held.listed("js");
         assert_eq!(again.keys().collect::<Vec<_>>(), ["u1"], "failures retried");
+        held.store(
+            "only-failed",
+            vec![("u".into(), JobFacts::Failed("x".into()))],
+        );
+        assert!(held.listed("only-failed").is_empty());
+        assert!(
+            !held.lock().contains_key("only-failed"),
+            "no empty entry kept"
+        );
         held.retain(
             "js",
             &[Needed {

@@ -325,8 +325,12 @@ async fn reconcile_inner(js: &Arc<JobSet>, ctx: &Arc<Context>) -> Result<Requeue
             plan.requeue_after = Some(Duration::ZERO);
         }
     }
-    ctx.failed_pods.retain(&uid, &plan.pod_facts);
-    ctx.metrics.set_pod_facts_held(ctx.failed_pods.pods_held());
+    // Only a JobSet that held or needs facts can change what is held: the
+    // reconciles of every other JobSet skip both locks.
+    if !collected.is_empty() || !plan.pod_facts.is_empty() {
+        ctx.failed_pods.retain(&uid, &plan.pod_facts);
+        ctx.metrics.set_pod_facts_held(ctx.failed_pods.pods_held());
+    }
     let js: &JobSet = js;
     for d in &plan.decisions {
         tracing::info!(decision = %d, "policy decision");
