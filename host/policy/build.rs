@@ -25,6 +25,11 @@ const PLUGINS: &[(&str, &str, u8)] = &[
     ("example-exit-codes", "EXAMPLE_EXIT_CODES", 1),
     ("example-bad-node", "EXAMPLE_BAD_NODE", 1),
     ("example-unknown-input", "EXAMPLE_UNKNOWN_INPUT", 1),
+    (
+        "example-recreate-on-node-loss",
+        "EXAMPLE_RECREATE_ON_NODE_LOSS",
+        1,
+    ),
 ];
 
 /// Variables a parent cargo (or clippy, or a wrapper) sets that would leak

@@ -102,13 +102,19 @@ fn parse_duration(text: &str) -> Result<Duration, Failure> {
 }
 
 /// Example plugins shipped inside the binary, usable by name.
-pub(crate) const EMBEDDED_EXAMPLES: [&str; 3] = ["preemption-aware", "exit-codes", "bad-node"];
+pub(crate) const EMBEDDED_EXAMPLES: [&str; 4] = [
+    "preemption-aware",
+    "exit-codes",
+    "bad-node",
+    "recreate-on-node-loss",
+];
 
 pub(crate) fn embedded_example(name: &str) -> Option<&'static [u8]> {
     match name {
         "preemption-aware" => Some(jobset_policy::builtin::EXAMPLE_PREEMPTION_AWARE),
         "exit-codes" => Some(jobset_policy::builtin::EXAMPLE_EXIT_CODES),
         "bad-node" => Some(jobset_policy::builtin::EXAMPLE_BAD_NODE),
+        "recreate-on-node-loss" => Some(jobset_policy::builtin::EXAMPLE_RECREATE_ON_NODE_LOSS),
         _ => None,
     }
 }

@@ -176,7 +176,8 @@ pub fn job_pods(job: &str, pods: &[Pod], per_job: usize) -> JobPods {
     }
 }
 
-fn failed_pod(pod: &Pod) -> FailedPod {
+/// What a pod's status says of how it ended or restarted.
+pub(crate) fn failed_pod(pod: &Pod) -> FailedPod {
     let status = pod.status.clone().unwrap_or_default();
     let exits = |statuses: &Option<Vec<ContainerStatus>>, init: bool| -> Vec<ContainerExit> {
         statuses

@@ -5,24 +5,35 @@
 //! JobSet reports the same attempt, `status.currentInPlaceRestartAttempt`
 //! takes it and the agents lift their barrier; when they differ, the
 //! highest less one becomes `status.previousInPlaceRestartAttempt`, and the
-//! agents at or below it restart their pod in place. A JobSet whose pods
-//! went past `maxRestarts` fails with upstream's reason and message. Pure:
-//! the pods come as [`PodFacts`] from the pod watch of in-place JobSets.
+//! agents at or below it restart their pod in place.
+//!
+//! Whether a restart goes on in place, the JobSet is recreated instead, or
+//! it fails is the outcome plugin's decision (`decide-in-place`, contract
+//! 0.3.0): the default decides as upstream, failing a JobSet whose pods
+//! went past `maxRestarts` with upstream's reason and message. Pure: the
+//! pods come as [`PodFacts`] from the pod watch of in-place JobSets.
 
-use jobset_api::labels::IN_PLACE_RESTART_ATTEMPT_KEY;
+use std::sync::Arc;
+
+use jobset_api::labels::{IN_PLACE_RESTART_ATTEMPT_KEY, RESTART_ATTEMPT_KEY};
 use jobset_api::{IN_PLACE_RESTART_GATE, JobSet, RestartStrategy};
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::error::ControllerError;
 use crate::plan::Planner;
+use crate::policy::{PolicyEngine, Slot, invalid_verdict, records as p};
 
 /// Upstream's reason and message for a JobSet past its restart budget.
+/// The default outcome plugin writes them (`decide-in-place`).
 pub const REACHED_MAX_RESTARTS_REASON: &str = "ReachedMaxRestarts";
 pub const REACHED_MAX_RESTARTS_MESSAGE: &str =
     "jobset failed due to reaching max number of restarts";
 
+/// Pods of an in-place restart given to the plugin at most.
+pub const IN_PLACE_PODS_BOUND: usize = 16;
+
 /// What the controller keeps of one pod of an in-place JobSet.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PodFacts {
     pub name: String,
     /// Phase Failed: a pod whose replacement may already exist.
@@ -31,6 +42,13 @@ pub struct PodFacts {
     pub attempt: Option<String>,
     /// The highest restart count of its containers and init containers.
     pub max_restart_count: i32,
+    /// Its `jobset.sigs.k8s.io/restart-attempt` label: the JobSet attempt
+    /// whose Job made it.
+    pub jobset_attempt: Option<i32>,
+    /// How it ended or restarted (containers' last termination, node,
+    /// DisruptionTarget), for the outcome plugin: kept only for a pod that
+    /// failed, restarted a container or is a disruption target.
+    pub detail: Option<Arc<p::FailedPod>>,
 }
 
 impl PodFacts {
@@ -48,9 +66,16 @@ impl PodFacts {
             .map(|c| c.restart_count)
             .max()
             .unwrap_or(0);
+        let failed = status.and_then(|s| s.phase.as_deref()) == Some("Failed");
+        let disrupted = status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+        });
         PodFacts {
             name: pod.metadata.name.clone().unwrap_or_default(),
-            failed: status.and_then(|s| s.phase.as_deref()) == Some("Failed"),
+            failed,
             attempt: pod
                 .metadata
                 .annotations
@@ -58,6 +83,14 @@ impl PodFacts {
                 .and_then(|a| a.get(IN_PLACE_RESTART_ATTEMPT_KEY))
                 .cloned(),
             max_restart_count,
+            jobset_attempt: pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(RESTART_ATTEMPT_KEY))
+                .and_then(|v| v.parse().ok()),
+            detail: (failed || disrupted || max_restart_count > 0)
+                .then(|| Arc::new(crate::failed_pods::failed_pod(pod))),
         }
     }
 }
@@ -114,41 +147,131 @@ fn pods_expected(js: &JobSet) -> Result<i64, ControllerError> {
     })
 }
 
+/// What the outcome plugin is told of the in-place state of `planner`'s
+/// JobSet: the attempts reported, and the pods of the current JobSet
+/// attempt that began a restart (reporting above the current attempt) or
+/// failed, by name, bounded.
+fn in_place_state(
+    planner: &Planner<'_>,
+    pods: &[PodFacts],
+    attempts: &[i32],
+    expected: i64,
+) -> p::InPlaceRestart {
+    let current = planner.status.current_in_place_restart_attempt;
+    let above = current.unwrap_or(0);
+    let this_attempt = planner.status.restarts;
+    let mut chosen: Vec<&PodFacts> = pods
+        .iter()
+        .filter(|p| p.jobset_attempt.is_none_or(|a| a == this_attempt))
+        .filter(|p| {
+            p.failed
+                || p.attempt
+                    .as_deref()
+                    .and_then(|a| a.parse::<i32>().ok())
+                    .is_some_and(|a| a > above)
+        })
+        .collect();
+    chosen.sort_by(|a, b| a.name.cmp(&b.name));
+    let omitted = chosen.len().saturating_sub(IN_PLACE_PODS_BOUND);
+    chosen.truncate(IN_PLACE_PODS_BOUND);
+    p::InPlaceRestart {
+        current,
+        previous: planner.status.previous_in_place_restart_attempt,
+        highest: attempts.iter().copied().max(),
+        expected: u32::try_from(expected).unwrap_or(u32::MAX),
+        reporting: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
+        agreed: !attempts.is_empty() && attempts.windows(2).all(|w| w[0] == w[1]),
+        max_container_restarts: pods.iter().map(|p| p.max_restart_count).max().unwrap_or(0),
+        pods: chosen
+            .into_iter()
+            .map(|p| {
+                p.detail
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| p::FailedPod {
+                        name: p.name.clone(),
+                        completion_index: None,
+                        node: String::new(),
+                        phase: if p.failed { "Failed" } else { "Running" }.to_string(),
+                        reason: String::new(),
+                        started: None,
+                        finished: None,
+                        containers: Vec::new(),
+                        disruption: None,
+                    })
+            })
+            .collect(),
+        omitted: u32::try_from(omitted).unwrap_or(u32::MAX),
+    }
+}
+
 /// Moves the in-place restart of `planner`'s JobSet on from what its pods
 /// report (`None`: the pod watch has not listed them yet, so nothing is
-/// decided). Fails the JobSet past `maxRestarts`.
+/// decided). The outcome plugin decides first: go on in place, recreate
+/// the JobSet, or fail it; a plugin that fails holds the JobSet
+/// (`PolicyFailed`) and never fails it.
 pub(crate) fn plan_in_place(
     planner: &mut Planner<'_>,
     pods: Option<&[PodFacts]>,
+    snap: &p::Snapshot,
+    policies: &dyn PolicyEngine,
 ) -> Result<(), ControllerError> {
     let js = planner.inputs.jobset;
     let Some(pods) = pods else { return Ok(()) };
-    let max_restarts = js
-        .spec
-        .failure_policy
-        .as_ref()
-        .map_or(0, |fp| fp.max_restarts());
-
-    // A container that fails so fast that the barrier is never lifted.
-    let most_restarted = pods.iter().map(|p| p.max_restart_count).max().unwrap_or(0);
-    if most_restarted > max_restarts {
-        fail(
-            planner,
-            &format!("a container restarted {most_restarted} times"),
-        );
-        return Ok(());
-    }
-    let attempts = reported_attempts(pods)?;
-    let highest = attempts.iter().copied().max().unwrap_or(0);
-    let uncounted = planner.status.restarts - planner.status.restarts_count_towards_max;
-    if highest - uncounted > max_restarts {
-        fail(
-            planner,
-            &format!("the pods reached in-place restart attempt {highest}"),
-        );
-        return Ok(());
-    }
     let expected = pods_expected(js)?;
+    // An annotation that does not parse is an error, as upstream's; but
+    // upstream fails a JobSet whose containers restarted past the budget
+    // before it reads the annotations, so the plugin is asked first.
+    let (attempts, unreadable) = match reported_attempts(pods) {
+        Ok(a) => (a, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let state = in_place_state(planner, pods, &attempts, expected);
+    let decided = match policies.decide_in_place(snap, &state) {
+        Ok(d) => d,
+        Err(f) => {
+            planner.policy_failed(&f);
+            return Ok(());
+        }
+    };
+    let plugin = decided.plugin.clone();
+    if let Some(e) = unreadable
+        && !matches!(decided.verdict.action, p::Action::Fail(_))
+    {
+        return Err(e);
+    }
+    match &decided.verdict.action {
+        p::Action::Continue => {}
+        p::Action::Fail(t) => {
+            planner.plan.decisions.push(format!(
+                "in-place restart by {plugin}: fail ({}: {})",
+                t.reason,
+                why_past_budget(&state)
+            ));
+            crate::outcome::say_words(planner, &plugin, &t.message);
+            planner.fail(
+                t.reason.clone(),
+                crate::outcome::attributed(&t.message, &plugin),
+            );
+            return Ok(());
+        }
+        p::Action::RestartJobset(_) => {
+            planner.plan.decisions.push(format!(
+                "in-place restart by {plugin}: recreate the JobSet instead"
+            ));
+            crate::outcome::apply_outcome(planner, snap, &decided);
+            return Ok(());
+        }
+        p::Action::Complete(_) | p::Action::RestartJob(_) => {
+            planner.policy_failed(&invalid_verdict(
+                Slot::Outcome,
+                &plugin,
+                "decide-in-place answered neither continue, restart-jobset nor fail".to_string(),
+            ));
+            return Ok(());
+        }
+    }
+
     let all_equal = attempts.windows(2).all(|w| w[0] == w[1]);
     if !attempts.is_empty() && attempts.len() as i64 == expected && all_equal {
         // Every agent is at one attempt: they lift their barriers.
@@ -161,6 +284,7 @@ pub(crate) fn plan_in_place(
         }
         return Ok(());
     }
+    let highest = state.highest.unwrap_or(0);
     if attempts.is_empty() || highest == 0 {
         // Starting for the first time.
         return Ok(());
@@ -175,15 +299,17 @@ pub(crate) fn plan_in_place(
     {
         planner.status.previous_in_place_restart_attempt = Some(previous);
         planner.plan.decisions.push(format!(
-            "in-place restart: pods at attempt {previous} or below restart in place"
+            "in-place restart by {plugin}: pods at attempt {previous} or below restart in place"
         ));
     }
     Ok(())
 }
 
-fn fail(planner: &mut Planner<'_>, why: &str) {
-    planner.plan.decisions.push(format!(
-        "in-place restart: fail ({REACHED_MAX_RESTARTS_REASON}: {why})"
-    ));
-    planner.fail(REACHED_MAX_RESTARTS_REASON, REACHED_MAX_RESTARTS_MESSAGE);
+/// What the in-place state says of the budget, for the decision line.
+fn why_past_budget(state: &p::InPlaceRestart) -> String {
+    format!(
+        "pods at attempt {}, a container restarted {} times",
+        state.highest.map_or("none".to_string(), |h| h.to_string()),
+        state.max_container_restarts
+    )
 }

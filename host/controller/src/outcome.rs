@@ -184,7 +184,7 @@ pub(crate) fn apply_outcome(
 /// `jobset run` show them): they may say what the reason cannot, such as
 /// which node to cordon. The default plugins' words are upstream's and go
 /// unrepeated.
-fn say_words(planner: &mut Planner<'_>, plugin: &str, message: &str) {
+pub(crate) fn say_words(planner: &mut Planner<'_>, plugin: &str, message: &str) {
     if !is_default_plugin(plugin) {
         planner
             .plan

@@ -438,7 +438,7 @@ pub fn plan(inputs: Inputs<'_>, policies: &dyn PolicyEngine) -> Result<Plan, Con
         }
     }
     if in_place::uses_in_place_restart(js, inputs.feature_gates) {
-        in_place::plan_in_place(&mut planner, inputs.pods)?;
+        in_place::plan_in_place(&mut planner, inputs.pods, &snap, policies)?;
     }
     if !planner.plugin_failed {
         planner.condition(policy_succeeded());

@@ -1276,6 +1276,17 @@ impl PolicyEngine for Failing {
             NativeDefaults.decide_outcome(s, &[])
         }
     }
+    fn decide_in_place(
+        &self,
+        s: &p::Snapshot,
+        r: &p::InPlaceRestart,
+    ) -> Result<Decision<p::OutcomeVerdict>, PolicyError> {
+        if self.0 == Slot::Outcome {
+            Err(self.err())
+        } else {
+            NativeDefaults.decide_in_place(s, r)
+        }
+    }
     fn decide_placement(
         &self,
         s: &p::Snapshot,
@@ -1556,6 +1567,198 @@ fn pods_past_max_restarts_fail_the_jobset_in_upstreams_words() {
     assert!(cond_opt(&p, types::FAILED).is_none());
 }
 
+/// The default policies, but the in-place decision answers `action` and
+/// keeps the state it was given.
+struct InPlaceAnswers {
+    action: p::Action,
+    given: std::sync::Mutex<Option<p::InPlaceRestart>>,
+}
+
+impl InPlaceAnswers {
+    fn new(action: p::Action) -> Self {
+        InPlaceAnswers {
+            action,
+            given: std::sync::Mutex::default(),
+        }
+    }
+    fn given(&self) -> p::InPlaceRestart {
+        self.given.lock().unwrap().clone().expect("asked")
+    }
+}
+
+impl PolicyEngine for InPlaceAnswers {
+    fn decide_startup(&self, s: &p::Snapshot) -> Result<Decision<p::StartupVerdict>, PolicyError> {
+        NativeDefaults.decide_startup(s)
+    }
+    fn decide_outcome(
+        &self,
+        s: &p::Snapshot,
+        pods: &[p::JobPods],
+    ) -> Result<Decision<p::OutcomeVerdict>, PolicyError> {
+        NativeDefaults.decide_outcome(s, pods)
+    }
+    fn decide_in_place(
+        &self,
+        _: &p::Snapshot,
+        r: &p::InPlaceRestart,
+    ) -> Result<Decision<p::OutcomeVerdict>, PolicyError> {
+        *self.given.lock().unwrap() = Some(r.clone());
+        Ok(Decision {
+            verdict: p::OutcomeVerdict {
+                action: self.action.clone(),
+                rule: Some("podLost".into()),
+            },
+            plugin: "recreate-on-node-loss@0123456789ab".into(),
+            fallback_from: None,
+        })
+    }
+    fn decide_placement(
+        &self,
+        s: &p::Snapshot,
+        r: &p::PlacementRequest,
+    ) -> Result<Decision<Vec<p::JobPlacement>>, PolicyError> {
+        NativeDefaults.decide_placement(s, r)
+    }
+}
+
+/// JobSet attempt 1: pod `p3` moved to in-place attempt 1 after a crash,
+/// pod `p5-lost` was lost with its node (phase Failed; its replacement
+/// `p5` reports 1), and `old-p1` failed in JobSet attempt 0.
+fn lost_pod_world() -> World {
+    let mut attempts = [Some("0"); 7];
+    attempts[3] = Some("1");
+    attempts[5] = Some("1");
+    let mut world = in_place_world(attempts);
+    let pods = world.pods.as_mut().unwrap();
+    for pod in pods.iter_mut() {
+        pod.jobset_attempt = Some(1);
+    }
+    pods[3].max_restart_count = 1;
+    let mut lost = pod_at("p5-lost", Some("0"));
+    lost.failed = true;
+    lost.jobset_attempt = Some(1);
+    lost.detail = Some(std::sync::Arc::new(p::FailedPod {
+        name: "p5-lost".into(),
+        completion_index: Some(1),
+        node: "n7".into(),
+        phase: "Failed".into(),
+        reason: String::new(),
+        started: None,
+        finished: None,
+        containers: Vec::new(),
+        disruption: Some(p::Disruption {
+            reason: "DeletionByTaintManager".into(),
+            message: "node n7 is gone".into(),
+        }),
+    }));
+    pods.push(lost);
+    let mut old = pod_at("old-p1", Some("0"));
+    old.failed = true;
+    old.jobset_attempt = Some(0);
+    pods.push(old);
+    world
+}
+
+#[test]
+fn the_outcome_plugin_is_told_which_pods_began_the_restart_or_were_lost() {
+    let js = with_status(in_place_jobset(3), |s| {
+        s.current_in_place_restart_attempt = Some(0);
+        (s.restarts, s.restarts_count_towards_max) = (1, 1);
+    });
+    let engine = InPlaceAnswers::new(p::Action::Continue);
+    let p = run_with(&js, &all_jobs(&js), &lost_pod_world(), &engine);
+    let given = engine.given();
+    let names: Vec<&str> = given.pods.iter().map(|p| p.name.as_str()).collect();
+    // Above the current attempt, or failed; not the earlier attempt's pod.
+    assert_eq!(names, ["p3", "p5", "p5-lost"]);
+    assert_eq!(
+        given.pods[2].disruption.as_ref().unwrap().reason,
+        "DeletionByTaintManager"
+    );
+    assert_eq!(given.pods[0].phase, "Running");
+    assert_eq!(
+        (
+            given.current,
+            given.highest,
+            given.expected,
+            given.reporting
+        ),
+        (Some(0), Some(1), 7, 7)
+    );
+    assert!(!given.agreed);
+    assert_eq!(given.max_container_restarts, 1);
+    // `continue`: the others restart in place, as upstream.
+    assert_eq!(status(&p).previous_in_place_restart_attempt, Some(0));
+}
+
+#[test]
+fn a_plugin_that_answers_restart_jobset_recreates_instead_of_restarting_in_place() {
+    let js = with_status(in_place_jobset(3), |s| {
+        s.current_in_place_restart_attempt = Some(0);
+        (s.restarts, s.restarts_count_towards_max) = (1, 1);
+    });
+    let engine = InPlaceAnswers::new(p::Action::RestartJobset(p::JobsetRestart {
+        count_towards_max: true,
+        condition_reason: "PodLostDuringInPlaceRestart".into(),
+        message: "pod p5-lost was lost".into(),
+        event_reason: "RecreateAfterPodLoss".into(),
+        first_failed_job: "js-b-1".into(),
+    }));
+    let p = run_with(&js, &all_jobs(&js), &lost_pod_world(), &engine);
+    assert_eq!(
+        (status(&p).restarts, status(&p).restarts_count_towards_max),
+        (2, 2)
+    );
+    // The attempts stay: the recreated pods report one past the current.
+    assert_eq!(status(&p).previous_in_place_restart_attempt, None);
+    let c = cond(&p, types::RESTARTING).expect("RestartingJobSet");
+    assert_eq!(c.reason, "PodLostDuringInPlaceRestart");
+    assert_eq!(
+        c.message,
+        "pod p5-lost was lost (policy recreate-on-node-loss@0123456789ab)"
+    );
+    assert!(
+        p.decisions
+            .iter()
+            .any(|d| d.contains("in-place restart by recreate-on-node-loss@0123456789ab: recreate")),
+        "{:?}",
+        p.decisions
+    );
+    assert!(cond_opt(&p, types::FAILED).is_none());
+}
+
+#[test]
+fn a_failing_outcome_plugin_holds_an_in_place_jobset_past_its_budget_and_never_fails_it() {
+    let js = in_place_jobset(1);
+    let mut attempts = [Some("1"); 7];
+    attempts[0] = Some("5");
+    let p = run_with(
+        &js,
+        &all_jobs(&js),
+        &in_place_world(attempts),
+        &Broken(Slot::Outcome),
+    );
+    assert!(cond_opt(&p, types::FAILED).is_none());
+    assert_eq!(
+        cond(&p, types::POLICY_FAILED).unwrap().reason,
+        "OutcomePluginFailed"
+    );
+    assert_eq!(current_attempt(&p), None);
+}
+
+#[test]
+fn an_unreadable_attempt_still_fails_a_jobset_whose_containers_are_past_the_budget() {
+    // Upstream fails on the restart count before it reads the annotations.
+    let js = in_place_jobset(1);
+    let mut world = in_place_world([Some("0"), Some("zero"), None, None, None, None, None]);
+    world.pods.as_mut().unwrap()[0].max_restart_count = 2;
+    let p = in_place_run(&js, &world);
+    assert_eq!(
+        cond(&p, types::FAILED).unwrap().reason,
+        "ReachedMaxRestarts"
+    );
+}
+
 #[test]
 fn without_the_gate_or_the_strategy_pods_change_nothing() {
     let js = in_place_jobset(1);
@@ -1672,6 +1875,13 @@ impl PolicyEngine for WantsPods {
     ) -> Result<Decision<p::OutcomeVerdict>, PolicyError> {
         *self.given.lock().unwrap() = Some(pods.to_vec());
         NativeDefaults.decide_outcome(s, pods)
+    }
+    fn decide_in_place(
+        &self,
+        s: &p::Snapshot,
+        r: &p::InPlaceRestart,
+    ) -> Result<Decision<p::OutcomeVerdict>, PolicyError> {
+        NativeDefaults.decide_in_place(s, r)
     }
     fn decide_placement(
         &self,

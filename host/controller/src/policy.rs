@@ -8,7 +8,10 @@ use std::time::Instant;
 
 pub use jobset_policy::snapshot as records;
 pub use jobset_policy::{Decision, ErrorKind, PolicyEngine, PolicyError, Slot};
-use records::{JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, Snapshot, StartupVerdict};
+use records::{
+    InPlaceRestart, JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, Snapshot,
+    StartupVerdict,
+};
 
 use crate::metrics::Metrics;
 
@@ -54,6 +57,17 @@ impl PolicyEngine for Metered {
     ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
         let t = Instant::now();
         let r = self.inner.decide_outcome(snapshot, pods);
+        self.record(Slot::Outcome, t, &r);
+        r
+    }
+
+    fn decide_in_place(
+        &self,
+        snapshot: &Snapshot,
+        restart: &InPlaceRestart,
+    ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
+        let t = Instant::now();
+        let r = self.inner.decide_in_place(snapshot, restart);
         self.record(Slot::Outcome, t, &r);
         r
     }

@@ -6,7 +6,9 @@
 //! `wit/0.1.0/types.wit` differ in nothing but comments, which a test
 //! checks), so its bindings reuse 0.1.0's Rust types for them: component
 //! types are checked by shape, not by package, and one snapshot record
-//! serves plugins of either version.
+//! serves plugins of either version. 0.3.0 did the same for `types` and
+//! `pods` (unchanged since 0.2.0, comments aside), adding only the
+//! `in-place` interface and the outcome slot's `decide-in-place`.
 
 /// `jobset:policy@0.1.0` (`wit/0.1.0/`).
 pub mod v0_1_0 {
@@ -17,12 +19,12 @@ pub mod v0_1_0 {
     });
 }
 
-/// `jobset:policy@0.2.0` (`wit/`): pod facts for the outcome slot, and the
-/// optional inputs a plugin asks for in `meta`.
+/// `jobset:policy@0.2.0` (`wit/0.2.0/`): pod facts for the outcome slot,
+/// and the optional inputs a plugin asks for in `meta`.
 pub mod v0_2_0 {
     wasmtime::component::bindgen!({
         world: "policy-plugin",
-        path: "../../wit",
+        path: "../../wit/0.2.0",
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
         with: {
             "jobset:policy/types@0.2.0": super::v0_1_0::jobset::policy::types,
@@ -30,5 +32,19 @@ pub mod v0_2_0 {
     });
 }
 
+/// `jobset:policy@0.3.0` (`wit/`): the outcome slot decides in-place
+/// restarts too (`decide-in-place`).
+pub mod v0_3_0 {
+    wasmtime::component::bindgen!({
+        world: "policy-plugin",
+        path: "../../wit",
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+        with: {
+            "jobset:policy/types@0.3.0": super::v0_1_0::jobset::policy::types,
+            "jobset:policy/pods@0.3.0": super::v0_2_0::jobset::policy::pods,
+        },
+    });
+}
+
 /// The versions this host links, newest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.2.0", "0.1.0"];

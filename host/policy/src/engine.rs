@@ -7,7 +7,8 @@
 use crate::error::{ErrorKind, PolicyError};
 use crate::plugin::WasmPlugin;
 use crate::snapshot::{
-    JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
+    InPlaceRestart, JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, Slot, Snapshot,
+    StartupVerdict,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,6 +39,16 @@ pub trait PolicyEngine: Send + Sync {
         &self,
         snapshot: &Snapshot,
         pods: &[JobPods],
+    ) -> Result<Decision<OutcomeVerdict>, PolicyError>;
+    /// What happens to an in-place restart of a JobSet that restarts in
+    /// place: `continue` (go on in place), `restart-jobset` (recreate) or
+    /// `fail`. Decided by the outcome plugin; one of contract 0.1.0 or
+    /// 0.2.0, which has no `decide-in-place`, leaves it to the built-in
+    /// default.
+    fn decide_in_place(
+        &self,
+        snapshot: &Snapshot,
+        restart: &InPlaceRestart,
     ) -> Result<Decision<OutcomeVerdict>, PolicyError>;
     /// Whether the plugin that would decide `slot` for this snapshot asked
     /// for the optional input `input` (see [`crate::POD_FACTS`]). Asked
@@ -73,6 +84,14 @@ impl PolicyEngine for WasmPlugin {
         pods: &[JobPods],
     ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
         self.outcome(snapshot, pods).map(|v| decided(self, v))
+    }
+
+    fn decide_in_place(
+        &self,
+        snapshot: &Snapshot,
+        restart: &InPlaceRestart,
+    ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
+        self.in_place(snapshot, restart).map(|v| decided(self, v))
     }
 
     fn wants(&self, _snapshot: &Snapshot, slot: Slot, input: &str) -> bool {
@@ -153,6 +172,18 @@ impl PolicyEngine for NativeDefaults {
         let slot = Slot::Outcome;
         let s: jobset_policy_sdk::types::Snapshot = convert(snapshot, slot)?;
         let v = default_outcome::decide(&s).map_err(|e| Self::rejected(slot, e))?;
+        Ok(Self::decision(slot, convert(&v, slot)?))
+    }
+
+    fn decide_in_place(
+        &self,
+        snapshot: &Snapshot,
+        restart: &InPlaceRestart,
+    ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
+        let slot = Slot::Outcome;
+        let s: jobset_policy_sdk::types::Snapshot = convert(snapshot, slot)?;
+        let r: jobset_policy_sdk::in_place::InPlaceRestart = convert(restart, slot)?;
+        let v = default_outcome::in_place::decide(&s, &r).map_err(|e| Self::rejected(slot, e))?;
         Ok(Self::decision(slot, convert(&v, slot)?))
     }
 

@@ -3,14 +3,14 @@
 //! decision), the epoch deadline and the memory cap; a failure comes back
 //! as a [`PolicyError`] naming the plugin and slot.
 
-use crate::bindings::{v0_1_0, v0_2_0};
+use crate::bindings::{v0_1_0, v0_2_0, v0_3_0};
 use crate::error::{ErrorKind, LoadError, PolicyError};
 use crate::lower::Fast;
 use crate::runtime::RuntimeInner;
 use crate::sandbox::{HostState, Limiter};
 use crate::snapshot::{
-    JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, PluginError, Slot, Snapshot,
-    StartupVerdict,
+    InPlaceRestart, JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, PluginError, Slot,
+    Snapshot, StartupVerdict,
 };
 use crate::{offload, validate};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use wasmtime::{Store, Trap};
 pub(crate) enum Meta {
     V0_1(v0_1_0::exports::jobset::policy::meta::GuestIndices),
     V0_2(v0_2_0::exports::jobset::policy::meta::GuestIndices),
+    V0_3(v0_3_0::exports::jobset::policy::meta::GuestIndices),
 }
 
 /// The optional inputs (`meta.plugin-info.inputs`) this host collects.
@@ -45,6 +46,7 @@ impl Meta {
         match self {
             Meta::V0_1(_) => "0.1.0",
             Meta::V0_2(_) => "0.2.0",
+            Meta::V0_3(_) => "0.3.0",
         }
     }
 
@@ -72,6 +74,15 @@ impl Meta {
                     inputs: i.inputs,
                 }
             }
+            Meta::V0_3(m) => {
+                let i = m.load(&mut *store, instance)?.call_info(&mut *store)?;
+                Identity {
+                    name: i.name,
+                    version: i.version,
+                    interfaces: i.interfaces,
+                    inputs: i.inputs,
+                }
+            }
         })
     }
 
@@ -88,6 +99,9 @@ impl Meta {
             Meta::V0_2(m) => m
                 .load(&mut *store, instance)?
                 .call_validate_config(&mut *store, config),
+            Meta::V0_3(m) => m
+                .load(&mut *store, instance)?
+                .call_validate_config(&mut *store, config),
         }
     }
 }
@@ -97,6 +111,8 @@ pub(crate) struct Exports {
     /// Each slot's `decide`, when the plugin exports the slot.
     pub(crate) startup: Option<ComponentExportIndex>,
     pub(crate) outcome: Option<ComponentExportIndex>,
+    /// The outcome slot's `decide-in-place` (since 0.3.0).
+    pub(crate) in_place: Option<ComponentExportIndex>,
     pub(crate) placement: Option<ComponentExportIndex>,
 }
 
@@ -111,6 +127,7 @@ type OutcomeParams<'a> = (Fast<'a, Snapshot>, &'a [JobPods]);
 /// The 0.1.0 outcome slot: no pod facts.
 type OutcomeParamsV0_1<'a> = (Fast<'a, Snapshot>,);
 type OutcomeResults = (Result<OutcomeVerdict, PluginError>,);
+type InPlaceParams<'a> = (Fast<'a, Snapshot>, &'a InPlaceRestart);
 type PlacementParams<'a> = (Fast<'a, Snapshot>, Fast<'a, PlacementRequest>);
 type PlacementResults = (Result<Vec<JobPlacement>, PluginError>,);
 
@@ -266,6 +283,11 @@ impl WasmPlugin {
                         exports.outcome,
                     )?;
                 }
+                check_decide::<InPlaceParams<'_>, OutcomeResults>(
+                    store,
+                    instance,
+                    exports.in_place,
+                )?;
                 check_decide::<PlacementParams<'_>, PlacementResults>(
                     store,
                     instance,
@@ -390,6 +412,40 @@ impl WasmPlugin {
         )?;
         let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
         validate::outcome(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
+        Ok(verdict)
+    }
+
+    /// Whether the plugin decides in-place restarts (`decide-in-place`,
+    /// contract 0.3.0 on). Older outcome plugins leave them to the
+    /// built-in default.
+    pub fn decides_in_place(&self) -> bool {
+        self.inner.exports.in_place.is_some()
+    }
+
+    /// The in-place restart decision (`decide-in-place`). Only `continue`,
+    /// `restart-jobset` and `fail` are answers here.
+    pub fn in_place(
+        &self,
+        snapshot: &Snapshot,
+        restart: &InPlaceRestart,
+    ) -> Result<OutcomeVerdict, PolicyError> {
+        let slot = Slot::Outcome;
+        let verdict = run(
+            &self.inner,
+            slot,
+            Budget::Decision,
+            |store, instance, exports| {
+                call_decide::<InPlaceParams<'_>, OutcomeResults>(
+                    store,
+                    instance,
+                    exports.in_place,
+                    (Fast(snapshot), restart),
+                )
+                .map(|(r,)| r)
+            },
+        )?;
+        let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
+        validate::in_place(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
         Ok(verdict)
     }
 

@@ -8,17 +8,18 @@
 
 use crate::error::PolicyError;
 use crate::plugin::WasmPlugin;
-use crate::snapshot::{JobPods, PlacementRequest, Slot, Snapshot};
+use crate::snapshot::{InPlaceRestart, JobPods, PlacementRequest, Slot, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// The contract version a recording's records belong to.
-pub const CONTRACT: &str = "jobset:policy@0.2.0";
+pub const CONTRACT: &str = "jobset:policy@0.3.0";
 
-/// Older versions whose recordings are still read: 0.1.0's records are
-/// 0.2.0's without pod facts.
-const READABLE: &[&str] = &[CONTRACT, "jobset:policy@0.1.0"];
+/// Older versions whose recordings are still read: 0.2.0's records are
+/// 0.3.0's without in-place restarts, 0.1.0's are 0.2.0's without pod
+/// facts.
+const READABLE: &[&str] = &[CONTRACT, "jobset:policy@0.2.0", "jobset:policy@0.1.0"];
 
 /// One decision: its inputs and what came of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,10 @@ pub struct Recording {
     /// The failed pods the plugin was given (outcome, `pod-facts` only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<JobPods>,
+    /// The in-place restart decided, when the decision was the outcome
+    /// slot's `decide-in-place`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_place: Option<InPlaceRestart>,
     /// The verdict, in its serde form; none when the decision failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<serde_json::Value>,
@@ -186,6 +191,7 @@ pub fn replay(plugin: &WasmPlugin, recording: &Recording) -> Replayed {
         &recording.snapshot,
         recording.request.as_ref(),
         &recording.pods,
+        recording.in_place.as_ref(),
     ));
     let same = match (&verdict, &recording.verdict) {
         (Some(a), Some(b)) => a == b,
@@ -199,17 +205,22 @@ pub fn replay(plugin: &WasmPlugin, recording: &Recording) -> Replayed {
     }
 }
 
-/// Decides `slot` with `plugin`, the verdict in its serde form.
+/// Decides `slot` with `plugin`, the verdict in its serde form; an
+/// outcome with `in_place` is the in-place restart decision.
 pub(crate) fn decide_value(
     plugin: &WasmPlugin,
     slot: Slot,
     snapshot: &Snapshot,
     request: Option<&PlacementRequest>,
     pods: &[JobPods],
+    in_place: Option<&InPlaceRestart>,
 ) -> Result<serde_json::Value, PolicyError> {
     match slot {
         Slot::Startup => plugin.startup(snapshot).map(|v| to_value(&v)),
-        Slot::Outcome => plugin.outcome(snapshot, pods).map(|v| to_value(&v)),
+        Slot::Outcome => match in_place {
+            Some(restart) => plugin.in_place(snapshot, restart).map(|v| to_value(&v)),
+            None => plugin.outcome(snapshot, pods).map(|v| to_value(&v)),
+        },
         Slot::Placement => {
             let empty = PlacementRequest {
                 jobs: Vec::new(),

@@ -23,7 +23,8 @@ use crate::recording::{DecisionSink, Recording};
 use crate::runtime::{Runtime, sha256_hex};
 use crate::shadow::{ShadowCall, ShadowReport, ShadowResult, Shadows, shadow_annotation};
 use crate::snapshot::{
-    JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, Slot, Snapshot, StartupVerdict,
+    InPlaceRestart, JobPlacement, JobPods, OutcomeVerdict, PlacementRequest, Slot, Snapshot,
+    StartupVerdict,
 };
 use crate::trust::{SIGNATURE_ANNOTATION, Trust};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -303,6 +304,7 @@ impl Registry {
         slot: Slot,
         request: Option<&PlacementRequest>,
         pods: &[JobPods],
+        in_place: Option<&InPlaceRestart>,
         decided: &Decision<T>,
     ) {
         let Some(name) = self.shadow_name(snapshot, slot) else {
@@ -342,7 +344,9 @@ impl Registry {
                 return;
             }
         };
-        if plugin.id() == decided.plugin {
+        // Nothing to compare: the same plugin, or a shadow that leaves
+        // in-place restarts to the default.
+        if plugin.id() == decided.plugin || (in_place.is_some() && !plugin.decides_in_place()) {
             return;
         }
         let mut input = snapshot.clone();
@@ -352,6 +356,7 @@ impl Registry {
             input,
             request: request.cloned(),
             pods: pods.to_vec(),
+            in_place: in_place.cloned(),
             slot,
             active: decided.plugin.clone(),
             active_verdict,
@@ -783,6 +788,7 @@ impl Registry {
         slot: Slot,
         request: Option<&PlacementRequest>,
         pods: &[JobPods],
+        in_place: Option<&InPlaceRestart>,
         call: impl Fn(&WasmPlugin, &Snapshot) -> Result<T, PolicyError>,
     ) -> Result<Decision<T>, PolicyError> {
         let sink = self.sink.read().ok().and_then(|s| s.clone());
@@ -800,6 +806,15 @@ impl Registry {
         let annotations = annotations_of(snapshot);
         let attempt = self
             .resolve(&snapshot.jobset.namespace, &annotations, slot)
+            .map(|(plugin, config)| match self.builtins.get(&slot) {
+                // A plugin older than 0.3.0 has no `decide-in-place`: the
+                // built-in default decides in-place restarts for it, as
+                // upstream would, and is named as the decider.
+                Some(default) if in_place.is_some() && !plugin.decides_in_place() => {
+                    (default.clone(), String::new())
+                }
+                _ => (plugin, config),
+            })
             .and_then(|(plugin, config)| {
                 if let Err((failures, retry_in)) = self.breakers.check(plugin.id()) {
                     return Err(PolicyError {
@@ -838,7 +853,7 @@ impl Registry {
             },
         };
         if let Ok(d) = &decided {
-            self.shadow(snapshot, slot, request, pods, d);
+            self.shadow(snapshot, slot, request, pods, in_place, d);
         }
         if let (Some(sink), Some((input, sha256))) = (sink, seen) {
             let plugin = match &decided {
@@ -855,6 +870,7 @@ impl Registry {
                 snapshot: input,
                 request: request.cloned(),
                 pods: pods.to_vec(),
+                in_place: in_place.cloned(),
                 verdict: decided
                     .as_ref()
                     .ok()
@@ -868,7 +884,9 @@ impl Registry {
 
 impl PolicyEngine for Registry {
     fn decide_startup(&self, snapshot: &Snapshot) -> Result<Decision<StartupVerdict>, PolicyError> {
-        self.decide(snapshot, Slot::Startup, None, &[], |p, s| p.startup(s))
+        self.decide(snapshot, Slot::Startup, None, &[], None, |p, s| {
+            p.startup(s)
+        })
     }
 
     fn decide_outcome(
@@ -876,8 +894,18 @@ impl PolicyEngine for Registry {
         snapshot: &Snapshot,
         pods: &[JobPods],
     ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
-        self.decide(snapshot, Slot::Outcome, None, pods, |p, s| {
+        self.decide(snapshot, Slot::Outcome, None, pods, None, |p, s| {
             p.outcome(s, pods)
+        })
+    }
+
+    fn decide_in_place(
+        &self,
+        snapshot: &Snapshot,
+        restart: &InPlaceRestart,
+    ) -> Result<Decision<OutcomeVerdict>, PolicyError> {
+        self.decide(snapshot, Slot::Outcome, None, &[], Some(restart), |p, s| {
+            p.in_place(s, restart)
         })
     }
 
@@ -901,9 +929,14 @@ impl PolicyEngine for Registry {
         snapshot: &Snapshot,
         request: &PlacementRequest,
     ) -> Result<Decision<Vec<JobPlacement>>, PolicyError> {
-        self.decide(snapshot, Slot::Placement, Some(request), &[], |p, s| {
-            p.placement(s, request)
-        })
+        self.decide(
+            snapshot,
+            Slot::Placement,
+            Some(request),
+            &[],
+            None,
+            |p, s| p.placement(s, request),
+        )
     }
 }
 

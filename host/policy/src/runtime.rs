@@ -4,7 +4,7 @@
 //! components keyed by sha256. Loading a plugin ([`Runtime::load`])
 //! compiles once and prepares an instance template.
 
-use crate::bindings::{v0_1_0, v0_2_0};
+use crate::bindings::{v0_1_0, v0_2_0, v0_3_0};
 use crate::error::LoadError;
 use crate::plugin::Meta;
 use crate::plugin::WasmPlugin;
@@ -206,6 +206,11 @@ impl Runtime {
             |state| state,
         )
         .map_err(engine_error)?;
+        crate::bindings::v0_3_0::jobset::policy::regex::add_to_linker::<_, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(engine_error)?;
 
         // Ten ticks per deadline, at least one millisecond apart.
         let tick = (limits.deadline / 10).max(Duration::from_millis(1));
@@ -269,7 +274,9 @@ impl Runtime {
             interface: interface.to_string(),
         };
         // The version is the one of `meta`; the slots are looked up at it.
-        let meta = if let Ok(m) = v0_2_0::exports::jobset::policy::meta::GuestIndices::new(&pre) {
+        let meta = if let Ok(m) = v0_3_0::exports::jobset::policy::meta::GuestIndices::new(&pre) {
+            Meta::V0_3(m)
+        } else if let Ok(m) = v0_2_0::exports::jobset::policy::meta::GuestIndices::new(&pre) {
             Meta::V0_2(m)
         } else if let Ok(m) = v0_1_0::exports::jobset::policy::meta::GuestIndices::new(&pre) {
             Meta::V0_1(m)
@@ -282,6 +289,22 @@ impl Runtime {
         let version = meta.version();
         let startup = decide_export(&pre, &format!("jobset:policy/startup@{version}"));
         let outcome = decide_export(&pre, &format!("jobset:policy/outcome@{version}"));
+        // Since 0.3.0 an outcome plugin decides in-place restarts too.
+        let in_place = if matches!(meta, Meta::V0_3(_)) && outcome.is_some() {
+            let found = export_of(
+                &pre,
+                &format!("jobset:policy/outcome@{version}"),
+                "decide-in-place",
+            );
+            if found.is_none() {
+                return Err(missing(&format!(
+                    "jobset:policy/outcome@{version}#decide-in-place"
+                )));
+            }
+            found
+        } else {
+            None
+        };
         let placement = decide_export(&pre, &format!("jobset:policy/placement@{version}"));
         if startup.is_none() && outcome.is_none() && placement.is_none() {
             return Err(missing(
@@ -298,6 +321,7 @@ impl Runtime {
                 meta,
                 startup,
                 outcome,
+                in_place,
                 placement,
             },
         )
@@ -393,9 +417,18 @@ fn compile_problem(bytes: &[u8], error: &wasmtime::Error) -> String {
 /// A slot's `decide` function, when the component exports the slot's
 /// interface with one (its type is checked when the plugin is prepared).
 fn decide_export(pre: &InstancePre<HostState>, interface: &str) -> Option<ComponentExportIndex> {
+    export_of(pre, interface, "decide")
+}
+
+/// The function `func` of the exported `interface`, if both exist.
+fn export_of(
+    pre: &InstancePre<HostState>,
+    interface: &str,
+    func: &str,
+) -> Option<ComponentExportIndex> {
     let component = pre.component();
     let instance = component.get_export_index(None, interface)?;
-    component.get_export_index(Some(&instance), "decide")
+    component.get_export_index(Some(&instance), func)
 }
 
 /// Lowercase hex sha256 of the bytes.

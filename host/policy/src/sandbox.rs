@@ -246,6 +246,13 @@ impl crate::bindings::v0_2_0::jobset::policy::regex::Host for HostState {
     }
 }
 
+/// The same import at 0.3.0 (unchanged).
+impl crate::bindings::v0_3_0::jobset::policy::regex::Host for HostState {
+    fn is_match(&mut self, pattern: String, text: String) -> Result<bool, String> {
+        host_regex(&pattern, &text)
+    }
+}
+
 fn host_regex(pattern: &str, text: &str) -> Result<bool, String> {
     let matched = jobset_policy_sdk::regex::is_match(pattern, text);
     if let Err(e) = &matched {

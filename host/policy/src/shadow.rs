@@ -78,6 +78,8 @@ pub(crate) struct ShadowCall {
     pub(crate) request: Option<PlacementRequest>,
     /// The failed pods the decision was given (outcome only).
     pub(crate) pods: Vec<crate::snapshot::JobPods>,
+    /// The in-place restart decided (outcome's `decide-in-place` only).
+    pub(crate) in_place: Option<crate::snapshot::InPlaceRestart>,
     pub(crate) slot: Slot,
     pub(crate) active: String,
     pub(crate) active_verdict: serde_json::Value,
@@ -206,6 +208,7 @@ fn run(breakers: &Breakers, call: ShadowCall) -> ShadowReport {
                 &call.input,
                 call.request.as_ref(),
                 &call.pods,
+                call.in_place.as_ref(),
             );
             breakers.record(&shadow, r.is_ok());
             r.map_err(|e| e.to_string())

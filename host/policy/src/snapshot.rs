@@ -1,7 +1,8 @@
 //! The typed records the controller hands to a policy and gets back: the
 //! snapshot of a JobSet, the placement request, and the verdicts of each
 //! slot. They are the records of the newest WIT version (0.2.0 kept
-//! 0.1.0's `types` and added `pods`), serde-serialisable
+//! 0.1.0's `types` and added `pods`; 0.3.0 kept both and added
+//! `in-place`), serde-serialisable
 //! so a snapshot can be written and read as YAML.
 
 pub use crate::bindings::v0_1_0::jobset::policy::types::{
@@ -15,6 +16,7 @@ pub use crate::bindings::v0_1_0::jobset::policy::types::{
 pub use crate::bindings::v0_2_0::jobset::policy::pods::{
     ContainerExit, Disruption, FailedPod, JobPods,
 };
+pub use crate::bindings::v0_3_0::jobset::policy::in_place::InPlaceRestart;
 
 use std::fmt;
 

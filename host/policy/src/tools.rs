@@ -6,7 +6,7 @@ use crate::engine::PolicyEngine;
 use crate::error::{LoadError, PolicyError};
 use crate::registry::{PLUGIN_LABEL, SHA256_ANNOTATION, WASM_KEY};
 use crate::runtime::{Runtime, sha256_hex};
-use crate::snapshot::{JobPods, PlacementRequest, Slot, Snapshot};
+use crate::snapshot::{InPlaceRestart, JobPods, PlacementRequest, Slot, Snapshot};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -50,6 +50,10 @@ pub struct Scenario {
     /// that asks for `pod-facts`).
     #[serde(default)]
     pub pods: Vec<JobPods>,
+    /// An in-place restart (outcome only): given, the scenario is the
+    /// outcome slot's `decide-in-place` instead of `decide`.
+    #[serde(default)]
+    pub in_place: Option<InPlaceRestart>,
 }
 
 /// Describes a component (`jobset policy inspect`); errors name it by
@@ -92,7 +96,7 @@ pub fn test(
     let scenario: Scenario = serde_yaml::from_str(scenario_yaml).map_err(|e| {
         LoadError::Scenario(format!(
             "{e} (a policy scenario has `slot`, `snapshot`, for placement `request`, \
-             and for outcome `pods`)"
+             and for outcome `pods` or `in_place`)"
         ))
     })?;
     let plugin = runtime.load(label, bytes)?;
@@ -101,9 +105,11 @@ pub fn test(
         Slot::Startup => plugin
             .decide_startup(&scenario.snapshot)
             .map(|d| yaml(&d.verdict)),
-        Slot::Outcome => plugin
-            .decide_outcome(&scenario.snapshot, &scenario.pods)
-            .map(|d| yaml(&d.verdict)),
+        Slot::Outcome => match &scenario.in_place {
+            Some(restart) => plugin.decide_in_place(&scenario.snapshot, restart),
+            None => plugin.decide_outcome(&scenario.snapshot, &scenario.pods),
+        }
+        .map(|d| yaml(&d.verdict)),
         Slot::Placement => {
             let request = scenario.request.unwrap_or(PlacementRequest {
                 jobs: Vec::new(),

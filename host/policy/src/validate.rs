@@ -85,6 +85,24 @@ pub fn outcome(snapshot: &Snapshot, verdict: &OutcomeVerdict) -> Result<(), Stri
     }
 }
 
+/// In-place restart (`decide-in-place`): as an outcome, but only
+/// `continue`, `restart-jobset` and `fail` answer it.
+pub fn in_place(snapshot: &Snapshot, verdict: &OutcomeVerdict) -> Result<(), String> {
+    match &verdict.action {
+        Action::Complete(_) => Err(
+            "decide-in-place answered complete, which is not an answer to an in-place \
+             restart (continue, restart-jobset or fail)"
+                .to_string(),
+        ),
+        Action::RestartJob(_) => Err(
+            "decide-in-place answered restart-job, which is not an answer to an in-place \
+             restart (continue, restart-jobset or fail)"
+                .to_string(),
+        ),
+        _ => outcome(snapshot, verdict),
+    }
+}
+
 /// Placement: Jobs named must be in the request, at most once each; pins
 /// are bounded.
 pub fn placement(request: &PlacementRequest, verdict: &[JobPlacement]) -> Result<(), String> {

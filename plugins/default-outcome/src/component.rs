@@ -5,9 +5,10 @@ wit_bindgen::generate!({
     world: "outcome-plugin",
     path: "../../wit",
     with: {
-            "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
-            "jobset:policy/pods@0.2.0": jobset_policy_sdk::pods,
-            "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import,
+            "jobset:policy/types@0.3.0": jobset_policy_sdk::types,
+            "jobset:policy/pods@0.3.0": jobset_policy_sdk::pods,
+            "jobset:policy/in-place@0.3.0": jobset_policy_sdk::in_place,
+            "jobset:policy/regex@0.3.0": jobset_policy_sdk::regex::import,
         },
 });
 
@@ -15,6 +16,7 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use exports::jobset::policy::{meta, outcome};
+use jobset_policy_sdk::in_place::InPlaceRestart;
 use jobset_policy_sdk::pods::JobPods;
 use jobset_policy_sdk::types::{OutcomeVerdict, PolicyError, Snapshot};
 
@@ -40,6 +42,16 @@ impl outcome::Guest for Plugin {
         // Asked for none: always empty.
         core::mem::forget(pods);
         jobset_policy_sdk::decide_once(snapshot, crate::decide)
+    }
+
+    fn decide_in_place(
+        snapshot: Snapshot,
+        restart: InPlaceRestart,
+    ) -> Result<OutcomeVerdict, PolicyError> {
+        let verdict = crate::in_place::decide(&snapshot, &restart);
+        // Never freed: the instance is discarded after the call.
+        core::mem::forget((snapshot, restart));
+        verdict
     }
 }
 

@@ -1,7 +1,7 @@
 //! The built-in outcome policy: upstream JobSet's failure policy (rules in
 //! order, first failed Job by time, maxRestarts) and success policy
-//! (All / Any over target replicated jobs), with upstream's exact reasons
-//! and messages. The logic is plain Rust in [`failure_policy`] and
+//! (All / Any over target replicated jobs), and upstream's in-place restart
+//! budget ([`in_place`]), with upstream's exact reasons and messages. The logic is plain Rust in [`failure_policy`] and
 //! [`success_policy`]; the component glue only forwards to [`decide`].
 
 // The generated export glue needs unsafe; the policy logic does not.
@@ -13,6 +13,7 @@
 extern crate alloc;
 
 pub mod failure_policy;
+pub mod in_place;
 pub mod success_policy;
 
 use alloc::string::String;

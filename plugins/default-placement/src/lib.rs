@@ -288,8 +288,8 @@ mod component {
         world: "placement-plugin",
         path: "../../wit",
         with: {
-            "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
-            "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import,
+            "jobset:policy/types@0.3.0": jobset_policy_sdk::types,
+            "jobset:policy/regex@0.3.0": jobset_policy_sdk::regex::import,
         },
     });
 

@@ -1,14 +1,16 @@
 //! The Rust side of the `jobset:policy` contract for plugin authors.
 //!
 //! [`types`] holds the records of `wit/types.wit` and [`pods`] those of
-//! `wit/pods.wit` (generated, with serde derives so snapshots can be read
-//! from YAML in tests); [`view`] adds
+//! `wit/pods.wit`, [`in_place`] that of `wit/in-place.wit` (generated,
+//! with serde derives so snapshots can be read from YAML in tests);
+//! [`view`] adds
 //! read-only helpers over a snapshot; [`regex`] matches patterns through
 //! the host; [`harness`] builds snapshots for native unit tests. A plugin
 //! crate generates its own world with
-//! `with: { "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
-//! "jobset:policy/pods@0.2.0": jobset_policy_sdk::pods,
-//! "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import }`, so its
+//! `with: { "jobset:policy/types@0.3.0": jobset_policy_sdk::types,
+//! "jobset:policy/pods@0.3.0": jobset_policy_sdk::pods,
+//! "jobset:policy/in-place@0.3.0": jobset_policy_sdk::in_place,
+//! "jobset:policy/regex@0.3.0": jobset_policy_sdk::regex::import }`, so its
 //! policy logic is plain Rust over these types and also runs natively.
 //!
 //! The SDK needs only `alloc`, so a plugin may be `#![no_std]`: the
@@ -27,15 +29,22 @@ mod generated {
     });
 }
 
-/// The records of `jobset:policy/types@0.2.0` (unchanged since 0.1.0).
+/// The records of `jobset:policy/types@0.3.0` (unchanged since 0.1.0).
 pub mod types {
     pub use crate::generated::jobset::policy::types::*;
 }
 
-/// The records of `jobset:policy/pods@0.2.0`: the failed pods given to an
-/// outcome plugin that lists [`inputs::POD_FACTS`] in its `meta`.
+/// The records of `jobset:policy/pods@0.3.0` (unchanged since 0.2.0): the
+/// failed pods given to an outcome plugin that lists [`inputs::POD_FACTS`]
+/// in its `meta`.
 pub mod pods {
     pub use crate::generated::jobset::policy::pods::*;
+}
+
+/// The record of `jobset:policy/in-place@0.3.0`: an in-place restart, for
+/// the outcome slot's `decide-in-place`.
+pub mod in_place {
+    pub use crate::generated::jobset::policy::in_place::*;
 }
 
 /// Names of the optional inputs a plugin may ask for in
@@ -54,7 +63,7 @@ pub mod regex;
 pub mod view;
 
 /// The version of the `jobset:policy` contract this SDK speaks.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Runs a decision on what the host passed and then leaves it unfreed.
 ///

@@ -29,9 +29,23 @@ pub trait SnapshotView {
     fn annotation(&self, key: &str) -> Option<&str>;
     /// Sum of `replicas` over every replicated job.
     fn total_replicas(&self) -> i64;
+    /// The Job that owns the pod named `pod`: the Job whose name, followed
+    /// by `-`, is the longest start of the pod's name (the Job controller
+    /// names pods `<job>-<index>-<suffix>` or `<job>-<suffix>`).
+    fn job_of_pod(&self, pod: &str) -> Option<&Job>;
 }
 
 impl SnapshotView for Snapshot {
+    fn job_of_pod(&self, pod: &str) -> Option<&Job> {
+        self.jobs
+            .iter()
+            .filter(|job| {
+                pod.strip_prefix(job.name.as_str())
+                    .is_some_and(|rest| rest.starts_with('-'))
+            })
+            .max_by_key(|job| job.name.len())
+    }
+
     fn failed_jobs(&self) -> Vec<(&Job, &FinishedCondition)> {
         let mut failed: Vec<(&Job, &FinishedCondition)> = self
             .jobs

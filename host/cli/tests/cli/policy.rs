@@ -372,7 +372,7 @@ fn replay_refuses_a_corrupted_recording_or_another_contract_naming_the_file_and_
     for (file, text, says) in [
         (
             "other-contract.yaml",
-            good.replace("jobset:policy@0.2.0", "jobset:policy@9.0.0"),
+            good.replace("jobset:policy@0.3.0", "jobset:policy@9.0.0"),
             "other-contract.yaml: contract: \"jobset:policy@9.0.0\" is not a version this jobset replays",
         ),
         (

@@ -508,7 +508,9 @@ fn an_in_place_restart_brings_every_pod_to_the_new_attempt_without_recreating_a_
     // restart to join it, and attempt 1 runs ten more minutes.
     for line in [
         "[00:00:01] default/in-place: in-place restart: attempt 0 runs",
-        "[00:02:11] default/in-place: in-place restart: pods at attempt 0 or below restart in place",
+        // The outcome plugin decided to go on in place (`decide-in-place`).
+        "[00:02:11] default/in-place: in-place restart by default-outcome@",
+        ": pods at attempt 0 or below restart in place",
         "[00:02:21] default/in-place: in-place restart: attempt 1 runs",
         "[00:12:25] default/in-place: Completed",
     ] {
@@ -571,7 +573,7 @@ fn an_elastic_jobset_grows_and_shrinks_only_with_its_gate() {
 
 /// A plugin built for contract 0.1.0 (the released default outcome
 /// plugin, kept as a fixture) still decides a run, exactly as the built-in
-/// 0.2.0 default does.
+/// 0.3.0 default does.
 #[test]
 fn a_plugin_of_contract_0_1_0_decides_a_run_as_the_built_in_default() {
     let fixture = "host/policy/tests/fixtures/contract-0.1.0/default_outcome.wasm";
@@ -612,4 +614,66 @@ fn a_plugin_of_contract_0_1_0_decides_a_run_as_the_built_in_default() {
     let d = decisions(&old);
     assert!(d.len() >= 2, "{}", text(&old));
     assert_eq!(d, decisions(&new));
+}
+
+/// A node lost during an in-place JobSet's run: the default outcome plugin
+/// goes on in place as upstream (the lost pod is replaced and every pod
+/// restarts in place once more); `recreate-on-node-loss` decides to
+/// recreate the JobSet instead (`decide-in-place`, contract 0.3.0).
+#[test]
+fn a_node_lost_mid_run_restarts_in_place_by_default_and_recreates_under_a_custom_plugin() {
+    let run = |plugin: Option<&str>| {
+        let mut a = vec![
+            "run",
+            "examples/in-place-restart.yaml",
+            "--scenario",
+            "examples/in-place-node-loss.scenario.yaml",
+            "--feature-gates",
+            "InPlaceRestart=true",
+        ];
+        if let Some(p) = plugin {
+            a.extend(["--plugin", p]);
+        }
+        let out = jobset(&a);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        text(&out)
+    };
+    let summary = |out: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with("default/in-place "))
+            .map(|l| l.split_whitespace().take(5).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+
+    let default = run(None);
+    assert_eq!(
+        summary(&default),
+        "default/in-place Completed 0 0 0",
+        "{default}"
+    );
+    assert!(
+        default.contains("[00:05:21] default/in-place: in-place restart: attempt 2 runs"),
+        "{default}"
+    );
+    assert!(!default.contains("recreate the JobSet"), "{default}");
+
+    let custom = run(Some("outcome=recreate-on-node-loss"));
+    assert_eq!(
+        summary(&custom),
+        "default/in-place Completed 1 0 1",
+        "{custom}"
+    );
+    for line in [
+        "[00:05:00] default/in-place: in-place restart by recreate-on-node-loss@",
+        ": recreate the JobSet instead",
+        "restart jobset (PodLostDuringInPlaceRestart, rule podLost, first failed job in-place-workers-0)",
+        "on node cpu-0-n0 was lost (DeletionByTaintManager: ",
+    ] {
+        assert!(custom.contains(line), "{line:?} in {custom}");
+    }
+    // Recreated, the new pods still restart in place after a crash.
+    assert!(
+        custom.contains("in-place restart: attempt 2 runs"),
+        "{custom}"
+    );
 }

@@ -10,11 +10,11 @@ fn inspect_names_the_plugin_its_exports_and_imports() {
     let i = inspect(runtime(), "outcome.wasm", builtin::DEFAULT_OUTCOME).expect("inspects");
     assert_eq!(i.name.as_deref(), Some("default-outcome"));
     assert!(
-        i.exports.iter().any(|e| e == "jobset:policy/outcome@0.2.0"),
+        i.exports.iter().any(|e| e == "jobset:policy/outcome@0.3.0"),
         "{:?}",
         i.exports
     );
-    assert!(i.exports.iter().any(|e| e == "jobset:policy/meta@0.2.0"));
+    assert!(i.exports.iter().any(|e| e == "jobset:policy/meta@0.3.0"));
     assert_eq!(i.size, builtin::DEFAULT_OUTCOME.len());
     assert_eq!(i.sha256.len(), 64);
     assert!(i.problem.is_none());
@@ -35,14 +35,15 @@ fn inspect_names_the_plugin_its_exports_and_imports() {
 /// size and compile time).
 #[test]
 fn default_plugins_import_nothing_but_the_hosts_regex() {
-    const TYPES: &str = "jobset:policy/types@0.2.0";
+    const TYPES: &str = "jobset:policy/types@0.3.0";
     for (bytes, expected) in [
         (builtin::DEFAULT_STARTUP, &[TYPES][..]),
         (
             builtin::DEFAULT_OUTCOME,
             &[
-                "jobset:policy/pods@0.2.0",
-                "jobset:policy/regex@0.2.0",
+                "jobset:policy/in-place@0.3.0",
+                "jobset:policy/pods@0.3.0",
+                "jobset:policy/regex@0.3.0",
                 TYPES,
             ][..],
         ),

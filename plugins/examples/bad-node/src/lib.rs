@@ -194,9 +194,10 @@ mod component {
         world: "outcome-plugin",
         path: "../../../wit",
         with: {
-            "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
-            "jobset:policy/pods@0.2.0": jobset_policy_sdk::pods,
-            "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import,
+            "jobset:policy/types@0.3.0": jobset_policy_sdk::types,
+            "jobset:policy/pods@0.3.0": jobset_policy_sdk::pods,
+            "jobset:policy/in-place@0.3.0": jobset_policy_sdk::in_place,
+            "jobset:policy/regex@0.3.0": jobset_policy_sdk::regex::import,
         },
     });
 
@@ -224,6 +225,14 @@ mod component {
     impl outcome::Guest for Plugin {
         fn decide(snapshot: Snapshot, pods: Vec<JobPods>) -> Result<OutcomeVerdict, PolicyError> {
             crate::decide(&snapshot, &pods)
+        }
+
+        /// In-place restarts are decided as upstream decides them.
+        fn decide_in_place(
+            snapshot: Snapshot,
+            restart: jobset_policy_sdk::in_place::InPlaceRestart,
+        ) -> Result<OutcomeVerdict, PolicyError> {
+            default_outcome::in_place::decide(&snapshot, &restart)
         }
     }
 

@@ -225,9 +225,10 @@ mod component {
         world: "policy-plugin",
         path: "../../../wit",
         with: {
-            "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
-            "jobset:policy/pods@0.2.0": jobset_policy_sdk::pods,
-            "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import,
+            "jobset:policy/types@0.3.0": jobset_policy_sdk::types,
+            "jobset:policy/pods@0.3.0": jobset_policy_sdk::pods,
+            "jobset:policy/in-place@0.3.0": jobset_policy_sdk::in_place,
+            "jobset:policy/regex@0.3.0": jobset_policy_sdk::regex::import,
         },
     });
 
@@ -267,6 +268,14 @@ mod component {
         fn decide(
             snapshot: Snapshot,
             _pods: Vec<jobset_policy_sdk::pods::JobPods>,
+        ) -> Result<OutcomeVerdict, PolicyError> {
+            crate::outcome(&snapshot)
+        }
+
+        /// The same misbehaviour, for in-place restarts.
+        fn decide_in_place(
+            snapshot: Snapshot,
+            _restart: jobset_policy_sdk::in_place::InPlaceRestart,
         ) -> Result<OutcomeVerdict, PolicyError> {
             crate::outcome(&snapshot)
         }

@@ -117,9 +117,10 @@ mod component {
         world: "outcome-plugin",
         path: "../../../wit",
         with: {
-            "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
-            "jobset:policy/pods@0.2.0": jobset_policy_sdk::pods,
-            "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import,
+            "jobset:policy/types@0.3.0": jobset_policy_sdk::types,
+            "jobset:policy/pods@0.3.0": jobset_policy_sdk::pods,
+            "jobset:policy/in-place@0.3.0": jobset_policy_sdk::in_place,
+            "jobset:policy/regex@0.3.0": jobset_policy_sdk::regex::import,
         },
     });
 
@@ -149,6 +150,14 @@ mod component {
             _pods: Vec<jobset_policy_sdk::pods::JobPods>,
         ) -> Result<OutcomeVerdict, PolicyError> {
             crate::decide(&snapshot)
+        }
+
+        /// In-place restarts are decided as upstream decides them.
+        fn decide_in_place(
+            snapshot: Snapshot,
+            restart: jobset_policy_sdk::in_place::InPlaceRestart,
+        ) -> Result<OutcomeVerdict, PolicyError> {
+            default_outcome::in_place::decide(&snapshot, &restart)
         }
     }
 

@@ -1,4 +1,4 @@
-//! A 0.2.0 plugin that asks for an input the host does not know
+//! A plugin that asks for an input the host does not know
 //! (`node-history`), for the host's test that such a plugin is refused at
 //! load with the input named. Its decision is never reached.
 
@@ -11,9 +11,10 @@ mod component {
         world: "outcome-plugin",
         path: "../../../wit",
         with: {
-            "jobset:policy/types@0.2.0": jobset_policy_sdk::types,
-            "jobset:policy/pods@0.2.0": jobset_policy_sdk::pods,
-            "jobset:policy/regex@0.2.0": jobset_policy_sdk::regex::import,
+            "jobset:policy/types@0.3.0": jobset_policy_sdk::types,
+            "jobset:policy/pods@0.3.0": jobset_policy_sdk::pods,
+            "jobset:policy/in-place@0.3.0": jobset_policy_sdk::in_place,
+            "jobset:policy/regex@0.3.0": jobset_policy_sdk::regex::import,
         },
     });
 
@@ -43,6 +44,13 @@ mod component {
 
     impl outcome::Guest for Plugin {
         fn decide(_snapshot: Snapshot, _pods: Vec<JobPods>) -> Result<OutcomeVerdict, PolicyError> {
+            Err(PolicyError::Unsupported("never loaded".to_string()))
+        }
+
+        fn decide_in_place(
+            _snapshot: Snapshot,
+            _restart: jobset_policy_sdk::in_place::InPlaceRestart,
+        ) -> Result<OutcomeVerdict, PolicyError> {
             Err(PolicyError::Unsupported("never loaded".to_string()))
         }
     }
