@@ -1,7 +1,10 @@
 //! What the pod watch of a JobSet that restarts in place costs: the
-//! controller keeps, per pod, only what the protocol reads (name, failed,
-//! the agent's attempt, the highest restart count). This bench lists and
-//! watches 10,000 realistic pods of one JobSet on the in-process simulator
+//! controller keeps, per pod, what the protocol reads (name, failed, the
+//! agent's attempt, the highest restart count, the JobSet attempt) and, for
+//! a pod that restarted or failed, what the outcome plugin's in-place
+//! decision is told of it (node, containers' last termination,
+//! DisruptionTarget). This bench lists and watches 10,000 realistic pods of
+//! one JobSet, each restarted in place once, on the in-process simulator
 //! and counts the bytes the controller's process holds once the watch has
 //! synced, minus what it held before (a counting allocator; the simulator
 //! holds the same pods either way), divided by the pods.
@@ -57,7 +60,11 @@ fn pod(i: usize) -> serde_json::Value {
             "phase": "Running",
             "containerStatuses": [{"name": "agent", "ready": true, "restartCount": 1,
                                    "image": "ghcr.io/jobset-wasm/jobset:latest",
-                                   "state": {"running": {"startedAt": "2026-12-05T10:00:00Z"}}}],
+                                   "state": {"running": {"startedAt": "2026-12-05T10:00:00Z"}},
+                                   "lastState": {"terminated": {
+                                       "exitCode": 1, "reason": "Error",
+                                       "startedAt": "2026-12-05T09:00:00Z",
+                                       "finishedAt": "2026-12-05T09:59:50Z"}}}],
         },
     })
 }
