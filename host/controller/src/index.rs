@@ -3,15 +3,18 @@
 //! owned Services by name, Nodes as a projection (name, labels, readiness),
 //! and the topology domains exclusive Jobs hold. Pods are kept only for
 //! JobSets that restart in place, and only what the in-place protocol
-//! reads of them (name, failed, the agent's attempt, restart count), so
+//! and its decision read of them (name, failed, the agent's attempt,
+//! restart count, and for a pod that restarted or failed how it ended), so
 //! memory grows with Jobs, and with pods only where in-place restart asks.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::batch::v1::Job;
+use jobset_api::labels::PRIORITY_KEY;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Node, PodSpec};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::in_place::PodFacts;
 use crate::job_builder::{JOBSET_API_VERSION, JOBSET_KIND};
@@ -77,15 +80,23 @@ pub struct Index {
 }
 
 /// Drops what no reconcile reads of a stored Job, which is most of its
-/// size: its managed fields, and of its pod template's spec everything but
-/// what placement and resuming read (node selector, affinity, tolerations,
-/// scheduling gates, priority and its class). The template's labels and
-/// annotations stay. Jobs are only ever patched from the index (a resume
-/// writes the fields kept here), never replaced whole, so nothing dropped
-/// here is written back.
+/// size: its managed fields; of its spec everything but `parallelism`,
+/// `completions`, `suspend` and the pod template; of the template's spec
+/// everything but what placement and resuming read (node selector,
+/// affinity, tolerations, scheduling gates, priority and its class); and,
+/// unless the Job is suspended, the template's labels and annotations but
+/// the priority label placement reads (only a suspended Job is resumed,
+/// and a resume merges into them). A Job suspended later arrives whole
+/// from the watch again. Jobs are only ever patched from the index (a
+/// resume writes the fields kept here), never replaced whole, so nothing
+/// dropped here is written back.
 pub fn slim(job: &mut Job) {
     job.metadata.managed_fields = None;
-    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+    let Some(spec) = job.spec.as_mut() else {
+        return;
+    };
+    let mut template = std::mem::take(&mut spec.template);
+    if let Some(pod) = template.spec.as_mut() {
         *pod = PodSpec {
             node_selector: pod.node_selector.take(),
             affinity: pod.affinity.take(),
@@ -96,6 +107,25 @@ pub fn slim(job: &mut Job) {
             ..PodSpec::default()
         };
     }
+    if spec.suspend != Some(true)
+        && let Some(meta) = template.metadata.as_mut()
+    {
+        let priority = meta
+            .labels
+            .as_mut()
+            .and_then(|l| l.remove_entry(PRIORITY_KEY));
+        *meta = ObjectMeta {
+            labels: priority.map(|(k, v)| BTreeMap::from([(k, v)])),
+            ..ObjectMeta::default()
+        };
+    }
+    *spec = JobSpec {
+        parallelism: spec.parallelism,
+        completions: spec.completions,
+        suspend: spec.suspend,
+        template,
+        ..JobSpec::default()
+    };
 }
 
 /// Stores or replaces a Job (slimmed) under the lock held.
@@ -466,6 +496,43 @@ mod tests {
             crate::suspend::resume_patch(&j),
             crate::suspend::resume_patch(&kept)
         );
+    }
+
+    #[test]
+    fn a_running_job_keeps_of_its_template_metadata_only_the_priority_label() {
+        let served: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "js-w-0", "namespace": "ns", "labels": {"l": "1"},
+                         "annotations": {"alpha.jobset.sigs.k8s.io/exclusive-topology": "pool"}},
+            "spec": {"parallelism": 4, "completions": 4, "backoffLimit": 6,
+                     "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "x"}},
+                     "podFailurePolicy": {"rules": []},
+                     "template": {
+                "metadata": {"labels": {"a": "1", "jobset.sigs.k8s.io/priority": "5"},
+                             "annotations": {"b": "2"}},
+                "spec": {"containers": [], "nodeSelector": {"pool": "p1"}}}},
+        }))
+        .unwrap();
+        let mut j = served.clone();
+        slim(&mut j);
+        let spec = j.spec.as_ref().unwrap();
+        let meta = spec.template.metadata.as_ref().unwrap();
+        assert_eq!(
+            meta.labels,
+            Some(BTreeMap::from([(
+                PRIORITY_KEY.to_string(),
+                "5".to_string()
+            )]))
+        );
+        assert_eq!(meta.annotations, None);
+        assert_eq!((spec.parallelism, spec.completions), (Some(4), Some(4)));
+        assert_eq!((spec.backoff_limit, spec.selector.as_ref()), (None, None));
+        // What the Job's own metadata says, and placement's view, stay.
+        assert_eq!(j.metadata, served.metadata);
+        assert_eq!(
+            crate::placement::recorded_priority(&j),
+            crate::placement::recorded_priority(&served)
+        );
+        assert_eq!(occupant_of(&j), occupant_of(&served));
     }
 
     #[test]
