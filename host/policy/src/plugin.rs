@@ -353,11 +353,8 @@ impl WasmPlugin {
 
     /// The startup decision.
     pub fn startup(&self, snapshot: &Snapshot) -> Result<StartupVerdict, PolicyError> {
-        let slot = Slot::Startup;
-        let verdict = run(
-            &self.inner,
-            slot,
-            Budget::Decision,
+        self.decide(
+            Slot::Startup,
             |store, instance, exports| {
                 call_decide::<StartupParams<'_>, StartupResults>(
                     store,
@@ -365,11 +362,27 @@ impl WasmPlugin {
                     exports.startup,
                     (Fast(snapshot),),
                 )
-                .map(|(r,)| r)
             },
-        )?;
+            |verdict| validate::startup(snapshot, verdict),
+        )
+    }
+
+    /// Makes one decision: `call` in a fresh instance, then the plugin's
+    /// own error or the host's `check` of the verdict, as the slot's error.
+    fn decide<T: Send>(
+        &self,
+        slot: Slot,
+        call: impl FnOnce(
+            &mut Store<HostState>,
+            &Instance,
+            &Exports,
+        ) -> wasmtime::Result<(Result<T, PluginError>,)>
+        + Send,
+        check: impl FnOnce(&T) -> Result<(), String>,
+    ) -> Result<T, PolicyError> {
+        let (verdict,) = run(&self.inner, slot, Budget::Decision, call)?;
         let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
-        validate::startup(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
+        check(&verdict).map_err(|detail| self.invalid(slot, detail))?;
         Ok(verdict)
     }
 
@@ -385,12 +398,9 @@ impl WasmPlugin {
         snapshot: &Snapshot,
         pods: &[JobPods],
     ) -> Result<OutcomeVerdict, PolicyError> {
-        let slot = Slot::Outcome;
         let pods = if self.wants(POD_FACTS) { pods } else { &[] };
-        let verdict = run(
-            &self.inner,
-            slot,
-            Budget::Decision,
+        self.decide(
+            Slot::Outcome,
             |store, instance, exports| {
                 if matches!(exports.meta, Meta::V0_1(_)) {
                     call_decide::<OutcomeParamsV0_1<'_>, OutcomeResults>(
@@ -407,12 +417,9 @@ impl WasmPlugin {
                         (Fast(snapshot), pods),
                     )
                 }
-                .map(|(r,)| r)
             },
-        )?;
-        let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
-        validate::outcome(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
-        Ok(verdict)
+            |verdict| validate::outcome(snapshot, verdict),
+        )
     }
 
     /// Whether the plugin decides in-place restarts (`decide-in-place`,
@@ -429,11 +436,8 @@ impl WasmPlugin {
         snapshot: &Snapshot,
         restart: &InPlaceRestart,
     ) -> Result<OutcomeVerdict, PolicyError> {
-        let slot = Slot::Outcome;
-        let verdict = run(
-            &self.inner,
-            slot,
-            Budget::Decision,
+        self.decide(
+            Slot::Outcome,
             |store, instance, exports| {
                 call_decide::<InPlaceParams<'_>, OutcomeResults>(
                     store,
@@ -441,12 +445,9 @@ impl WasmPlugin {
                     exports.in_place,
                     (Fast(snapshot), restart),
                 )
-                .map(|(r,)| r)
             },
-        )?;
-        let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
-        validate::in_place(snapshot, &verdict).map_err(|detail| self.invalid(slot, detail))?;
-        Ok(verdict)
+            |verdict| validate::in_place(snapshot, verdict),
+        )
     }
 
     /// The placement decision.
@@ -455,11 +456,8 @@ impl WasmPlugin {
         snapshot: &Snapshot,
         request: &PlacementRequest,
     ) -> Result<Vec<JobPlacement>, PolicyError> {
-        let slot = Slot::Placement;
-        let verdict = run(
-            &self.inner,
-            slot,
-            Budget::Decision,
+        self.decide(
+            Slot::Placement,
             |store, instance, exports| {
                 call_decide::<PlacementParams<'_>, PlacementResults>(
                     store,
@@ -467,12 +465,9 @@ impl WasmPlugin {
                     exports.placement,
                     (Fast(snapshot), Fast(request)),
                 )
-                .map(|(r,)| r)
             },
-        )?;
-        let verdict = verdict.map_err(|e| self.error(slot, rejected(e)))?;
-        validate::placement(request, &verdict).map_err(|detail| self.invalid(slot, detail))?;
-        Ok(verdict)
+            |verdict| validate::placement(request, verdict),
+        )
     }
 
     fn error(&self, slot: Slot, kind: ErrorKind) -> PolicyError {

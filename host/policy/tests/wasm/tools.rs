@@ -168,3 +168,49 @@ fn the_default_plugins_accept_an_empty_config_and_refuse_any_other_by_name() {
         );
     }
 }
+
+/// A scenario with `in_place` is the outcome slot's in-place decision
+/// (`decide-in-place`): a pod lost with its node recreates the JobSet under
+/// `recreate-on-node-loss`, and goes on in place under the default.
+#[test]
+fn test_runs_an_in_place_scenario_through_decide_in_place() {
+    let snapshot = crate::common::snap(
+        jobset_policy_sdk::harness::SnapshotBuilder::new("js")
+            .rjob("workers", 2)
+            .max_restarts(3)
+            .ready("workers", 0)
+            .ready("workers", 1),
+    );
+    let indent = |yaml: String| -> String { yaml.lines().map(|l| format!("  {l}\n")).collect() };
+    let mut lost = jobset_policy_sdk::harness::failed_pod("js-workers-1-0-abcde", "n7", 137, 9);
+    lost.disruption = Some(jobset_policy_sdk::pods::Disruption {
+        reason: "DeletionByTaintManager".into(),
+        message: "node n7 is gone".into(),
+    });
+    let restart = jobset_policy_sdk::in_place::InPlaceRestart {
+        current: Some(0),
+        previous: None,
+        highest: Some(1),
+        expected: 4,
+        reporting: 4,
+        agreed: false,
+        max_container_restarts: 1,
+        pods: vec![lost],
+        omitted: 0,
+    };
+    let scenario = format!(
+        "slot: outcome\nsnapshot:\n{}in_place:\n{}",
+        indent(serde_yaml::to_string(&snapshot).expect("yaml")),
+        indent(serde_yaml::to_string(&restart).expect("yaml")),
+    );
+    let decide = |name: &str, bytes: &[u8]| {
+        test(runtime(), name, bytes, &scenario)
+            .expect("runs")
+            .expect("decides")
+    };
+    let custom = decide("recreate.wasm", builtin::EXAMPLE_RECREATE_ON_NODE_LOSS);
+    assert!(custom.contains("RestartJobset"), "{custom}");
+    assert!(custom.contains("PodLostDuringInPlaceRestart"), "{custom}");
+    let default = decide("outcome.wasm", builtin::DEFAULT_OUTCOME);
+    assert!(default.contains("action: Continue"), "{default}");
+}
