@@ -246,6 +246,7 @@ fn main() {
         );
     }
     pod_facts(runtime, &snapshot);
+    in_place(runtime, &snapshot);
 }
 
 /// What pod facts add to an outcome decision: the `exit-codes` example
@@ -277,5 +278,65 @@ fn pod_facts(runtime: &Runtime, snapshot: &Snapshot) {
         with50.as_secs_f64() * 1e6,
         with99.as_secs_f64() * 1e6,
         without50.as_secs_f64() * 1e6
+    );
+}
+
+/// What an in-place restart decision (`decide-in-place`, made in every
+/// reconcile of a JobSet that restarts in place) costs beside an outcome
+/// decision: the default outcome plugin and `recreate-on-node-loss` on the
+/// same snapshot, with 16 pods that moved past the current attempt (the
+/// host's bound).
+fn in_place(runtime: &Runtime, snapshot: &Snapshot) {
+    use jobset_policy_sdk::harness::failed_pod;
+    let mut restart_pods: Vec<jobset_policy_sdk::pods::FailedPod> = (0..16)
+        .map(|i| {
+            failed_pod(
+                &format!("bench-workers-{i}-0-x7k2p"),
+                &format!("node-{i}"),
+                1,
+                90,
+            )
+        })
+        .collect();
+    for p in &mut restart_pods {
+        p.phase = "Running".to_string();
+    }
+    let restart: jobset_policy::snapshot::InPlaceRestart =
+        to_host(&jobset_policy_sdk::in_place::InPlaceRestart {
+            current: Some(0),
+            previous: None,
+            highest: Some(1),
+            expected: 256,
+            reporting: 256,
+            agreed: false,
+            max_container_restarts: 1,
+            pods: restart_pods,
+            omitted: 0,
+        });
+    let default = runtime
+        .load("default-outcome", builtin::DEFAULT_OUTCOME)
+        .expect("loads");
+    let custom = runtime
+        .load(
+            "recreate-on-node-loss",
+            builtin::EXAMPLE_RECREATE_ON_NODE_LOSS,
+        )
+        .expect("loads");
+    let (outcome50, _) = time(|| drop(default.decide_outcome(snapshot, &[]).expect("decides")));
+    let (default50, default99) = time(|| {
+        drop(
+            default
+                .decide_in_place(snapshot, &restart)
+                .expect("decides"),
+        )
+    });
+    let (custom50, _) = time(|| drop(custom.decide_in_place(snapshot, &restart).expect("decides")));
+    println!(
+        "in-place decision, 16 pods moved on: default-outcome p50 {:.1}µs (p99 {:.1}µs), \
+         recreate-on-node-loss p50 {:.1}µs; default-outcome's outcome decision p50 {:.1}µs",
+        default50.as_secs_f64() * 1e6,
+        default99.as_secs_f64() * 1e6,
+        custom50.as_secs_f64() * 1e6,
+        outcome50.as_secs_f64() * 1e6
     );
 }
