@@ -23,12 +23,6 @@ use crate::error::ControllerError;
 use crate::plan::Planner;
 use crate::policy::{PolicyEngine, Slot, invalid_verdict, records as p};
 
-/// Upstream's reason and message for a JobSet past its restart budget.
-/// The default outcome plugin writes them (`decide-in-place`).
-pub const REACHED_MAX_RESTARTS_REASON: &str = "ReachedMaxRestarts";
-pub const REACHED_MAX_RESTARTS_MESSAGE: &str =
-    "jobset failed due to reaching max number of restarts";
-
 /// Pods of an in-place restart given to the plugin at most.
 pub const IN_PLACE_PODS_BOUND: usize = 16;
 
@@ -218,15 +212,21 @@ pub(crate) fn plan_in_place(
 ) -> Result<(), ControllerError> {
     let js = planner.inputs.jobset;
     let Some(pods) = pods else { return Ok(()) };
-    let expected = pods_expected(js)?;
-    // An annotation that does not parse is an error, as upstream's; but
-    // upstream fails a JobSet whose containers restarted past the budget
-    // before it reads the annotations, so the plugin is asked first.
+    // An annotation that does not parse, or sizes that do not allow
+    // in-place restart, are errors, as upstream's; but upstream fails a
+    // JobSet past the budget before it meets either, so the plugin is
+    // asked first.
     let (attempts, unreadable) = match reported_attempts(pods) {
         Ok(a) => (a, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    let state = in_place_state(planner, pods, &attempts, expected);
+    let expected = pods_expected(js);
+    let state = in_place_state(
+        planner,
+        pods,
+        &attempts,
+        expected.as_ref().map_or(0, |e| *e),
+    );
     let decided = match policies.decide_in_place(snap, &state) {
         Ok(d) => d,
         Err(f) => {
@@ -235,11 +235,14 @@ pub(crate) fn plan_in_place(
         }
     };
     let plugin = decided.plugin.clone();
-    if let Some(e) = unreadable
-        && !matches!(decided.verdict.action, p::Action::Fail(_))
-    {
-        return Err(e);
-    }
+    let expected = if matches!(decided.verdict.action, p::Action::Fail(_)) {
+        expected.unwrap_or(0)
+    } else {
+        if let Some(e) = unreadable {
+            return Err(e);
+        }
+        expected?
+    };
     match &decided.verdict.action {
         p::Action::Continue => {}
         p::Action::Fail(t) => {
@@ -272,8 +275,7 @@ pub(crate) fn plan_in_place(
         }
     }
 
-    let all_equal = attempts.windows(2).all(|w| w[0] == w[1]);
-    if !attempts.is_empty() && attempts.len() as i64 == expected && all_equal {
+    if state.agreed && i64::from(state.reporting) == expected {
         // Every agent is at one attempt: they lift their barriers.
         if planner.status.current_in_place_restart_attempt != Some(attempts[0]) {
             planner.status.current_in_place_restart_attempt = Some(attempts[0]);

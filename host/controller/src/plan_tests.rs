@@ -1760,6 +1760,25 @@ fn an_unreadable_attempt_still_fails_a_jobset_whose_containers_are_past_the_budg
 }
 
 #[test]
+fn sizes_that_do_not_allow_in_place_restart_still_fail_a_jobset_past_the_budget() {
+    // Upstream fails on the restart budget before it counts the pods.
+    let mut js = in_place_jobset(1);
+    js.spec.replicated_jobs[0]
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .completions = Some(2);
+    let mut world = in_place_world([Some("0"); 7]);
+    world.pods.as_mut().unwrap()[0].max_restart_count = 2;
+    let p = in_place_run(&js, &world);
+    assert_eq!(
+        cond(&p, types::FAILED).unwrap().reason,
+        "ReachedMaxRestarts"
+    );
+}
+
+#[test]
 fn without_the_gate_or_the_strategy_pods_change_nothing() {
     let js = in_place_jobset(1);
     let world = World {

@@ -9,8 +9,10 @@ use alloc::string::ToString;
 use jobset_policy_sdk::in_place::InPlaceRestart;
 use jobset_policy_sdk::types::{Action, OutcomeVerdict, PolicyError, Snapshot, Terminal};
 
-/// Upstream's reason and message for a JobSet past its restart budget.
-pub const REACHED_MAX_RESTARTS_REASON: &str = "ReachedMaxRestarts";
+use crate::failure_policy::REASON_REACHED_MAX_RESTARTS;
+
+/// Upstream's message for an in-place JobSet past its restart budget (the
+/// reason is the failure policy's, `ReachedMaxRestarts`).
 pub const REACHED_MAX_RESTARTS_MESSAGE: &str =
     "jobset failed due to reaching max number of restarts";
 
@@ -45,7 +47,7 @@ pub fn past_budget(snapshot: &Snapshot, restart: &InPlaceRestart) -> bool {
 /// The `fail` action upstream takes past the budget.
 pub fn reached_max_restarts() -> Action {
     Action::Fail(Terminal {
-        reason: REACHED_MAX_RESTARTS_REASON.to_string(),
+        reason: REASON_REACHED_MAX_RESTARTS.to_string(),
         message: REACHED_MAX_RESTARTS_MESSAGE.to_string(),
     })
 }
