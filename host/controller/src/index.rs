@@ -10,9 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use jobset_api::labels::PRIORITY_KEY;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Node, PodSpec};
+use jobset_api::labels::{
+    EXCLUSIVE_KEY, JOB_INDEX_KEY, JOB_KEY, JOB_RESTART_ATTEMPT_KEY, NODE_SELECTOR_STRATEGY_KEY,
+    PRIORITY_KEY, REPLICATED_JOB_NAME_KEY, RESTART_ATTEMPT_KEY,
+};
+use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
+use k8s_openapi::api::core::v1::{Node, PodSpec, PodTemplateSpec};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -50,7 +53,7 @@ pub fn controller_name(job: &Job) -> Option<&str> {
 #[derive(Default)]
 struct Inner {
     /// JobSet UID -> Job name -> Job.
-    jobs: HashMap<String, BTreeMap<String, Arc<Job>>>,
+    jobs: HashMap<String, BTreeMap<String, Arc<StoredJob>>>,
     /// (namespace, name) of a Job -> the UID it is indexed under.
     job_owner: HashMap<NsName, String>,
     /// Domains held, by Job (namespace, name).
@@ -90,8 +93,16 @@ pub struct Index {
 /// from the watch again. Jobs are only ever patched from the index (a
 /// resume writes the fields kept here), never replaced whole, so nothing
 /// dropped here is written back.
+///
+/// Of the Job's own labels it keeps only those the controller reads
+/// ([`READ_LABELS`]) and of its annotations only the placement ones
+/// ([`READ_ANNOTATIONS`]): the JobSet writes a dozen of each on every Job
+/// and the Job controller four more labels, two thirds of what a slimmed
+/// Job held before.
 pub fn slim(job: &mut Job) {
     job.metadata.managed_fields = None;
+    keep_only(&mut job.metadata.labels, &READ_LABELS);
+    keep_only(&mut job.metadata.annotations, &READ_ANNOTATIONS);
     let Some(spec) = job.spec.as_mut() else {
         return;
     };
@@ -107,17 +118,16 @@ pub fn slim(job: &mut Job) {
             ..PodSpec::default()
         };
     }
-    if spec.suspend != Some(true)
-        && let Some(meta) = template.metadata.as_mut()
-    {
-        let priority = meta
-            .labels
+    if spec.suspend != Some(true) {
+        let priority = template
+            .metadata
             .as_mut()
+            .and_then(|m| m.labels.as_mut())
             .and_then(|l| l.remove_entry(PRIORITY_KEY));
-        *meta = ObjectMeta {
-            labels: priority.map(|(k, v)| BTreeMap::from([(k, v)])),
+        template.metadata = priority.map(|(k, v)| ObjectMeta {
+            labels: Some(BTreeMap::from([(k, v)])),
             ..ObjectMeta::default()
-        };
+        });
     }
     *spec = JobSpec {
         parallelism: spec.parallelism,
@@ -126,6 +136,100 @@ pub fn slim(job: &mut Job) {
         template,
         ..JobSpec::default()
     };
+}
+
+/// The labels of a Job the controller reads: which replicated job and
+/// index it is (status counts, creation, scaling, plugin snapshots), its
+/// attempts (which Jobs belong to an earlier one) and its key (the domain
+/// an exclusive Job holds).
+pub const READ_LABELS: [&str; 5] = [
+    REPLICATED_JOB_NAME_KEY,
+    JOB_INDEX_KEY,
+    RESTART_ATTEMPT_KEY,
+    JOB_RESTART_ATTEMPT_KEY,
+    JOB_KEY,
+];
+
+/// The annotations of a Job the controller reads: exclusive placement's.
+pub const READ_ANNOTATIONS: [&str; 2] = [EXCLUSIVE_KEY, NODE_SELECTOR_STRATEGY_KEY];
+
+/// Drops every entry of `map` whose key is not in `keep`, and the map
+/// itself when nothing is left.
+fn keep_only(map: &mut Option<BTreeMap<String, String>>, keep: &[&str]) {
+    if let Some(m) = map.as_mut() {
+        m.retain(|k, _| keep.contains(&k.as_str()));
+        if m.is_empty() {
+            *map = None;
+        }
+    }
+}
+
+/// A slimmed Job as the index holds it. The `Job` type takes 2.7 KB
+/// before any field is set (its pod spec is inline), more than the rest
+/// of a slimmed Job together; so the index keeps what [`slim`] leaves in
+/// this smaller form, with the pod template boxed and left out when it
+/// holds nothing, and builds the `Job` back when it is read
+/// ([`StoredJob::to_job`] gives exactly the slimmed Job).
+#[derive(Debug)]
+struct StoredJob {
+    metadata: ObjectMeta,
+    spec: Option<StoredSpec>,
+    status: Option<JobStatus>,
+}
+
+#[derive(Debug)]
+struct StoredSpec {
+    parallelism: Option<i32>,
+    completions: Option<i32>,
+    suspend: Option<bool>,
+    /// `None` for the [`empty_template`], the template of most Jobs once
+    /// slimmed.
+    template: Option<Box<PodTemplateSpec>>,
+}
+
+/// What [`slim`] leaves of a running Job's pod template that has no
+/// priority label and none of the pod fields placement reads.
+fn empty_template() -> PodTemplateSpec {
+    PodTemplateSpec {
+        metadata: None,
+        spec: Some(PodSpec::default()),
+    }
+}
+
+impl StoredJob {
+    /// Stores a slimmed Job.
+    fn from_slim(job: Job) -> Self {
+        let spec = job.spec.map(|s| StoredSpec {
+            parallelism: s.parallelism,
+            completions: s.completions,
+            suspend: s.suspend,
+            template: (s.template != empty_template()).then(|| Box::new(s.template)),
+        });
+        StoredJob {
+            metadata: job.metadata,
+            spec,
+            status: job.status,
+        }
+    }
+
+    /// The slimmed Job it was stored from.
+    fn to_job(&self) -> Job {
+        Job {
+            metadata: self.metadata.clone(),
+            spec: self.spec.as_ref().map(|s| JobSpec {
+                parallelism: s.parallelism,
+                completions: s.completions,
+                suspend: s.suspend,
+                template: s
+                    .template
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(empty_template),
+                ..JobSpec::default()
+            }),
+            status: self.status.clone(),
+        }
+    }
 }
 
 /// Stores or replaces a Job (slimmed) under the lock held.
@@ -152,7 +256,7 @@ fn upsert_job_in(inner: &mut Inner, mut job: Job) {
             .jobs
             .entry(uid)
             .or_default()
-            .insert(k.1, Arc::new(job));
+            .insert(k.1, Arc::new(StoredJob::from_slim(job)));
     }
 }
 
@@ -240,13 +344,17 @@ impl Index {
         }
     }
 
-    /// The Jobs a JobSet (by UID) controls, shared, not copied.
+    /// The Jobs a JobSet (by UID) controls, slimmed (see [`slim`]), by
+    /// name. They are built from the index's own form after its lock is
+    /// released.
     pub fn jobs_of(&self, uid: &str) -> Vec<Arc<Job>> {
-        self.read()
+        let stored: Vec<Arc<StoredJob>> = self
+            .read()
             .jobs
             .get(uid)
             .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        stored.iter().map(|s| Arc::new(s.to_job())).collect()
     }
 
     /// The PriorityClasses known.
@@ -526,13 +634,139 @@ mod tests {
         assert_eq!(meta.annotations, None);
         assert_eq!((spec.parallelism, spec.completions), (Some(4), Some(4)));
         assert_eq!((spec.backoff_limit, spec.selector.as_ref()), (None, None));
-        // What the Job's own metadata says, and placement's view, stay.
-        assert_eq!(j.metadata, served.metadata);
+        // Of the Job's own metadata, an unread label goes; the placement
+        // annotation and placement's view stay.
+        assert_eq!(j.metadata.labels, None);
+        assert_eq!(j.metadata.annotations, served.metadata.annotations);
+        assert_eq!(j.metadata.name, served.metadata.name);
         assert_eq!(
             crate::placement::recorded_priority(&j),
             crate::placement::recorded_priority(&served)
         );
         assert_eq!(occupant_of(&j), occupant_of(&served));
+    }
+
+    #[test]
+    fn a_stored_job_keeps_the_labels_and_annotations_the_controller_reads_and_no_others() {
+        let js: jobset_api::JobSet = serde_json::from_value(serde_json::json!({
+            "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+            "metadata": {"name": "js", "namespace": "ns", "uid": "u1",
+                         "annotations": {EXCLUSIVE_KEY: "pool"}},
+            "spec": {"replicatedJobs": [{"name": "w", "replicas": 2, "template": {"spec": {
+                "parallelism": 4, "completions": 4,
+                "template": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}}}}}]},
+        }))
+        .unwrap();
+        let rjob = js.spec.replicated_jobs[0].clone();
+        let mut served = crate::job_builder::build_job(&js, &rjob, 1, false);
+        served.metadata.uid = Some("job-uid".into());
+        let labels = served.metadata.labels.get_or_insert_default();
+        labels.insert(
+            "batch.kubernetes.io/controller-uid".into(),
+            "job-uid".into(),
+        );
+        labels.insert(JOB_RESTART_ATTEMPT_KEY.into(), "2".into());
+        let index = Index::default();
+        index.upsert_job(served.clone());
+        let stored = index.jobs_of("u1").pop().unwrap();
+        let keys = |m: &Option<BTreeMap<String, String>>| {
+            m.iter().flat_map(|m| m.keys().cloned()).collect::<Vec<_>>()
+        };
+        let mut want_labels: Vec<String> = READ_LABELS.iter().map(|k| k.to_string()).collect();
+        want_labels.sort();
+        assert_eq!(keys(&stored.metadata.labels), want_labels);
+        assert_eq!(
+            keys(&stored.metadata.annotations),
+            vec![EXCLUSIVE_KEY.to_string()]
+        );
+        for key in READ_LABELS {
+            assert_eq!(
+                stored.metadata.labels.as_ref().unwrap()[key],
+                served.metadata.labels.as_ref().unwrap()[key],
+                "{key}"
+            );
+        }
+        // Every reader of a Job sees the stored Job as it sees the served
+        // one: the plugins' record of it, its attempt, its domain.
+        assert_eq!(
+            crate::snapshot::job_record(&stored),
+            crate::snapshot::job_record(&served)
+        );
+        assert_eq!(
+            crate::observe::int_label(&stored, RESTART_ATTEMPT_KEY).unwrap(),
+            crate::observe::int_label(&served, RESTART_ATTEMPT_KEY).unwrap()
+        );
+        assert!(occupant_of(&served).is_some());
+        assert_eq!(occupant_of(&stored), occupant_of(&served));
+    }
+
+    /// The index gives back exactly the slimmed Job, whichever fields it
+    /// has: a running Job as served, one with a priority and a pin, a
+    /// suspended one with a full template, a finished one, one without a
+    /// spec, one whose template has no metadata.
+    #[test]
+    fn the_index_gives_back_exactly_the_slimmed_job() {
+        let owner = serde_json::json!([{"apiVersion": JOBSET_API_VERSION, "kind": JOBSET_KIND,
+                                        "name": "js", "uid": "u1", "controller": true}]);
+        let cases = [
+            serde_json::json!({"metadata": {"name": "running"},
+                "spec": {"parallelism": 4, "completions": 4, "suspend": false, "backoffLimit": 0,
+                         "template": {"metadata": {"labels": {"job-name": "running"}},
+                                      "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+                "status": {"active": 4, "ready": 4, "startTime": "2026-12-06T10:00:01Z",
+                           "uncountedTerminatedPods": {}}}),
+            serde_json::json!({"metadata": {"name": "pinned",
+                                            "labels": {JOB_KEY: "k", RESTART_ATTEMPT_KEY: "1"},
+                                            "annotations": {EXCLUSIVE_KEY: "pool"}},
+                "spec": {"parallelism": 1, "template": {
+                    "metadata": {"labels": {PRIORITY_KEY: "9", "x": "y"}},
+                    "spec": {"containers": [], "nodeSelector": {"pool": "p1"}, "priority": 9}}}}),
+            serde_json::json!({"metadata": {"name": "suspended"},
+                "spec": {"suspend": true, "template": {
+                    "metadata": {"labels": {"a": "1"}, "annotations": {"b": "2"}},
+                    "spec": {"containers": [], "tolerations": [{"key": "t", "operator": "Exists"}],
+                             "schedulingGates": [{"name": "g"}]}}}}),
+            serde_json::json!({"metadata": {"name": "finished"},
+                "spec": {"template": {"spec": {"containers": []}}},
+                "status": {"failed": 1, "conditions": [{"type": "Failed", "status": "True",
+                                                        "reason": "BackoffLimitExceeded"}]}}),
+            serde_json::json!({"metadata": {"name": "no-spec"}}),
+            serde_json::json!({"metadata": {"name": "no-template-meta"},
+                "spec": {"suspend": false, "template": {}}}),
+        ];
+        let index = Index::default();
+        let mut want = BTreeMap::new();
+        for mut case in cases {
+            case["metadata"]["namespace"] = "ns".into();
+            case["metadata"]["ownerReferences"] = owner.clone();
+            let job: Job = serde_json::from_value(case).unwrap();
+            let mut slimmed = job.clone();
+            slim(&mut slimmed);
+            want.insert(job.metadata.name.clone().unwrap(), slimmed);
+            index.upsert_job(job);
+        }
+        let got: BTreeMap<String, Job> = index
+            .jobs_of("u1")
+            .into_iter()
+            .map(|j| (j.metadata.name.clone().unwrap(), (*j).clone()))
+            .collect();
+        assert_eq!(got.len(), 6);
+        for (name, job) in &want {
+            assert_eq!(&got[name], job, "{name}");
+        }
+        // Most Jobs' templates are stored as nothing.
+        let inner = index.read();
+        let stored = &inner.jobs["u1"];
+        assert!(stored["running"].spec.as_ref().unwrap().template.is_none());
+        assert!(
+            stored["suspended"]
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .is_some()
+        );
+        assert!(stored["pinned"].spec.as_ref().unwrap().template.is_some());
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn i32_label(job: &Job, key: &str) -> i32 {
         .unwrap_or(0)
 }
 
-fn job_record(job: &Job) -> p::Job {
+pub(crate) fn job_record(job: &Job) -> p::Job {
     let status = job.status.as_ref();
     let finished = finished_condition(job).map(|c| p::FinishedCondition {
         kind: if c.type_ == "Complete" {
