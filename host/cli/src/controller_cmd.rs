@@ -48,6 +48,10 @@ pub struct ControllerArgs {
     /// CPU core. Plugin decisions run on threads of their own either way.
     #[arg(long, default_value_t = 0)]
     pub worker_threads: usize,
+    /// Seconds between two hand-backs of freed heap memory to the
+    /// operating system (glibc builds; see `memory_trim`); 0 never.
+    #[arg(long, default_value_t = 10, value_name = "S")]
+    pub memory_trim_interval_s: u64,
     /// Where `/metrics` is served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -341,6 +345,10 @@ pub fn run(args: ControllerArgs) -> Result<(), Failure> {
                     .map_err(|e| bad_input(format!("--record-decisions: {e}")))?;
                 registry.record_decisions(Some(Arc::new(sink)));
             }
+        }
+        if args.memory_trim_interval_s > 0 {
+            let interval = Duration::from_secs(args.memory_trim_interval_s);
+            tokio::spawn(crate::memory_trim::every(interval));
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
