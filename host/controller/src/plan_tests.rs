@@ -1481,6 +1481,14 @@ fn in_place_run(js: &JobSet, world: &World) -> Plan {
     run_with(js, &jobs, world, &NativeDefaults)
 }
 
+/// The reason of the Failed condition once pod `pod`'s containers have
+/// restarted twice, past a one-restart budget.
+fn failed_reason_past_the_budget(js: &JobSet, mut world: World, pod: usize) -> String {
+    world.pods.as_mut().unwrap()[pod].max_restart_count = 2;
+    let p = in_place_run(js, &world);
+    cond(&p, types::FAILED).unwrap().reason.clone()
+}
+
 #[test]
 fn every_pod_at_one_attempt_sets_the_current_attempt_and_lifts_the_barrier() {
     let js = in_place_jobset(3);
@@ -1552,11 +1560,9 @@ fn pods_past_max_restarts_fail_the_jobset_in_upstreams_words() {
     assert!(cond_opt(&p, types::FAILED).is_none());
 
     // A container restarting faster than the barrier can lift.
-    let mut world = in_place_world([Some("0"); 7]);
-    world.pods.as_mut().unwrap()[2].max_restart_count = 2;
-    let p = in_place_run(&js, &world);
+    let world = in_place_world([Some("0"); 7]);
     assert_eq!(
-        cond(&p, types::FAILED).unwrap().reason,
+        failed_reason_past_the_budget(&js, world, 2),
         "ReachedMaxRestarts"
     );
 
@@ -1750,11 +1756,9 @@ fn a_failing_outcome_plugin_holds_an_in_place_jobset_past_its_budget_and_never_f
 fn an_unreadable_attempt_still_fails_a_jobset_whose_containers_are_past_the_budget() {
     // Upstream fails on the restart count before it reads the annotations.
     let js = in_place_jobset(1);
-    let mut world = in_place_world([Some("0"), Some("zero"), None, None, None, None, None]);
-    world.pods.as_mut().unwrap()[0].max_restart_count = 2;
-    let p = in_place_run(&js, &world);
+    let world = in_place_world([Some("0"), Some("zero"), None, None, None, None, None]);
     assert_eq!(
-        cond(&p, types::FAILED).unwrap().reason,
+        failed_reason_past_the_budget(&js, world, 0),
         "ReachedMaxRestarts"
     );
 }
@@ -1769,11 +1773,9 @@ fn sizes_that_do_not_allow_in_place_restart_still_fail_a_jobset_past_the_budget(
         .as_mut()
         .unwrap()
         .completions = Some(2);
-    let mut world = in_place_world([Some("0"); 7]);
-    world.pods.as_mut().unwrap()[0].max_restart_count = 2;
-    let p = in_place_run(&js, &world);
+    let world = in_place_world([Some("0"); 7]);
     assert_eq!(
-        cond(&p, types::FAILED).unwrap().reason,
+        failed_reason_past_the_budget(&js, world, 0),
         "ReachedMaxRestarts"
     );
 }
